@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Project set-up: installs everything the workspace needs, idempotently.
+#
+#   scripts/setup.sh            host + microcontroller toolchains + libtorch venv
+#   SKIP_TORCH=1 scripts/setup.sh   everything but the libtorch venv
+#
+# What it installs (and why):
+#   * Debian: rustc-web cargo-web rust-web-src (Rust 1.96 with the std sources, used with
+#     -Z build-std=core for the thumbv6m / thumbv7em / riscv32imc targets, since rustup cannot add
+#     targets here), lld (linker for those targets), qemu-system-arm and qemu-system-misc (run the
+#     firmware), libgloo-dev (Gloo headers for the c10d bridge), python3-venv.
+#   * rustup components rustfmt and clippy for the host toolchain.
+#   * .venv/ : a project-local Python venv with torch==2.13.0 (libtorch for tch).
+# A second run only checks and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TORCH_VERSION=2.13.0
+log() { printf '[setup] %s\n' "$*"; }
+
+need_apt=()
+for pkg in rustc-web cargo-web rust-web-src lld qemu-system-arm qemu-system-misc libgloo-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+else
+  log "Debian packages present"
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  for comp in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$comp" || { log "adding rustup component $comp"; rustup component add "$comp"; }
+  done
+fi
+
+if [ "${SKIP_TORCH:-0}" != 1 ]; then
+  PY=${PYTHON:-python3}
+  if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    "$PY" -m venv .venv
+  fi
+  if ! .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null; then
+    log "installing torch==$TORCH_VERSION into .venv (about 5 GB, a few minutes)"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q "torch==$TORCH_VERSION" numpy safetensors
+  else
+    log "torch $TORCH_VERSION present in .venv"
+  fi
+  # A stable path to libtorch for the build (see .cargo/config.toml).
+  TORCH_DIR=$(.venv/bin/python -c "import torch,os; print(os.path.dirname(torch.__file__))")
+  ln -sfn "$TORCH_DIR" .venv/libtorch
+fi
+log "done"

@@ -1,0 +1,2 @@
+//! Helpers shared by the cross-crate tests in `tests/tests/`.
+#![deny(missing_docs)]

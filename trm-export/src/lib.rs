@@ -1,0 +1,2 @@
+//! Host-side conversion of TRM checkpoints into `.trm` model files.
+#![deny(missing_docs)]

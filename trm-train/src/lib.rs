@@ -1,0 +1,2 @@
+//! A libtorch trainer for Tiny Recursive Models.
+#![deny(missing_docs)]
