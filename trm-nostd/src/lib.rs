@@ -19,4 +19,4 @@ pub mod config;
 pub mod tensor;
 
 pub use config::{Config, ConfigError, PosEncoding};
-pub use tensor::{DType, LayerTensor, Shape, TensorId};
+pub use tensor::{DType, LayerTensor, Shape, TensorId, TensorSource, TensorView};

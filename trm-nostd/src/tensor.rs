@@ -276,3 +276,34 @@ mod tests {
             }));
     }
 }
+
+/// A stored tensor, borrowed in place (from flash, or from a file read into memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorView<'a> {
+    /// Element type of `data`.
+    pub dtype: DType,
+    /// Shape; `data.len() == shape.numel() * dtype.size()`.
+    pub shape: Shape,
+    /// Little-endian elements, row-major.
+    pub data: &'a [u8],
+}
+
+impl<'a> TensorView<'a> {
+    /// Element `i` as f32, for float element types (`None` for integer types or out of range).
+    pub fn get_f32(&self, i: usize) -> Option<f32> {
+        let s = self.dtype.size();
+        let b = self.data.get(i * s..i * s + s)?;
+        match self.dtype {
+            DType::F32 => Some(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            DType::F16 => Some(half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            DType::BF16 => Some(half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            _ => None,
+        }
+    }
+}
+
+/// Anything that hands out a model's tensors by id: the `.trm` file reader, or a test's map.
+pub trait TensorSource<'a> {
+    /// The tensor, if the source has it.
+    fn tensor(&self, id: TensorId) -> Option<TensorView<'a>>;
+}
