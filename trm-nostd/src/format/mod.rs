@@ -1,0 +1,194 @@
+//! The `.trm` model file: one self-describing, checksummed byte string that the engines read in
+//! place (from flash on a microcontroller, or from a file read into memory on a host).
+//!
+//! # Layout (format version 1)
+//!
+//! Every integer is little-endian. Offsets are absolute (from the first byte of the file), so a
+//! file placed at a 64-byte-aligned address (see [`Aligned`] and [`include_model!`](crate::include_model)) has every
+//! tensor 64-byte aligned in memory as well.
+//!
+//! ```text
+//! offset  size  field
+//! ------  ----  ---------------------------------------------------------------------------
+//!      0     8  magic: 89 54 52 4D 0D 0A 1A 0A  ("\x89TRM\r\n\x1a\n", as PNG: catches text-mode
+//!                 transfers and 7-bit channels)
+//!      8     2  format version (u16) = 1
+//!     10     2  flags (u16), must be 0 in version 1
+//!     12     4  header_len (u32): length of the postcard header that follows the preamble
+//!     16     4  payload_offset (u32): where the payload starts; = align64(directory end)
+//!     20     4  meta_crc (u32): CRC-32 of bytes 24..payload_offset (header, directory, padding)
+//!     24     h  header: postcard encoding of `Header` (config, numeric scheme, tensor count,
+//!                 payload length, payload CRC-32)
+//!   24+h  32*n  tensor directory: n = tensor_count fixed 32-byte entries (below)
+//!      .     .  zero padding up to payload_offset (a multiple of 64)
+//! payload_offset  payload_len  payload: the tensors, each at a 64-byte-aligned offset, zero
+//!                 padding between them; the file ends exactly at the end of the payload
+//! ```
+//!
+//! A directory entry (32 bytes) is fixed binary, not postcard, so the reader can walk it in place
+//! without decoding the whole directory into memory (a microcontroller has a few KB of stack):
+//!
+//! ```text
+//!  0  u8   tensor kind: 0 embed_tokens, 1 embed_pos, 2 puzzle_emb, 3 H_init, 4 L_init,
+//!          5 lm_head, 6 q_head.weight, 7 q_head.bias; 16 + k for block weight k: 16 qkv_proj,
+//!          17 o_proj, 18 mlp_t.gate_up, 19 mlp_t.down, 20 mlp.gate_up, 21 mlp.down
+//!  1  u8   block index (0 for the global tensors)
+//!  2  u8   dtype: 0 F32, 1 F16, 2 BF16, 3 I8, 4 I16, 5 I32
+//!  3  u8   rank (1 or 2; a vector has rows = 1)
+//!  4  u32  rows
+//!  8  u32  cols (the contiguous axis)
+//! 12  u32  offset of the data (absolute, multiple of 64)
+//! 16  u32  byte length = rows * cols * dtype size
+//! 20  u32  quant[0] \
+//! 24  u32  quant[1]  > per-tensor quantization words, all 0 in version 1
+//! 28  u32  quant[2] /
+//! ```
+//!
+//! # Validation
+//!
+//! [`Model::parse`] checks everything once, in this order, and returns the first failure as a
+//! [`FormatError`]: magic, version, flags, the preamble's lengths, the metadata checksum, the
+//! header's postcard decoding, [`Config::validate`](crate::Config::validate), the numeric scheme,
+//! the file length against the header, then every directory entry (known id and dtype, quant words
+//! zero, tensor expected by the config and seen once, shape equal to
+//! [`TensorId::shape`](crate::TensorId::shape), dtype allowed by the scheme, byte length, 64-byte
+//! alignment, inside the payload, after the previous tensor), every expected tensor present, and
+//! last the payload checksum. Tensors must appear in increasing offset order: that makes the
+//! overlap check a single walk. After `parse` succeeds, no accessor can fail or panic. Parsing
+//! never panics and never allocates (the crate has no `alloc`); its stack holds little more than
+//! the decoded [`Header`] (under 100 bytes) and a 56-byte bitset of the tensors seen. The
+//! payload checksum is one byte-wise table-driven CRC pass (a 1 KB table in flash).
+//!
+//! All sizes and offsets are u32, so a file is at most 4 GiB (the paper's largest model is
+//! 28 MB in f32). Arithmetic on them is done in u64, so nothing overflows on 32-bit targets.
+//!
+//! # Versioning and quantized files
+//!
+//! [`NumericScheme`] has one variant today, `Float(dtype)`: every tensor is stored in that float
+//! type. The fixed-point engine will add a `Fixed { .. }` variant (int8 weights, int16
+//! activations, per-tensor and per-channel scales); postcard encodes the variant index first, so
+//! adding a variant at the end keeps every version-1 file decodable unchanged. A file that uses a
+//! new variant or non-zero `quant` words will be written as format version 2, so that a
+//! version-1 reader reports [`FormatError::UnsupportedVersion`] ("update trm-nostd") rather than
+//! a puzzling decode error. The three `quant` words of each directory entry are reserved for the
+//! per-tensor quantization metadata (planned: offset and length of a per-output-channel
+//! multiplier/shift table in the payload, and the tensor's scale code); version 1 requires them
+//! to be zero, so their meaning can be defined later without ambiguity.
+//!
+//! # Checksums
+//!
+//! CRC-32 (ISO-HDLC, the zlib/PNG polynomial) over the metadata (`meta_crc`, in the preamble)
+//! and over the payload (`payload_crc`, in the header). The metadata checksum catches flipped
+//! bits in the config's float fields (`rms_norm_eps`, `rope_theta`), which no range check could.
+//!
+//! # Writing
+//!
+//! With the `std` feature, `ModelWriter` builds a file from f32 tensors (converted with `half`,
+//! round to nearest even, for F16 and BF16 files).
+
+mod aligned;
+mod dir;
+mod error;
+mod model;
+#[cfg(feature = "std")]
+mod writer;
+
+pub use aligned::Aligned;
+pub use dir::{DirEntry, ENTRY_LEN};
+pub use error::FormatError;
+pub use model::{Model, ModelSummary, Tensors};
+#[cfg(feature = "std")]
+pub use writer::{ModelWriter, WriteError, write_model};
+
+use crate::config::Config;
+use crate::tensor::DType;
+use serde::{Deserialize, Serialize};
+
+/// The first 8 bytes of every `.trm` file.
+pub const MAGIC: [u8; 8] = *b"\x89TRM\r\n\x1a\n";
+
+/// The format version this build reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Bytes before the postcard header: magic, version, flags, header length, payload offset and
+/// metadata checksum.
+pub const PREAMBLE_LEN: usize = 24;
+
+/// Alignment of every tensor (and of the payload start), in bytes from the start of the file.
+pub const ALIGN: usize = 64;
+
+/// How the numbers of a model are stored and computed.
+///
+/// Postcard encodes the variant index first: new variants go at the end, with a format-version
+/// bump (see the [module documentation](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum NumericScheme {
+    /// Float weights, every tensor of this type (F32, F16 or BF16), computed in f32.
+    Float(DType),
+}
+
+impl NumericScheme {
+    /// Whether this scheme is one this build can read (`Float` of a float type).
+    pub const fn is_supported(&self) -> bool {
+        match self {
+            NumericScheme::Float(d) => matches!(d, DType::F32 | DType::F16 | DType::BF16),
+        }
+    }
+
+    /// Whether a tensor may be stored with this dtype under this scheme.
+    pub fn allows(&self, dtype: DType) -> bool {
+        match self {
+            NumericScheme::Float(d) => *d == dtype,
+        }
+    }
+}
+
+/// The postcard-encoded header that follows the preamble.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Header {
+    /// The architecture.
+    pub config: Config,
+    /// How the tensors are stored.
+    pub scheme: NumericScheme,
+    /// Number of directory entries.
+    pub tensor_count: u32,
+    /// Bytes from `payload_offset` to the end of the file.
+    pub payload_len: u32,
+    /// CRC-32 of the payload.
+    pub payload_crc: u32,
+}
+
+/// CRC-32 (ISO-HDLC: polynomial 0x04C11DB7 reflected, init and final xor 0xFFFFFFFF; the
+/// checksum of zlib, PNG and Ethernet) used by the format.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    CRC32.checksum(bytes)
+}
+
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// `n` rounded up to a multiple of [`ALIGN`] (in u64: cannot overflow for u32 inputs).
+pub(crate) const fn align_up(n: u64) -> u64 {
+    n.div_ceil(ALIGN as u64) * ALIGN as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_check_value() {
+        // The catalogue's check value for CRC-32/ISO-HDLC.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn align_up_rounds() {
+        assert_eq!(align_up(0), 0);
+        assert_eq!(align_up(1), 64);
+        assert_eq!(align_up(64), 64);
+        assert_eq!(align_up(65), 128);
+    }
+}
