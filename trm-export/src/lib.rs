@@ -1,2 +1,5 @@
 //! Host-side conversion of TRM checkpoints into `.trm` model files.
 #![deny(missing_docs)]
+
+pub mod reference;
+pub mod torch_pickle;
