@@ -117,15 +117,9 @@ pub fn swiglu_inter(n: u32, expansion: f32) -> u32 {
 fn round_half_even(v: f64) -> f64 {
     let f = libm::floor(v);
     let diff = v - f;
-    if diff > 0.5 {
-        f + 1.0
-    } else if diff < 0.5 {
-        f
-    } else if libm::fmod(f, 2.0) == 0.0 {
-        f
-    } else {
-        f + 1.0
-    }
+    // Round up above one half, and at exactly one half only when the floor is odd.
+    let up = diff > 0.5 || (diff == 0.5 && libm::fmod(f, 2.0) != 0.0);
+    if up { f + 1.0 } else { f }
 }
 
 impl Config {

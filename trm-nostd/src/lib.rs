@@ -6,7 +6,7 @@
 //!
 //! - [`config`]: the architecture settings and their derived sizes;
 //! - [`tensor`]: the names, shapes and element types of every weight;
-//! - [`format`]: the `.trm` model file, read in place from flash without allocating;
+//! - [`format`](mod@format): the `.trm` model file, read in place from flash without allocating;
 //! - [`float`]: the float engine (f32, `libm`, fixed summation order: bit-reproducible);
 //! - [`sudoku`]: puzzle codecs.
 //!
@@ -16,7 +16,14 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod digest;
+pub mod float;
+pub mod format;
+pub mod sudoku;
 pub mod tensor;
 
 pub use config::{Config, ConfigError, PosEncoding};
+pub use digest::{digest_f32, digest_tokens};
+pub use float::{EngineError, FloatEngine, HaltMode, SolveSummary, StepOutput};
+pub use format::{FormatError, Model, NumericScheme};
 pub use tensor::{DType, LayerTensor, Shape, TensorId, TensorSource, TensorView};

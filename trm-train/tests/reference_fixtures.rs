@@ -1,5 +1,5 @@
 //! The tch model reproduces the reference implementation's outputs on the shared fixtures
-//! (/work/shared/reference-fixtures, see its README): eval logits and q_halt at all 16 ACT
+//! (`../shared/reference-fixtures` beside the workspace, see its README): eval logits and q_halt at all 16 ACT
 //! steps, from the reference's own `torch.save` checkpoint.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,9 @@ const REL_FLOOR: f64 = 1e-2;
 fn fixtures_root() -> PathBuf {
     std::env::var_os("TRM_REFERENCE_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/reference-fixtures"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference-fixtures")
+        })
 }
 
 fn read_npy(path: &Path) -> Tensor {

@@ -1,0 +1,399 @@
+//! The board-agnostic TRM Sudoku demo.
+//!
+//! A board crate gives it a [`Console`], a [`Counter`], the embedded `.trm` model bytes (or
+//! `None`), a list of [`Puzzle`]s and a scratch buffer; [`run`] then parses the model with
+//! `trm_nostd::format::Model::parse`, solves every puzzle with `trm_nostd::float::FloatEngine`
+//! and prints one result block per puzzle. Without a model it still parses, prints and checks the
+//! puzzles and their reference answers (a codec smoke run).
+//!
+//! # Output
+//!
+//! Every machine-readable line starts with `TRM-` and is a tag followed by `key=value` fields
+//! separated by single spaces; values never contain spaces, except `msg=`, which is always the
+//! last field and runs to the end of the line. Other lines (the boards) are for humans.
+//!
+//! ```text
+//! TRM-BANNER app=trm-fw-app version=0.1.0 board=<board>
+//! TRM-MODEL none
+//! TRM-MODEL bytes=<n> version=<v> hidden=<D> seq_len=<L> layers=<n> mlp_t=<bool> params=<n> scratch_f32=<n>
+//! TRM-PUZZLE puzzle=<i> name=<name> givens=<n> question=<81 chars>
+//! TRM-ANSWER puzzle=<i> status=valid|invalid|none [msg=<reason>]
+//! TRM-STEP puzzle=<i> step=<k> q_halt=<f32 bits, hex> y=<hex32> z=<hex32>
+//! TRM-DIGEST puzzle=<i> steps=<n> tokens=<hex32> y=<hex32>
+//! TRM-RESULT puzzle=<i> valid=<bool> correct=<n>/81 prediction=<81 chars> [msg=<reason>]
+//! TRM-CYCLES puzzle=<i> ticks=<n> unit=<unit>
+//! TRM-ERROR stage=<model|engine|puzzle> [puzzle=<i>] msg=<Display of the error>
+//! TRM-DONE ok=<n> total=<n> errors=<n>
+//! ```
+//!
+//! Digests are `trm_nostd::digest` FNV-1a 32 (tokens: the predicted token bytes; y, z: the f32
+//! bit patterns of the whole `[seq_total, D]` state), so a host run of the same model gives the
+//! same values bit for bit. `ok` counts puzzles whose predicted grid is a valid solution (with a
+//! model) or whose reference answer checks out (without one); `errors` counts failures of the
+//! run itself (bad model, bad puzzle string, engine error), and only those make the firmware exit
+//! non-zero: a wrong prediction is a result, not an error.
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use core::fmt::{self, Write as _};
+use trm_nostd::digest::{digest_f32, digest_tokens};
+use trm_nostd::float::{FloatEngine, recursion};
+use trm_nostd::format::Model;
+use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
+
+pub use trm_nostd::float::HaltMode;
+
+/// Where the demo prints: a UART, semihosting, RTT, a host's stdout.
+pub trait Console {
+    /// Writes a string as is (the demo ends lines with `\n`).
+    fn write_str(&mut self, s: &str);
+}
+
+/// A free-running counter for timing each solve: cycles where the board has a cycle counter,
+/// timer ticks otherwise.
+pub trait Counter {
+    /// The current count; only differences are used.
+    fn now(&mut self) -> u64;
+    /// What one count is, for the report (`cycles`, `systick`, `none`, ...).
+    fn unit(&self) -> &'static str;
+}
+
+/// A [`Counter`] for boards without one: always 0.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCounter;
+
+impl Counter for NoCounter {
+    fn now(&mut self) -> u64 {
+        0
+    }
+    fn unit(&self) -> &'static str {
+        "none"
+    }
+}
+
+/// One embedded puzzle.
+#[derive(Debug, Clone, Copy)]
+pub struct Puzzle<'a> {
+    /// A short label (source or row number), without spaces.
+    pub name: &'a str,
+    /// 81 characters, `.`/`0` blank, `1`..`9` digits.
+    pub question: &'a str,
+    /// The reference solution, when known.
+    pub answer: Option<&'a str>,
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// Board name for the banner.
+    pub board: &'a str,
+    /// When a solve stops.
+    pub halt: HaltMode,
+    /// Print a `TRM-STEP` line with state digests after every ACT step.
+    pub step_digests: bool,
+    /// Print the boards (question, prediction) for humans.
+    pub boards: bool,
+}
+
+/// What [`run`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Puzzles solved (with a model) or checked (without one).
+    pub ok: usize,
+    /// Puzzles attempted.
+    pub total: usize,
+    /// Failures of the run itself (model, puzzle strings, engine).
+    pub errors: usize,
+}
+
+impl Report {
+    /// Whether the firmware should report success: the run had no errors.
+    pub fn success(&self) -> bool {
+        self.errors == 0
+    }
+}
+
+/// `fmt::Write` over a [`Console`]; never fails.
+struct Out<'c, C: Console + ?Sized>(&'c mut C);
+
+impl<C: Console + ?Sized> fmt::Write for Out<'_, C> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.write_str(s);
+        Ok(())
+    }
+}
+
+/// Formats into a [`Console`]. Writing to it cannot fail, so the result is dropped on purpose.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// Runs the demo: banner, model, then every puzzle, then `TRM-DONE`.
+///
+/// `model`: the `.trm` bytes, or `None` for a codec-only run (an empty or malformed file is an
+/// error, reported with the reader's message). `scratch` must hold at least
+/// `FloatEngine::scratch_len(config)` values; more lets the engine go faster, with identical
+/// results.
+pub fn run<C: Console + ?Sized, K: Counter + ?Sized>(
+    console: &mut C,
+    counter: &mut K,
+    model: Option<&[u8]>,
+    puzzles: &[Puzzle<'_>],
+    scratch: &mut [f32],
+    opts: &Options<'_>,
+) -> Report {
+    let mut out = Out(console);
+    let mut report = Report::default();
+    say!(
+        out,
+        "TRM-BANNER app={} version={} board={}",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        opts.board
+    );
+    let mut engine = match model {
+        None => {
+            say!(out, "TRM-MODEL none");
+            None
+        }
+        Some(bytes) => match load(&mut out, bytes, scratch) {
+            Ok(engine) => Some(engine),
+            Err(()) => {
+                report.errors += 1;
+                say!(out, "TRM-DONE ok=0 total=0 errors={}", report.errors);
+                return report;
+            }
+        },
+    };
+    for (i, p) in puzzles.iter().enumerate() {
+        report.total += 1;
+        match solve_one(&mut out, counter, engine.as_mut(), i, p, opts) {
+            Ok(true) => report.ok += 1,
+            Ok(false) => {}
+            Err(()) => report.errors += 1,
+        }
+    }
+    say!(
+        out,
+        "TRM-DONE ok={} total={} errors={}",
+        report.ok,
+        report.total,
+        report.errors
+    );
+    report
+}
+
+/// Parses the model and builds the engine; prints `TRM-MODEL` or `TRM-ERROR`.
+fn load<'s, C: Console + ?Sized>(
+    out: &mut Out<'_, C>,
+    bytes: &'s [u8],
+    scratch: &'s mut [f32],
+) -> Result<FloatEngine<'s>, ()> {
+    let model = match Model::parse(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            say!(out, "TRM-ERROR stage=model bytes={} msg={e}", bytes.len());
+            return Err(());
+        }
+    };
+    let c = *model.config();
+    // The smallest scratch is enough; the fast size when it fits (same results, fewer passes).
+    let need = FloatEngine::scratch_len(&c);
+    let fast = FloatEngine::scratch_len_fast(&c);
+    let use_len = if scratch.len() >= fast { fast } else { need };
+    say!(
+        out,
+        "TRM-MODEL bytes={} version={} hidden={} seq_len={} layers={} mlp_t={} params={} scratch_f32={} scratch_have={}",
+        bytes.len(),
+        model.version(),
+        c.hidden_size,
+        c.seq_len,
+        c.l_layers,
+        c.mlp_t,
+        model.summary().parameter_count,
+        use_len,
+        scratch.len()
+    );
+    if c.seq_len as usize != CELLS || (c.vocab_size as usize) < sudoku::VOCAB {
+        say!(
+            out,
+            "TRM-ERROR stage=model msg=not a Sudoku model (seq_len {}, vocab {})",
+            c.seq_len,
+            c.vocab_size
+        );
+        return Err(());
+    }
+    let scratch_len = scratch.len();
+    let Some(buf) = scratch.get_mut(..use_len) else {
+        say!(
+            out,
+            "TRM-ERROR stage=engine msg=scratch too small: need {need} f32, have {scratch_len}"
+        );
+        return Err(());
+    };
+    match FloatEngine::new(&c, &model, buf) {
+        Ok(engine) => Ok(engine),
+        Err(e) => {
+            say!(out, "TRM-ERROR stage=engine msg={e}");
+            Err(())
+        }
+    }
+}
+
+/// One puzzle: parse, print, check the reference answer, and solve when there is an engine.
+/// `Ok(true)` when the puzzle counts as ok, `Err(())` on a run error (already printed).
+fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
+    out: &mut Out<'_, C>,
+    counter: &mut K,
+    engine: Option<&mut FloatEngine<'_>>,
+    i: usize,
+    p: &Puzzle<'_>,
+    opts: &Options<'_>,
+) -> Result<bool, ()> {
+    let mut question: Tokens = [PAD; CELLS];
+    let givens = match sudoku::parse_puzzle(p.question, &mut question) {
+        Ok(n) => n,
+        Err(e) => {
+            say!(out, "TRM-ERROR stage=puzzle puzzle={i} msg=question: {e}");
+            return Err(());
+        }
+    };
+    let mut line = Line::new();
+    let _ = sudoku::write_line(&mut line, &question);
+    say!(
+        out,
+        "TRM-PUZZLE puzzle={i} name={} givens={givens} question={}",
+        p.name,
+        line.as_str()
+    );
+    if opts.boards {
+        let _ = sudoku::write_board(out, &question);
+    }
+    let answer = match p.answer {
+        None => {
+            say!(out, "TRM-ANSWER puzzle={i} status=none");
+            None
+        }
+        Some(a) => {
+            let mut tokens: Tokens = [PAD; CELLS];
+            if let Err(e) = sudoku::parse_puzzle(a, &mut tokens) {
+                say!(out, "TRM-ERROR stage=puzzle puzzle={i} msg=answer: {e}");
+                return Err(());
+            }
+            match sudoku::check_solution(&tokens, &question) {
+                Ok(()) => say!(out, "TRM-ANSWER puzzle={i} status=valid"),
+                Err(v) => {
+                    // A reference answer that is not a solution means bad embedded data.
+                    say!(out, "TRM-ANSWER puzzle={i} status=invalid msg={v}");
+                    return Err(());
+                }
+            }
+            Some(tokens)
+        }
+    };
+    let Some(engine) = engine else {
+        // Codec-only run: the puzzle is ok when its answer is known and valid.
+        return Ok(answer.is_some());
+    };
+
+    let t0 = counter.now();
+    if let Err(e) = engine.start(&question, 0) {
+        say!(out, "TRM-ERROR stage=engine puzzle={i} msg={e}");
+        return Err(());
+    }
+    let halt_max = engine.config().halt_max_steps;
+    let steps = loop {
+        let s = engine.step();
+        if opts.step_digests {
+            say!(
+                out,
+                "TRM-STEP puzzle={i} step={} q_halt={:08x} y={:08x} z={:08x}",
+                s.step,
+                s.q_halt.to_bits(),
+                digest_f32(engine.y()),
+                digest_f32(engine.z())
+            );
+        }
+        if recursion::should_stop(opts.halt, s.step, halt_max, s.q_halt > 0.0) {
+            break s.step;
+        }
+    };
+    let mut pred: Tokens = [PAD; CELLS];
+    if let Err(e) = engine.predict(&mut pred) {
+        say!(out, "TRM-ERROR stage=engine puzzle={i} msg={e}");
+        return Err(());
+    }
+    let ticks = counter.now().wrapping_sub(t0);
+    // Givens stay as they were: the model predicts every cell, the grid check decides.
+    let valid = sudoku::check_solution(&pred, &question);
+    let correct = match &answer {
+        Some(a) => a.iter().zip(pred.iter()).filter(|(x, y)| x == y).count(),
+        None => 0,
+    };
+    let mut line = Line::new();
+    let _ = sudoku::write_line(&mut line, &pred);
+    say!(
+        out,
+        "TRM-DIGEST puzzle={i} steps={steps} tokens={:08x} y={:08x}",
+        digest_tokens(&pred),
+        digest_f32(engine.y())
+    );
+    match valid {
+        Ok(()) => say!(
+            out,
+            "TRM-RESULT puzzle={i} valid=true correct={correct}/{CELLS} prediction={}",
+            line.as_str()
+        ),
+        Err(v) => say!(
+            out,
+            "TRM-RESULT puzzle={i} valid=false correct={correct}/{CELLS} prediction={} msg={v}",
+            line.as_str()
+        ),
+    }
+    if opts.boards {
+        let _ = sudoku::write_board(out, &pred);
+    }
+    say!(
+        out,
+        "TRM-CYCLES puzzle={i} ticks={ticks} unit={}",
+        counter.unit()
+    );
+    Ok(valid.is_ok())
+}
+
+/// An 81-character line buffer (a puzzle in string form), no allocation.
+struct Line {
+    buf: [u8; CELLS],
+    len: usize,
+}
+
+impl Line {
+    const fn new() -> Self {
+        Line {
+            buf: [BLANK; CELLS],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is ever written (see `write_str`), so this cannot fail.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+    }
+}
+
+impl fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if !b.is_ascii() {
+                return Err(fmt::Error);
+            }
+            let slot = self.buf.get_mut(self.len).ok_or(fmt::Error)?;
+            *slot = b;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! Host tests of the demo: every error path prints its line and counts as an error, and solves
+//! report exactly what the float engine computes when called directly.
+
+use trm_fw_app::{Console, Counter, HaltMode, NoCounter, Options, Puzzle, Report, run};
+use trm_nostd::digest::{digest_f32, digest_tokens};
+use trm_nostd::format::{NumericScheme, write_model};
+use trm_nostd::sudoku::{self, CELLS, PAD};
+use trm_nostd::{Config, DType, FloatEngine, TensorId};
+
+#[derive(Default)]
+struct Buf(String);
+
+impl Console for Buf {
+    fn write_str(&mut self, s: &str) {
+        self.0.push_str(s);
+    }
+}
+
+/// Counts calls, so ticks are the number of `now` calls between start and end (1).
+struct Calls(u64);
+
+impl Counter for Calls {
+    fn now(&mut self) -> u64 {
+        self.0 += 1;
+        self.0
+    }
+    fn unit(&self) -> &'static str {
+        "calls"
+    }
+}
+
+const Q: &str = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79";
+const A: &str = "534678912672195348198342567859761423426853791713924856961537284287419635345286179";
+
+fn opts(halt: HaltMode) -> Options<'static> {
+    Options {
+        board: "host",
+        halt,
+        step_digests: true,
+        boards: false,
+    }
+}
+
+fn go(
+    model: Option<&[u8]>,
+    puzzles: &[Puzzle<'_>],
+    scratch: usize,
+    halt: HaltMode,
+) -> (Report, String) {
+    let mut out = Buf::default();
+    let mut scratch = vec![0.0f32; scratch];
+    let r = run(
+        &mut out,
+        &mut Calls(0),
+        model,
+        puzzles,
+        &mut scratch,
+        &opts(halt),
+    );
+    (r, out.0)
+}
+
+fn lines<'a>(out: &'a str, tag: &str) -> Vec<&'a str> {
+    out.lines()
+        .filter(|l| l.split(' ').next() == Some(tag))
+        .collect()
+}
+
+#[test]
+fn codec_run_reports_every_error() {
+    let swapped: String = {
+        // Swap two non-given cells of one row: rows stay fine, columns break.
+        let mut b: Vec<u8> = A.bytes().collect();
+        b.swap(2, 3);
+        String::from_utf8(b).expect("ascii")
+    };
+    let bad_q = Q.replacen('.', "x", 1);
+    let puzzles = [
+        Puzzle {
+            name: "good",
+            question: Q,
+            answer: Some(A),
+        },
+        Puzzle {
+            name: "badchar",
+            question: &bad_q,
+            answer: Some(A),
+        },
+        Puzzle {
+            name: "wrong",
+            question: Q,
+            answer: Some(&swapped),
+        },
+        Puzzle {
+            name: "short",
+            question: &Q[..80],
+            answer: None,
+        },
+        Puzzle {
+            name: "noanswer",
+            question: Q,
+            answer: None,
+        },
+    ];
+    let (r, out) = go(None, &puzzles, 0, HaltMode::AllSteps);
+    assert_eq!(
+        r,
+        Report {
+            ok: 1,
+            total: 5,
+            errors: 3
+        },
+        "{out}"
+    );
+    assert!(!r.success());
+    assert!(
+        out.starts_with("TRM-BANNER app=trm-fw-app version="),
+        "{out}"
+    );
+    assert!(out.contains("TRM-MODEL none\n"));
+    let errors = lines(&out, "TRM-ERROR");
+    assert_eq!(errors.len(), 2, "{out}");
+    assert_eq!(
+        errors[0],
+        "TRM-ERROR stage=puzzle puzzle=1 msg=question: sudoku: bad character 'x' at position 2 (expected '.', '0' or '1'..'9')"
+    );
+    assert_eq!(
+        errors[1],
+        "TRM-ERROR stage=puzzle puzzle=3 msg=question: sudoku: 80 cells, expected 81"
+    );
+    let answers = lines(&out, "TRM-ANSWER");
+    assert_eq!(answers[0], "TRM-ANSWER puzzle=0 status=valid");
+    assert!(
+        answers[1].starts_with("TRM-ANSWER puzzle=2 status=invalid msg="),
+        "{out}"
+    );
+    assert_eq!(answers[2], "TRM-ANSWER puzzle=4 status=none");
+    assert!(out.ends_with("TRM-DONE ok=1 total=5 errors=3\n"), "{out}");
+}
+
+#[test]
+fn bad_models_are_errors() {
+    let p = [Puzzle {
+        name: "good",
+        question: Q,
+        answer: Some(A),
+    }];
+    for bytes in [&b""[..], &b"\x89TRM\r\n\x1a\n"[..], &[0u8; 100][..]] {
+        let (r, out) = go(Some(bytes), &p, 1024, HaltMode::AllSteps);
+        assert_eq!(r.errors, 1, "{out}");
+        let err = trm_nostd::Model::parse(bytes).expect_err("host rejects it");
+        assert!(
+            out.contains(&format!(
+                "TRM-ERROR stage=model bytes={} msg={err}\n",
+                bytes.len()
+            )),
+            "{out}"
+        );
+        assert!(lines(&out, "TRM-PUZZLE").is_empty());
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::sudoku_mlp_t();
+    c.hidden_size = 16;
+    c.num_heads = 2;
+    c.puzzle_emb_ndim = 16;
+    c.h_cycles = 2;
+    c.l_cycles = 2;
+    c.halt_max_steps = 4;
+    c
+}
+
+/// Deterministic weights; `bias` is the q_head bias (positive: early halting stops at step 1).
+fn model(c: &Config, bias: f32) -> Vec<u8> {
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let tensors: Vec<(TensorId, Vec<f32>)> = TensorId::all(c)
+        .map(|id| {
+            let shape = id.shape(c);
+            let amp = (3.0 / shape.cols.max(1) as f32).sqrt();
+            let v = (0..shape.numel())
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    if id == TensorId::QHeadBias {
+                        bias
+                    } else {
+                        amp * (((s >> 40) as f32 / 8388608.0) - 1.0)
+                    }
+                })
+                .collect();
+            (id, v)
+        })
+        .collect();
+    write_model(
+        *c,
+        NumericScheme::Float(DType::F32),
+        tensors.iter().map(|(i, v)| (*i, v.as_slice())),
+    )
+    .expect("write")
+}
+
+#[test]
+fn solves_match_the_engine() {
+    let c = config();
+    for (bias, halt) in [
+        (-50.0, HaltMode::AllSteps),
+        (50.0, HaltMode::EarlyHalt),
+        (-50.0, HaltMode::EarlyHalt),
+    ] {
+        let bytes = model(&c, bias);
+        let p = [Puzzle {
+            name: "good",
+            question: Q,
+            answer: Some(A),
+        }];
+        let (r, out) = go(Some(&bytes), &p, FloatEngine::scratch_len(&c), halt);
+        assert_eq!(r.errors, 0, "{out}");
+        assert_eq!(r.total, 1);
+
+        let m = trm_nostd::Model::parse(&bytes).expect("parse");
+        let mut scratch = vec![0.0f32; FloatEngine::scratch_len(&c)];
+        let mut e = FloatEngine::new(&c, &m, &mut scratch).expect("engine");
+        let mut q = [PAD; CELLS];
+        sudoku::parse_puzzle(Q, &mut q).expect("q");
+        let mut pred = [PAD; CELLS];
+        let s = e.solve(&q, 0, halt, &mut pred).expect("solve");
+        let expect_steps = if bias > 0.0 && halt == HaltMode::EarlyHalt {
+            1
+        } else {
+            c.halt_max_steps
+        };
+        assert_eq!(s.steps, expect_steps);
+        assert_eq!(lines(&out, "TRM-STEP").len(), s.steps as usize, "{out}");
+        let digest = format!(
+            "TRM-DIGEST puzzle=0 steps={} tokens={:08x} y={:08x}",
+            s.steps,
+            digest_tokens(&pred),
+            digest_f32(e.y())
+        );
+        assert_eq!(lines(&out, "TRM-DIGEST"), [digest.as_str()], "{out}");
+        let mut a = [PAD; CELLS];
+        sudoku::parse_puzzle(A, &mut a).expect("a");
+        let correct = a.iter().zip(&pred).filter(|(x, y)| x == y).count();
+        let result = lines(&out, "TRM-RESULT");
+        assert_eq!(result.len(), 1);
+        assert!(
+            result[0].contains(&format!(" correct={correct}/81 ")),
+            "{out}"
+        );
+        let valid = sudoku::is_valid_solution(&pred, &q);
+        assert!(result[0].contains(&format!(" valid={valid} ")), "{out}");
+        assert_eq!(r.ok, usize::from(valid));
+        assert_eq!(
+            lines(&out, "TRM-CYCLES"),
+            ["TRM-CYCLES puzzle=0 ticks=1 unit=calls"]
+        );
+    }
+}
+
+#[test]
+fn engine_errors_are_reported() {
+    let c = config();
+    let bytes = model(&c, -5.0);
+    let p = [Puzzle {
+        name: "good",
+        question: Q,
+        answer: None,
+    }];
+    let need = FloatEngine::scratch_len(&c);
+    let (r, out) = go(Some(&bytes), &p, need - 1, HaltMode::AllSteps);
+    assert_eq!(
+        r,
+        Report {
+            ok: 0,
+            total: 0,
+            errors: 1
+        },
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "TRM-ERROR stage=engine msg=scratch too small: need {need} f32, have {}\n",
+            need - 1
+        )),
+        "{out}"
+    );
+
+    // A model that is not a Sudoku model.
+    let mut c2 = c;
+    c2.seq_len = 10;
+    let (r, out) = go(Some(&model(&c2, -5.0)), &p, 1 << 20, HaltMode::AllSteps);
+    assert_eq!(r.errors, 1, "{out}");
+    assert!(
+        out.contains("TRM-ERROR stage=model msg=not a Sudoku model (seq_len 10, vocab 11)"),
+        "{out}"
+    );
+
+    // NoCounter reports zero ticks.
+    let mut out = Buf::default();
+    let mut scratch = vec![0.0f32; need];
+    let r = run(
+        &mut out,
+        &mut NoCounter,
+        Some(&bytes),
+        &p,
+        &mut scratch,
+        &opts(HaltMode::EarlyHalt),
+    );
+    assert!(r.success(), "{}", out.0);
+    assert!(
+        out.0.contains("TRM-CYCLES puzzle=0 ticks=0 unit=none\n"),
+        "{}",
+        out.0
+    );
+}

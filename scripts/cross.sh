@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Microcontroller builds with Debian's Rust (rustc-web 1.96 + rust-web-src, -Z build-std=core):
+# rustup cannot add targets on this machine, so the cross builds never use the rustup toolchain.
+#
+#   scripts/cross.sh [lib]   trm-nostd, no default features and with `defmt`, for
+#                            thumbv7em-none-eabihf, thumbv6m-none-eabi, riscv32imc-unknown-none-elf
+#                            (target dir target/cross)
+#   scripts/cross.sh firmware   the QEMU mps2-an386 firmware (release); prints its ELF path last
+#   scripts/cross.sh qemu       builds the firmware and runs it in QEMU (exit status of the firmware)
+#   scripts/cross.sh all        lib, then qemu
+#   scripts/cross.sh check      host checks of the firmware workspace with the rustup toolchain:
+#                               rustfmt --check, clippy -D warnings and tests of the board-agnostic
+#                               app (the board crate itself needs the cross toolchain: see `firmware`)
+#
+# The firmware embeds what the environment says at build time (see
+# firmware-examples/qemu-mps2-an386/build.rs): TRM_MODEL (a .trm path), TRM_PUZZLES (a Sudoku
+# CSV), TRM_PUZZLES_N, TRM_HALT (all|early), TRM_STEP_DIGESTS (1|0). QEMU_TIMEOUT (seconds,
+# default 600) bounds the QEMU run. CROSS_TARGET_DIR overrides the target dir of `lib`.
+#
+# Every step is named; a failure prints the step and exits non-zero. A second run is quick:
+# cargo only checks that everything is up to date.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+log() { printf '[cross] %s\n' "$*" >&2; }
+fail() { log "FAILED step '$1'${2:+: $2}"; exit 1; }
+
+DEB_CARGO=/usr/bin/cargo
+DEB_RUSTC=/usr/bin/rustc
+[ -x "$DEB_CARGO" ] && [ -x "$DEB_RUSTC" ] ||
+  fail toolchain "Debian's cargo/rustc are missing: run scripts/setup.sh (packages rustc-web cargo-web rust-web-src lld)"
+[ -d /usr/lib/rustlib/src/rust/library ] ||
+  fail toolchain "Debian's Rust sources are missing (package rust-web-src): run scripts/setup.sh"
+command -v ld.lld >/dev/null || fail toolchain "ld.lld is missing (package lld): run scripts/setup.sh"
+
+# A clean environment for Debian's cargo: nothing from rustup (RUSTUP_TOOLCHAIN, ~/.cargo/bin
+# first on PATH, RUSTC_WRAPPER) and nothing a calling cargo exported (CARGO_*, RUSTFLAGS,
+# CARGO_TARGET_DIR, CARGO_ENCODED_RUSTFLAGS when run from a test). Kept: HOME and CARGO_HOME (the
+# crate cache), proxies and certificates (downloads), terminal settings, and our TRM_* settings.
+deb() {
+  local keep=(HOME="$HOME" PATH=/usr/bin:/bin:/usr/sbin:/sbin RUSTC="$DEB_RUSTC" RUSTDOC=/usr/bin/rustdoc
+    RUSTC_BOOTSTRAP=1 CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}")
+  local v
+  for v in $(compgen -e); do
+    case "$v" in
+      CARGO_HOME|CARGO_NET_*|CARGO_HTTP_*|CARGO_REGISTRIES_*|CARGO_REGISTRY_*|CARGO_SOURCE_*) keep+=("$v=${!v}") ;;
+      http_proxy|https_proxy|no_proxy|HTTP_PROXY|HTTPS_PROXY|NO_PROXY|ALL_PROXY|all_proxy) keep+=("$v=${!v}") ;;
+      SSL_CERT_FILE|SSL_CERT_DIR|TERM|TRM_*|QEMU_TIMEOUT|CROSS_TARGET_DIR) keep+=("$v=${!v}") ;;
+    esac
+  done
+  env -i "${keep[@]}" "$@"
+}
+
+LIB_TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf)
+FW_DIR=firmware-examples/qemu-mps2-an386
+FW_ELF=firmware-examples/target/thumbv7em-none-eabihf/release/trm-fw-qemu-mps2-an386
+
+build_lib() {
+  local t f name
+  for t in "${LIB_TARGETS[@]}"; do
+    for f in "" defmt; do
+      name="trm-nostd/$t${f:+/+$f}"
+      local t0=$SECONDS
+      deb "$DEB_CARGO" build --release -q -p trm-nostd --no-default-features ${f:+--features $f} \
+        -Z build-std=core --target "$t" --target-dir "${CROSS_TARGET_DIR:-$ROOT/target/cross}" ||
+        fail "$name"
+      log "ok $name ($((SECONDS - t0))s)"
+    done
+  done
+}
+
+build_firmware() {
+  local t0=$SECONDS
+  # Absolute paths: build.rs resolves relative ones against the board crate's folder.
+  [ -n "${TRM_MODEL:-}" ] && TRM_MODEL=$(realpath -m "$TRM_MODEL") && export TRM_MODEL
+  [ -n "${TRM_PUZZLES:-}" ] && TRM_PUZZLES=$(realpath -m "$TRM_PUZZLES") && export TRM_PUZZLES
+  # Run from the board folder so that its .cargo/config.toml (target, build-std, linker) applies.
+  (cd "$FW_DIR" && deb "$DEB_CARGO" build --release -q) || fail firmware "build of $FW_DIR"
+  [ -f "$FW_ELF" ] || fail firmware "no ELF at $FW_ELF"
+  log "ok firmware ($((SECONDS - t0))s): $FW_ELF"
+  if command -v llvm-size >/dev/null; then llvm-size "$FW_ELF" >&2
+  elif command -v size >/dev/null; then size "$FW_ELF" >&2; fi
+}
+
+run_qemu() {
+  command -v qemu-system-arm >/dev/null ||
+    fail qemu "qemu-system-arm is missing (package qemu-system-arm): run scripts/setup.sh"
+  local t0=$SECONDS rc
+  timeout "${QEMU_TIMEOUT:-600}" qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
+    -semihosting-config enable=on,target=native -kernel "$FW_ELF"
+  rc=$?
+  log "qemu exited with $rc after $((SECONDS - t0))s"
+  [ $rc -eq 124 ] && fail qemu "timed out after ${QEMU_TIMEOUT:-600}s"
+  [ $rc -eq 0 ] || fail qemu "firmware exit status $rc"
+}
+
+host_check() {
+  # The host toolchain (rustup) on purpose: clippy and rustfmt are not in Debian's rustc-web.
+  # `-p` on every command: `cargo fmt --all` would also rewrite the path dependency trm-nostd.
+  local pk=(-p trm-fw-app -p trm-fw-qemu-mps2-an386)
+  (cd firmware-examples && cargo fmt "${pk[@]}" -- --check) || fail firmware-fmt
+  (cd firmware-examples && cargo clippy -q -p trm-fw-app --all-targets -- -D warnings) || fail firmware-clippy
+  (cd firmware-examples && cargo test -q -p trm-fw-app) || fail firmware-app-tests
+  log "ok firmware host checks"
+}
+
+case "${1:-lib}" in
+  lib) build_lib ;;
+  firmware) build_firmware; echo "$ROOT/$FW_ELF" ;;
+  qemu) build_firmware; run_qemu ;;
+  all) build_lib; build_firmware; run_qemu ;;
+  check) host_check ;;
+  *) echo "usage: $0 [lib|firmware|qemu|all|check]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,429 @@
+//! The float engine's reference kernels: f32 only, `libm` for transcendental functions, and a
+//! summation order fixed by the code (never by the target).
+//!
+//! Every dot product, whatever its length, uses [`LANES`] independent partial sums: element `k`
+//! goes to lane `k % LANES` (lanes accumulate in increasing `k`), and the lanes are combined by
+//! the fixed tree of [`reduce_lanes`]. Rust never contracts `a * b + c` into a fused
+//! multiply-add, and no kernel calls `mul_add`, so the results are the same on x86_64, Cortex-M
+//! and RISC-V. The lane layout is what lets LLVM vectorize the loops (two SSE or one AVX register
+//! per accumulator) without reassociating anything.
+//!
+//! [`linear`] processes [`ROW_BLOCK`] activation rows per converted weight row (register
+//! blocking); each output still comes from one [`dot`]-ordered sum, so blocking never changes a
+//! result ([`dot4`] equals four [`dot`] calls bit for bit; a test checks it).
+//!
+//! Shapes in comments follow llm.c: `// h: [rows, n]` is row-major with `n` contiguous.
+
+use crate::float::weights::MatRef;
+
+/// Partial sums per dot product.
+pub const LANES: usize = 8;
+
+/// Activation rows processed per weight row in [`linear`].
+pub const ROW_BLOCK: usize = 4;
+
+/// Combines the lanes: `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))` (the order a pair of
+/// 4-wide registers reduces in).
+///
+/// Kept out of line: inlined, it leads LLVM's SLP vectorizer to pack the lanes in the pairs of
+/// this tree and to shuffle scalars in the hot loops instead of using whole registers.
+#[inline(never)]
+pub fn reduce_lanes(a: [f32; LANES]) -> f32 {
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+}
+
+/// `sum_k a[k] * b[k]` over `min(a.len(), b.len())` elements, in the fixed lane order.
+///
+/// The lanes are held as two 4-wide halves, the shape LLVM's SLP vectorizer reliably turns into
+/// whole-register operations (one AVX or two SSE/NEON registers).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let full = n / LANES * LANES;
+    let mut acc = [[0.0f32; 4]; 2];
+    let mut k = 0;
+    while k < full {
+        if let (Some(x), Some(y)) = (a.get(k..k + LANES), b.get(k..k + LANES)) {
+            for h in 0..2 {
+                for j in 0..4 {
+                    acc[h][j] += x[4 * h + j] * y[4 * h + j];
+                }
+            }
+        }
+        k += LANES;
+    }
+    let mut lanes = [0.0f32; LANES];
+    lanes[..4].copy_from_slice(&acc[0]);
+    lanes[4..].copy_from_slice(&acc[1]);
+    for (j, (x, y)) in a[full..n].iter().zip(&b[full..n]).enumerate() {
+        lanes[j] += x * y;
+    }
+    reduce_lanes(lanes)
+}
+
+/// Four dot products of one weight row `w` with four activation rows, each in exactly the order
+/// of [`dot`]`(a[i], w)`. Every `a[i]` must hold at least `w.len()` values (extra ones are
+/// ignored); a shorter row gives the dot over the common prefix, like [`dot`].
+#[inline]
+pub fn dot4(w: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
+    let n = a.iter().fold(w.len(), |n, r| n.min(r.len()));
+    let full = n / LANES * LANES;
+    // Accumulators as 4-wide halves (lanes 0..4 and 4..8) of each row: whole registers.
+    let mut acc = [[[0.0f32; 4]; 2]; 4];
+    let mut k = 0;
+    while k < full {
+        if let Some(wc) = w.get(k..k + LANES) {
+            for (row, acc_row) in a.iter().zip(acc.iter_mut()) {
+                if let Some(x) = row.get(k..k + LANES) {
+                    for h in 0..2 {
+                        for j in 0..4 {
+                            acc_row[h][j] += x[4 * h + j] * wc[4 * h + j];
+                        }
+                    }
+                }
+            }
+        }
+        k += LANES;
+    }
+    let mut out = [0.0f32; 4];
+    for ((o, row), acc_row) in out.iter_mut().zip(a.iter()).zip(acc.iter()) {
+        let mut lanes = [0.0f32; LANES];
+        lanes[..4].copy_from_slice(&acc_row[0]);
+        lanes[4..].copy_from_slice(&acc_row[1]);
+        for (j, (x, y)) in row[full..n].iter().zip(&w[full..n]).enumerate() {
+            lanes[j] += x * y;
+        }
+        *o = reduce_lanes(lanes);
+    }
+    out
+}
+
+/// `out[r, o] = dot(input[r, ..cols], W[o])` for `r < rows`, `o < W.rows()`: a bias-free
+/// `F.linear`.
+///
+/// `input` rows start every `in_stride` values (`in_stride >= W.cols()`), `out` rows every
+/// `out_stride` values (`>= W.rows()`). `wrow` holds one converted weight row (`>= W.cols()`
+/// values). Each weight row is converted once and applied to all `rows` activation rows,
+/// [`ROW_BLOCK`] at a time. Out-of-range buffers are the caller's bug: the engine sizes them from
+/// the validated config (slicing would panic, never read out of bounds).
+pub fn linear(
+    w: &MatRef<'_>,
+    wrow: &mut [f32],
+    input: &[f32],
+    in_stride: usize,
+    rows: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    let cols = w.cols();
+    let wrow = &mut wrow[..cols];
+    let row = |r: usize| &input[r * in_stride..r * in_stride + cols];
+    for o in 0..w.rows() {
+        w.row_into(o, wrow);
+        let mut r = 0;
+        while r + ROW_BLOCK <= rows {
+            let s = dot4(wrow, [row(r), row(r + 1), row(r + 2), row(r + 3)]);
+            for (i, v) in s.into_iter().enumerate() {
+                out[(r + i) * out_stride + o] = v;
+            }
+            r += ROW_BLOCK;
+        }
+        while r < rows {
+            out[r * out_stride + o] = dot(row(r), wrow);
+            r += 1;
+        }
+    }
+}
+
+/// RMSNorm without weight, in place: `v / sqrt(mean(v^2) + eps)`. The sum of squares uses the
+/// [`dot`] order; the scale is computed once (`1 / sqrtf(..)`) and multiplied in.
+pub fn rms_norm(v: &mut [f32], eps: f32) {
+    if v.is_empty() {
+        return;
+    }
+    let mean = dot(v, v) / v.len() as f32;
+    let scale = 1.0 / libm::sqrtf(mean + eps);
+    for x in v.iter_mut() {
+        *x *= scale;
+    }
+}
+
+/// `h = rms_norm(h + delta)` elementwise over one row.
+pub fn add_rms_norm(h: &mut [f32], delta: &[f32], eps: f32) {
+    for (a, b) in h.iter_mut().zip(delta) {
+        *a += *b;
+    }
+    rms_norm(h, eps);
+}
+
+/// SiLU: `x / (1 + exp(-x))` with `libm::expf`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + libm::expf(-x))
+}
+
+/// Scratch of [`swiglu_residual_rms`] for a block of `rb` rows: `gu` holds `rb * 2 inter`
+/// values, `out` `rb * n`, `wrow` `max(n, inter)`.
+#[derive(Debug)]
+pub struct SwigluBuffers<'s> {
+    /// One converted weight row.
+    pub wrow: &'s mut [f32],
+    /// `[rb, 2 inter]`: gate_up outputs, then `silu(gate) * up` in the first half.
+    pub gu: &'s mut [f32],
+    /// `[rb, n]`: the SwiGLU outputs of the block.
+    pub out: &'s mut [f32],
+}
+
+/// Post-norm SwiGLU sub-block over every row of `h: [rows, n]`, in place:
+/// `h[r] = rms_norm(h[r] + down(silu(gate(h[r])) * up(h[r])))`.
+///
+/// `gate_up: [2 inter, n]` (gate rows first, then up rows), `down: [n, inter]`. Rows are
+/// independent, so they are processed in blocks of `rb` rows (the size of `bufs`); the block size
+/// never changes a result.
+pub fn swiglu_residual_rms(
+    gate_up: &MatRef<'_>,
+    down: &MatRef<'_>,
+    h: &mut [f32],
+    rows: usize,
+    rb: usize,
+    eps: f32,
+    bufs: &mut SwigluBuffers<'_>,
+) {
+    let n = down.rows();
+    let inter = down.cols();
+    let rb = rb.max(1);
+    let mut r0 = 0;
+    while r0 < rows {
+        let nb = rb.min(rows - r0);
+        let block = &mut h[r0 * n..(r0 + nb) * n];
+        // gu: [nb, 2 inter] = block @ gate_up^T
+        linear(gate_up, bufs.wrow, block, n, nb, bufs.gu, 2 * inter);
+        for r in 0..nb {
+            let row = &mut bufs.gu[r * 2 * inter..(r + 1) * 2 * inter];
+            let (gate, up) = row.split_at_mut(inter);
+            for (g, u) in gate.iter_mut().zip(up.iter()) {
+                *g = silu(*g) * *u;
+            }
+        }
+        // out: [nb, n] = (silu(gate) * up) @ down^T
+        linear(down, bufs.wrow, bufs.gu, 2 * inter, nb, bufs.out, n);
+        for r in 0..nb {
+            add_rms_norm(
+                &mut block[r * n..(r + 1) * n],
+                &bufs.out[r * n..(r + 1) * n],
+                eps,
+            );
+        }
+        r0 += nb;
+    }
+}
+
+/// RoPE tables in the reference's f32 arithmetic: `inv_freq[i] = 1 / theta^(2i / hd)`,
+/// `angle[p, i] = p * inv_freq[i]` (also at `i + hd/2`: the table is `cat(freqs, freqs)`),
+/// `cos = cosf(angle)`, `sin = sinf(angle)`. `cos`, `sin`: `[positions, hd]`.
+pub fn rope_tables(hd: usize, theta: f32, cos: &mut [f32], sin: &mut [f32]) {
+    let half = hd / 2;
+    if half == 0 {
+        return;
+    }
+    for (p, (c, s)) in cos
+        .chunks_exact_mut(hd)
+        .zip(sin.chunks_exact_mut(hd))
+        .enumerate()
+    {
+        for i in 0..half {
+            let exponent = (2 * i) as f32 / hd as f32;
+            let inv_freq = 1.0 / libm::powf(theta, exponent);
+            let angle = p as f32 * inv_freq;
+            let (cv, sv) = (libm::cosf(angle), libm::sinf(angle));
+            c[i] = cv;
+            c[i + half] = cv;
+            s[i] = sv;
+            s[i + half] = sv;
+        }
+    }
+}
+
+/// Rotate-half RoPE on one head vector `x: [hd]` in place:
+/// `x * cos + rotate_half(x) * sin` with `rotate_half(x) = cat(-x[hd/2..], x[..hd/2])`.
+pub fn apply_rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = x.len() / 2;
+    for i in 0..half {
+        let (a, b) = (x[i], x[i + half]);
+        x[i] = a * cos[i] + (-b) * sin[i];
+        x[i + half] = b * cos[i + half] + a * sin[i + half];
+    }
+}
+
+/// Non-causal multi-head attention over `qkv: [l, 3 D]` (per row: `heads` query vectors, then
+/// `heads` keys, then `heads` values, `hd` values each), written in place of the queries: after
+/// the call `qkv[r, ..D]` holds the attention output of row `r` (heads concatenated).
+///
+/// Per row `i` and head `h`: `s_j = dot(q_i, k_j) * (1 / sqrtf(hd))`, `p_j = expf(s_j - max s)`,
+/// `out = (sum_j p_j v_j) / (sum_j p_j)`, sums over `j` in increasing order. `scores` holds `l`
+/// values. RoPE, if any, is applied to q and k before the call.
+pub fn attention(qkv: &mut [f32], l: usize, heads: usize, hd: usize, scores: &mut [f32]) {
+    let d = heads * hd;
+    let stride = 3 * d;
+    let scale = 1.0 / libm::sqrtf(hd as f32);
+    let scores = &mut scores[..l];
+    for i in 0..l {
+        for h in 0..heads {
+            let q_off = i * stride + h * hd;
+            let mut max = f32::NEG_INFINITY;
+            for (j, s) in scores.iter_mut().enumerate() {
+                let k_off = j * stride + d + h * hd;
+                let v = dot(&qkv[q_off..q_off + hd], &qkv[k_off..k_off + hd]) * scale;
+                *s = v;
+                if v > max {
+                    max = v;
+                }
+            }
+            let mut sum = 0.0f32;
+            for s in scores.iter_mut() {
+                *s = libm::expf(*s - max);
+                sum += *s;
+            }
+            // q_i of this head is no longer needed: accumulate the output in its place.
+            qkv[q_off..q_off + hd].fill(0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                let v_off = j * stride + 2 * d + h * hd;
+                for c in 0..hd {
+                    let v = qkv[v_off + c];
+                    qkv[q_off + c] += p * v;
+                }
+            }
+            for o in &mut qkv[q_off..q_off + hd] {
+                *o /= sum;
+            }
+        }
+    }
+}
+
+/// `dst: [cols, rows] = src: [rows, cols]^T`.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    for r in 0..rows {
+        for c in 0..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
+/// Index of the largest value, ties to the lowest index (NaN never wins); 0 for an empty slice.
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] || v[best].is_nan() && !x.is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Work buffers of one network application, carved by the engine (or a test) from one scratch.
+#[derive(Debug)]
+pub struct BlockBuffers<'s> {
+    /// mlp_t: `[D, L]` (the transposed h); attention: `[L, 3 D]` (qkv).
+    pub work: &'s mut [f32],
+    /// `[L, head_dim]` RoPE cosines (empty: no RoPE).
+    pub cos: &'s mut [f32],
+    /// `[L, head_dim]` RoPE sines (empty: no RoPE).
+    pub sin: &'s mut [f32],
+    /// One converted weight row (`>=` the widest weight row).
+    pub wrow: &'s mut [f32],
+    /// `[rows, 2 inter]` for the widest SwiGLU.
+    pub gu: &'s mut [f32],
+    /// `[rows, n]` for the widest block output row.
+    pub out: &'s mut [f32],
+    /// `[L]` attention scores of one query row and head.
+    pub scores: &'s mut [f32],
+    /// Activation rows per block in the row-blocked products (`>= 1`).
+    pub rows: usize,
+}
+
+impl BlockBuffers<'_> {
+    fn swiglu(&mut self) -> SwigluBuffers<'_> {
+        SwigluBuffers {
+            wrow: self.wrow,
+            gu: self.gu,
+            out: self.out,
+        }
+    }
+}
+
+/// Channel SwiGLU sub-block on `h: [l, D]`: `h = rms(h + SwiGLU_D(h))`, with `D = down.rows()`.
+pub fn channel_mlp(
+    gate_up: &MatRef<'_>,
+    down: &MatRef<'_>,
+    h: &mut [f32],
+    l: usize,
+    eps: f32,
+    b: &mut BlockBuffers<'_>,
+) {
+    let rows = b.rows;
+    swiglu_residual_rms(gate_up, down, h, l, rows, eps, &mut b.swiglu());
+}
+
+/// mlp_t token mixing on `h: [l, D]`: on the transposed `h^T: [D, l]`,
+/// `h^T = rms_over_l(h^T + SwiGLU_l(h^T))`, then transposed back. `gate_up: [2 inter_t, l]`,
+/// `down: [l, inter_t]`; `D = h.len() / l`.
+pub fn mlp_t_mixer(
+    gate_up: &MatRef<'_>,
+    down: &MatRef<'_>,
+    h: &mut [f32],
+    l: usize,
+    eps: f32,
+    b: &mut BlockBuffers<'_>,
+) {
+    let d = h.len() / l.max(1);
+    let rows = b.rows;
+    let ht = &mut b.work[..l * d];
+    transpose(h, l, d, ht);
+    let mut bufs = SwigluBuffers {
+        wrow: b.wrow,
+        gu: b.gu,
+        out: b.out,
+    };
+    swiglu_residual_rms(gate_up, down, ht, d, rows, eps, &mut bufs);
+    transpose(ht, d, l, h);
+}
+
+/// Attention mixing on `h: [l, D]`: `h = rms(h + o_proj(attn(rope(qkv_proj(h)))))`, with RoPE
+/// when `b.cos` is non-empty. `qkv: [3 D, D]` (q heads, k heads, v heads), `o: [D, D]`.
+pub fn attention_mixer(
+    qkv_w: &MatRef<'_>,
+    o_w: &MatRef<'_>,
+    h: &mut [f32],
+    l: usize,
+    heads: usize,
+    eps: f32,
+    b: &mut BlockBuffers<'_>,
+) {
+    let d = o_w.rows();
+    let hd = d / heads.max(1);
+    let qkv = &mut b.work[..3 * l * d];
+    linear(qkv_w, b.wrow, h, d, l, qkv, 3 * d);
+    if !b.cos.is_empty() {
+        for (r, row) in qkv.chunks_exact_mut(3 * d).enumerate() {
+            let cos = &b.cos[r * hd..(r + 1) * hd];
+            let sin = &b.sin[r * hd..(r + 1) * hd];
+            // Queries and keys: the first 2 D values of the row.
+            for head in row[..2 * d].chunks_exact_mut(hd) {
+                apply_rope(head, cos, sin);
+            }
+        }
+    }
+    attention(qkv, l, heads, hd, b.scores);
+    let rb = b.rows.max(1);
+    let mut r0 = 0;
+    while r0 < l {
+        let nb = rb.min(l - r0);
+        let out = &mut b.out[..nb * d];
+        linear(o_w, b.wrow, &qkv[r0 * 3 * d..], 3 * d, nb, out, d);
+        for r in 0..nb {
+            let row = &mut h[(r0 + r) * d..(r0 + r + 1) * d];
+            add_rms_norm(row, &out[r * d..(r + 1) * d], eps);
+        }
+        r0 += nb;
+    }
+}

@@ -1,0 +1,113 @@
+//! Borrowed weight matrices read in place, converted to f32 one row at a time.
+
+use crate::float::kernels::{LANES, reduce_lanes};
+use crate::tensor::{DType, TensorView};
+
+/// A row-major `[rows, cols]` float matrix borrowed from a [`TensorView`] (f32, f16 or bf16,
+/// little-endian). The engine never copies a whole matrix: it converts one row at a time into a
+/// small f32 buffer ([`MatRef::row_into`]) or reads elements inline ([`MatRef::dot_row`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatRef<'a> {
+    dtype: DType,
+    rows: u32,
+    cols: u32,
+    data: &'a [u8],
+}
+
+impl<'a> MatRef<'a> {
+    /// Wraps a float tensor; `None` unless the dtype is f32/f16/bf16 and the data length equals
+    /// `rows * cols * dtype.size()`.
+    pub fn new(view: &TensorView<'a>) -> Option<Self> {
+        if !matches!(view.dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return None;
+        }
+        let n = (view.shape.rows as usize).checked_mul(view.shape.cols as usize)?;
+        if view.data.len() != n.checked_mul(view.dtype.size())? {
+            return None;
+        }
+        Some(MatRef {
+            dtype: view.dtype,
+            rows: view.shape.rows,
+            cols: view.shape.cols,
+            data: view.data,
+        })
+    }
+
+    /// A matrix with no data (0 x 0), the placeholder for absent optional tensors.
+    pub const fn empty() -> Self {
+        MatRef {
+            dtype: DType::F32,
+            rows: 0,
+            cols: 0,
+            data: &[],
+        }
+    }
+
+    /// Number of rows.
+    pub const fn rows(&self) -> usize {
+        self.rows as usize
+    }
+
+    /// Number of columns (the contiguous axis).
+    pub const fn cols(&self) -> usize {
+        self.cols as usize
+    }
+
+    /// Element type.
+    pub const fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn row_bytes(&self, r: usize) -> &'a [u8] {
+        let w = self.cols() * self.dtype.size();
+        self.data.get(r * w..r * w + w).unwrap_or(&[])
+    }
+
+    /// Converts row `r` into `out[..cols]` (an out-of-range row or short `out` converts what fits;
+    /// the engine only asks for rows it validated).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        let bytes = self.row_bytes(r);
+        match self.dtype {
+            DType::F32 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            DType::F16 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+            DType::BF16 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Element `(r, c)` as f32 (0 when out of range).
+    pub fn get(&self, r: usize, c: usize) -> f32 {
+        let s = self.dtype.size();
+        let b = self.row_bytes(r);
+        match (self.dtype, b.get(c * s..c * s + s)) {
+            (DType::F32, Some(b)) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            (DType::F16, Some(b)) => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            (DType::BF16, Some(b)) => half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+            _ => 0.0,
+        }
+    }
+
+    /// `dot(row r, a)` over `min(cols, a.len())` elements with exactly the summation order of
+    /// [`crate::float::kernels::dot`] (so it equals `dot(converted row, a)` bit for bit), reading
+    /// the weights inline: used for the small heads, where no row buffer is at hand.
+    pub fn dot_row(&self, r: usize, a: &[f32]) -> f32 {
+        let n = self.cols().min(a.len());
+        let mut acc = [0.0f32; LANES];
+        for (k, &x) in a[..n].iter().enumerate() {
+            acc[k % LANES] += x * self.get(r, k);
+        }
+        reduce_lanes(acc)
+    }
+}
