@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use trm_export::puzzles::{PuzzleRow, read_csv};
 use trm_export::reference::{ImportOptions, reference_to_trm_with};
-use trm_nostd::DType;
+use trm_fw_app::{Console, Counter, HaltMode, Options, Puzzle};
+use trm_nostd::{DType, FloatEngine, Model};
 
 /// Converts TRM checkpoints into `.trm` model files.
 #[derive(Debug, Parser)]
@@ -51,6 +53,131 @@ enum Command {
         #[arg(long)]
         seq_len: Option<u32>,
     },
+    /// Prints a `.trm` file's config, scheme, sizes (flash bytes, RAM arena) and tensors.
+    Inspect {
+        /// The model file.
+        model: PathBuf,
+    },
+    /// Runs a `.trm` model on Sudoku puzzles with the host float engine, through the same app
+    /// code as the firmware: the `TRM-` lines equal the device's bit for bit (timing aside).
+    Run {
+        /// The model file.
+        #[arg(short, long)]
+        model: PathBuf,
+        /// A CSV with a `question` column (and optionally `answer`, `source`).
+        #[arg(long, conflicts_with = "puzzle")]
+        puzzles: Option<PathBuf>,
+        /// One puzzle: 81 characters, `.` or `0` for blanks.
+        #[arg(long)]
+        puzzle: Option<String>,
+        /// How many CSV rows to solve.
+        #[arg(long, default_value_t = 3)]
+        limit: usize,
+        /// `all`: every ACT step (the reference's evaluation); `early`: stop when q_halt > 0.
+        #[arg(long, value_enum, default_value = "all")]
+        halt: Halt,
+        /// Print a `TRM-STEP` line with state digests after every ACT step.
+        #[arg(long)]
+        step_digests: bool,
+        /// Do not print the boards, only the `TRM-` lines.
+        #[arg(long)]
+        no_boards: bool,
+    },
+}
+
+/// When a solve stops.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Halt {
+    All,
+    Early,
+}
+
+struct Stdout;
+
+impl Console for Stdout {
+    fn write_str(&mut self, s: &str) {
+        print!("{s}");
+    }
+}
+
+/// Wall-clock nanoseconds.
+struct Clock(std::time::Instant);
+
+impl Counter for Clock {
+    fn now(&mut self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+    fn unit(&self) -> &'static str {
+        "ns"
+    }
+}
+
+fn inspect(path: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let model = Model::parse(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    let c = model.config();
+    println!("file: {}", path.display());
+    println!("{}", model.summary());
+    println!("config: {c:?}");
+    println!("scheme: {:?}", model.scheme());
+    let arena = FloatEngine::scratch_len(c) * 4;
+    let fast = FloatEngine::scratch_len_fast(c) * 4;
+    println!("float engine RAM arena: {arena} bytes (minimum), {fast} bytes (fastest)");
+    println!("MACs per ACT step: {}", c.macs_per_act_step());
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    model: &std::path::Path,
+    puzzles: Option<PathBuf>,
+    puzzle: Option<String>,
+    limit: usize,
+    halt: Halt,
+    step_digests: bool,
+    boards: bool,
+) -> anyhow::Result<bool> {
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let rows: Vec<PuzzleRow> = match (puzzles, puzzle) {
+        (Some(csv), _) => read_csv(&csv, limit)?,
+        (None, Some(q)) => vec![PuzzleRow {
+            name: "cli".into(),
+            question: q,
+            answer: None,
+        }],
+        (None, None) => anyhow::bail!("give --puzzles CSV or --puzzle STRING"),
+    };
+    let list: Vec<Puzzle<'_>> = rows
+        .iter()
+        .map(|r| Puzzle {
+            name: &r.name,
+            question: &r.question,
+            answer: r.answer.as_deref(),
+        })
+        .collect();
+    // The fastest scratch size the config allows (results are identical for any size).
+    let scratch_len = Model::parse(&bytes)
+        .map(|m| FloatEngine::scratch_len_fast(m.config()))
+        .unwrap_or(0);
+    let mut scratch = vec![0f32; scratch_len];
+    let opts = Options {
+        board: "host",
+        halt: match halt {
+            Halt::All => HaltMode::AllSteps,
+            Halt::Early => HaltMode::EarlyHalt,
+        },
+        step_digests,
+        boards,
+    };
+    let report = trm_fw_app::run(
+        &mut Stdout,
+        &mut Clock(std::time::Instant::now()),
+        Some(&bytes),
+        &list,
+        &mut scratch,
+        &opts,
+    );
+    Ok(report.success())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +193,28 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {} ({} bytes)", output.display(), bytes.len());
+        }
+        Command::Inspect { model } => inspect(&model)?,
+        Command::Run {
+            model,
+            puzzles,
+            puzzle,
+            limit,
+            halt,
+            step_digests,
+            no_boards,
+        } => {
+            if !run(
+                &model,
+                puzzles,
+                puzzle,
+                limit,
+                halt,
+                step_digests,
+                !no_boards,
+            )? {
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

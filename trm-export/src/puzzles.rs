@@ -1,0 +1,90 @@
+//! Sudoku puzzle lists for host runs: a CSV in the public dataset layout, or one puzzle string.
+
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+/// One puzzle as text (validated later by the app, which reports bad strings per puzzle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PuzzleRow {
+    /// Label without spaces (the CSV's `source` column, or `row<i>`).
+    pub name: String,
+    /// 81 characters, `.`/`0` blank.
+    pub question: String,
+    /// The reference answer, when the CSV has one.
+    pub answer: Option<String>,
+}
+
+/// Reads up to `limit` puzzles from a CSV whose header names a `question` column (and optionally
+/// `answer` and `source`), as the Sudoku-Extreme files do. Errors name the file and line.
+pub fn read_csv(path: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .with_context(|| format!("{}: empty file", path.display()))?;
+    let cols: Vec<&str> = header.trim().split(',').map(str::trim).collect();
+    let find = |name: &str| cols.iter().position(|c| *c == name);
+    let Some(q) = find("question") else {
+        bail!(
+            "{}:1: header has no `question` column (found: {header})",
+            path.display()
+        );
+    };
+    let a = find("answer");
+    let s = find("source");
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().take(limit) {
+        let lineno = i + 2;
+        let f: Vec<&str> = line.trim().split(',').collect();
+        let question = f
+            .get(q)
+            .with_context(|| format!("{}:{lineno}: missing field `question`", path.display()))?;
+        if question.len() != 81 {
+            bail!(
+                "{}:{lineno}: field `question` has {} characters, expected 81",
+                path.display(),
+                question.len()
+            );
+        }
+        let name = s
+            .and_then(|s| f.get(s))
+            .map(|v| v.replace(|c: char| c.is_whitespace(), "_"))
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| format!("row{}", i + 1));
+        rows.push(PuzzleRow {
+            name,
+            question: question.to_string(),
+            answer: a
+                .and_then(|a| f.get(a))
+                .map(|v| v.to_string())
+                .filter(|v| !v.is_empty()),
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_columns_by_name_and_reports_bad_rows() {
+        let dir = std::env::temp_dir().join(format!("trm-puzzles-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let q = ".".repeat(80) + "1";
+        let path = dir.join("p.csv");
+        std::fs::write(&path, format!("answer,question\n,{q}\nx,short\n")).unwrap();
+        let rows = read_csv(&path, 1).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].question, q);
+        assert_eq!(rows[0].answer, None);
+        assert_eq!(rows[0].name, "row1");
+        let err = read_csv(&path, 10).unwrap_err().to_string();
+        assert!(err.contains("p.csv:3"), "{err}");
+        std::fs::write(&path, "a,b\n1,2\n").unwrap();
+        let err = read_csv(&path, 10).unwrap_err().to_string();
+        assert!(err.contains("no `question` column"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
