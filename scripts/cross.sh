@@ -5,17 +5,20 @@
 #   scripts/cross.sh [lib]   trm-nostd, no default features and with `defmt`, for
 #                            thumbv7em-none-eabihf, thumbv6m-none-eabi, riscv32imc-unknown-none-elf
 #                            (target dir target/cross)
-#   scripts/cross.sh firmware   the QEMU mps2-an386 firmware (release); prints its ELF path last
-#   scripts/cross.sh qemu       builds the firmware and runs it in QEMU (exit status of the firmware)
-#   scripts/cross.sh all        lib, then qemu
+#   scripts/cross.sh firmware [BOARD]   a QEMU firmware (release); prints its ELF path last.
+#                               BOARD: mps2 (default: qemu-mps2-an386, Cortex-M4F) or riscv
+#                               (qemu-virt-riscv32, RV32IMAFC)
+#   scripts/cross.sh qemu [BOARD]   builds the firmware and runs it in QEMU (exit status of the
+#                               firmware); QEMU_ARGS adds QEMU options (e.g. `-icount shift=0`)
+#   scripts/cross.sh all        lib, then qemu for both boards
 #   scripts/cross.sh check      host checks of the firmware workspace with the rustup toolchain:
 #                               rustfmt --check, clippy -D warnings and tests of the board-agnostic
 #                               app (the board crate itself needs the cross toolchain: see `firmware`)
 #
 # The firmware embeds what the environment says at build time (see
-# firmware-examples/qemu-mps2-an386/build.rs): TRM_MODEL (a .trm path), TRM_PUZZLES (a Sudoku
-# CSV), TRM_PUZZLES_N, TRM_HALT (all|early), TRM_STEP_DIGESTS (1|0). QEMU_TIMEOUT (seconds,
-# default 600) bounds the QEMU run. CROSS_TARGET_DIR overrides the target dir of `lib`.
+# firmware-examples/embed): TRM_MODEL (a .trm path, or several separated by ':', one run each),
+# TRM_PUZZLES (a Sudoku CSV), TRM_PUZZLES_N, TRM_HALT (all|early), TRM_STEP_DIGESTS (1|0).
+# QEMU_TIMEOUT (seconds, default 600) bounds the QEMU run. CROSS_TARGET_DIR overrides the target dir of `lib`.
 #
 # Every step is named; a failure prints the step and exits non-zero. A second run is quick:
 # cargo only checks that everything is up to date.
@@ -52,8 +55,20 @@ deb() {
 }
 
 LIB_TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf)
-FW_DIR=firmware-examples/qemu-mps2-an386
-FW_ELF=firmware-examples/target/thumbv7em-none-eabihf/release/trm-fw-qemu-mps2-an386
+# The board: FW_DIR (its crate), FW_ELF (what it builds), QEMU_CMD (how QEMU runs it).
+select_board() {
+  case "${1:-mps2}" in
+    mps2)
+      FW_DIR=firmware-examples/qemu-mps2-an386
+      FW_ELF=firmware-examples/target/thumbv7em-none-eabihf/release/trm-fw-qemu-mps2-an386
+      QEMU_CMD=(qemu-system-arm -machine mps2-an386 -cpu cortex-m4) ;;
+    riscv)
+      FW_DIR=firmware-examples/qemu-virt-riscv32
+      FW_ELF=firmware-examples/target/riscv32imafc-unknown-none-elf/release/trm-fw-qemu-virt-riscv32
+      QEMU_CMD=(qemu-system-riscv32 -machine virt -bios none) ;;
+    *) echo "unknown board '$1' (mps2 or riscv)" >&2; exit 2 ;;
+  esac
+}
 
 build_lib() {
   local t f name
@@ -72,7 +87,12 @@ build_lib() {
 build_firmware() {
   local t0=$SECONDS
   # Absolute paths: build.rs resolves relative ones against the board crate's folder.
-  [ -n "${TRM_MODEL:-}" ] && TRM_MODEL=$(realpath -m "$TRM_MODEL") && export TRM_MODEL
+  if [ -n "${TRM_MODEL:-}" ]; then
+    local parts p abs=()
+    IFS=: read -ra parts <<<"$TRM_MODEL"
+    for p in "${parts[@]}"; do [ -n "$p" ] && abs+=("$(realpath -m "$p")"); done
+    TRM_MODEL=$(IFS=:; echo "${abs[*]}") && export TRM_MODEL
+  fi
   [ -n "${TRM_PUZZLES:-}" ] && TRM_PUZZLES=$(realpath -m "$TRM_PUZZLES") && export TRM_PUZZLES
   # Run from the board folder so that its .cargo/config.toml (target, build-std, linker) applies.
   (cd "$FW_DIR" && deb "$DEB_CARGO" build --release -q) || fail firmware "build of $FW_DIR"
@@ -83,10 +103,11 @@ build_firmware() {
 }
 
 run_qemu() {
-  command -v qemu-system-arm >/dev/null ||
-    fail qemu "qemu-system-arm is missing (package qemu-system-arm): run scripts/setup.sh"
+  command -v "${QEMU_CMD[0]}" >/dev/null ||
+    fail qemu "${QEMU_CMD[0]} is missing (packages qemu-system-arm, qemu-system-misc): run scripts/setup.sh"
   local t0=$SECONDS rc
-  timeout "${QEMU_TIMEOUT:-600}" qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
+  # shellcheck disable=SC2086 # QEMU_ARGS is a list of options
+  timeout "${QEMU_TIMEOUT:-600}" "${QEMU_CMD[@]}" ${QEMU_ARGS:-} -nographic \
     -semihosting-config enable=on,target=native -kernel "$FW_ELF"
   rc=$?
   log "qemu exited with $rc after $((SECONDS - t0))s"
@@ -97,18 +118,19 @@ run_qemu() {
 host_check() {
   # The host toolchain (rustup) on purpose: clippy and rustfmt are not in Debian's rustc-web.
   # `-p` on every command: `cargo fmt --all` would also rewrite the path dependency trm-nostd.
-  local pk=(-p trm-fw-app -p trm-fw-qemu-mps2-an386)
+  local pk=(-p trm-fw-app -p trm-fw-embed -p trm-fw-qemu-mps2-an386 -p trm-fw-qemu-virt-riscv32)
+  local host=(-p trm-fw-app -p trm-fw-embed)
   (cd firmware-examples && cargo fmt "${pk[@]}" -- --check) || fail firmware-fmt
-  (cd firmware-examples && cargo clippy -q -p trm-fw-app --all-targets -- -D warnings) || fail firmware-clippy
-  (cd firmware-examples && cargo test -q -p trm-fw-app) || fail firmware-app-tests
+  (cd firmware-examples && cargo clippy -q "${host[@]}" --all-targets -- -D warnings) || fail firmware-clippy
+  (cd firmware-examples && cargo test -q "${host[@]}") || fail firmware-app-tests
   log "ok firmware host checks"
 }
 
 case "${1:-lib}" in
   lib) build_lib ;;
-  firmware) build_firmware; echo "$ROOT/$FW_ELF" ;;
-  qemu) build_firmware; run_qemu ;;
-  all) build_lib; build_firmware; run_qemu ;;
+  firmware) select_board "${2:-}"; build_firmware; echo "$ROOT/$FW_ELF" ;;
+  qemu) select_board "${2:-}"; build_firmware; run_qemu ;;
+  all) build_lib; for b in mps2 riscv; do select_board $b; build_firmware; run_qemu; done ;;
   check) host_check ;;
-  *) echo "usage: $0 [lib|firmware|qemu|all|check]" >&2; exit 2 ;;
+  *) echo "usage: $0 [lib|firmware [mps2|riscv]|qemu [mps2|riscv]|all|check]" >&2; exit 2 ;;
 esac

@@ -1,16 +1,27 @@
-//! Host vs Cortex-M4F: builds the QEMU mps2-an386 firmware (firmware-examples/) with Debian's
-//! Rust through `scripts/cross.sh firmware`, runs it under `qemu-system-arm` with a timeout, and
-//! checks what it prints.
+//! Host vs microcontroller: builds the QEMU firmware of firmware-examples/ with Debian's Rust
+//! through `scripts/cross.sh firmware <board>`, runs it under QEMU with a timeout, and checks
+//! what it prints. Boards: `qemu-mps2-an386` (Cortex-M4F, thumbv7em-none-eabihf) and
+//! `qemu-virt-riscv32` (RV32IMAFC). A firmware may embed several models
+//! (`TRM_MODEL=a.trm:b.trm`): it then prints one block per model, from `TRM-BANNER` to
+//! `TRM-DONE`, so one build and one QEMU run cover them all.
 //!
 //! - `codec_smoke_run`: no model; the firmware parses, prints and checks real Sudoku-Extreme
 //!   puzzles; every field is compared with values computed here from the CSV.
-//! - `bad_models_fail_cleanly`: an empty and a corrupted model must print the reader's error (the
-//!   same text the host reader gives) and exit 1, never fault or hang.
-//! - `float_engine_matches_host`: a small random-weight model; every per-step digest of y and z,
-//!   every q_halt bit pattern, and the final token digest must equal the host float engine's.
+//! - `bad_models_fail_cleanly`: an empty, a corrupted and a truncated model must print the
+//!   reader's error (the same text the host reader gives), and a model whose engine scratch
+//!   exceeds the board's 2 MiB buffer must print the engine's error; exit 1, never fault or hang.
+//! - `oversized_model_fails_to_build`: a file larger than the 4 MiB code memory is a build error
+//!   naming `TRM_MODEL` and the sizes, not a firmware that faults.
+//! - `float_engine_matches_host` (Cortex-M4F) and `riscv32_float_engine_matches_host`: small
+//!   random-weight models, mlp_t, attention with RoPE (libm's `powf`, `cosf`, `sinf` in the
+//!   tables, `expf` in the softmax) and attention with learned positions; every per-step digest
+//!   of y and z, every q_halt bit pattern, and the final token digest must equal the host float
+//!   engine's. QEMU runs with `-icount shift=0`, so the cycle counters count instructions: the
+//!   tests print instructions per ACT step.
 //!
-//! Needs /usr/bin/cargo (Debian's rustc-web, for -Z build-std) and qemu-system-arm, both
-//! installed by scripts/setup.sh. Without them the tests fail, unless TRM_SKIP_QEMU=1.
+//! Needs /usr/bin/cargo (Debian's rustc-web, for -Z build-std), qemu-system-arm and
+//! qemu-system-riscv32, installed by scripts/setup.sh. Without them the tests fail, unless
+//! TRM_SKIP_QEMU=1.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -22,7 +33,7 @@ use trm_nostd::digest::{digest_f32, digest_tokens};
 use trm_nostd::float::{FloatEngine, HaltMode, recursion};
 use trm_nostd::format::{Model, NumericScheme, write_model};
 use trm_nostd::sudoku::{self, CELLS, PAD};
-use trm_nostd::{Config, DType, TensorId};
+use trm_nostd::{Config, DType, PosEncoding, TensorId};
 
 /// Wall-clock limit of one QEMU run.
 const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
@@ -30,6 +41,45 @@ const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
 /// One firmware build at a time: every build writes the same ELF path, which is copied away
 /// under this lock.
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// A QEMU board of firmware-examples/.
+struct Board {
+    /// `scripts/cross.sh firmware <arg>`.
+    arg: &'static str,
+    /// What the firmware prints as `board=`.
+    name: &'static str,
+    /// The QEMU program and its machine options.
+    qemu: &'static [&'static str],
+    /// `unit=` of `TRM-CYCLES`.
+    unit: &'static str,
+    /// Instructions per counter unit under `-icount shift=0` (1 ns of virtual time per
+    /// instruction).
+    instructions_per_unit: u64,
+}
+
+/// Cortex-M4F. SysTick runs on the 25 MHz core clock: one tick every 40 ns, 40 instructions.
+const MPS2: Board = Board {
+    arg: "mps2",
+    name: "qemu-mps2-an386",
+    qemu: &[
+        "qemu-system-arm",
+        "-machine",
+        "mps2-an386",
+        "-cpu",
+        "cortex-m4",
+    ],
+    unit: "systick",
+    instructions_per_unit: 40,
+};
+
+/// RV32IMAFC in machine mode. QEMU's `mcycle` counts instructions under `-icount`.
+const RISCV32: Board = Board {
+    arg: "riscv",
+    name: "qemu-virt-riscv32",
+    qemu: &["qemu-system-riscv32", "-machine", "virt", "-bios", "none"],
+    unit: "mcycle",
+    instructions_per_unit: 1,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,18 +89,19 @@ fn root() -> PathBuf {
 }
 
 /// Whether to run; panics with the set-up hint when a tool is missing and skipping was not asked.
-fn tools_ready(test: &str) -> bool {
+fn tools_ready(test: &str, board: &Board) -> bool {
+    let qemu = board.qemu[0];
     let missing: Vec<&str> = ["/usr/bin/cargo", "/usr/bin/rustc"]
         .into_iter()
         .filter(|p| !Path::new(p).exists())
         .chain(
-            Command::new("qemu-system-arm")
+            Command::new(qemu)
                 .arg("--version")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
                 .map_or(true, |s| !s.success())
-                .then_some("qemu-system-arm"),
+                .then_some(qemu),
         )
         .collect();
     if missing.is_empty() {
@@ -62,7 +113,7 @@ fn tools_ready(test: &str) -> bool {
     }
     panic!(
         "{test}: missing {missing:?}: run scripts/setup.sh (Debian rustc-web/cargo-web/rust-web-src, \
-         lld, qemu-system-arm), or set TRM_SKIP_QEMU=1 to skip the firmware tests"
+         lld, qemu-system-arm, qemu-system-misc), or set TRM_SKIP_QEMU=1 to skip the firmware tests"
     );
 }
 
@@ -93,12 +144,11 @@ fn csv_rows(n: usize) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Builds the firmware with these TRM_* settings (all others removed) and copies the ELF to
-/// `CARGO_TARGET_TMPDIR/<name>.elf`.
-fn build_firmware(name: &str, settings: &[(&str, &str)]) -> PathBuf {
-    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+/// Runs `scripts/cross.sh firmware` with these TRM_* settings (all others removed); returns the
+/// script's output. Callers hold `BUILD_LOCK`.
+fn cross_firmware(board: &Board, settings: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(root().join("scripts/cross.sh"));
-    cmd.arg("firmware").current_dir(root());
+    cmd.args(["firmware", board.arg]).current_dir(root());
     for var in [
         "TRM_MODEL",
         "TRM_PUZZLES",
@@ -111,8 +161,15 @@ fn build_firmware(name: &str, settings: &[(&str, &str)]) -> PathBuf {
     for (k, v) in settings {
         cmd.env(k, v);
     }
+    cmd.output().expect("run scripts/cross.sh")
+}
+
+/// Builds the firmware with these TRM_* settings (all others removed) and copies the ELF to
+/// `CARGO_TARGET_TMPDIR/<name>.elf`.
+fn build_firmware(name: &str, board: &Board, settings: &[(&str, &str)]) -> PathBuf {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = Instant::now();
-    let out = cmd.output().expect("run scripts/cross.sh");
+    let out = cross_firmware(board, settings);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -130,14 +187,21 @@ fn build_firmware(name: &str, settings: &[(&str, &str)]) -> PathBuf {
     dest
 }
 
-/// Runs the ELF under QEMU; returns (exit code, stdout). Panics on timeout.
-fn run_qemu(elf: &Path) -> (i32, String) {
-    let mut child = Command::new("qemu-system-arm")
+/// `TRM_MODEL` for several files: the paths in `PATH` syntax.
+fn model_list(paths: &[PathBuf]) -> String {
+    std::env::join_paths(paths)
+        .expect("model paths without ':'")
+        .into_string()
+        .expect("utf-8 paths")
+}
+
+/// Runs the ELF under the board's QEMU, with `extra` QEMU options; returns (exit code, stdout).
+/// Panics on timeout.
+fn run_qemu(elf: &Path, board: &Board, extra: &[&str]) -> (i32, String) {
+    let mut child = Command::new(board.qemu[0])
+        .args(&board.qemu[1..])
+        .args(extra)
         .args([
-            "-machine",
-            "mps2-an386",
-            "-cpu",
-            "cortex-m4",
             "-nographic",
             "-monitor",
             "none",
@@ -152,7 +216,7 @@ fn run_qemu(elf: &Path) -> (i32, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start qemu-system-arm");
+        .unwrap_or_else(|e| panic!("start {}: {e}", board.qemu[0]));
     let mut stdout = child.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -222,26 +286,39 @@ fn with_tag<'r>(recs: &'r [Record], tag: &str) -> Vec<&'r Record> {
     recs.iter().filter(|r| r.tag == tag).collect()
 }
 
+/// The records of each run (one per embedded model): split at every `TRM-BANNER`.
+fn runs(recs: Vec<Record>) -> Vec<Vec<Record>> {
+    let mut out: Vec<Vec<Record>> = Vec::new();
+    for r in recs {
+        if r.tag == "TRM-BANNER" || out.is_empty() {
+            out.push(Vec::new());
+        }
+        out.last_mut().expect("a run").push(r);
+    }
+    out
+}
+
 #[test]
 fn codec_smoke_run() {
-    if !tools_ready("codec_smoke_run") {
+    if !tools_ready("codec_smoke_run", &MPS2) {
         return;
     }
     let n = 3;
     let csv = puzzles_csv();
     let elf = build_firmware(
         "codec",
+        &MPS2,
         &[
             ("TRM_PUZZLES", csv.to_str().expect("utf-8 path")),
             ("TRM_PUZZLES_N", &n.to_string()),
         ],
     );
-    let (code, out) = run_qemu(&elf);
+    let (code, out) = run_qemu(&elf, &MPS2, &[]);
     assert_eq!(code, 0, "firmware failed:\n{out}");
     let recs = records(&out);
     let banner = with_tag(&recs, "TRM-BANNER");
     assert_eq!(banner.len(), 1, "{out}");
-    assert_eq!(banner[0].get("board"), "qemu-mps2-an386");
+    assert_eq!(banner[0].get("board"), MPS2.name);
     assert!(out.contains("TRM-MODEL none\n"), "{out}");
     assert!(with_tag(&recs, "TRM-ERROR").is_empty(), "{out}");
 
@@ -284,9 +361,22 @@ fn small_config() -> Config {
     c.puzzle_emb_ndim = 32;
     c.h_cycles = 2;
     c.l_cycles = 2;
-    c.halt_max_steps = 3;
+    // Two ACT steps: the carry from one step to the next is still checked.
+    c.halt_max_steps = 2;
     c
 }
+
+/// The attention network at the same small size: 2 heads of 16, over the 97 positions.
+fn small_attention(pos: PosEncoding) -> Config {
+    let mut c = small_config();
+    c.mlp_t = false;
+    c.pos_encodings = pos;
+    c
+}
+
+/// f32 values of engine scratch the mps2-an386 board gives the app (`SCRATCH_F32` in its
+/// `main.rs`: 2 MiB of its 4 MiB RAM). The firmware prints it as `scratch_have`.
+const BOARD_SCRATCH_F32: usize = 512 * 1024;
 
 /// Random weights from a seeded xorshift: uniform in ±sqrt(3 / cols), H_init and L_init in
 /// ±1.7; the q_head bias varies per model so that halting logits are not all equal.
@@ -316,9 +406,17 @@ fn random_model(c: &Config, seed: u64, dtype: DType) -> Vec<u8> {
     .expect("write model")
 }
 
+/// What a bad model's run must print.
+enum Expect {
+    /// The reader rejects the file with the host reader's message.
+    Reader(String),
+    /// The file parses, but the engine needs this many f32 of scratch.
+    Scratch(usize),
+}
+
 #[test]
 fn bad_models_fail_cleanly() {
-    if !tools_ready("bad_models_fail_cleanly") {
+    if !tools_ready("bad_models_fail_cleanly", &MPS2) {
         return;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -327,34 +425,92 @@ fn bad_models_fail_cleanly() {
     let mut corrupt = good.clone();
     let last = corrupt.len() - 3;
     corrupt[last] ^= 0x10;
-    let cases: [(&str, Vec<u8>); 3] = [
+    // A valid file (about 0.1 MB) whose engine state does not fit in the board's RAM: attention
+    // over a 3000-token puzzle prefix needs [3081, 32] x, y, z and a [3081, 96] qkv buffer.
+    let mut wide = small_attention(PosEncoding::Rope);
+    wide.puzzle_emb_len = 3000;
+    let wide_need = FloatEngine::scratch_len(&wide);
+    assert!(wide_need > BOARD_SCRATCH_F32, "{wide_need}");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
         ("corrupt", corrupt),
         ("truncated", good[..good.len() / 2].to_vec()),
+        ("scratch", random_model(&wide, 5, DType::F32)),
     ];
-    for (name, bytes) in cases {
+    let mut paths = Vec::new();
+    let mut expected = Vec::new();
+    for (name, bytes) in &cases {
         let path = dir.join(format!("bad-{name}.trm"));
-        std::fs::write(&path, &bytes).expect("write model");
-        let expected = match Model::parse(&bytes) {
-            Ok(_) => panic!("{name}: the host reader accepts it"),
-            Err(e) => e.to_string(),
-        };
-        let elf = build_firmware(
-            &format!("bad-{name}"),
-            &[("TRM_MODEL", path.to_str().expect("utf-8 path"))],
-        );
-        let (code, out) = run_qemu(&elf);
-        assert_eq!(code, 1, "{name}: exit code\n{out}");
-        let recs = records(&out);
-        let errors = with_tag(&recs, "TRM-ERROR");
+        std::fs::write(&path, bytes).expect("write model");
+        paths.push(path);
+        expected.push(match Model::parse(bytes) {
+            Err(e) => Expect::Reader(e.to_string()),
+            Ok(m) => {
+                assert_eq!(*m.config(), wide, "{name}: the host reader accepts it");
+                Expect::Scratch(wide_need)
+            }
+        });
+    }
+    // One firmware, one run per model.
+    let elf = build_firmware("bad", &MPS2, &[("TRM_MODEL", &model_list(&paths))]);
+    let (code, out) = run_qemu(&elf, &MPS2, &[]);
+    assert_eq!(code, 1, "exit code\n{out}");
+    let all = runs(records(&out));
+    assert_eq!(all.len(), cases.len(), "one run per model:\n{out}");
+    for (((name, bytes), expect), recs) in cases.iter().zip(&expected).zip(&all) {
+        let errors = with_tag(recs, "TRM-ERROR");
         assert_eq!(errors.len(), 1, "{name}:\n{out}");
-        assert_eq!(errors[0].get("stage"), "model", "{name}:\n{out}");
-        assert_eq!(errors[0].get("bytes"), bytes.len().to_string());
-        assert_eq!(errors[0].get("msg"), expected, "{name}");
-        let done = with_tag(&recs, "TRM-DONE");
+        match expect {
+            Expect::Reader(msg) => {
+                assert_eq!(errors[0].get("stage"), "model", "{name}:\n{out}");
+                assert_eq!(errors[0].get("bytes"), bytes.len().to_string());
+                assert_eq!(errors[0].get("msg"), msg, "{name}");
+                assert!(with_tag(recs, "TRM-MODEL").is_empty(), "{name}:\n{out}");
+            }
+            Expect::Scratch(need) => {
+                let model = with_tag(recs, "TRM-MODEL");
+                assert_eq!(model.len(), 1, "{name}:\n{out}");
+                assert_eq!(model[0].get("bytes"), bytes.len().to_string());
+                assert_eq!(model[0].get("scratch_f32"), need.to_string());
+                assert_eq!(model[0].get("scratch_have"), BOARD_SCRATCH_F32.to_string());
+                assert_eq!(errors[0].get("stage"), "engine", "{name}:\n{out}");
+                assert_eq!(
+                    errors[0].get("msg"),
+                    format!("scratch too small: need {need} f32, have {BOARD_SCRATCH_F32}"),
+                    "{name}"
+                );
+            }
+        }
+        assert!(with_tag(recs, "TRM-PUZZLE").is_empty(), "{name}:\n{out}");
+        let done = with_tag(recs, "TRM-DONE");
         assert_eq!(done.len(), 1, "{name}:\n{out}");
         assert_eq!(done[0].get("errors"), "1");
+        assert_eq!(done[0].get("total"), "0");
     }
+}
+
+#[test]
+fn oversized_model_fails_to_build() {
+    if !tools_ready("oversized_model_fails_to_build", &MPS2) {
+        return;
+    }
+    // One byte more than the whole 4 MiB code memory (memory.x `FLASH`), whatever the code size.
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oversized.trm");
+    std::fs::write(&path, vec![0u8; (4 << 20) + 1]).expect("write model");
+    let out = {
+        let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        cross_firmware(&MPS2, &[("TRM_MODEL", path.to_str().expect("utf-8 path"))])
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the build succeeded:\n{stderr}");
+    // The build script's check, before the compiler copies 4 MiB around.
+    let limit = format!(
+        "TRM_MODEL: the model files take {} bytes, more than the {} bytes of memory",
+        (4 << 20) + 64,
+        4 << 20
+    );
+    assert!(stderr.contains(&limit), "no size error:\n{stderr}");
+    assert!(stderr.contains("FAILED step 'firmware'"), "{stderr}");
 }
 
 /// What the host float engine computes for one puzzle, in the firmware's terms.
@@ -394,75 +550,66 @@ fn host_solve(model_bytes: &[u8], question: &str) -> HostSolve {
     }
 }
 
-#[test]
-fn float_engine_matches_host() {
-    if !tools_ready("float_engine_matches_host") {
-        return;
-    }
-    let n = 2;
-    let c = small_config();
-    let bytes = random_model(&c, 11, DType::F32);
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("small-mlp_t.trm");
-    std::fs::write(&path, &bytes).expect("write model");
-    let csv = puzzles_csv();
-    let elf = build_firmware(
-        "float",
-        &[
-            ("TRM_MODEL", path.to_str().expect("utf-8 path")),
-            ("TRM_PUZZLES", csv.to_str().expect("utf-8 path")),
-            ("TRM_PUZZLES_N", &n.to_string()),
-            ("TRM_HALT", "all"),
-            ("TRM_STEP_DIGESTS", "1"),
-        ],
-    );
-    let (code, out) = run_qemu(&elf);
-    assert_eq!(code, 0, "firmware failed:\n{out}");
-    let recs = records(&out);
-    assert!(with_tag(&recs, "TRM-ERROR").is_empty(), "{out}");
-    let model = with_tag(&recs, "TRM-MODEL");
-    assert_eq!(model.len(), 1, "{out}");
-    assert_eq!(model[0].get("bytes"), bytes.len().to_string());
-    assert_eq!(model[0].get("hidden"), c.hidden_size.to_string());
+/// Checks one firmware run of `bytes` on the `rows` puzzles against the host float engine;
+/// returns (ACT steps, ticks) summed over the puzzles.
+fn check_against_host(
+    name: &str,
+    board: &Board,
+    bytes: &[u8],
+    recs: &[Record],
+    rows: &[(String, String, String)],
+    out: &str,
+) -> (u64, u64) {
+    let c = *Model::parse(bytes).expect("host parse").config();
+    let n = rows.len();
+    assert!(with_tag(recs, "TRM-ERROR").is_empty(), "{name}:\n{out}");
+    let banner = with_tag(recs, "TRM-BANNER");
+    assert_eq!(banner.len(), 1, "{name}:\n{out}");
+    assert_eq!(banner[0].get("board"), board.name);
+    let model = with_tag(recs, "TRM-MODEL");
+    assert_eq!(model.len(), 1, "{name}:\n{out}");
+    assert_eq!(model[0].get("bytes"), bytes.len().to_string(), "{name}");
+    assert_eq!(model[0].get("hidden"), c.hidden_size.to_string(), "{name}");
+    assert_eq!(model[0].get("mlp_t"), c.mlp_t.to_string(), "{name}");
 
-    let rows = csv_rows(n);
-    let steps = with_tag(&recs, "TRM-STEP");
-    let digests = with_tag(&recs, "TRM-DIGEST");
-    let results = with_tag(&recs, "TRM-RESULT");
-    assert_eq!(digests.len(), n, "{out}");
-    assert_eq!(results.len(), n, "{out}");
-    assert_eq!(steps.len(), n * c.halt_max_steps as usize, "{out}");
+    let steps = with_tag(recs, "TRM-STEP");
+    let digests = with_tag(recs, "TRM-DIGEST");
+    let results = with_tag(recs, "TRM-RESULT");
+    let cycles = with_tag(recs, "TRM-CYCLES");
+    assert_eq!(digests.len(), n, "{name}:\n{out}");
+    assert_eq!(results.len(), n, "{name}:\n{out}");
+    assert_eq!(cycles.len(), n, "{name}:\n{out}");
+    assert_eq!(steps.len(), n * c.halt_max_steps as usize, "{name}:\n{out}");
     let mut ok = 0;
+    let (mut total_steps, mut total_ticks) = (0u64, 0u64);
     for (i, (_, q, a)) in rows.iter().enumerate() {
-        let host = host_solve(&bytes, q);
+        let host = host_solve(bytes, q);
         let dev: Vec<&&Record> = steps
             .iter()
             .filter(|r| r.get("puzzle") == i.to_string())
             .collect();
-        assert_eq!(dev.len(), host.steps.len(), "puzzle {i}");
+        assert_eq!(dev.len(), host.steps.len(), "{name} puzzle {i}");
         for (k, (r, (qh, y, z))) in dev.iter().zip(&host.steps).enumerate() {
-            assert_eq!(r.get("step"), (k + 1).to_string());
-            assert_eq!(
-                r.get("q_halt"),
-                format!("{qh:08x}"),
-                "puzzle {i} step {}",
-                k + 1
-            );
-            assert_eq!(r.get("y"), format!("{y:08x}"), "puzzle {i} step {}", k + 1);
-            assert_eq!(r.get("z"), format!("{z:08x}"), "puzzle {i} step {}", k + 1);
+            let at = format!("{name} puzzle {i} step {}", k + 1);
+            assert_eq!(r.get("step"), (k + 1).to_string(), "{at}");
+            assert_eq!(r.get("q_halt"), format!("{qh:08x}"), "{at}");
+            assert_eq!(r.get("y"), format!("{y:08x}"), "{at}");
+            assert_eq!(r.get("z"), format!("{z:08x}"), "{at}");
         }
         let d = digests[i];
         assert_eq!(d.get("puzzle"), i.to_string());
         assert_eq!(d.get("steps"), host.steps.len().to_string());
         assert_eq!(
             d.get("tokens"),
-            format!("{:08x}", digest_tokens(&host.tokens))
+            format!("{:08x}", digest_tokens(&host.tokens)),
+            "{name} puzzle {i}"
         );
-        assert_eq!(d.get("y"), format!("{:08x}", host.y));
+        assert_eq!(d.get("y"), format!("{:08x}", host.y), "{name} puzzle {i}");
         // The printed prediction and its checks agree with the host's tokens.
         let mut line = String::new();
         sudoku::write_line(&mut line, &host.tokens).expect("fmt");
         let r = results[i];
-        assert_eq!(r.get("prediction"), line, "puzzle {i}");
+        assert_eq!(r.get("prediction"), line, "{name} puzzle {i}");
         let mut qt = [PAD; CELLS];
         sudoku::parse_puzzle(q, &mut qt).expect("question");
         let mut at = [PAD; CELLS];
@@ -472,10 +619,79 @@ fn float_engine_matches_host() {
         let valid = sudoku::is_valid_solution(&host.tokens, &qt);
         assert_eq!(r.get("valid"), valid.to_string());
         ok += usize::from(valid);
+        assert_eq!(cycles[i].get("unit"), board.unit);
+        total_steps += host.steps.len() as u64;
+        total_ticks += cycles[i].get("ticks").parse::<u64>().expect("ticks");
     }
-    let done = with_tag(&recs, "TRM-DONE");
-    assert_eq!(done.len(), 1, "{out}");
+    let done = with_tag(recs, "TRM-DONE");
+    assert_eq!(done.len(), 1, "{name}:\n{out}");
     assert_eq!(done[0].get("ok"), ok.to_string());
     assert_eq!(done[0].get("total"), n.to_string());
     assert_eq!(done[0].get("errors"), "0");
+    (total_steps, total_ticks)
+}
+
+/// Builds `board`'s firmware with three small random-weight models (mlp_t, attention with
+/// RoPE, attention with learned positions) and the first `n` test puzzles, runs it under
+/// `-icount shift=0`, and checks every run against the host float engine.
+fn float_models_match_host(test: &str, board: &Board, n: usize) {
+    if !tools_ready(test, board) {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let models = [
+        ("mlp_t", small_config(), 11),
+        ("rope", small_attention(PosEncoding::Rope), 12),
+        ("learned", small_attention(PosEncoding::Learned), 13),
+    ];
+    let mut files = Vec::new();
+    let mut paths = Vec::new();
+    for (name, c, seed) in &models {
+        let bytes = random_model(c, *seed, DType::F32);
+        // Per test: the tests run in parallel and must not rewrite each other's inputs.
+        let path = dir.join(format!("{test}-{name}.trm"));
+        std::fs::write(&path, &bytes).expect("write model");
+        paths.push(path);
+        files.push(bytes);
+    }
+    let csv = puzzles_csv();
+    let elf = build_firmware(
+        test,
+        board,
+        &[
+            ("TRM_MODEL", &model_list(&paths)),
+            ("TRM_PUZZLES", csv.to_str().expect("utf-8 path")),
+            ("TRM_PUZZLES_N", &n.to_string()),
+            ("TRM_HALT", "all"),
+            ("TRM_STEP_DIGESTS", "1"),
+        ],
+    );
+    // Instruction counting: virtual time advances 1 ns per instruction.
+    let (code, out) = run_qemu(&elf, board, &["-icount", "shift=0"]);
+    assert_eq!(code, 0, "firmware failed:\n{out}");
+    let all = runs(records(&out));
+    assert_eq!(all.len(), models.len(), "one run per model:\n{out}");
+    let rows = csv_rows(n);
+    for (((name, c, _), bytes), recs) in models.iter().zip(&files).zip(&all) {
+        let (steps, units) = check_against_host(name, board, bytes, recs, &rows, &out);
+        eprintln!(
+            "{test}: {name}: {} MACs/ACT step, about {} instructions/ACT step ({units} {} over {steps} steps)",
+            c.macs_per_act_step(),
+            units * board.instructions_per_unit / steps.max(1),
+            board.unit
+        );
+    }
+}
+
+/// Cortex-M4F (thumbv7em-none-eabihf) against x86_64.
+#[test]
+fn float_engine_matches_host() {
+    float_models_match_host("float_engine_matches_host", &MPS2, 2);
+}
+
+/// RV32IMAFC (riscv32imafc-unknown-none-elf) against x86_64: one puzzle, QEMU runs RISC-V
+/// floating point about half as fast as Arm's.
+#[test]
+fn riscv32_float_engine_matches_host() {
+    float_models_match_host("riscv32_float_engine_matches_host", &RISCV32, 1);
 }

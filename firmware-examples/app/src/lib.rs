@@ -4,7 +4,8 @@
 //! `None`), a list of [`Puzzle`]s and a scratch buffer; [`run`] then parses the model with
 //! `trm_nostd::format::Model::parse`, solves every puzzle with `trm_nostd::float::FloatEngine`
 //! and prints one result block per puzzle. Without a model it still parses, prints and checks the
-//! puzzles and their reference answers (a codec smoke run).
+//! puzzles and their reference answers (a codec smoke run). [`run_models`] runs it once per
+//! embedded model (one output block each), so one firmware build can check several models.
 //!
 //! # Output
 //!
@@ -184,6 +185,32 @@ pub fn run<C: Console + ?Sized, K: Counter + ?Sized>(
         report.errors
     );
     report
+}
+
+/// Runs the demo once per model, each run a full block from `TRM-BANNER` to `TRM-DONE`, with
+/// the same puzzles and the same scratch buffer; with no model, one codec-only run.
+///
+/// The report sums the runs' reports, so the firmware fails when any run had an error. A bad
+/// model does not stop the models after it.
+pub fn run_models<C: Console + ?Sized, K: Counter + ?Sized>(
+    console: &mut C,
+    counter: &mut K,
+    models: &[&[u8]],
+    puzzles: &[Puzzle<'_>],
+    scratch: &mut [f32],
+    opts: &Options<'_>,
+) -> Report {
+    if models.is_empty() {
+        return run(console, counter, None, puzzles, scratch, opts);
+    }
+    let mut total = Report::default();
+    for &model in models {
+        let r = run(console, counter, Some(model), puzzles, scratch, opts);
+        total.ok += r.ok;
+        total.total += r.total;
+        total.errors += r.errors;
+    }
+    total
 }
 
 /// Parses the model and builds the engine; prints `TRM-MODEL` or `TRM-ERROR`.

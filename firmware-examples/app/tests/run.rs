@@ -1,7 +1,7 @@
 //! Host tests of the demo: every error path prints its line and counts as an error, and solves
 //! report exactly what the float engine computes when called directly.
 
-use trm_fw_app::{Console, Counter, HaltMode, NoCounter, Options, Puzzle, Report, run};
+use trm_fw_app::{Console, Counter, HaltMode, NoCounter, Options, Puzzle, Report, run, run_models};
 use trm_nostd::digest::{digest_f32, digest_tokens};
 use trm_nostd::format::{NumericScheme, write_model};
 use trm_nostd::sudoku::{self, CELLS, PAD};
@@ -314,4 +314,58 @@ fn engine_errors_are_reported() {
         "{}",
         out.0
     );
+}
+
+#[test]
+fn run_models_runs_each_model_in_turn() {
+    let c = config();
+    let a = model(&c, -5.0);
+    let b = model(&c, 5.0);
+    let bad: &[u8] = b"not a model";
+    let p = [Puzzle {
+        name: "good",
+        question: Q,
+        answer: Some(A),
+    }];
+    let len = FloatEngine::scratch_len(&c);
+    let models: [&[u8]; 3] = [&a, bad, &b];
+    let mut out = Buf::default();
+    let mut scratch = vec![0.0f32; len];
+    let r = run_models(
+        &mut out,
+        &mut Calls(0),
+        &models,
+        &p,
+        &mut scratch,
+        &opts(HaltMode::AllSteps),
+    );
+    // The same as three separate runs, one after the other, with their reports summed.
+    let mut expected = String::new();
+    let mut sum = Report::default();
+    for m in models {
+        let (ri, oi) = go(Some(m), &p, len, HaltMode::AllSteps);
+        expected.push_str(&oi);
+        sum.ok += ri.ok;
+        sum.total += ri.total;
+        sum.errors += ri.errors;
+    }
+    assert_eq!(out.0, expected);
+    assert_eq!(r, sum);
+    assert_eq!((r.total, r.errors), (2, 1), "{}", out.0);
+    assert_eq!(lines(&out.0, "TRM-BANNER").len(), 3);
+    assert_eq!(lines(&out.0, "TRM-DONE").len(), 3);
+
+    // No model: one codec-only run.
+    let mut out = Buf::default();
+    let r = run_models(
+        &mut out,
+        &mut Calls(0),
+        &[],
+        &p,
+        &mut scratch,
+        &opts(HaltMode::AllSteps),
+    );
+    let (r0, o0) = go(None, &p, len, HaltMode::AllSteps);
+    assert_eq!((r, out.0.as_str()), (r0, o0.as_str()));
+    assert!(o0.contains("TRM-MODEL none\n"), "{o0}");
 }

@@ -99,10 +99,10 @@ fn main() -> ! {
         step_digests: embedded::STEP_DIGESTS,
         boards: true,
     };
-    let report = trm_fw_app::run(
+    let report = trm_fw_app::run_models(
         &mut console,
         &mut SysTickCounter,
-        embedded::MODEL,
+        embedded::MODELS,
         embedded::PUZZLES,
         SCRATCH,
         &opts,
