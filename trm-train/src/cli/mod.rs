@@ -1,0 +1,3 @@
+//! Subcommands of the `trm-train` binary that are more than a few lines.
+
+pub mod build_dataset;
