@@ -93,3 +93,191 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     diff / scale
 }
+
+/// `max |a - b|`.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// The index of the largest value (the first on ties), as `torch.argmax` picks it.
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The gap between the largest and the second largest value of a row (infinite for one value).
+pub fn top_two_margin(row: &[f32]) -> f32 {
+    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &v in row {
+        if v > a {
+            b = a;
+            a = v;
+        } else if v > b {
+            b = v;
+        }
+    }
+    a - b
+}
+
+/// How an argmax comparison went: rows whose expected top-two margin exceeded the tolerance
+/// (`checked`), and the positions among them where the argmax differs (`mismatches`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ArgmaxCheck {
+    /// Rows compared.
+    pub rows: usize,
+    /// Rows whose expected margin exceeded the tolerance (the argmax is then decided).
+    pub checked: usize,
+    /// Row indices among the checked ones where the argmaxes differ.
+    pub mismatches: Vec<usize>,
+}
+
+/// Compares the argmax of every `vocab`-wide row of `ours` with that of `want` wherever `want`'s
+/// top-two margin exceeds `tol` (a difference of `tol / 2` in every logit cannot flip such a
+/// row, so a differing argmax there is a real disagreement).
+pub fn argmax_agreement(ours: &[f32], want: &[f32], vocab: usize, tol: f32) -> ArgmaxCheck {
+    assert_eq!(ours.len(), want.len(), "length mismatch");
+    let mut out = ArgmaxCheck::default();
+    for (i, (o, w)) in ours
+        .chunks_exact(vocab)
+        .zip(want.chunks_exact(vocab))
+        .enumerate()
+    {
+        out.rows += 1;
+        if top_two_margin(w) > tol {
+            out.checked += 1;
+            if argmax(o) != argmax(w) {
+                out.mismatches.push(i);
+            }
+        }
+    }
+    out
+}
+
+/// A reference fixture (`reference-fixtures/<name>`) with its test batch and expected outputs.
+#[derive(Debug)]
+pub struct RefFixture {
+    /// The fixture folder.
+    pub dir: PathBuf,
+    /// Puzzle tokens, `[batch, seq_len]` row-major.
+    pub inputs: Vec<u8>,
+    /// Puzzle identifiers, `[batch]`.
+    pub ids: Vec<u32>,
+    /// Puzzles in the batch.
+    pub batch: usize,
+    /// Tokens per puzzle.
+    pub seq_len: usize,
+    /// The bytes of `expected.safetensors`.
+    pub expected: Vec<u8>,
+}
+
+impl RefFixture {
+    /// Loads the test batch (`data/test/all__inputs.npy`, `all__puzzle_identifiers.npy`) and
+    /// `expected.safetensors` of a fixture.
+    pub fn load(name: &str) -> Result<Self> {
+        let dir = reference_fixture(name)?;
+        let (shape, inputs) = read_npy_ints(&dir.join("data/test/all__inputs.npy"))?;
+        let (id_shape, ids) = read_npy_ints(&dir.join("data/test/all__puzzle_identifiers.npy"))?;
+        let [batch, seq_len] = shape[..] else {
+            bail!("all__inputs.npy has shape {shape:?}, expected [batch, seq_len]");
+        };
+        if id_shape != [batch] {
+            bail!("all__puzzle_identifiers.npy has shape {id_shape:?}, expected [{batch}]");
+        }
+        let inputs = inputs
+            .into_iter()
+            .map(u8::try_from)
+            .collect::<Result<Vec<u8>, _>>()
+            .context("a token does not fit in u8")?;
+        let ids = ids
+            .into_iter()
+            .map(u32::try_from)
+            .collect::<Result<Vec<u32>, _>>()
+            .context("a puzzle identifier does not fit in u32")?;
+        let expected = std::fs::read(dir.join("expected.safetensors"))
+            .with_context(|| format!("reading {}/expected.safetensors", dir.display()))?;
+        Ok(RefFixture {
+            dir,
+            inputs,
+            ids,
+            batch: batch as usize,
+            seq_len: seq_len as usize,
+            expected,
+        })
+    }
+
+    /// The tokens of puzzle `b`.
+    pub fn tokens(&self, b: usize) -> &[u8] {
+        &self.inputs[b * self.seq_len..(b + 1) * self.seq_len]
+    }
+
+    /// `eval_logits_step{k}`, `[batch, seq_len, vocab]` row-major (shape checked).
+    pub fn logits(&self, k: u32, vocab: usize) -> Result<Vec<f32>> {
+        let (shape, v) = safetensor_f32(&self.expected, &format!("eval_logits_step{k}"))?;
+        if shape != [self.batch, self.seq_len, vocab] {
+            bail!("eval_logits_step{k} has shape {shape:?}");
+        }
+        Ok(v)
+    }
+
+    /// `eval_q_halt_step{k}`, `[batch]`.
+    pub fn q_halt(&self, k: u32) -> Result<Vec<f32>> {
+        let (shape, v) = safetensor_f32(&self.expected, &format!("eval_q_halt_step{k}"))?;
+        if shape != [self.batch] {
+            bail!("eval_q_halt_step{k} has shape {shape:?}");
+        }
+        Ok(v)
+    }
+
+    /// `eval_preds` (argmax after the last step), `[batch, seq_len]`.
+    pub fn preds(&self) -> Result<Vec<u8>> {
+        let v = safetensor_i32(&self.expected, "eval_preds")?;
+        if v.len() != self.batch * self.seq_len {
+            bail!("eval_preds holds {} values", v.len());
+        }
+        v.into_iter()
+            .map(|p| u8::try_from(p).context("eval_preds value out of range"))
+            .collect()
+    }
+
+    /// The fixture imported the way a user imports a reference checkpoint:
+    /// `trm_export::reference::reference_to_trm` of its folder, `.trm` bytes stored as `dtype`.
+    pub fn trm_bytes(&self, dtype: trm_nostd::DType) -> Result<Vec<u8>> {
+        trm_export::reference::reference_to_trm(&self.dir, dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_and_margin() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+        assert_eq!(top_two_margin(&[1.0, 3.0, 2.5, -1.0]), 0.5);
+        assert_eq!(top_two_margin(&[3.0, 3.0]), 0.0);
+        assert_eq!(top_two_margin(&[2.0]), f32::INFINITY);
+    }
+
+    #[test]
+    fn argmax_agreement_skips_undecided_rows() {
+        // Row 0: margin 1, argmax differs -> mismatch; row 1: margin 0.1, undecided at tol 0.2.
+        let want = [2.0, 1.0, 0.0, 0.5, 0.4, 0.0];
+        let ours = [1.0, 2.0, 0.0, 0.4, 0.5, 0.0];
+        let r = argmax_agreement(&ours, &want, 3, 0.2);
+        assert_eq!((r.rows, r.checked, r.mismatches), (2, 1, vec![0]));
+        let r = argmax_agreement(&want, &want, 3, 0.05);
+        assert_eq!((r.checked, r.mismatches.len()), (2, 0));
+    }
+
+    #[test]
+    fn relative_error_is_scaled_by_the_expected_maximum() {
+        assert_eq!(rel_err(&[1.0, 2.5], &[1.0, -4.0]), 6.5 / 4.0);
+        assert_eq!(max_abs_diff(&[1.0, 2.5], &[1.5, 2.0]), 0.5);
+    }
+}

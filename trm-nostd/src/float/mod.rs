@@ -548,6 +548,25 @@ impl<'a> FloatEngine<'a> {
         Ok(())
     }
 
+    /// Sets the carried states y ("z_H") and z ("z_L"), each `[seq_total, D]` row-major, keeping
+    /// the input embedding x of the last [`FloatEngine::start`] and the step counter.
+    ///
+    /// For resuming a solve from a saved carry, and for teacher forcing: feeding the engine the
+    /// carry another implementation reached before step k, so that step k alone is compared
+    /// (the cross-implementation tests do this; chaotic models would otherwise amplify
+    /// rounding differences over the steps). Both lengths are checked before anything changes.
+    pub fn set_carry(&mut self, y: &[f32], z: &[f32]) -> Result<(), EngineError> {
+        let expected = self.y.len();
+        for got in [y.len(), z.len()] {
+            if got != expected {
+                return Err(EngineError::BadInputLength { expected, got });
+            }
+        }
+        self.y.copy_from_slice(y);
+        self.z.copy_from_slice(z);
+        Ok(())
+    }
+
     /// Runs one ACT step on the carried y, z and reports its halting logits.
     ///
     /// Before any [`FloatEngine::start`], x is zero (an all-zero input embedding).
@@ -693,5 +712,81 @@ fn net_blocks(c: &Config, w: &Weights<'_>, b: &mut BlockBuffers<'_>, h: &mut [f3
             kernels::attention_mixer(&lw.mix_a, &lw.mix_b, h, l, heads, eps, b);
         }
         kernels::channel_mlp(&lw.gate_up, &lw.down, h, l, eps, b);
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::float::OwnedWeights;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn small_config() -> Config {
+        Config {
+            hidden_size: 16,
+            num_heads: 2,
+            expansion: 2.0,
+            l_layers: 1,
+            h_cycles: 2,
+            l_cycles: 2,
+            mlp_t: false,
+            pos_encodings: PosEncoding::Rope,
+            puzzle_emb_ndim: 16,
+            puzzle_emb_len: 1,
+            num_puzzle_identifiers: 2,
+            vocab_size: 5,
+            seq_len: 6,
+            halt_max_steps: 4,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+        }
+    }
+
+    /// Resuming from a saved carry reproduces the uninterrupted run bit for bit, and wrong
+    /// lengths are refused without touching the states.
+    #[test]
+    fn set_carry_resumes_a_run() {
+        let c = small_config();
+        let w = OwnedWeights::random(&c, 3, DType::F32);
+        let src = w.source();
+        let tokens = [1u8, 4, 0, 2, 3, 1];
+        let v = c.seq_len as usize * c.vocab_size as usize;
+
+        let mut s1 = vec![0f32; FloatEngine::scratch_len(&c)];
+        let mut a = FloatEngine::new(&c, &src, &mut s1).unwrap();
+        a.start(&tokens, 1).unwrap();
+        a.step();
+        let (y1, z1) = (a.y().to_vec(), a.z().to_vec());
+        let s2a = a.step();
+        let mut la = vec![0f32; v];
+        a.logits(&mut la).unwrap();
+
+        let mut s2 = vec![0f32; FloatEngine::scratch_len(&c)];
+        let mut b = FloatEngine::new(&c, &src, &mut s2).unwrap();
+        b.start(&tokens, 1).unwrap();
+        let before: Vec<f32> = b.y().to_vec();
+        let short = &y1[1..];
+        assert_eq!(
+            b.set_carry(short, &z1),
+            Err(EngineError::BadInputLength {
+                expected: y1.len(),
+                got: y1.len() - 1
+            })
+        );
+        assert!(b.set_carry(&y1, &z1[1..]).is_err());
+        assert_eq!(b.y(), &before[..], "a refused carry changes nothing");
+        b.set_carry(&y1, &z1).unwrap();
+        assert_eq!((b.y(), b.z()), (&y1[..], &z1[..]));
+        let s2b = b.step();
+        let mut lb = vec![0f32; v];
+        b.logits(&mut lb).unwrap();
+        assert_eq!(s2a.q_halt.to_bits(), s2b.q_halt.to_bits());
+        assert_eq!(la, lb);
+        // The step from the initial carry differs: the carry really was used.
+        b.start(&tokens, 1).unwrap();
+        b.step();
+        b.logits(&mut lb).unwrap();
+        assert_ne!(la, lb);
     }
 }
