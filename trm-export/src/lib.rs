@@ -2,5 +2,6 @@
 #![deny(missing_docs)]
 
 pub mod puzzles;
+pub mod quantize;
 pub mod reference;
 pub mod torch_pickle;

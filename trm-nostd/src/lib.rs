@@ -8,6 +8,7 @@
 //! - [`tensor`]: the names, shapes and element types of every weight;
 //! - [`format`](mod@format): the `.trm` model file, read in place from flash without allocating;
 //! - [`float`]: the float engine (f32, `libm`, fixed summation order: bit-reproducible);
+//! - [`fixed`]: the fixed-point engine (int8 weights, int16 activations, integer only);
 //! - [`sudoku`]: puzzle codecs.
 //!
 //! No `alloc`: every buffer is passed in by the caller, sized by functions of the [`Config`].
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod digest;
+pub mod fixed;
 pub mod float;
 pub mod format;
 pub mod sudoku;

@@ -128,6 +128,12 @@ pub enum FormatError {
         /// Which tensor.
         tensor: TensorId,
     },
+    /// A tensor's quantization words (format version 2) do not describe a table after its data
+    /// and inside the payload, or the scheme does not allow one.
+    QuantTable {
+        /// Which tensor.
+        tensor: TensorId,
+    },
     /// The CRC-32 of the payload does not match the header's.
     PayloadChecksum {
         /// Checksum stored in the header.
@@ -150,8 +156,9 @@ impl fmt::Display for FormatError {
             ),
             FormatError::UnsupportedVersion { found, supported } => write!(
                 f,
-                ".trm format version {found} is not supported (this build reads version \
-                 {supported}); {REGENERATE}"
+                ".trm format version {found} is not supported (this build reads versions \
+                 {} to {supported}); {REGENERATE}",
+                super::MIN_FORMAT_VERSION
             ),
             FormatError::Truncated { needed, available } => write!(
                 f,
@@ -230,6 +237,10 @@ impl fmt::Display for FormatError {
             FormatError::Overlap { tensor } => write!(
                 f,
                 ".trm file: tensor {tensor} overlaps the previous one or is out of offset order"
+            ),
+            FormatError::QuantTable { tensor } => write!(
+                f,
+                ".trm file: tensor {tensor} has an invalid quantization table reference"
             ),
             FormatError::PayloadChecksum { stored, computed } => write!(
                 f,

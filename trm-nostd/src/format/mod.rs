@@ -62,18 +62,32 @@
 //! All sizes and offsets are u32, so a file is at most 4 GiB (the paper's largest model is
 //! 28 MB in f32). Arithmetic on them is done in u64, so nothing overflows on 32-bit targets.
 //!
-//! # Versioning and quantized files
+//! # Versioning and quantized files (format version 2)
 //!
-//! [`NumericScheme`] has one variant today, `Float(dtype)`: every tensor is stored in that float
-//! type. The fixed-point engine will add a `Fixed { .. }` variant (int8 weights, int16
-//! activations, per-tensor and per-channel scales); postcard encodes the variant index first, so
-//! adding a variant at the end keeps every version-1 file decodable unchanged. A file that uses a
-//! new variant or non-zero `quant` words will be written as format version 2, so that a
-//! version-1 reader reports [`FormatError::UnsupportedVersion`] ("update trm-nostd") rather than
-//! a puzzling decode error. The three `quant` words of each directory entry are reserved for the
-//! per-tensor quantization metadata (planned: offset and length of a per-output-channel
-//! multiplier/shift table in the payload, and the tensor's scale code); version 1 requires them
-//! to be zero, so their meaning can be defined later without ambiguity.
+//! [`NumericScheme`] has two variants: `Float(dtype)` (every tensor stored in that float type)
+//! and `Fixed { weights, activations }`, the fixed-point scheme of [`crate::fixed`]. Postcard
+//! encodes the variant index first, and `Fixed` was added at the end, so every version-1 file
+//! decodes exactly as before. Version 2 changes nothing in the layout above; it gives the three
+//! `quant` words of a directory entry a meaning:
+//!
+//! ```text
+//! 20  u32  quant[0]: absolute offset of the tensor's quantization table (a multiple of 4)
+//! 24  u32  quant[1]: its byte length (a positive multiple of 4)
+//! 28  u32  quant[2]: its encoding, QUANT_TABLE_LE = 1 (little-endian i32 words and packed i16)
+//! ```
+//!
+//! All three are zero for a tensor without a table. A table lies in the payload after its
+//! tensor's data and before the next tensor (the overlap check of the single walk covers it),
+//! and is covered by the payload checksum. Its content (per-output-channel multipliers and
+//! shifts, SiLU and RoPE tables) is the fixed engine's business: the format checks only where it
+//! is, and [`crate::fixed`] documents and validates what it holds.
+//!
+//! Rules: a version-1 file must use `Float` and zero `quant` words (exactly the version-1
+//! reader's checks); a version-2 file may use either scheme, and only a `Fixed` file may have
+//! non-zero `quant` words. `ModelWriter` writes `Float` models as version 1 (byte-identical to
+//! what version-1 writers produced) and `Fixed` models as version 2, so a version-1 reader
+//! reports [`FormatError::UnsupportedVersion`] ("update trm-nostd") for a quantized file rather
+//! than a puzzling decode error.
 //!
 //! # Checksums
 //!
@@ -84,7 +98,8 @@
 //! # Writing
 //!
 //! With the `std` feature, `ModelWriter` builds a file from f32 tensors (converted with `half`,
-//! round to nearest even, for F16 and BF16 files).
+//! round to nearest even, for F16 and BF16 files), or, for `Fixed` files, from raw integer
+//! tensors with their quantization tables (`ModelWriter::add_raw`).
 
 mod aligned;
 mod dir;
@@ -107,8 +122,17 @@ use serde::{Deserialize, Serialize};
 /// The first 8 bytes of every `.trm` file.
 pub const MAGIC: [u8; 8] = *b"\x89TRM\r\n\x1a\n";
 
-/// The format version this build reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest format version this build reads and writes (see the module documentation).
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The oldest format version this build reads.
+pub const MIN_FORMAT_VERSION: u16 = 1;
+
+/// The version `ModelWriter` gives `Float` files (they need nothing of version 2).
+pub const FLOAT_FORMAT_VERSION: u16 = 1;
+
+/// `quant[2]` of a directory entry whose tensor has a quantization table (format version 2).
+pub const QUANT_TABLE_LE: u32 = 1;
 
 /// Bytes before the postcard header: magic, version, flags, header length, payload offset and
 /// metadata checksum.
@@ -127,20 +151,56 @@ pub const ALIGN: usize = 64;
 pub enum NumericScheme {
     /// Float weights, every tensor of this type (F32, F16 or BF16), computed in f32.
     Float(DType),
+    /// Fixed point (format version 2): weight matrices of type `weights` (I8) with
+    /// per-output-channel requantization tables, activations and states of type `activations`
+    /// (I16); embeddings and initial states stored as I16, the halting bias as I32. See
+    /// [`crate::fixed`].
+    Fixed {
+        /// Element type of the weight matrices (I8).
+        weights: DType,
+        /// Element type of activations and states (I16).
+        activations: DType,
+    },
 }
 
+/// The fixed-point scheme this build runs: int8 weights, int16 activations.
+pub const FIXED_I8_I16: NumericScheme = NumericScheme::Fixed {
+    weights: DType::I8,
+    activations: DType::I16,
+};
+
 impl NumericScheme {
-    /// Whether this scheme is one this build can read (`Float` of a float type).
+    /// Whether this scheme is one this build can read (`Float` of a float type, or `Fixed` with
+    /// I8 weights and I16 activations).
     pub const fn is_supported(&self) -> bool {
         match self {
             NumericScheme::Float(d) => matches!(d, DType::F32 | DType::F16 | DType::BF16),
+            NumericScheme::Fixed {
+                weights,
+                activations,
+            } => matches!(weights, DType::I8) && matches!(activations, DType::I16),
         }
     }
 
-    /// Whether a tensor may be stored with this dtype under this scheme.
+    /// Whether a tensor may be stored with this dtype under this scheme (`Fixed`: I8, I16 or
+    /// I32; which tensor has which type is checked by the fixed engine).
     pub fn allows(&self, dtype: DType) -> bool {
         match self {
             NumericScheme::Float(d) => *d == dtype,
+            NumericScheme::Fixed { .. } => matches!(dtype, DType::I8 | DType::I16 | DType::I32),
+        }
+    }
+
+    /// Whether this is a `Fixed` scheme.
+    pub const fn is_fixed(&self) -> bool {
+        matches!(self, NumericScheme::Fixed { .. })
+    }
+
+    /// The oldest format version that can hold this scheme.
+    pub const fn min_version(&self) -> u16 {
+        match self {
+            NumericScheme::Float(_) => FLOAT_FORMAT_VERSION,
+            NumericScheme::Fixed { .. } => 2,
         }
     }
 }

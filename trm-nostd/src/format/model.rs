@@ -2,7 +2,8 @@
 
 use super::dir::{DirEntry, ENTRY_LEN, MAX_TENSOR_SLOTS, id_slot};
 use super::{
-    ALIGN, FORMAT_VERSION, FormatError, Header, MAGIC, NumericScheme, PREAMBLE_LEN, align_up, crc32,
+    ALIGN, FORMAT_VERSION, FormatError, Header, MAGIC, MIN_FORMAT_VERSION, NumericScheme,
+    PREAMBLE_LEN, QUANT_TABLE_LE, align_up, crc32,
 };
 use crate::config::Config;
 use crate::tensor::{TensorId, TensorSource, TensorView};
@@ -146,7 +147,7 @@ struct Front {
 
 fn read_front(bytes: &[u8]) -> Result<Front, FormatError> {
     let p = read_preamble(bytes)?;
-    if p.version != FORMAT_VERSION {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&p.version) {
         return Err(FormatError::UnsupportedVersion {
             found: p.version,
             supported: FORMAT_VERSION,
@@ -188,6 +189,17 @@ fn read_front(bytes: &[u8]) -> Result<Front, FormatError> {
         header_end,
         payload_offset,
     })
+}
+
+/// The byte range of an entry's quantization table: `Some` when the words describe one (encoding
+/// [`QUANT_TABLE_LE`], a positive length that is a multiple of 4), `None` otherwise (all-zero
+/// words, or invalid ones, which `parse` rejects).
+fn quant_range(e: &DirEntry) -> Option<(u64, u64)> {
+    let [offset, len, encoding] = e.quant;
+    if encoding != QUANT_TABLE_LE || len == 0 || len % 4 != 0 {
+        return None;
+    }
+    Some((offset as u64, offset as u64 + len as u64))
 }
 
 /// A bitset over tensor slots, to find duplicates without allocating (56 bytes).
@@ -233,7 +245,7 @@ impl<'a> Model<'a> {
         } = read_front(bytes)?;
         let config = &header.config;
         config.validate()?;
-        if !header.scheme.is_supported() {
+        if !header.scheme.is_supported() || version < header.scheme.min_version() {
             return Err(FormatError::UnsupportedScheme(header.scheme));
         }
 
@@ -282,7 +294,7 @@ impl<'a> Model<'a> {
                 index,
                 code: e.dtype,
             })?;
-            if e.quant != [0; 3] {
+            if e.quant != [0; 3] && !header.scheme.is_fixed() {
                 return Err(FormatError::ReservedNonZero {
                     what: "quantization words",
                 });
@@ -335,6 +347,15 @@ impl<'a> Model<'a> {
                 return Err(FormatError::Overlap { tensor });
             }
             prev_end = end;
+            if let Some((q_start, q_end)) = quant_range(&e) {
+                // After the data, inside the file, 4-aligned; the next tensor starts after it.
+                if q_start < end || q_end > file_len || q_start % 4 != 0 {
+                    return Err(FormatError::QuantTable { tensor });
+                }
+                prev_end = q_end;
+            } else if e.quant != [0; 3] {
+                return Err(FormatError::QuantTable { tensor });
+            }
         }
         if let Some(missing) = TensorId::all(config).find(|t| !seen.contains(*t)) {
             return Err(FormatError::MissingTensor(missing));
@@ -413,6 +434,18 @@ impl<'a> Model<'a> {
             bytes: self.bytes,
             entries: self.dir.chunks_exact(ENTRY_LEN),
         }
+    }
+
+    /// The quantization table of a tensor (format version 2, `Fixed` models), borrowed from the
+    /// payload; `None` if the tensor has none or is absent.
+    pub fn quant_table(&self, id: TensorId) -> Option<&'a [u8]> {
+        let bytes = self.bytes;
+        self.dir
+            .chunks_exact(ENTRY_LEN)
+            .filter_map(|c| c.first_chunk::<ENTRY_LEN>().map(DirEntry::decode))
+            .find(|e| e.id() == Some(id))
+            .and_then(|e| quant_range(&e))
+            .and_then(|(s, e)| range(bytes, s, e))
     }
 
     /// Sizes and counts, for listings and flash budgets.

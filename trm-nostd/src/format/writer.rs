@@ -1,7 +1,7 @@
 //! Writing `.trm` files on a host (feature `std`).
 
 use super::dir::{DirEntry, ENTRY_LEN};
-use super::{FORMAT_VERSION, Header, MAGIC, NumericScheme, PREAMBLE_LEN, align_up, crc32};
+use super::{Header, MAGIC, NumericScheme, PREAMBLE_LEN, QUANT_TABLE_LE, align_up, crc32};
 use crate::config::{Config, ConfigError};
 use crate::tensor::{DType, TensorId};
 use std::fmt;
@@ -32,6 +32,17 @@ pub enum WriteError {
     },
     /// The file would exceed 4 GiB.
     TooLarge,
+    /// The scheme does not allow this element type for a tensor (f32 values given to a `Fixed`
+    /// writer, or raw data of a type the scheme does not store).
+    DTypeNotAllowed {
+        /// Which tensor.
+        tensor: TensorId,
+        /// The element type given.
+        dtype: DType,
+    },
+    /// A quantization table given for a `Float` model, or one whose length is not a multiple
+    /// of 4.
+    QuantTable(TensorId),
 }
 
 impl fmt::Display for WriteError {
@@ -63,6 +74,14 @@ impl fmt::Display for WriteError {
                 "cannot write .trm: tensor {tensor} has {found} values, its shape needs {expected}"
             ),
             WriteError::TooLarge => f.write_str("cannot write .trm: the file would exceed 4 GiB"),
+            WriteError::DTypeNotAllowed { tensor, dtype } => write!(
+                f,
+                "cannot write .trm: tensor {tensor} as {dtype:?} is not allowed by the scheme"
+            ),
+            WriteError::QuantTable(t) => write!(
+                f,
+                "cannot write .trm: tensor {t}: quantization table not allowed or not whole words"
+            ),
         }
     }
 }
@@ -102,7 +121,20 @@ impl std::error::Error for WriteError {
 pub struct ModelWriter<'t> {
     config: Config,
     scheme: NumericScheme,
-    tensors: Vec<(TensorId, &'t [f32])>,
+    tensors: Vec<(TensorId, Data<'t>)>,
+}
+
+/// One tensor's data as given to the writer.
+#[derive(Debug, Clone)]
+enum Data<'t> {
+    /// f32 values, converted to the `Float` scheme's type.
+    F32(&'t [f32]),
+    /// Raw little-endian elements of `dtype`, and a quantization table (possibly empty).
+    Raw {
+        dtype: DType,
+        bytes: Vec<u8>,
+        table: Vec<u8>,
+    },
 }
 
 impl<'t> ModelWriter<'t> {
@@ -119,13 +151,15 @@ impl<'t> ModelWriter<'t> {
         })
     }
 
-    /// Adds one tensor's values (row-major, `id.shape(config).numel()` of them).
+    /// Adds one tensor's values (row-major, `id.shape(config).numel()` of them) to a `Float`
+    /// model.
     pub fn add(&mut self, id: TensorId, values: &'t [f32]) -> Result<&mut Self, WriteError> {
-        if !id.present(&self.config) {
-            return Err(WriteError::UnexpectedTensor(id));
-        }
-        if self.tensors.iter().any(|(t, _)| *t == id) {
-            return Err(WriteError::DuplicateTensor(id));
+        self.check_new(id)?;
+        if self.scheme.is_fixed() {
+            return Err(WriteError::DTypeNotAllowed {
+                tensor: id,
+                dtype: DType::F32,
+            });
         }
         let expected = numel(id, &self.config)?;
         if values.len() != expected {
@@ -135,33 +169,105 @@ impl<'t> ModelWriter<'t> {
                 found: values.len(),
             });
         }
-        self.tensors.push((id, values));
+        self.tensors.push((id, Data::F32(values)));
         Ok(self)
+    }
+
+    /// Adds one tensor as raw little-endian elements of `dtype` (row-major), with its
+    /// quantization table (`Fixed` models only; empty for none; a whole number of 4-byte words).
+    pub fn add_raw(
+        &mut self,
+        id: TensorId,
+        dtype: DType,
+        bytes: Vec<u8>,
+        table: Vec<u8>,
+    ) -> Result<&mut Self, WriteError> {
+        self.check_new(id)?;
+        if !self.scheme.allows(dtype) {
+            return Err(WriteError::DTypeNotAllowed { tensor: id, dtype });
+        }
+        if (!table.is_empty() && !self.scheme.is_fixed()) || table.len() % 4 != 0 {
+            return Err(WriteError::QuantTable(id));
+        }
+        let expected = numel(id, &self.config)?;
+        if bytes.len() != expected * dtype.size() {
+            return Err(WriteError::ElementCount {
+                tensor: id,
+                expected,
+                found: bytes.len() / dtype.size(),
+            });
+        }
+        self.tensors.push((
+            id,
+            Data::Raw {
+                dtype,
+                bytes,
+                table,
+            },
+        ));
+        Ok(self)
+    }
+
+    fn check_new(&self, id: TensorId) -> Result<(), WriteError> {
+        if !id.present(&self.config) {
+            return Err(WriteError::UnexpectedTensor(id));
+        }
+        if self.tensors.iter().any(|(t, _)| *t == id) {
+            return Err(WriteError::DuplicateTensor(id));
+        }
+        Ok(())
     }
 
     /// The file's bytes. Fails if a tensor of the config was not added.
     pub fn finish(&self) -> Result<Vec<u8>, WriteError> {
-        let NumericScheme::Float(dtype) = self.scheme;
         // Tensors in file order, each with its values.
         let mut ordered = Vec::new();
         for id in TensorId::all(&self.config) {
-            let values = self
+            let data = self
                 .tensors
                 .iter()
                 .find(|(t, _)| *t == id)
-                .map(|(_, v)| *v)
+                .map(|(_, v)| v)
                 .ok_or(WriteError::MissingTensor(id))?;
-            ordered.push((id, values));
+            ordered.push((id, data));
         }
 
-        // Payload, with offsets relative to its start (the start is 64-aligned).
+        // Payload, with offsets relative to its start (the start is 64-aligned): each tensor
+        // 64-aligned, its quantization table (if any) right after it, 4-aligned.
         let mut payload = Vec::new();
         let mut placed = Vec::with_capacity(ordered.len());
-        for (id, values) in &ordered {
+        for (id, data) in &ordered {
             payload.resize(align_up(payload.len() as u64) as usize, 0);
             let rel = payload.len();
-            encode_values(values, dtype, &mut payload);
-            placed.push((*id, rel, payload.len() - rel));
+            let (dtype, table) = match data {
+                Data::F32(values) => {
+                    let dtype = match self.scheme {
+                        NumericScheme::Float(d) => d,
+                        _ => DType::F32,
+                    };
+                    encode_values(values, dtype, &mut payload);
+                    (dtype, None)
+                }
+                Data::Raw {
+                    dtype,
+                    bytes,
+                    table,
+                } => {
+                    payload.extend_from_slice(bytes);
+                    (*dtype, Some(table))
+                }
+            };
+            let len = payload.len() - rel;
+            let table_at = match table {
+                Some(t) if !t.is_empty() => {
+                    payload.resize(payload.len().div_ceil(4) * 4, 0);
+                    let at = payload.len();
+                    payload.extend_from_slice(t);
+                    Some((at, t.len()))
+                }
+                _ => None,
+            };
+            placed.push((*id, dtype, rel, len, table_at));
         }
 
         let header = Header {
@@ -181,20 +287,27 @@ impl<'t> ModelWriter<'t> {
 
         let mut out = Vec::with_capacity(file_len as usize);
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.scheme.min_version().to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&to_u32(header_bytes.len() as u64)?.to_le_bytes());
         out.extend_from_slice(&to_u32(payload_offset)?.to_le_bytes());
         out.extend_from_slice(&[0; 4]); // metadata checksum, filled below
         out.extend_from_slice(&header_bytes);
-        for (id, rel, len) in placed {
-            let e = DirEntry::new(
+        for (id, dtype, rel, len, table_at) in placed {
+            let mut e = DirEntry::new(
                 id,
                 dtype,
                 id.shape(&self.config),
                 to_u32(payload_offset + rel as u64)?,
                 to_u32(len as u64)?,
             );
+            if let Some((at, n)) = table_at {
+                e.quant = [
+                    to_u32(payload_offset + at as u64)?,
+                    to_u32(n as u64)?,
+                    QUANT_TABLE_LE,
+                ];
+            }
             out.extend_from_slice(&e.encode());
         }
         out.resize(payload_offset as usize, 0);

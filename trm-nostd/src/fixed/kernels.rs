@@ -1,0 +1,446 @@
+//! The integer reference kernels: the specification of the fixed-point engine.
+//!
+//! Every function here is pure integer arithmetic on `i8`/`i16` data with `i32`/`i64` (and, for
+//! the requantization product only, `i128`) intermediates, so a result is the same on every
+//! target. Optimized kernels (Cortex-M SMLAD, AVX2) must equal these bit for bit, as TFLM's
+//! reference kernels specify its optimized ones (`STYLE.md`).
+//!
+//! # The one rounding rule
+//!
+//! Every division by a power of two, every requantization and every integer division rounds
+//! **to nearest, ties toward +infinity** ("round half up"):
+//! `round_shift(x, s) = (x + 2^(s-1)) >> s` with an arithmetic (flooring) shift, and `div_round(n, d) = floor((2n + d) / 2d)` for
+//! `d > 0`. Both equal `floor(x / 2^s + 1/2)` exactly. The rule is one add and one shift (no
+//! sign test, unlike round-half-away-from-zero), and its only bias is on exact ties, which are
+//! rare after a 31-bit multiplier. The test `fixed_kernels::rounding_rule` checks both against
+//! exact rational arithmetic.
+//!
+//! # Accumulator bounds (no overflow, by proof and by worst-case test)
+//!
+//! - [`dot_w8_a16`]: each product `|w * a| <= 128 * 32768 = 2^22`. Products are summed in `i32`
+//!   over chunks of [`ACC_CHUNK`] = 256 elements (`|chunk sum| <= 2^30 < 2^31`), the chunk sums
+//!   in `i64` (`|total| <= n * 2^22`, `< 2^63` for any `n < 2^41`; a model has `n <= 2^22`).
+//!   The `i32` chunk is what a Cortex-M `SMLAD` loop accumulates into.
+//! - [`dot_a16_a16`]: products `<= 2^30`, summed in `i64` (`n * 2^30 < 2^63` for `n < 2^33`).
+//! - [`Requant::apply`]: `|acc| < 2^63`, `mult < 2^31`: the product fits `i128` with room for
+//!   the rounding term; the result saturates to `i64`.
+//! - [`rms_norm`]: inputs are clamped residuals, `|v| <= `[`RESIDUAL_MAX`]` = 2^21 - 1`, rows
+//!   `n <= 2^16` ([`Config::validate`](crate::Config::validate) bounds every size by 2^16),
+//!   so the sum of squares is `< 2^58`; with the eps term (`<= `[`EPS_TERM_MAX`]` = 2^60`) the
+//!   total stays `< 2^61`.
+//! - [`attention_row`]: softmax weights `p <= 2^30`, values `|v| <= 2^15`: `|p v| <= 2^45`,
+//!   summed over `l <= 2^16` keys: `< 2^61`; the weight sum `<= 2^46`.
+//!
+//! Shapes in comments follow llm.c: `// h: [rows, n]` is row-major with `n` contiguous.
+
+/// Elements per `i32` partial sum in [`dot_w8_a16`] (see the module's accumulator bounds).
+pub const ACC_CHUNK: usize = 256;
+
+/// Largest magnitude of a pre-norm residual value (`h + delta` before an RMSNorm): keeps the
+/// sum of squares of a row of up to 2^16 values below 2^58.
+pub const RESIDUAL_MAX: i32 = (1 << 21) - 1;
+
+/// Largest eps term of [`rms_norm`] a model may carry.
+pub const EPS_TERM_MAX: u64 = 1 << 60;
+
+/// Largest right shift of a [`Requant`].
+pub const MAX_SHIFT: u32 = 126;
+
+/// Output scale of [`rms_norm`]: a normalized row of `n` values is `32767 * v / sqrt(sum v^2)`,
+/// so the real value is `q * sqrt(n) / NORM_ONE` and `|q| <= NORM_ONE` always (post-norm
+/// outputs satisfy `|v| <= sqrt(n)`).
+pub const NORM_ONE: i64 = 32767;
+
+/// `floor(x / 2^s + 1/2)`: the rounding rule, for `s <= 62`.
+#[inline]
+pub const fn round_shift(x: i64, s: u32) -> i64 {
+    if s == 0 {
+        x
+    } else {
+        // x + 2^(s-1) cannot overflow for the kernels' bounded inputs; saturate anyway.
+        x.saturating_add(1 << (s - 1)) >> s
+    }
+}
+
+/// `floor(x / 2^s + 1/2)` in `i128`, for `s <= 126`.
+#[inline]
+pub const fn round_shift_i128(x: i128, s: u32) -> i128 {
+    if s == 0 {
+        x
+    } else {
+        x.saturating_add(1 << (s - 1)) >> s
+    }
+}
+
+/// `floor(n / d + 1/2)` for `d > 0` (0 when `d <= 0`): the rounding rule for a division.
+#[inline]
+pub const fn div_round(n: i64, d: i64) -> i64 {
+    if d <= 0 {
+        return 0;
+    }
+    // In i128 so that 2n + d cannot overflow.
+    let q = (2 * n as i128 + d as i128).div_euclid(2 * d as i128);
+    q as i64
+}
+
+/// Saturates to `i16`.
+#[inline]
+pub const fn sat16(x: i64) -> i16 {
+    if x > i16::MAX as i64 {
+        i16::MAX
+    } else if x < i16::MIN as i64 {
+        i16::MIN
+    } else {
+        x as i16
+    }
+}
+
+/// Saturates to `i32`.
+#[inline]
+pub const fn sat32(x: i64) -> i32 {
+    if x > i32::MAX as i64 {
+        i32::MAX
+    } else if x < i32::MIN as i64 {
+        i32::MIN
+    } else {
+        x as i32
+    }
+}
+
+/// Clamps to `±RESIDUAL_MAX`.
+#[inline]
+pub const fn sat_residual(x: i64) -> i32 {
+    if x > RESIDUAL_MAX as i64 {
+        RESIDUAL_MAX
+    } else if x < -(RESIDUAL_MAX as i64) {
+        -RESIDUAL_MAX
+    } else {
+        x as i32
+    }
+}
+
+/// `sum_k w[k] * a[k]` over `min(w.len(), a.len())` elements: int8 weights (stored bytes, two's
+/// complement) times int16 activations, `i32` partial sums of [`ACC_CHUNK`] products, `i64`
+/// total. Integer addition is associative, so the order never changes the result.
+#[inline]
+pub fn dot_w8_a16(w: &[u8], a: &[i16]) -> i64 {
+    let mut total = 0i64;
+    for (wc, ac) in w.chunks(ACC_CHUNK).zip(a.chunks(ACC_CHUNK)) {
+        let mut acc = 0i32;
+        for (&wb, &x) in wc.iter().zip(ac) {
+            acc += (wb as i8) as i32 * x as i32;
+        }
+        total += acc as i64;
+    }
+    total
+}
+
+/// `sum_k a[k] * b[k]` of two int16 vectors in `i64`.
+#[inline]
+pub fn dot_a16_a16(a: &[i16], b: &[i16]) -> i64 {
+    let mut total = 0i64;
+    for (&x, &y) in a.iter().zip(b) {
+        total += x as i64 * y as i64;
+    }
+    total
+}
+
+/// A real multiplier `M ~= mult * 2^-shift`, prepared at export (`mult` in `[2^30, 2^31)` for a
+/// normalized multiplier, 0 for `M = 0`; `shift <= `[`MAX_SHIFT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Requant {
+    /// Integer mantissa, `0 <= mult < 2^31`.
+    pub mult: i32,
+    /// Total right shift.
+    pub shift: u32,
+}
+
+impl Requant {
+    /// Whether the fields are in range (`mult >= 0`, `shift <= MAX_SHIFT`).
+    pub const fn is_valid(&self) -> bool {
+        self.mult >= 0 && self.shift <= MAX_SHIFT
+    }
+
+    /// `round(acc * mult / 2^shift)` (the rounding rule), saturated to `i64`.
+    #[inline]
+    pub const fn apply(&self, acc: i64) -> i64 {
+        let shift = if self.shift > MAX_SHIFT {
+            MAX_SHIFT
+        } else {
+            self.shift
+        };
+        let r = round_shift_i128(acc as i128 * self.mult as i128, shift);
+        if r > i64::MAX as i128 {
+            i64::MAX
+        } else if r < i64::MIN as i128 {
+            i64::MIN
+        } else {
+            r as i64
+        }
+    }
+}
+
+/// Two multipliers with one shift: `round((a * ma + b * mb) / 2^shift)` rounds once, for a sum
+/// of two values at different scales brought to a third (the network input `z + y + x`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Requant2 {
+    /// Multiplier of the first value, `0 <= ma < 2^31`.
+    pub ma: i32,
+    /// Multiplier of the second value, `0 <= mb < 2^31`.
+    pub mb: i32,
+    /// Shared right shift.
+    pub shift: u32,
+}
+
+impl Requant2 {
+    /// Whether the fields are in range.
+    pub const fn is_valid(&self) -> bool {
+        self.ma >= 0 && self.mb >= 0 && self.shift <= MAX_SHIFT
+    }
+
+    /// `round((a * ma + b * mb) / 2^shift)`, saturated to `i64` (for `|a|, |b| < 2^32` the sum
+    /// is exact in `i128`).
+    #[inline]
+    pub const fn apply(&self, a: i64, b: i64) -> i64 {
+        let shift = if self.shift > MAX_SHIFT {
+            MAX_SHIFT
+        } else {
+            self.shift
+        };
+        let s = a as i128 * self.ma as i128 + b as i128 * self.mb as i128;
+        let r = round_shift_i128(s, shift);
+        if r > i64::MAX as i128 {
+            i64::MAX
+        } else if r < i64::MIN as i128 {
+            i64::MIN
+        } else {
+            r as i64
+        }
+    }
+}
+
+/// Integer RMSNorm without weight: `out[i] = round(NORM_ONE * v[i] / sqrt(S + eps_term))`, `S =
+/// sum v^2` (exact, `i64`), saturated to `i16`.
+///
+/// With `v` at scale `s` (real `v * s`) and `eps_term = n * eps / s^2` (prepared at export),
+/// this is the float `v / sqrt(mean(v^2) + eps)` at the output scale `sqrt(n) / NORM_ONE`.
+///
+/// The inverse square root: `T = S + eps_term` is shifted left by an even `2e` into
+/// `[2^60, 2^62)`, `r = isqrt(T << 2e)` (exact floor, so `r` is `sqrt(T) 2^e` to a relative
+/// `2^-30`), and `out[i] = div_round(NORM_ONE * v[i] * 2^e, r)`: one rounding per output. Error
+/// against the exact value: at most 0.5 LSB + `32767 * 2^-30` LSB. `T = 0` gives zeros.
+/// `v.len()` must equal `out.len()` (extra values on either side are ignored). Inputs beyond
+/// [`RESIDUAL_MAX`] are clamped first, so the bounds of the module documentation hold for any
+/// input.
+pub fn rms_norm(v: &[i32], eps_term: u64, out: &mut [i16]) {
+    let clamp = |x: i32| x.clamp(-RESIDUAL_MAX, RESIDUAL_MAX) as i64;
+    let mut s = 0u64;
+    for &x in v {
+        let x = clamp(x);
+        s = s.saturating_add((x * x) as u64);
+    }
+    let t = s.saturating_add(eps_term.min(EPS_TERM_MAX));
+    if t == 0 {
+        out.fill(0);
+        return;
+    }
+    // T < 2^62 whenever the bounds hold; a saturated T (impossible for rows of <= 2^16 values)
+    // is shifted right instead, keeping the result finite.
+    let lz = t.leading_zeros();
+    let (tn, e_left, e_right) = if lz >= 2 {
+        let e = (lz - 2) / 2;
+        (t << (2 * e), e, 0)
+    } else {
+        (t >> 2, 0, 1)
+    };
+    let r = tn.isqrt() as i64; // in [2^30, 2^31)
+    for (o, &x) in out.iter_mut().zip(v) {
+        let num = (NORM_ONE * clamp(x)) << e_left;
+        let q = div_round(num, r << e_right);
+        *o = sat16(q);
+    }
+}
+
+/// Entries of a SiLU table: 256 intervals of 256 int16 steps over `[-32768, 32768]`.
+pub const SILU_TABLE_LEN: usize = 257;
+
+/// A little-endian table of `i16` values borrowed from a model file (out-of-range reads give 0;
+/// the engine checks lengths when it loads a model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct I16Table<'a>(pub &'a [u8]);
+
+impl I16Table<'_> {
+    /// Entry `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> i16 {
+        match self.0.get(2 * i..2 * i + 2) {
+            Some(b) => i16::from_le_bytes([b[0], b[1]]),
+            None => 0,
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len() / 2
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() < 2
+    }
+}
+
+/// SiLU by table with linear interpolation: the input `q` (int16) lies between the knots
+/// `k = (q + 32768) >> 8` and `k + 1` (knot `k` at input `256 k - 32768`), `f = (q + 32768) &
+/// 255`, and the output is `T[k] + round((T[k+1] - T[k]) * f / 256)`, saturated to `i16`.
+///
+/// The table (257 entries, [`SILU_TABLE_LEN`]) holds `round(silu(x_k * s_in) / s_out)` for the
+/// knot inputs; it is built at export for the site's scales (the engine uses `s_out = s_in`).
+/// Error against `silu(q s) / s`: the knots' rounding (0.5 LSB), the output rounding (0.5 LSB)
+/// and the interpolation error `h^2 max|silu''| / 8` with `h = 256 s` real units, `max|silu''|
+/// = 0.5`: `4096 s` LSB. A test checks the bound.
+#[inline]
+pub fn silu(table: I16Table<'_>, q: i16) -> i16 {
+    let u = (q as i32 + 32768) as u32;
+    let k = (u >> 8) as usize;
+    let f = (u & 255) as i64;
+    let a = table.get(k) as i64;
+    let b = table.get(k + 1) as i64;
+    sat16(a + round_shift((b - a) * f, 8))
+}
+
+/// `round(2^30 * 2^(-i / 256))` for `i` in `0..=256`: the knots of [`exp2_neg_q30`]. Checked
+/// against f64 by the test `fixed_kernels::exp2_table_is_exact`.
+pub const EXP2_NEG_Q30: [u32; 257] = [
+    1073741824, 1070838486, 1067942999, 1065055341, 1062175491, 1059303428, 1056439131, 1053582579,
+    1050733751, 1047892626, 1045059183, 1042233401, 1039415261, 1036604740, 1033801819, 1031006477,
+    1028218693, 1025438448, 1022665720, 1019900489, 1017142735, 1014392438, 1011649578, 1008914134,
+    1006186087, 1003465416, 1000752102, 998046124, 995347464, 992656100, 989972014, 987295185,
+    984625594, 981963222, 979308048, 976660054, 974019220, 971385527, 968758955, 966139485,
+    963527098, 960921775, 958323496, 955732243, 953147997, 950570738, 948000448, 945437108,
+    942880699, 940331203, 937788600, 935252872, 932724001, 930201967, 927686753, 925178340,
+    922676710, 920181844, 917693724, 915212331, 912737649, 910269657, 907808339, 905353676,
+    902905651, 900464244, 898029440, 895601218, 893179563, 890764456, 888355878, 885953814,
+    883558244, 881169153, 878786521, 876410331, 874040567, 871677210, 869320244, 866969651,
+    864625413, 862287515, 859955938, 857630665, 855311680, 852998965, 850692504, 848392279,
+    846098274, 843810471, 841528855, 839253408, 836984114, 834720956, 832463917, 830212982,
+    827968132, 825729353, 823496627, 821269938, 819049271, 816834607, 814625932, 812423229,
+    810226483, 808035676, 805850792, 803671817, 801498734, 799331526, 797170178, 795014675,
+    792865000, 790721137, 788583072, 786450787, 784324269, 782203500, 780088465, 777979150,
+    775875538, 773777614, 771685363, 769598769, 767517817, 765442492, 763372778, 761308661,
+    759250125, 757197155, 755149737, 753107854, 751071493, 749040637, 747015274, 744995386,
+    742980960, 740971982, 738968435, 736970306, 734977579, 732990241, 731008277, 729031671,
+    727060411, 725094480, 723133865, 721178552, 719228525, 717283772, 715344277, 713410026,
+    711481005, 709557200, 707638598, 705725183, 703816941, 701913860, 700015924, 698123120,
+    696235434, 694352853, 692475362, 690602947, 688735596, 686873293, 685016026, 683163781,
+    681316545, 679474303, 677637043, 675804750, 673977412, 672155015, 670337545, 668524990,
+    666717336, 664914570, 663116678, 661323648, 659535466, 657752119, 655973594, 654199878,
+    652430958, 650666822, 648907455, 647152846, 645402981, 643657847, 641917433, 640181724,
+    638450708, 636724373, 635002706, 633285695, 631573326, 629865587, 628162466, 626463950,
+    624770026, 623080683, 621395908, 619715688, 618040012, 616368866, 614702239, 613040119,
+    611382493, 609729349, 608080675, 606436459, 604796689, 603161352, 601530438, 599903933,
+    598281827, 596664106, 595050760, 593441776, 591837143, 590236848, 588640881, 587049229,
+    585461881, 583878825, 582300049, 580725543, 579155293, 577589290, 576027521, 574469975,
+    572916640, 571367506, 569822560, 568281792, 566745190, 565212742, 563684439, 562160268,
+    560640218, 559124278, 557612438, 556104685, 554601009, 553101399, 551605844, 550114332,
+    548626854, 547143398, 545663953, 544188508, 542717053, 541249576, 539786068, 538326517,
+    536870912,
+];
+
+/// Fraction bits of the softmax exponent argument `u` of [`exp2_neg_q30`].
+pub const EXP_FRAC_BITS: u32 = 16;
+
+/// Largest exponent argument [`softmax_q30`] passes on (`2^-32` underflows to 0 anyway).
+pub const EXP_ARG_MAX: i64 = 32 << EXP_FRAC_BITS;
+
+/// `round(2^30 * 2^(-u / 2^16))` for `u >= 0` (Q16 in, Q30 out): `u = k + f` with integer `k`
+/// and `f` in `[0, 1)`; `2^-f` by linear interpolation between the knots of [`EXP2_NEG_Q30`]
+/// (256 intervals: the chord lies above the curve by at most `(ln 2 / 256)^2 / 8 < 9.2e-7`
+/// relative, 984 Q30 LSB at `k = 0`), then `>> k` by the rounding rule. Integer only (the I-BERT idea of reducing `exp` to a power of two and
+/// a short approximation on one octave).
+#[inline]
+pub fn exp2_neg_q30(u: i64) -> i32 {
+    if u < 0 {
+        return 1 << 30;
+    }
+    let k = (u >> EXP_FRAC_BITS) as u64;
+    if k > 31 {
+        return 0;
+    }
+    let frac = (u & ((1 << EXP_FRAC_BITS) - 1)) as usize;
+    let i = frac >> 8;
+    let f = (frac & 255) as i64;
+    let a = EXP2_NEG_Q30[i] as i64;
+    let b = EXP2_NEG_Q30[(i + 1).min(256)] as i64;
+    let v = a - round_shift((a - b) * f, 8);
+    round_shift(v, k as u32) as i32
+}
+
+/// Integer softmax numerators, in place: `t` holds one query row's scores already in Q16
+/// units of `log2(e) * score` (the score requantized by a multiplier prepared at export).
+/// Afterwards `t[j] = exp2_neg_q30(min(max t - t[j], EXP_ARG_MAX))`: `p_j = exp(s_j - max s)`
+/// in Q30 (the maximum gets exactly `2^30`). Returns `sum_j p_j` (`>= 2^30` for a non-empty
+/// row).
+pub fn softmax_q30(t: &mut [i32]) -> i64 {
+    let max = t.iter().copied().max().unwrap_or(0) as i64;
+    let mut sum = 0i64;
+    for x in t.iter_mut() {
+        let u = (max - *x as i64).min(EXP_ARG_MAX);
+        *x = exp2_neg_q30(u);
+        sum += *x as i64;
+    }
+    sum
+}
+
+/// The attention output of one query row and head: `out[c] = div_round(sum_j p[j] v_j[c],
+/// sum_j p[j])`, a convex combination of the value rows, so `|out| <= max |v|` (the output has
+/// the values' scale; no saturation can occur). `v_at(j)` gives value row `j` (`hd` values).
+pub fn attention_row<'v>(
+    p: &[i32],
+    sum: i64,
+    mut v_at: impl FnMut(usize) -> &'v [i16],
+    out: &mut [i16],
+) {
+    for (c, o) in out.iter_mut().enumerate() {
+        let mut num = 0i64;
+        for (j, &pj) in p.iter().enumerate() {
+            let v = v_at(j).get(c).copied().unwrap_or(0);
+            num += pj as i64 * v as i64;
+        }
+        *o = sat16(div_round(num, sum));
+    }
+}
+
+/// Rotate-half RoPE on one int16 head vector in place, with Q15 tables for this position:
+/// `cos[i]`, `sin[i]` for `i < hd / 2` (the frequency of pair `(i, i + hd/2)`):
+/// `x[i] = round((x[i] c - x[i+h] s) / 2^15)`, `x[i+h] = round((x[i+h] c + x[i] s) / 2^15)`,
+/// saturated to `i16`. `cos = 1` is stored as 32767 (error `2^-15`).
+pub fn rope(x: &mut [i16], cos: I16Table<'_>, sin: I16Table<'_>) {
+    let half = x.len() / 2;
+    for i in 0..half {
+        let (a, b) = (x[i] as i64, x[i + half] as i64);
+        let (c, s) = (cos.get(i) as i64, sin.get(i) as i64);
+        x[i] = sat16(round_shift(a * c - b * s, 15));
+        x[i + half] = sat16(round_shift(b * c + a * s, 15));
+    }
+}
+
+/// Index of the largest value, ties to the lowest index; 0 for an empty slice.
+pub fn argmax(v: &[i32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Whether an integer halting logit says "halt" (the reference halts when `q_halt > 0`; the
+/// integer logit has a positive scale, so the sign is the same).
+#[inline]
+pub const fn q_halt_positive(q: i32) -> bool {
+    q > 0
+}

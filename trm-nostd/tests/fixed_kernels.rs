@@ -1,0 +1,333 @@
+//! The integer reference kernels against independent f64 / i128 computations, with the
+//! documented maximum errors (in LSB of the output) asserted and printed.
+
+use trm_nostd::fixed::kernels::{
+    ACC_CHUNK, EXP_FRAC_BITS, EXP2_NEG_Q30, I16Table, NORM_ONE, RESIDUAL_MAX, Requant, argmax,
+    attention_row, div_round, dot_a16_a16, dot_w8_a16, exp2_neg_q30, q_halt_positive, rms_norm,
+    rope, round_shift, silu, softmax_q30,
+};
+use trm_nostd::fixed::prepare;
+
+/// SplitMix64, so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn i16(&mut self) -> i16 {
+        self.next() as i16
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
+
+fn table_bytes(v: &[i16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn rounding_rule() {
+    // Ties go toward +infinity, on both signs.
+    assert_eq!(round_shift(3, 1), 2); // 1.5 -> 2
+    assert_eq!(round_shift(-3, 1), -1); // -1.5 -> -1
+    assert_eq!(round_shift(5, 2), 1); // 1.25 -> 1
+    assert_eq!(round_shift(-6, 2), -1); // -1.5 -> -1
+    assert_eq!(div_round(7, 2), 4);
+    assert_eq!(div_round(-7, 2), -3);
+    assert_eq!(div_round(-8, 3), -3);
+    let mut rng = Rng(1);
+    for _ in 0..100_000 {
+        let x = rng.range(-(1 << 40), 1 << 40);
+        let s = rng.range(0, 20) as u32;
+        // f64 is exact here: |x| < 2^41.
+        let exact = (x as f64 / (1u64 << s) as f64 + 0.5).floor() as i64;
+        assert_eq!(round_shift(x, s), exact, "{x} >> {s}");
+        let d = rng.range(1, 1 << 20);
+        let exact = (x as f64 / d as f64 + 0.5).floor() as i64;
+        // f64 division is correctly rounded; the floor can only differ on an exact tie, which
+        // the i128 check covers.
+        let q = div_round(x, d);
+        assert!(
+            (q - exact).abs() <= 1 && (2 * x as i128 - (2 * q as i128 - 1) * d as i128) >= 0,
+            "{x} / {d}"
+        );
+        assert!(
+            (2 * x as i128) < (2 * q as i128 + 1) * d as i128,
+            "{x} / {d}"
+        );
+    }
+}
+
+#[test]
+fn dot_accumulators_survive_worst_case_values() {
+    // Every product at its extreme, over lengths around and far beyond the i32 chunk.
+    for n in [
+        1,
+        ACC_CHUNK - 1,
+        ACC_CHUNK,
+        ACC_CHUNK + 1,
+        4096,
+        1 << 16,
+        3 << 20,
+    ] {
+        for (w, a) in [
+            (-128i8, -32768i16),
+            (-128, 32767),
+            (127, -32768),
+            (127, 32767),
+        ] {
+            let wv = vec![w as u8; n];
+            let av = vec![a; n];
+            let expected = n as i128 * w as i128 * a as i128;
+            assert_eq!(dot_w8_a16(&wv, &av) as i128, expected, "n={n} w={w} a={a}");
+        }
+        let av = vec![-32768i16; n];
+        assert_eq!(
+            dot_a16_a16(&av, &av) as i128,
+            n as i128 * (1 << 30),
+            "n={n}"
+        );
+    }
+    // Random values against i128.
+    let mut rng = Rng(2);
+    for _ in 0..200 {
+        let n = rng.range(0, 2000) as usize;
+        let w: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+        let a: Vec<i16> = (0..n).map(|_| rng.i16()).collect();
+        let e: i128 = w
+            .iter()
+            .zip(&a)
+            .map(|(&w, &a)| (w as i8) as i128 * a as i128)
+            .sum();
+        assert_eq!(dot_w8_a16(&w, &a) as i128, e);
+    }
+}
+
+#[test]
+fn requantization_against_real_multipliers() {
+    let mut rng = Rng(3);
+    let mut worst = 0f64;
+    for _ in 0..100_000 {
+        let m = 10f64.powf(rng.unit() * 8.0); // 1e-8 .. 1e8
+        let r = prepare::requant(m).unwrap();
+        assert!(r.is_valid() && r.mult >= 1 << 30, "{m} -> {r:?}");
+        let acc = rng.range(-(1 << 44), 1 << 44);
+        let exact = acc as f64 * m;
+        if exact.abs() > (1u64 << 52) as f64 {
+            continue;
+        }
+        let got = r.apply(acc);
+        // Documented: 0.5 LSB of rounding + the multiplier's relative error 2^-31.
+        let err = (got as f64 - exact).abs();
+        let bound = 0.5 + exact.abs() * 2f64.powi(-31) + 1e-9;
+        assert!(err <= bound, "acc {acc} m {m}: {got} vs {exact}");
+        worst = worst.max(err - exact.abs() * 2f64.powi(-31));
+    }
+    println!("requant: worst error beyond the multiplier's precision {worst:.4} LSB");
+    // Extremes saturate instead of overflowing.
+    let big = Requant {
+        mult: i32::MAX,
+        shift: 0,
+    };
+    assert_eq!(big.apply(i64::MAX), i64::MAX);
+    assert_eq!(big.apply(i64::MIN), i64::MIN);
+    assert!(prepare::requant(2f64.powi(31)).is_none());
+    assert!(prepare::requant(-1.0).is_none());
+    // Two multipliers, one rounding.
+    for _ in 0..10_000 {
+        let (a, b) = (10f64.powf(rng.unit() * 3.0), 10f64.powf(rng.unit() * 3.0));
+        let r2 = prepare::requant2(a, b).unwrap();
+        let (x, y) = (rng.i16() as i64 * 3, rng.i16() as i64);
+        let exact = x as f64 * a + y as f64 * b;
+        let err = (r2.apply(x, y) as f64 - exact).abs();
+        // Each mantissa is within 1/2 of its exact value at the shared shift.
+        let bound = 0.5 + (x.abs() + y.abs()) as f64 * 0.5 * 2f64.powi(-(r2.shift as i32));
+        assert!(err <= bound + 1e-9, "{err} > {bound}");
+    }
+}
+
+#[test]
+fn rms_norm_against_f64() {
+    let mut rng = Rng(4);
+    let mut worst = 0f64;
+    for case in 0..400 {
+        let n = rng.range(1, 700) as usize;
+        let amp = 1i64 << rng.range(0, 21);
+        let v: Vec<i32> = (0..n)
+            .map(|_| {
+                rng.range(-amp, amp)
+                    .clamp(-(RESIDUAL_MAX as i64), RESIDUAL_MAX as i64) as i32
+            })
+            .collect();
+        let eps = if case % 3 == 0 {
+            0
+        } else {
+            rng.range(0, 1 << 30) as u64
+        };
+        let mut out = vec![0i16; n];
+        rms_norm(&v, eps, &mut out);
+        let s: f64 = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>() + eps as f64;
+        for (&x, &o) in v.iter().zip(&out) {
+            let exact = if s == 0.0 {
+                0.0
+            } else {
+                NORM_ONE as f64 * x as f64 / s.sqrt()
+            };
+            let err = (o as f64 - exact).abs();
+            worst = worst.max(err);
+            // Documented: 0.5 LSB + 32767 * 2^-30 (the inverse square root's floor).
+            assert!(
+                err <= 0.5 + 32767.0 * 2f64.powi(-30),
+                "case {case}: {o} vs {exact}"
+            );
+        }
+    }
+    println!("rms_norm: worst error {worst:.6} LSB");
+    // Worst-case magnitudes: the largest row at the largest residual, no overflow.
+    let n = 1 << 16;
+    let v = vec![RESIDUAL_MAX; n];
+    let mut out = vec![0i16; n];
+    rms_norm(&v, u64::MAX, &mut out);
+    assert!(out.iter().all(|&o| o > 0 && o <= 128), "{}", out[0]);
+    rms_norm(&v, 0, &mut out);
+    assert!(out.iter().all(|&o| o == 128), "{}", out[0]); // 32767 / 256 = 127.996
+    // Out-of-range inputs are clamped, never overflow.
+    let v = vec![i32::MIN, i32::MAX, 0];
+    let mut out = vec![0i16; 3];
+    rms_norm(&v, 0, &mut out);
+    assert_eq!(out, [-23170, 23170, 0]); // 32767 / sqrt(2)
+    rms_norm(&[0, 0], 0, &mut out[..2]);
+    assert_eq!(&out[..2], &[0, 0]);
+}
+
+#[test]
+fn silu_table_against_f64() {
+    for s in [1e-4, 3e-4, 1e-3] {
+        let t = prepare::silu_table(s, s);
+        let bytes = table_bytes(&t);
+        let table = I16Table(&bytes);
+        let mut worst = 0f64;
+        for q in i16::MIN..=i16::MAX {
+            let exact = prepare::silu_f64(q as f64 * s) / s;
+            let err = (silu(table, q) as f64 - exact).abs();
+            worst = worst.max(err);
+        }
+        // Documented: 1 LSB of rounding + 4096 s LSB of interpolation.
+        let bound = 1.0 + 4096.0 * s;
+        println!("silu s={s}: worst error {worst:.3} LSB (bound {bound:.3})");
+        assert!(worst <= bound, "s={s}: {worst}");
+    }
+}
+
+#[test]
+fn exp2_table_is_exact() {
+    for (i, &v) in EXP2_NEG_Q30.iter().enumerate() {
+        let exact = (2f64.powi(30) * 2f64.powf(-(i as f64) / 256.0) + 0.5).floor();
+        assert_eq!(v as f64, exact, "knot {i}");
+    }
+    let mut worst = 0f64;
+    for u in (0..(33i64 << EXP_FRAC_BITS)).step_by(7) {
+        let exact = 2f64.powi(30) * 2f64.powf(-(u as f64) / 65536.0);
+        let err = (exp2_neg_q30(u) as f64 - exact).abs();
+        worst = worst.max(err / exact.max(1.0));
+        // Documented: the chord's relative error (< 9.2e-7) + knot and interpolation rounding
+        // (1 LSB) + the final shift (0.5 LSB).
+        assert!(
+            err <= exact * 9.2e-7 + 1.5,
+            "u={u}: {} vs {exact}",
+            exp2_neg_q30(u)
+        );
+    }
+    println!("exp2_neg_q30: worst relative error {worst:.3e}");
+    assert_eq!(exp2_neg_q30(0), 1 << 30);
+    assert_eq!(exp2_neg_q30(i64::MAX), 0);
+}
+
+#[test]
+fn softmax_and_attention_row_against_f64() {
+    let mut rng = Rng(5);
+    let log2e = std::f64::consts::LOG2_E;
+    let mut worst_p = 0f64;
+    let mut worst_out = 0f64;
+    for _ in 0..300 {
+        let l = rng.range(1, 120) as usize;
+        let spread = rng.unit().abs() * 20.0;
+        let scores: Vec<f64> = (0..l).map(|_| rng.unit() * spread).collect();
+        let mut t: Vec<i32> = scores
+            .iter()
+            .map(|s| (s * log2e * 65536.0 + 0.5).floor() as i32)
+            .collect();
+        let sum = softmax_q30(&mut t);
+        let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let es: f64 = e.iter().sum();
+        for (p, ex) in t.iter().zip(&e) {
+            worst_p = worst_p.max((*p as f64 / sum as f64 - ex / es).abs());
+        }
+        let hd = 8;
+        let v: Vec<i16> = (0..l * hd).map(|_| rng.i16()).collect();
+        let mut out = vec![0i16; hd];
+        attention_row(&t, sum, |j| &v[j * hd..(j + 1) * hd], &mut out);
+        for c in 0..hd {
+            let exact: f64 = (0..l).map(|j| e[j] / es * v[j * hd + c] as f64).sum();
+            let err = (out[c] as f64 - exact).abs();
+            worst_out = worst_out.max(err);
+            // Probabilities to ~1e-5 relative (Q16 argument, Q30 weights) times |v| <= 32768.
+            assert!(err <= 1.5, "{} vs {exact}", out[c]);
+        }
+    }
+    println!("softmax: worst probability error {worst_p:.2e}; attention: worst {worst_out:.3} LSB");
+    assert!(worst_p < 2e-5, "{worst_p}");
+}
+
+#[test]
+fn rope_against_f64() {
+    let (hd, positions) = (16, 40);
+    let (cos, sin) = prepare::rope_tables_q15(positions, hd, 10000.0);
+    let (cb, sb) = (table_bytes(&cos), table_bytes(&sin));
+    let half = hd / 2;
+    let mut rng = Rng(6);
+    let mut worst = 0f64;
+    for p in 0..positions {
+        let c = I16Table(&cb[p * half * 2..(p + 1) * half * 2]);
+        let s = I16Table(&sb[p * half * 2..(p + 1) * half * 2]);
+        for _ in 0..50 {
+            // Keep |x| below 32767 / sqrt(2) so that no rotation saturates.
+            let x: Vec<i16> = (0..hd).map(|_| rng.i16() / 2).collect();
+            let mut y = x.clone();
+            rope(&mut y, c, s);
+            for i in 0..half {
+                let ang = p as f64 / 10000f64.powf((2 * i) as f64 / hd as f64);
+                let (a, b) = (x[i] as f64, x[i + half] as f64);
+                let e0 = a * ang.cos() - b * ang.sin();
+                let e1 = b * ang.cos() + a * ang.sin();
+                let err = (y[i] as f64 - e0)
+                    .abs()
+                    .max((y[i + half] as f64 - e1).abs());
+                worst = worst.max(err);
+                // Q15 tables: 2 * 16384 * 2^-15 = 1 LSB, plus 0.5 of rounding.
+                assert!(err <= 1.5, "p={p} i={i}: {err}");
+            }
+        }
+    }
+    println!("rope: worst error {worst:.3} LSB");
+}
+
+#[test]
+fn argmax_ties_and_halting_sign() {
+    assert_eq!(argmax(&[3, 7, 7, 1]), 1);
+    assert_eq!(argmax(&[-5, -5]), 0);
+    assert_eq!(argmax(&[i32::MIN, i32::MIN + 1]), 1);
+    assert_eq!(argmax(&[]), 0);
+    assert!(q_halt_positive(1));
+    assert!(!q_halt_positive(0));
+    assert!(!q_halt_positive(-1));
+}
