@@ -239,11 +239,18 @@ pub fn parse_dataset_json(text: &str) -> anyhow::Result<DatasetSizes> {
     })
 }
 
-/// The checkpoint file to read: `path` itself if it is a file, else the `step_N` in the folder
-/// `path` with the largest N.
+/// Weights file of one of our trainer's checkpoint folders (`step_<N>/model.safetensors`).
+const OUR_WEIGHTS: &str = "model.safetensors";
+
+/// The checkpoint file to read: `path` itself if it is a file; `path/model.safetensors` if
+/// `path` is one of our trainer's checkpoint folders; else, in the folder `path`, the `step_N`
+/// with the largest N (a reference `torch.save` file, or one of our `step_N/` folders).
 pub fn find_checkpoint(path: &Path) -> anyhow::Result<PathBuf> {
     if path.is_file() {
         return Ok(path.to_path_buf());
+    }
+    if path.join(OUR_WEIGHTS).is_file() {
+        return Ok(path.join(OUR_WEIGHTS));
     }
     let entries =
         std::fs::read_dir(path).with_context(|| format!("reading folder {}", path.display()))?;
@@ -258,26 +265,66 @@ pub fn find_checkpoint(path: &Path) -> anyhow::Result<PathBuf> {
         else {
             continue;
         };
-        if entry.path().is_file() && best.as_ref().is_none_or(|(s, _)| step > *s) {
-            best = Some((step, entry.path()));
+        let candidate = if entry.path().is_file() {
+            entry.path()
+        } else if entry.path().join(OUR_WEIGHTS).is_file() {
+            entry.path().join(OUR_WEIGHTS)
+        } else {
+            // An incomplete checkpoint folder (still being written, or left by a crash).
+            continue;
+        };
+        if best.as_ref().is_none_or(|(s, _)| step > *s) {
+            best = Some((step, candidate));
         }
     }
     best.map(|(_, p)| p).ok_or_else(|| {
         anyhow!(
-            "no checkpoint file step_<N> in {}; pass the checkpoint file itself",
+            "no checkpoint (a step_<N> file, or a step_<N>/ folder with {OUR_WEIGHTS}) in {}; \
+             pass the checkpoint itself",
             path.display()
         )
     })
 }
 
+/// Reads a safetensors file (our trainer's weights) as named tensors.
+fn load_safetensors_file(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
+    use crate::torch_pickle::TorchDType;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let dtype = match view.dtype() {
+            safetensors::Dtype::F32 => TorchDType::F32,
+            safetensors::Dtype::F16 => TorchDType::F16,
+            safetensors::Dtype::BF16 => TorchDType::BF16,
+            safetensors::Dtype::F64 => TorchDType::F64,
+            other => bail!(
+                "{}: tensor {name} has unsupported dtype {other:?}",
+                path.display()
+            ),
+        };
+        out.push((
+            name,
+            Tensor {
+                dtype,
+                shape: view.shape().to_vec(),
+                data: view.data().to_vec(),
+            },
+        ));
+    }
+    Ok(out)
+}
+
 /// Looks for `<data_path>/train/dataset.json` (else `test/`) of the first data path, relative
 /// to the checkpoint folder when not absolute.
+/// A relative data path is tried against the checkpoint folder, then the current directory (our
+/// trainer records data paths as given on its command line).
 fn find_dataset_json(dir: &Path, data_paths: &[String]) -> Option<PathBuf> {
     let first = data_paths.first()?;
-    let base = dir.join(first);
-    ["train", "test"]
-        .iter()
-        .map(|split| base.join(split).join("dataset.json"))
+    [dir.join(first), PathBuf::from(first)]
+        .into_iter()
+        .flat_map(|base| ["train", "test"].map(|split| base.join(split).join("dataset.json")))
         .find(|p| p.is_file())
 }
 
@@ -332,7 +379,11 @@ pub fn import_reference(path: &Path, options: &ImportOptions) -> anyhow::Result<
         }
         None => None,
     };
-    let raw = load_torch_file(&checkpoint)?;
+    let raw = if checkpoint.extension().is_some_and(|e| e == "safetensors") {
+        load_safetensors_file(&checkpoint)?
+    } else {
+        load_torch_file(&checkpoint)?
+    };
     let tensors = strip_names(raw).with_context(|| format!("in {}", checkpoint.display()))?;
     let a = &settings.arch;
     let puzzle_emb_len =
