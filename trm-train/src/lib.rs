@@ -1,10 +1,23 @@
 //! A libtorch trainer for Tiny Recursive Models (TRM, arXiv 2510.04871).
 //!
-//! - [`device`]: choosing CPU or CUDA;
-//! - [`info`]: what libtorch the process runs on;
-//! - [`model`]: the TRM network in tch, with the reference implementation's tensor names.
+//! - [`config`]: the run configuration with the reference's keys (YAML + `key=value` overrides);
+//! - [`data`]: the reference's dataset sampling (`puzzle_dataset.py`), batch for batch;
+//! - [`model`]: the TRM network in tch, with the reference implementation's tensor names;
+//! - [`train`]: the train-mode ACT step and the loss head (stablemax cross entropy, Q-halt);
+//! - [`optim`]: AdamATan2, sign-SGD for the puzzle embedding, the LR schedule, EMA;
+//! - [`ckpt`]: atomic checkpoint folders (weights, EMA, optimizer, RNG, config), keep-last-N;
+//! - [`logs`]: metrics JSONL, TensorBoard event files, learning-curve PNGs, progress bar;
+//! - [`run`]: the training loop and evaluation (`trm-train train`, `trm-train evaluate`);
+//! - [`device`]: choosing CPU or CUDA; [`info`]: what libtorch the process runs on.
 #![deny(missing_docs)]
 
+pub mod ckpt;
+pub mod config;
+pub mod data;
 pub mod device;
 pub mod info;
+pub mod logs;
 pub mod model;
+pub mod optim;
+pub mod run;
+pub mod train;

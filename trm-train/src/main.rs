@@ -4,10 +4,14 @@ mod cli;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use trm_train::config::TrainConfig;
 use trm_train::device::DeviceChoice;
 use trm_train::info::LibtorchInfo;
+use trm_train::run::TrainRun;
 
 use crate::cli::build_dataset::{self, BuildDatasetArgs};
 
@@ -29,6 +33,139 @@ enum Command {
     },
     /// Build a dataset in the reference layout (Sudoku, Maze, ARC, generated Sudoku).
     BuildDataset(BuildDatasetArgs),
+    /// Train a model as the reference's pretrain.py does (resumes when the run folder has a
+    /// complete checkpoint).
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on the test split of a dataset (full-depth ACT inference).
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// The YAML config (e.g. trm-train/configs/sudoku_ci.yaml); without it, the reference
+    /// defaults, or the config of the checkpoint being resumed.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Resume the run in this folder (its checkpoint_path) from its latest complete checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Start afresh even if the run folder holds checkpoints.
+    #[arg(long, conflicts_with = "resume")]
+    no_resume: bool,
+    /// Where to run: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Stop with a checkpoint after this many optimizer steps (resume later).
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Config overrides in the reference's hydra syntax: `key=value` (`arch.L_layers=2`,
+    /// `lr=1e-4`, `data_paths="[data/x]"`).
+    overrides: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct EvaluateArgs {
+    /// A trm-train checkpoint (step_N folder or run folder) or a reference checkpoint (folder or
+    /// step_N file with all_config.yaml beside it).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Dataset folder(s) whose test split is evaluated.
+    #[arg(long, required = true, num_args = 1..)]
+    data: Vec<PathBuf>,
+    /// Where to run: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Evaluation batch size (default: the checkpoint's global_batch_size, 256 for reference
+    /// checkpoints).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Print the metrics as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    let threads = trm_train::run::configure_threads()?;
+    let device = args.device.resolve()?;
+    let mut config = match (&args.config, &args.resume) {
+        (Some(path), _) => TrainConfig::load(path, &args.overrides)
+            .with_context(|| format!("loading {}", path.display()))?,
+        (None, Some(dir)) => {
+            let (_, step_dir) = trm_train::ckpt::latest(dir)?
+                .with_context(|| format!("{} has no complete checkpoint", dir.display()))?;
+            TrainConfig::load(
+                &step_dir.join(trm_train::config::ALL_CONFIG_FILE),
+                &args.overrides,
+            )?
+        }
+        (None, None) => TrainConfig::from_overrides(&args.overrides)?,
+    };
+    if let Some(dir) = &args.resume {
+        config.checkpoint_path = Some(dir.to_string_lossy().into_owned());
+    }
+    config.fill_run_names(&trm_train::run::train::run_slug());
+    eprintln!(
+        "run folder {} on {device:?} ({threads} CPU threads)",
+        config.checkpoint_path.as_deref().unwrap_or_default()
+    );
+    let mut run = TrainRun::new(config, device);
+    run.resume = !args.no_resume;
+    run.max_steps = args.max_steps;
+    run.quiet = args.quiet;
+    let s = trm_train::run::train(&run)?;
+    let per_step = if s.steps_run > 0 {
+        s.train_seconds / s.steps_run as f64
+    } else {
+        0.0
+    };
+    println!(
+        "step {}/{} ({} steps run, {:.3} s/step, {:.1} examples/s){}",
+        s.step,
+        s.total_steps,
+        s.steps_run,
+        per_step,
+        if per_step > 0.0 {
+            f64::from(run.config.global_batch_size) / per_step
+        } else {
+            0.0
+        },
+        if s.finished { "" } else { ", stopped" }
+    );
+    if let Some(e) = &s.last_eval {
+        for (n, v) in e.flat() {
+            println!("eval {n} = {v:.6}");
+        }
+    }
+    if let Some(c) = &s.last_checkpoint {
+        println!("checkpoint {}", c.display());
+    }
+    Ok(())
+}
+
+fn run_evaluate(args: EvaluateArgs) -> Result<()> {
+    trm_train::run::configure_threads()?;
+    let device = args.device.resolve()?;
+    let out =
+        trm_train::run::evaluate_checkpoint(&args.checkpoint, &args.data, device, args.batch_size)?;
+    if args.json {
+        let obj: serde_json::Map<String, serde_json::Value> = out
+            .flat()
+            .into_iter()
+            .map(|(n, v)| (n, serde_json::json!(v)))
+            .collect();
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        for s in &out.sets {
+            println!("{} ({} examples)", s.set, s.count);
+            for (n, v) in &s.metrics {
+                println!("  {n:<16} {v:.6}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -38,6 +175,8 @@ fn run(cli: Cli) -> Result<()> {
             println!("device ({device}):      {:?}", device.resolve()?);
         }
         Command::BuildDataset(args) => build_dataset::run(args)?,
+        Command::Train(args) => run_train(args)?,
+        Command::Evaluate(args) => run_evaluate(args)?,
     }
     Ok(())
 }

@@ -1,0 +1,180 @@
+//! Evaluation: full-depth ACT inference on a test split, with the reference's metrics
+//! (`pretrain.py` `evaluate`).
+//!
+//! Every test batch starts from the initial carry and runs `halt_max_steps` ACT steps (in eval
+//! mode the reference halts a sequence only at its last step). The loss head's metrics of the
+//! final step are summed per set, then divided by the set's count of non-padding examples:
+//! `accuracy`, `exact_accuracy`, `q_halt_accuracy`, `steps`, `lm_loss`, `q_halt_loss` (the
+//! reference divides the losses by the count too in evaluation).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use super::RunError;
+use crate::data::PuzzleDataset;
+use crate::model::Trm;
+use crate::train::{LossInputs, LossKind, act_loss};
+
+/// The metrics of one set (`all`, `all1`, ...), divided by its example count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetMetrics {
+    /// The set name.
+    pub set: String,
+    /// Non-padding examples evaluated.
+    pub count: f64,
+    /// `(metric, value)` in the reference's sorted key order, `count` left out.
+    pub metrics: Vec<(String, f64)>,
+}
+
+impl SetMetrics {
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// What an evaluation produced.
+#[derive(Debug)]
+pub struct EvalOutput {
+    /// Per set, in dataset order.
+    pub sets: Vec<SetMetrics>,
+    /// Requested outputs (`inputs`, `labels`, `puzzle_identifiers`, `preds`, `q_halt_logits`,
+    /// `logits`), concatenated over batches (padding rows included, as the reference), on the CPU.
+    pub saved: Vec<(String, Tensor)>,
+}
+
+impl EvalOutput {
+    /// Flat `(set/metric, value)` pairs, as the reference logs them.
+    pub fn flat(&self) -> Vec<(String, f64)> {
+        self.sets
+            .iter()
+            .flat_map(|s| {
+                s.metrics
+                    .iter()
+                    .map(move |(n, v)| (format!("{}/{n}", s.set), *v))
+            })
+            .collect()
+    }
+}
+
+/// The outputs that evaluation can save (`eval_save_outputs`).
+pub const SAVABLE_OUTPUTS: [&str; 6] = [
+    "inputs",
+    "labels",
+    "puzzle_identifiers",
+    "preds",
+    "q_halt_logits",
+    "logits",
+];
+
+/// Evaluates `model` on every batch of `ds` (a test-mode dataset) with `halt_max_steps` ACT steps
+/// per batch. `save` names outputs to keep (see [`SAVABLE_OUTPUTS`]; others are ignored).
+pub fn evaluate(
+    model: &Trm,
+    ds: &mut PuzzleDataset,
+    loss: LossKind,
+    device: Device,
+    save: &[String],
+) -> Result<EvalOutput, RunError> {
+    let _no_grad = tch::no_grad_guard();
+    let steps = model.config().halt_max_steps;
+    let set_names: Vec<String> = ds.set_names().map(str::to_owned).collect();
+    let mut sums: BTreeMap<String, Vec<(&'static str, f64)>> = BTreeMap::new();
+    let mut saved: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
+    for item in ds.iter() {
+        let item = item?;
+        let batch = item.batch.to_device(device)?;
+        let b = batch.inputs.size().first().copied().unwrap_or(0);
+        let rows = model.puzzle_rows(&batch.puzzle_identifiers)?;
+        let x = model.input_embeddings(&batch.inputs, rows.as_ref())?;
+        let mut carry = model.initial_carry(b)?;
+        let mut last = None;
+        for _ in 0..steps {
+            let (c, out) = model.act_step(&carry, &x)?;
+            carry = c;
+            last = Some(out);
+        }
+        let out = last.ok_or_else(|| RunError::Invalid("halt_max_steps is 0".into()))?;
+        let halted = Tensor::f_ones([b], (Kind::Bool, device))?;
+        let step_counts = Tensor::f_full([b], i64::from(steps), (Kind::Int, device))?;
+        let inputs = LossInputs {
+            logits: &out.logits,
+            q_halt: &out.q_halt,
+            q_continue: &out.q_continue,
+            target_q_continue: None,
+            labels: &batch.labels,
+            halted: &halted,
+            steps: &step_counts,
+        };
+        let (_, metrics) = act_loss(&inputs, loss)?;
+        let values = metrics.values()?;
+        let acc = sums.entry(item.set_name.clone()).or_default();
+        if acc.is_empty() {
+            acc.extend(values.iter().map(|(n, _)| (*n, 0.0)));
+        }
+        for ((_, a), (_, v)) in acc.iter_mut().zip(&values) {
+            *a += v;
+        }
+        for key in save {
+            let t = match key.as_str() {
+                "inputs" => batch.inputs.shallow_clone(),
+                "labels" => batch.labels.shallow_clone(),
+                "puzzle_identifiers" => batch.puzzle_identifiers.shallow_clone(),
+                "preds" => out.logits.f_argmax(-1, false)?,
+                "q_halt_logits" => out.q_halt.shallow_clone(),
+                "logits" => out.logits.shallow_clone(),
+                _ => continue,
+            };
+            saved
+                .entry(key.clone())
+                .or_default()
+                .push(t.f_to_device(Device::Cpu)?);
+        }
+    }
+    let mut sets = Vec::new();
+    for name in set_names {
+        let Some(vals) = sums.remove(&name) else {
+            continue;
+        };
+        let count = vals
+            .iter()
+            .find(|(n, _)| *n == "count")
+            .map_or(0.0, |(_, v)| *v);
+        let metrics = vals
+            .iter()
+            .filter(|(n, _)| *n != "count")
+            .map(|(n, v)| ((*n).to_owned(), v / count))
+            .collect();
+        sets.push(SetMetrics {
+            set: name,
+            count,
+            metrics,
+        });
+    }
+    let saved = saved
+        .into_iter()
+        .map(|(k, v)| Ok((k, Tensor::f_cat(&v, 0)?)))
+        .collect::<Result<Vec<_>, tch::TchError>>()?;
+    Ok(EvalOutput { sets, saved })
+}
+
+/// Writes saved outputs as safetensors at `path`.
+pub fn write_saved(path: &Path, saved: &[(String, Tensor)]) -> Result<(), RunError> {
+    if saved.is_empty() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
+    }
+    let named: Vec<(&str, Tensor)> = saved
+        .iter()
+        .map(|(n, t)| Ok((n.as_str(), t.f_contiguous()?)))
+        .collect::<Result<_, tch::TchError>>()?;
+    Tensor::write_safetensors(&named, path)?;
+    Ok(())
+}

@@ -1,0 +1,725 @@
+//! The training loop (`pretrain.py` `launch`, single process; rank and world size are carried
+//! for the distributed version).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+use tch::{Device, Kind, Tensor, nn};
+use trm_nostd::TensorId;
+
+use super::RunError;
+use super::eval::{EvalOutput, evaluate, write_saved};
+use crate::ckpt::{self, Checkpoint};
+use crate::config::TrainConfig;
+use crate::data::{PuzzleDataset, PuzzleDatasetConfig};
+use crate::logs::{Progress, RunLogger};
+use crate::model::checkpoint::forward_kind;
+use crate::model::{Trm, load_named_tensors, load_reference, read_checkpoint};
+use crate::optim::{
+    AdamAtan2, AdamAtan2Config, CosineSchedule, Ema, SparseSignSgd, total_train_steps,
+    trainable_named,
+};
+use crate::train::{Batch, LossKind, Metrics, SplitMix64, TrainCarry, TrainOptions, train_step};
+
+/// Prefix of AdamATan2's entries in the checkpoint's optimizer file.
+const ADAM_PREFIX: &str = "adam.";
+/// Prefix of the training carry's tensors in the checkpoint's optimizer file.
+const CARRY_PREFIX: &str = "carry.";
+/// Name of the exploration RNG's draw count in the checkpoint's RNG file.
+const EXPLORATION_RNG: &str = "exploration_draws";
+
+/// How to run training.
+#[derive(Debug, Clone)]
+pub struct TrainRun {
+    /// The effective config (`checkpoint_path` must be set, see [`TrainConfig::fill_run_names`]).
+    pub config: TrainConfig,
+    /// Where tensors live.
+    pub device: Device,
+    /// Resume from the latest complete checkpoint under `checkpoint_path`, if there is one.
+    pub resume: bool,
+    /// Stop (with a checkpoint) once this many optimizer steps are done, even mid-iteration.
+    pub max_steps: Option<u64>,
+    /// Hide the progress bar.
+    pub quiet: bool,
+    /// This process's rank (0).
+    pub rank: usize,
+    /// Number of processes (1).
+    pub world_size: usize,
+}
+
+impl TrainRun {
+    /// A single-process run of `config` on `device`, resuming when a checkpoint exists.
+    pub fn new(config: TrainConfig, device: Device) -> Self {
+        TrainRun {
+            config,
+            device,
+            resume: true,
+            max_steps: None,
+            quiet: false,
+            rank: 0,
+            world_size: 1,
+        }
+    }
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug)]
+pub struct TrainSummary {
+    /// Optimizer steps counted (the reference's `train_state.step`).
+    pub step: u64,
+    /// The reference's estimate of total steps.
+    pub total_steps: u64,
+    /// The step a resumed run started from (0 for a fresh run).
+    pub resumed_from: u64,
+    /// Whether every iteration ran (false when stopped by `max_steps`).
+    pub finished: bool,
+    /// The last evaluation, if any.
+    pub last_eval: Option<EvalOutput>,
+    /// The last checkpoint written.
+    pub last_checkpoint: Option<PathBuf>,
+    /// Seconds spent in training steps (not evaluation or checkpoints).
+    pub train_seconds: f64,
+    /// Training steps run by this process.
+    pub steps_run: u64,
+    /// The run folder (`checkpoint_path`).
+    pub run_dir: PathBuf,
+}
+
+/// Everything the loop mutates, kept together for checkpoints.
+struct State {
+    vs: nn::VarStore,
+    model: Trm,
+    adam: Option<AdamAtan2>,
+    sign_sgd: Option<SparseSignSgd>,
+    ema: Option<Ema>,
+    carry: TrainCarry,
+    /// Draws taken from the exploration RNG since `carry_seed`.
+    draws: u64,
+    carry_seed: u64,
+    step: u64,
+}
+
+/// The dataset config of a split.
+fn dataset_config(
+    cfg: &TrainConfig,
+    test: bool,
+    epochs_per_iter: u64,
+    rank: usize,
+    world: usize,
+) -> PuzzleDatasetConfig {
+    let paths = if test && !cfg.data_paths_test.is_empty() {
+        &cfg.data_paths_test
+    } else {
+        &cfg.data_paths
+    };
+    PuzzleDatasetConfig {
+        seed: cfg.seed,
+        dataset_paths: paths.iter().map(PathBuf::from).collect(),
+        global_batch_size: cfg.global_batch_size as usize,
+        test_set_mode: test,
+        epochs_per_iter: epochs_per_iter as usize,
+        rank,
+        num_replicas: world,
+    }
+}
+
+fn loss_kind(cfg: &TrainConfig) -> Result<LossKind, RunError> {
+    let name = cfg.arch.loss.loss_type.name();
+    LossKind::from_reference_name(name)
+        .ok_or_else(|| RunError::Invalid(format!("unsupported loss_type {name}")))
+}
+
+/// Builds the model on `device` from `cfg` and a dataset's metadata, seeded as the reference.
+fn build_model(
+    cfg: &TrainConfig,
+    meta: &trm_data::layout::DatasetMetadata,
+    device: Device,
+) -> Result<(nn::VarStore, Trm), RunError> {
+    let mc = cfg.model_config(meta)?;
+    let vs = nn::VarStore::new(device);
+    let mut model = Trm::new(&vs.root(), &mc)?;
+    let kind = forward_kind(&cfg.arch.forward_dtype).ok_or_else(|| {
+        RunError::Invalid(format!("unknown forward_dtype {}", cfg.arch.forward_dtype))
+    })?;
+    model.set_forward_kind(kind)?;
+    Ok((vs, model))
+}
+
+/// `load_checkpoint`: weights to start from (a safetensors file or a reference `step_N` file).
+/// A puzzle embedding of another shape is reset to the mean of its rows, as the reference does.
+fn load_initial_weights(vs: &nn::VarStore, path: &Path) -> Result<(), RunError> {
+    let mut named = read_checkpoint(path)?;
+    let emb_name = TensorId::PuzzleEmb.to_string();
+    let live = vs.variables();
+    if let Some(expected) = live.get(&emb_name) {
+        for (n, t) in &mut named {
+            if crate::model::checkpoint::strip_reference_prefix(n) == emb_name
+                && t.size() != expected.size()
+            {
+                eprintln!(
+                    "resetting puzzle embedding: found {:?}, expected {:?}",
+                    t.size(),
+                    expected.size()
+                );
+                *t = t
+                    .f_to_kind(Kind::Float)?
+                    .f_mean_dim(0, true, Kind::Float)?
+                    .f_expand(expected.size(), false)?
+                    .f_contiguous()?;
+            }
+        }
+    }
+    load_named_tensors(vs, named)?;
+    Ok(())
+}
+
+/// Deep copies of every variable, sorted by name.
+fn variables_copy(vs: &nn::VarStore) -> Result<Vec<(String, Tensor)>, RunError> {
+    ckpt::named_variables(vs)
+        .into_iter()
+        .map(|(n, t)| Ok((n, t.f_detach_copy()?)))
+        .collect()
+}
+
+/// A fresh exploration RNG advanced by `draws` draws (the carry's RNG state after `draws`).
+fn exploration_rng(seed: u64, draws: u64) -> SplitMix64 {
+    let mut rng = SplitMix64::new(seed);
+    for _ in 0..draws {
+        rng.next_u64();
+    }
+    rng
+}
+
+/// Draws one training step takes from the exploration RNG (two per sequence when the model
+/// can halt early).
+fn draws_per_step(model: &Trm, batch: i64) -> u64 {
+    if model.config().halt_max_steps > 1 {
+        2 * batch.max(0) as u64
+    } else {
+        0
+    }
+}
+
+impl State {
+    fn checkpoint(
+        &self,
+        cfg: &TrainConfig,
+        extra: Map<String, Value>,
+    ) -> Result<Checkpoint, RunError> {
+        // The RNG state is kept as a draw count: check that it reproduces the live generator.
+        if format!("{:?}", exploration_rng(self.carry_seed, self.draws))
+            != format!("{:?}", self.carry.rng)
+        {
+            return Err(RunError::Invalid(
+                "the exploration RNG is not where the draw count says; cannot checkpoint".into(),
+            ));
+        }
+        let ema = match &self.ema {
+            Some(e) => Some(e.with_ema(|| variables_copy(&self.vs))??),
+            None => None,
+        };
+        let mut optimizer = Vec::new();
+        if let Some(adam) = &self.adam {
+            for (n, t) in adam.state_dict()? {
+                optimizer.push((format!("{ADAM_PREFIX}{n}"), t));
+            }
+        }
+        let c = &self.carry;
+        for (n, t) in [
+            ("z_h", &c.inner.z_h),
+            ("z_l", &c.inner.z_l),
+            ("steps", &c.steps),
+            ("halted", &c.halted),
+            ("inputs", &c.current_data.inputs),
+            ("labels", &c.current_data.labels),
+            ("puzzle_identifiers", &c.current_data.puzzle_identifiers),
+        ] {
+            optimizer.push((format!("{CARRY_PREFIX}{n}"), t.f_detach_copy()?));
+        }
+        Ok(Checkpoint {
+            step: self.step,
+            model: variables_copy(&self.vs)?,
+            ema,
+            optimizer,
+            rng: vec![(
+                EXPLORATION_RNG.to_owned(),
+                self.draws.to_le_bytes().to_vec(),
+            )],
+            extra,
+            config: cfg.clone(),
+        })
+    }
+
+    fn restore(&mut self, ck: Checkpoint) -> Result<(), RunError> {
+        ckpt::restore_model(&self.vs, ck.model)?;
+        if let Some(ema) = &mut self.ema {
+            let saved = ck.ema.ok_or_else(|| {
+                RunError::Invalid("the checkpoint has no EMA but ema is on".into())
+            })?;
+            let names: std::collections::HashSet<String> = ema.names().map(str::to_owned).collect();
+            let entries: Vec<(String, Tensor)> = saved
+                .into_iter()
+                .filter(|(n, _)| names.contains(n))
+                .collect();
+            ema.load_state_dict(&entries)?;
+        }
+        let mut adam_entries = Vec::new();
+        let mut carry = std::collections::HashMap::new();
+        for (n, t) in ck.optimizer {
+            if let Some(rest) = n.strip_prefix(ADAM_PREFIX) {
+                adam_entries.push((rest.to_owned(), t));
+            } else if let Some(rest) = n.strip_prefix(CARRY_PREFIX) {
+                carry.insert(rest.to_owned(), t);
+            } else {
+                return Err(RunError::Invalid(format!(
+                    "unknown optimizer-file entry {n}"
+                )));
+            }
+        }
+        if let Some(adam) = &mut self.adam {
+            adam.load_state_dict(&adam_entries)?;
+        } else if !adam_entries.is_empty() {
+            return Err(RunError::Invalid(
+                "the checkpoint has AdamATan2 state but this run has no AdamATan2".into(),
+            ));
+        }
+        let c = &mut self.carry;
+        let mut take = |name: &str, like: &Tensor| -> Result<Tensor, RunError> {
+            let t = carry.remove(name).ok_or_else(|| {
+                RunError::Invalid(format!("the checkpoint lacks carry tensor {name}"))
+            })?;
+            if t.size() != like.size() {
+                return Err(RunError::Invalid(format!(
+                    "carry tensor {name} is {:?}, expected {:?} (another batch size?)",
+                    t.size(),
+                    like.size()
+                )));
+            }
+            Ok(t.f_to_device(like.device())?.f_to_kind(like.kind())?)
+        };
+        c.inner.z_h = take("z_h", &c.inner.z_h)?;
+        c.inner.z_l = take("z_l", &c.inner.z_l)?;
+        c.steps = take("steps", &c.steps)?;
+        c.halted = take("halted", &c.halted)?;
+        c.current_data.inputs = take("inputs", &c.current_data.inputs)?;
+        c.current_data.labels = take("labels", &c.current_data.labels)?;
+        c.current_data.puzzle_identifiers =
+            take("puzzle_identifiers", &c.current_data.puzzle_identifiers)?;
+        let bytes = ck
+            .rng
+            .iter()
+            .find(|(n, _)| n == EXPLORATION_RNG)
+            .map(|(_, b)| b.as_slice())
+            .ok_or_else(|| RunError::Invalid("the checkpoint lacks the exploration RNG".into()))?;
+        let draws = <[u8; 8]>::try_from(bytes)
+            .map(u64::from_le_bytes)
+            .map_err(|_| RunError::Invalid("exploration RNG state is not 8 bytes".into()))?;
+        self.draws = draws;
+        c.rng = exploration_rng(self.carry_seed, draws);
+        self.step = ck.step;
+        Ok(())
+    }
+}
+
+fn extra_u64(extra: &Map<String, Value>, key: &str) -> Result<u64, RunError> {
+    extra
+        .get(key)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| RunError::Invalid(format!("checkpoint meta lacks {key}")))
+}
+
+/// A short run name suffix from the clock (the reference uses two random words).
+pub fn run_slug() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("run-{:x}", (nanos / 1_000_000) as u64)
+}
+
+/// Trains as `pretrain.py` does; see the [module](super) docs for resume.
+pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
+    let cfg = &run.config;
+    let device = run.device;
+    let run_dir = PathBuf::from(cfg.checkpoint_path.as_deref().ok_or_else(|| {
+        RunError::Invalid("checkpoint_path is not set (call fill_run_names)".into())
+    })?);
+    tch::manual_seed(cfg.seed.wrapping_add(run.rank as u64) as i64);
+
+    let epochs_per_iter = cfg.eval_interval.unwrap_or(cfg.epochs);
+    if epochs_per_iter == 0 || cfg.epochs % epochs_per_iter != 0 {
+        return Err(RunError::Invalid(format!(
+            "eval_interval {epochs_per_iter} must be a positive divisor of epochs {}",
+            cfg.epochs
+        )));
+    }
+    let total_iters = cfg.epochs / epochs_per_iter;
+    let mut train_ds = PuzzleDataset::open(
+        dataset_config(cfg, false, epochs_per_iter, run.rank, run.world_size),
+        "train",
+    )?;
+    let mut test_ds = match PuzzleDataset::open(
+        dataset_config(cfg, true, 1, run.rank, run.world_size),
+        "test",
+    ) {
+        Ok(ds) => Some(ds),
+        Err(e) => {
+            eprintln!("no evaluation data ({e})");
+            None
+        }
+    };
+    let meta = train_ds.metadata().clone();
+    let total_steps = total_train_steps(
+        cfg.epochs,
+        meta.total_groups as u64,
+        meta.mean_puzzle_examples,
+        u64::from(cfg.global_batch_size),
+    );
+    let gbs = cfg.global_batch_size as usize;
+    let local_batch = train_ds.local_batch_size() as i64;
+
+    // Model, initial weights, optimizers, EMA (registered after loading, as the reference).
+    let (vs, model) = build_model(cfg, &meta, device)?;
+    let latest = if run.resume {
+        ckpt::latest(&run_dir)?
+    } else {
+        None
+    };
+    if let (None, Some(path)) = (&latest, &cfg.load_checkpoint) {
+        load_initial_weights(&vs, Path::new(path))?;
+    }
+    let has_emb = model.puzzle_emb().is_some();
+    let adam = if !has_emb || !cfg.freeze_weights {
+        Some(AdamAtan2::new(
+            trainable_named(&vs),
+            AdamAtan2Config {
+                beta1: cfg.beta1,
+                beta2: cfg.beta2,
+                weight_decay: cfg.weight_decay,
+            },
+        )?)
+    } else {
+        None
+    };
+    let sign_sgd = if has_emb {
+        Some(SparseSignSgd::new(cfg.puzzle_emb_weight_decay)?)
+    } else {
+        None
+    };
+    let ema = if cfg.ema {
+        Some(Ema::register(&vs, cfg.ema_rate)?)
+    } else {
+        None
+    };
+    let frozen = trainable_named(&vs);
+    let carry_seed = cfg.seed.wrapping_add(run.rank as u64);
+    let carry = TrainCarry::new(&model, local_batch, device, carry_seed)?;
+    let mut st = State {
+        vs,
+        model,
+        adam,
+        sign_sgd,
+        ema,
+        carry,
+        draws: 0,
+        carry_seed,
+        step: 0,
+    };
+    let schedule = CosineSchedule::new(cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio);
+    let options = TrainOptions {
+        loss: loss_kind(cfg)?,
+        halting: crate::train::HaltingOptions {
+            halt_exploration_prob: cfg.arch.halt_exploration_prob,
+            no_act_continue: cfg.arch.no_act_continue,
+        },
+    };
+
+    // Resume: state, then the data position replayed from index plans.
+    let (mut start_iter, mut skip_batches, mut finished) = (0u64, 0u64, false);
+    let mut last_checkpoint = None;
+    if let Some((step, dir)) = &latest {
+        let ck = ckpt::load(dir)?;
+        start_iter = extra_u64(&ck.extra, "iteration")?;
+        skip_batches = extra_u64(&ck.extra, "batch_in_iter")?;
+        finished = ck.extra.get("finished").and_then(Value::as_bool) == Some(true);
+        st.restore(ck)?;
+        eprintln!("resuming from {} (step {step})", dir.display());
+        last_checkpoint = Some(dir.clone());
+        for _ in 0..start_iter {
+            for plan in train_ds.plans() {
+                plan?;
+            }
+        }
+    }
+    let resumed_from = st.step;
+
+    let mut logger = if run.rank == 0 {
+        Some(RunLogger::create(&run_dir).map_err(|e| RunError::io(&run_dir, e))?)
+    } else {
+        None
+    };
+    if let (Some(l), None) = (&mut logger, &latest) {
+        let n: i64 = trainable_named(&st.vs)
+            .iter()
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
+        l.log("train", 0, &[("num_params", n as f64)])
+            .map_err(|e| RunError::io(&run_dir, e))?;
+    }
+    let progress = Progress::new(total_steps, st.step, run.quiet || run.rank != 0);
+    let mut progress = progress;
+    let keep = cfg.checkpoint_keep_last.map(|k| k as usize);
+    let save = |st: &State, extra: Map<String, Value>| -> Result<PathBuf, RunError> {
+        let ck = st.checkpoint(cfg, extra)?;
+        let dir = ckpt::save(&run_dir, &ck)?;
+        if let Some(k) = keep {
+            ckpt::prune(&run_dir, k)?;
+        }
+        Ok(dir)
+    };
+
+    let mut last_eval = None;
+    let mut train_seconds = 0.0;
+    let mut steps_run = 0u64;
+    let mut stopped = false;
+    let per_step_draws = draws_per_step(&st.model, local_batch);
+    if !finished {
+        'iters: for iter_id in start_iter..total_iters {
+            progress.println(&format!(
+                "[rank {}, world {}]: epoch {}",
+                run.rank,
+                run.world_size,
+                iter_id * epochs_per_iter
+            ));
+            let skip = if iter_id == start_iter {
+                skip_batches
+            } else {
+                0
+            };
+            let mut batch_in_iter = 0u64;
+            let mut plans = train_ds.plans();
+            while let Some(plan) = plans.next() {
+                let plan = plan?;
+                batch_in_iter += 1;
+                if batch_in_iter <= skip {
+                    continue;
+                }
+                st.step += 1;
+                if st.step > total_steps {
+                    // The reference skips the step but still updates the EMA.
+                    if let Some(e) = &mut st.ema {
+                        e.update()?;
+                    }
+                    continue;
+                }
+                let t0 = Instant::now();
+                let data = plans.dataset().collate(&plan)?.to_device(device)?;
+                let batch = Batch {
+                    inputs: data.inputs,
+                    labels: data.labels,
+                    puzzle_identifiers: data.puzzle_identifiers,
+                };
+                let out = train_step(&st.model, &mut st.carry, &batch, &options)?;
+                st.draws += per_step_draws;
+                out.loss.f_mul_scalar(1.0 / gbs as f64)?.f_backward()?;
+                let lr = schedule.lr(cfg.lr, st.step);
+                let emb_lr = schedule.lr(cfg.puzzle_emb_lr, st.step);
+                if let (Some(sgd), Some(w), Some(table)) = (
+                    &st.sign_sgd,
+                    &out.puzzle_local_weights,
+                    st.model.puzzle_emb(),
+                ) {
+                    let g = w.f_grad()?;
+                    if g.defined() {
+                        sgd.step(table, &out.puzzle_local_ids, &g, emb_lr)?;
+                    }
+                }
+                match &mut st.adam {
+                    Some(adam) => {
+                        adam.step(lr)?;
+                        adam.zero_grad();
+                    }
+                    None => {
+                        for (_, p) in &frozen {
+                            let mut p = p.shallow_clone();
+                            p.zero_grad();
+                        }
+                    }
+                }
+                let sums = out.metrics.values()?;
+                let mut reduced = Metrics::reduced(&sums, gbs);
+                let logged_lr = if st.adam.is_some() { lr } else { emb_lr };
+                reduced.push(("train/lr".to_owned(), logged_lr));
+                if let Some(e) = &mut st.ema {
+                    e.update()?;
+                }
+                train_seconds += t0.elapsed().as_secs_f64();
+                steps_run += 1;
+                let get = |k: &str| {
+                    reduced
+                        .iter()
+                        .find(|(n, _)| n == k)
+                        .map_or(f64::NAN, |(_, v)| *v)
+                };
+                progress.update(
+                    st.step,
+                    gbs as u64,
+                    get("train/lm_loss"),
+                    get("train/accuracy"),
+                );
+                if let Some(l) = &mut logger {
+                    let mut named: Vec<(&str, f64)> = reduced
+                        .iter()
+                        .map(|(n, v)| (n.strip_prefix("train/").unwrap_or(n), *v))
+                        .collect();
+                    named.push(("examples_per_second", progress.examples_per_second()));
+                    l.log("train", st.step, &named)
+                        .map_err(|e| RunError::io(&run_dir, e))?;
+                }
+                if run.max_steps.is_some_and(|m| st.step >= m) {
+                    drop(plans);
+                    let extra = extra_map(iter_id, batch_in_iter, total_steps, false);
+                    last_checkpoint = Some(save(&st, extra)?);
+                    stopped = true;
+                    break 'iters;
+                }
+            }
+
+            // Evaluation (with the EMA weights when EMA is on).
+            let min_eval = cfg.min_eval_interval.unwrap_or(0);
+            let test_ds = if iter_id >= min_eval {
+                test_ds.as_mut()
+            } else {
+                None
+            };
+            if let Some(test) = test_ds {
+                progress.println("evaluate");
+                let loss = options.loss;
+                let save_keys = cfg.eval_save_outputs.clone();
+                let model = &st.model;
+                let result = match &st.ema {
+                    Some(e) => e.with_ema(|| evaluate(model, test, loss, device, &save_keys))??,
+                    None => evaluate(model, test, loss, device, &save_keys)?,
+                };
+                let flat = result.flat();
+                progress.println(&format!(
+                    "eval step {}: {}",
+                    st.step,
+                    flat.iter()
+                        .map(|(n, v)| format!("{n}={v:.4}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ));
+                if let Some(l) = &mut logger {
+                    let named: Vec<(&str, f64)> =
+                        flat.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+                    l.log("eval", st.step, &named)
+                        .map_err(|e| RunError::io(&run_dir, e))?;
+                    l.flush().map_err(|e| RunError::io(&run_dir, e))?;
+                }
+                write_saved(
+                    &run_dir.join(format!(
+                        "step_{}_all_preds.{}.safetensors",
+                        st.step, run.rank
+                    )),
+                    &result.saved,
+                )?;
+                last_eval = Some(result);
+            }
+            let last = iter_id + 1 == total_iters;
+            if run.rank == 0 && (cfg.checkpoint_every_eval || last) {
+                let extra = extra_map(iter_id + 1, 0, total_steps, last);
+                last_checkpoint = Some(save(&st, extra)?);
+            }
+        }
+    }
+    progress.finish();
+    if let Some(l) = logger {
+        match l.finish() {
+            Ok(files) => {
+                if !run.quiet {
+                    eprintln!(
+                        "{} learning-curve plot(s) in {}",
+                        files.len(),
+                        run_dir.join("plots").display()
+                    );
+                }
+            }
+            Err(e) => eprintln!("warning: plots not drawn: {e}"),
+        }
+    }
+    Ok(TrainSummary {
+        step: st.step,
+        total_steps,
+        resumed_from,
+        finished: finished || !stopped,
+        last_eval,
+        last_checkpoint,
+        train_seconds,
+        steps_run,
+        run_dir,
+    })
+}
+
+fn extra_map(
+    iteration: u64,
+    batch_in_iter: u64,
+    total_steps: u64,
+    finished: bool,
+) -> Map<String, Value> {
+    let v = json!({
+        "iteration": iteration,
+        "batch_in_iter": batch_in_iter,
+        "total_steps": total_steps,
+        "finished": finished,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Evaluates a checkpoint on the test split of `data`: `checkpoint` is a trm-train checkpoint
+/// folder (`step_N`, or a run folder whose latest checkpoint is used; EMA weights when saved),
+/// or a reference checkpoint (folder or `step_N` file with `all_config.yaml` beside it).
+/// `batch_size` overrides the checkpoint's global batch size.
+pub fn evaluate_checkpoint(
+    checkpoint: &Path,
+    data: &[PathBuf],
+    device: Device,
+    batch_size: Option<usize>,
+) -> Result<EvalOutput, RunError> {
+    let ours = if checkpoint.join(ckpt::META_FILE).is_file() {
+        Some(checkpoint.to_path_buf())
+    } else if checkpoint.is_dir() {
+        ckpt::latest(checkpoint)?.map(|(_, d)| d)
+    } else {
+        None
+    };
+    let ds_cfg = |gbs: usize, seed: u64| PuzzleDatasetConfig {
+        seed,
+        dataset_paths: data.to_vec(),
+        global_batch_size: gbs,
+        test_set_mode: true,
+        epochs_per_iter: 1,
+        rank: 0,
+        num_replicas: 1,
+    };
+    match ours {
+        Some(dir) => {
+            let ck = ckpt::load(&dir)?;
+            let cfg = ck.config.clone();
+            let gbs = batch_size.unwrap_or(cfg.global_batch_size as usize);
+            let mut ds = PuzzleDataset::open(ds_cfg(gbs, cfg.seed), "test")?;
+            let (vs, model) = build_model(&cfg, ds.metadata(), device)?;
+            ckpt::restore_model(&vs, ck.ema.unwrap_or(ck.model))?;
+            evaluate(&model, &mut ds, loss_kind(&cfg)?, device, &[])
+        }
+        None => {
+            let loaded = load_reference(checkpoint, device)?;
+            let gbs = batch_size.unwrap_or(256);
+            let mut ds = PuzzleDataset::open(ds_cfg(gbs, 0), "test")?;
+            evaluate(&loaded.model, &mut ds, LossKind::Stablemax, device, &[])
+        }
+    }
+}
