@@ -1,34 +1,36 @@
 #!/usr/bin/env bash
-# The main job: set-up, then the whole path that exists today, end to end.
+# The main job: set-up, then the whole path on CPU, from data to a solved puzzle on an emulated
+# board.
 #
 #   scripts/main-job.sh
 #
 # 1. set-up (scripts/setup.sh: Debian toolchains, QEMU, the libtorch venv);
-# 2. release builds of trm-train and trm-export; `trm-train info` shows the libtorch it runs on;
-# 3. a TRM checkpoint in the reference implementation's own format (torch.save pickle) is imported
-#    in pure Rust and written as .trm model files (f32, f16, bf16);
-# 4. the host float engine solves Sudoku-Extreme puzzles with it;
-# 5. the same model and puzzles run in the emulated Cortex-M4F board (QEMU mps2-an386), and every
-#    ACT step's state digests are compared with the host's: they must be identical bit for bit.
+# 2. release builds of trm-train and trm-export; `trm-train info` shows the libtorch in use;
+# 3. data: Sudoku puzzles with unique solutions, generated (`trm-train build-dataset sudoku-generate`);
+# 4. training: a small TRM (mlp_t) on CPU with libtorch (`trm-train train`), evaluated by the trainer;
+# 5. export: the checkpoint into .trm model files (f32 and bf16) (`trm-export import-reference`);
+# 6. host: the no_std float engine solves the held-out puzzles (`trm-export run`);
+# 7. device: the same model and puzzles in the emulated Cortex-M4F board (QEMU mps2-an386), every
+#    ACT step's state digest compared with the host's: identical bit for bit, or the job fails.
 #
-# Training a model on CPU (issue 4) and the fixed-point export (issue 7) are not there yet: until
-# they land, the model is the reference-format checkpoint from ../shared/reference-fixtures (the
-# reference's initialisation, untrained, so its answers are wrong: the job shows the path and
-# bit-exactness, not accuracy).
-#
-# Knobs (environment): TRM_SHARED (shared folder, default ../shared), MAIN_FIXTURE
-# (sudoku-mlp_t-d64-f32), HOST_PUZZLES (3), DEVICE_PUZZLES (1), OUT_DIR (out/main-job).
+# Knobs (environment; defaults in brackets): BLANKS [4], N_TRAIN [4000], N_TEST [256],
+# EPOCHS [16], DEVICE_PUZZLES [32], OUT_DIR [out/main-job], TRAIN_ARGS (extra key=value
+# overrides for trm-train train, e.g. "arch.hidden_size=64 lr=1e-3").
+# The int8/int16 model joins the job when `trm-export quantize` lands (issue 7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SHARED=${TRM_SHARED:-$ROOT/../shared}
-FIXTURE=${MAIN_FIXTURE:-sudoku-mlp_t-d64-f32}
-HOST_PUZZLES=${HOST_PUZZLES:-3}
-DEVICE_PUZZLES=${DEVICE_PUZZLES:-1}
+BLANKS=${BLANKS:-4}
+N_TRAIN=${N_TRAIN:-4000}
+N_TEST=${N_TEST:-256}
+EPOCHS=${EPOCHS:-16}
+DEVICE_PUZZLES=${DEVICE_PUZZLES:-32}
 OUT=${OUT_DIR:-$ROOT/out/main-job}
 T0=$(date +%s)
 say() { printf '\n=== [main-job] %s\n' "$*"; }
-elapsed() { echo "$(( $(date +%s) - $1 ))s"; }
+since() { echo "$(( $(date +%s) - $1 ))s"; }
+TRAIN=./target/release/trm-train
+EXPORT=./target/release/trm-export
 
 say "set-up"
 scripts/setup.sh
@@ -36,46 +38,68 @@ scripts/setup.sh
 say "build (release)"
 t=$(date +%s)
 cargo build --release -p trm-train -p trm-export
-echo "build: $(elapsed "$t")"
-./target/release/trm-train info
+echo "build: $(since "$t")"
+$TRAIN info
 
-CKPT="$SHARED/reference-fixtures/$FIXTURE"
-CSV="$SHARED/data/sudoku-extreme/sudoku-extreme-1k/test_hard.csv"
-[ -d "$CKPT" ] || { echo "checkpoint $CKPT not found (set TRM_SHARED)"; exit 1; }
-[ -f "$CSV" ] || { echo "puzzles $CSV not found (set TRM_SHARED)"; exit 1; }
+rm -rf "$OUT"
 mkdir -p "$OUT"
 
-say "import the reference checkpoint $FIXTURE into .trm files"
-for dt in f32 f16 bf16; do
-  ./target/release/trm-export import-reference "$CKPT" -o "$OUT/model-$dt.trm" --dtype "$dt"
+say "data: $N_TRAIN train + $N_TEST held-out Sudoku puzzles with $BLANKS blanks"
+$TRAIN build-dataset sudoku-generate --output-dir "$OUT/data" --train "$N_TRAIN" --test "$N_TEST" \
+  --blanks "$BLANKS" --seed 0 --no-progress
+
+say "train a small TRM on CPU (mlp_t, D=32, 1 layer, H_cycles 2, L_cycles 2, 2 ACT steps)"
+t=$(date +%s)
+# shellcheck disable=SC2086 # TRAIN_ARGS is a list of overrides
+$TRAIN train --config trm-train/configs/sudoku_ci.yaml --device cpu \
+  "data_paths=[$OUT/data]" "checkpoint_path=$OUT/run" "epochs=$EPOCHS" eval_interval=4 \
+  global_batch_size=64 lr=3e-3 lr_warmup_steps=10 weight_decay=0 puzzle_emb_weight_decay=0 \
+  ema=False arch.L_layers=1 arch.halt_max_steps=2 ${TRAIN_ARGS:-} 2>&1 | tee "$OUT/train.log"
+TRAIN_TIME=$(since "$t")
+
+say "export to .trm (f32, bf16)"
+$EXPORT import-reference "$OUT/run" -o "$OUT/model-f32.trm" --dtype f32
+$EXPORT import-reference "$OUT/run" -o "$OUT/model-bf16.trm" --dtype bf16
+$EXPORT inspect "$OUT/model-f32.trm" | tee "$OUT/inspect.txt"
+
+say "host float engine on the $N_TEST held-out puzzles"
+t=$(date +%s)
+for dt in f32 bf16; do
+  $EXPORT run -m "$OUT/model-$dt.trm" --dataset "$OUT/data/test" --limit "$N_TEST" --no-boards \
+    > "$OUT/host-$dt.log" || true
 done
-./target/release/trm-export inspect "$OUT/model-f32.trm"
+HOST_TIME=$(since "$t")
+$EXPORT run -m "$OUT/model-f32.trm" --dataset "$OUT/data/test" --limit 2 | sed -n '/^TRM-PUZZLE puzzle=1/,/^TRM-CYCLES puzzle=1/p'
 
-say "host float engine: $HOST_PUZZLES Sudoku-Extreme test puzzles, all 16 ACT steps"
+say "emulated Cortex-M4F (QEMU mps2-an386, -icount): $DEVICE_PUZZLES puzzles, f32 model"
+$EXPORT puzzles --dataset "$OUT/data/test" --limit "$DEVICE_PUZZLES" -o "$OUT/device-puzzles.csv"
+$EXPORT run -m "$OUT/model-f32.trm" --puzzles "$OUT/device-puzzles.csv" --limit "$DEVICE_PUZZLES" \
+  --step-digests --no-boards > "$OUT/host-steps.log" || true
 t=$(date +%s)
-./target/release/trm-export run -m "$OUT/model-f32.trm" --puzzles "$CSV" --limit "$HOST_PUZZLES" \
-  --step-digests | tee "$OUT/host.log"
-echo "host run: $(elapsed "$t")"
+TRM_MODEL="$OUT/model-f32.trm" TRM_PUZZLES="$OUT/device-puzzles.csv" TRM_PUZZLES_N="$DEVICE_PUZZLES" \
+  TRM_HALT=all TRM_STEP_DIGESTS=1 QEMU_ARGS="-icount shift=0" scripts/cross.sh qemu > "$OUT/device.log"
+DEVICE_TIME=$(since "$t")
 
-say "emulated Cortex-M4F (QEMU mps2-an386): $DEVICE_PUZZLES puzzle(s), same model"
-t=$(date +%s)
-TRM_MODEL="$OUT/model-f32.trm" TRM_PUZZLES="$CSV" TRM_PUZZLES_N="$DEVICE_PUZZLES" TRM_HALT=all \
-  TRM_STEP_DIGESTS=1 scripts/cross.sh qemu | tee "$OUT/device.log"
-echo "device run: $(elapsed "$t")"
-
-say "host vs device"
-# Every TRM-STEP and TRM-DIGEST line of the device's puzzles must equal the host's.
-grep -E '^TRM-(STEP|DIGEST|RESULT)' "$OUT/device.log" > "$OUT/device.digests"
-n=$(wc -l < "$OUT/device.digests")
-grep -E '^TRM-(STEP|DIGEST|RESULT)' "$OUT/host.log" | head -n "$n" > "$OUT/host.digests"
-if [ "$n" -gt 0 ] && cmp -s "$OUT/host.digests" "$OUT/device.digests"; then
-  echo "bit-exact: $n step/digest lines identical on x86_64 and Cortex-M4F"
+say "summary"
+exact() { grep -c 'correct=81/81' "$1" || true; }
+cells() { grep -o 'correct=[0-9]*/81' "$1" | awk -F'[=/]' '{s+=$2; n+=81} END {printf "%.2f%%", 100*s/n}'; }
+grep -E '^eval all/exact_accuracy' "$OUT/train.log" | tail -1 | sed 's/^/trainer (libtorch) held-out: /'
+for dt in f32 bf16; do
+  echo "host $dt engine: exact $(exact "$OUT/host-$dt.log")/$N_TEST puzzles, cells $(cells "$OUT/host-$dt.log")"
+done
+if cmp -s <(grep -E '^TRM-(STEP|DIGEST|RESULT)' "$OUT/host-steps.log") \
+          <(grep -E '^TRM-(STEP|DIGEST|RESULT)' "$OUT/device.log"); then
+  echo "host vs Cortex-M4F: bit-exact ($(grep -c '^TRM-STEP' "$OUT/device.log") ACT steps of $DEVICE_PUZZLES puzzles: y, z digests and q_halt bits identical)"
 else
-  echo "MISMATCH between host and device (see $OUT/host.digests, $OUT/device.digests)"
-  diff "$OUT/host.digests" "$OUT/device.digests" | head -20 || true
+  echo "host vs Cortex-M4F: MISMATCH"
+  diff <(grep -E '^TRM-(STEP|DIGEST|RESULT)' "$OUT/host-steps.log") \
+       <(grep -E '^TRM-(STEP|DIGEST|RESULT)' "$OUT/device.log") | head -10 || true
   exit 1
 fi
-grep -E '^TRM-CYCLES' "$OUT/host.log" | head -n "$DEVICE_PUZZLES" | sed 's/^/host   /'
-grep -E '^TRM-CYCLES' "$OUT/device.log" | sed 's/^/device /'
-
-say "done in $(elapsed "$T0"); outputs in $OUT"
+echo "device: exact $(exact "$OUT/device.log")/$DEVICE_PUZZLES puzzles"
+grep -E '^(flash|float engine RAM)' "$OUT/inspect.txt"
+ls -l "$OUT"/model-*.trm | awk '{print "model file: " $NF " " $5 " bytes"}'
+steps=$(grep -m1 -o 'steps=[0-9]*' "$OUT/device.log" | cut -d= -f2)
+awk -v s="$steps" '/^TRM-CYCLES/ {split($3,a,"="); t+=a[2]; n++} END {printf "host: %.2f ms per ACT step (batch 1, one thread)\n", t/n/s/1e6}' "$OUT/host-f32.log"
+awk -v s="$steps" '/^TRM-CYCLES/ {split($3,a,"="); t+=a[2]; n++} END {printf "Cortex-M4F: %.1f M instructions per ACT step (SysTick x 40 under -icount)\n", 40*t/n/s/1e6}' "$OUT/device.log"
+echo "times: training $TRAIN_TIME, host runs $HOST_TIME, device run $DEVICE_TIME, total $(since "$T0")"

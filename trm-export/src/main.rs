@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use trm_export::puzzles::{PuzzleRow, read_csv};
+use trm_export::puzzles::{PuzzleRow, read_csv, read_dataset_split};
 use trm_export::reference::{ImportOptions, reference_to_trm_with};
 use trm_fw_app::{Console, Counter, HaltMode, Options, Puzzle};
 use trm_nostd::{DType, FloatEngine, Model};
@@ -53,6 +53,19 @@ enum Command {
         #[arg(long)]
         seq_len: Option<u32>,
     },
+    /// Writes Sudoku puzzles of a dataset split as a CSV (`source,question,answer,rating`, the
+    /// Sudoku-Extreme layout that `run --puzzles` and the firmware build read).
+    Puzzles {
+        /// A dataset split in the reference layout (e.g. `data/sudoku/test`).
+        #[arg(long)]
+        dataset: PathBuf,
+        /// How many examples to write.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Output CSV.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Prints a `.trm` file's config, scheme, sizes (flash bytes, RAM arena) and tensors.
     Inspect {
         /// The model file.
@@ -65,12 +78,15 @@ enum Command {
         #[arg(short, long)]
         model: PathBuf,
         /// A CSV with a `question` column (and optionally `answer`, `source`).
-        #[arg(long, conflicts_with = "puzzle")]
+        #[arg(long, conflicts_with_all = ["puzzle", "dataset"])]
         puzzles: Option<PathBuf>,
+        /// A dataset split in the reference layout (e.g. `data/sudoku/test`).
+        #[arg(long, conflicts_with = "puzzle")]
+        dataset: Option<PathBuf>,
         /// One puzzle: 81 characters, `.` or `0` for blanks.
         #[arg(long)]
         puzzle: Option<String>,
-        /// How many CSV rows to solve.
+        /// How many puzzles (CSV rows or dataset examples) to solve.
         #[arg(long, default_value_t = 3)]
         limit: usize,
         /// `all`: every ACT step (the reference's evaluation); `early`: stop when q_halt > 0.
@@ -131,6 +147,7 @@ fn inspect(path: &std::path::Path) -> anyhow::Result<()> {
 fn run(
     model: &std::path::Path,
     puzzles: Option<PathBuf>,
+    dataset: Option<PathBuf>,
     puzzle: Option<String>,
     limit: usize,
     halt: Halt,
@@ -138,14 +155,15 @@ fn run(
     boards: bool,
 ) -> anyhow::Result<bool> {
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    let rows: Vec<PuzzleRow> = match (puzzles, puzzle) {
-        (Some(csv), _) => read_csv(&csv, limit)?,
-        (None, Some(q)) => vec![PuzzleRow {
+    let rows: Vec<PuzzleRow> = match (puzzles, dataset, puzzle) {
+        (Some(csv), _, _) => read_csv(&csv, limit)?,
+        (None, Some(dir), _) => read_dataset_split(&dir, limit)?,
+        (None, None, Some(q)) => vec![PuzzleRow {
             name: "cli".into(),
             question: q,
             answer: None,
         }],
-        (None, None) => anyhow::bail!("give --puzzles CSV or --puzzle STRING"),
+        (None, None, None) => anyhow::bail!("give --puzzles CSV, --dataset DIR or --puzzle STRING"),
     };
     let list: Vec<Puzzle<'_>> = rows
         .iter()
@@ -195,9 +213,25 @@ fn main() -> anyhow::Result<()> {
             println!("wrote {} ({} bytes)", output.display(), bytes.len());
         }
         Command::Inspect { model } => inspect(&model)?,
+        Command::Puzzles {
+            dataset,
+            limit,
+            output,
+        } => {
+            let rows = read_dataset_split(&dataset, limit)?;
+            let mut csv = String::from("source,question,answer,rating\n");
+            for r in &rows {
+                let answer = r.answer.as_deref().unwrap_or("");
+                csv.push_str(&format!("{},{},{answer},0\n", r.name, r.question));
+            }
+            std::fs::write(&output, csv)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {} puzzles to {}", rows.len(), output.display());
+        }
         Command::Run {
             model,
             puzzles,
+            dataset,
             puzzle,
             limit,
             halt,
@@ -207,6 +241,7 @@ fn main() -> anyhow::Result<()> {
             if !run(
                 &model,
                 puzzles,
+                dataset,
                 puzzle,
                 limit,
                 halt,

@@ -64,6 +64,45 @@ pub fn read_csv(path: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
     Ok(rows)
 }
 
+/// Sudoku puzzles of a dataset split in the reference layout (e.g. `<dataset>/test`): up to
+/// `limit` examples of every set, decoded from tokens (1 blank, 2..=10 the digits 1..=9).
+/// Errors when the split is not a 9x9 Sudoku dataset.
+pub fn read_dataset_split(dir: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
+    let split = trm_data::layout::Split::open(dir)
+        .with_context(|| format!("opening dataset split {}", dir.display()))?;
+    if split.metadata.seq_len != 81 {
+        bail!(
+            "{}: seq_len is {}, not a 9x9 Sudoku dataset",
+            dir.display(),
+            split.metadata.seq_len
+        );
+    }
+    let decode = |tokens: &[u8], what: &str, index: usize| -> Result<String> {
+        tokens
+            .iter()
+            .map(|&t| match t {
+                1 => Ok('.'),
+                2..=10 => Ok(char::from(b'0' + t - 1)),
+                other => bail!(
+                    "{}: example {index}: {what} token {other} is not a Sudoku token",
+                    dir.display()
+                ),
+            })
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for (set_name, set) in &split.sets {
+        for e in set.examples().take(limit.saturating_sub(rows.len())) {
+            rows.push(PuzzleRow {
+                name: format!("{set_name}{}", e.index),
+                question: decode(e.input, "input", e.index)?,
+                answer: Some(decode(e.label, "label", e.index)?),
+            });
+        }
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
