@@ -20,7 +20,7 @@ use crate::optim::{
     AdamAtan2, AdamAtan2Config, CosineSchedule, Ema, SparseSignSgd, total_train_steps,
     trainable_named,
 };
-use crate::train::{Batch, LossKind, Metrics, SplitMix64, TrainCarry, TrainOptions, train_step};
+use crate::train::{LossKind, Metrics, SplitMix64, TrainCarry, TrainOptions, train_step};
 
 /// Prefix of AdamATan2's entries in the checkpoint's optimizer file.
 const ADAM_PREFIX: &str = "adam.";
@@ -513,12 +513,7 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                     continue;
                 }
                 let t0 = Instant::now();
-                let data = plans.dataset().collate(&plan)?.to_device(device)?;
-                let batch = Batch {
-                    inputs: data.inputs,
-                    labels: data.labels,
-                    puzzle_identifiers: data.puzzle_identifiers,
-                };
+                let batch = plans.dataset().collate(&plan)?.to_device(device)?;
                 let out = train_step(&st.model, &mut st.carry, &batch, &options)?;
                 st.draws += per_step_draws;
                 out.loss.f_mul_scalar(1.0 / gbs as f64)?.f_backward()?;

@@ -77,17 +77,9 @@ impl From<ModelError> for TrainError {
     }
 }
 
-/// One batch of examples, on the model's device.
-#[derive(Debug)]
-pub struct Batch {
-    /// Input tokens, integer `[B, S]`.
-    pub inputs: Tensor,
-    /// Target tokens, integer `[B, S]`, [`IGNORE_LABEL_ID`] where there is no target (the
-    /// dataset's `ignore_label_id` already mapped, and padding rows all ignored).
-    pub labels: Tensor,
-    /// Puzzle identifier of each example, integer `[B]`.
-    pub puzzle_identifiers: Tensor,
-}
+/// One batch of examples, on the model's device: the data pipeline's batch type
+/// ([`crate::data::Batch`]), so the training loop hands batches over as they come.
+pub use crate::data::Batch;
 
 impl Batch {
     /// A batch from host arrays as a dataset stores them: `inputs` and `labels` row-major
