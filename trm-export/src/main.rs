@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use trm_export::puzzles::{PuzzleRow, read_csv, read_dataset_split};
+use trm_export::quantize::{Calibration, QuantizeOptions, calibrate, quantize};
 use trm_export::reference::{ImportOptions, reference_to_trm_with};
 use trm_fw_app::{Console, Counter, HaltMode, Options, Puzzle};
+use trm_nostd::fixed::FixedEngine;
+use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
 use trm_nostd::{DType, FloatEngine, Model};
 
 /// Converts TRM checkpoints into `.trm` model files.
@@ -66,13 +69,38 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Quantizes a float `.trm` model into a fixed-point one (int8 weights, int16 activations,
+    /// format version 2): calibrates activation ranges with the float network on Sudoku puzzles
+    /// (every ACT step, no halting), then writes the `Fixed` file and prints the scales.
+    Quantize {
+        /// The float model file (f32, f16 or bf16).
+        #[arg(short, long)]
+        model: PathBuf,
+        /// Calibration puzzles: a dataset split in the reference layout (best the training
+        /// split, so held-out puzzles stay unseen).
+        #[arg(long, conflicts_with = "puzzles", required_unless_present = "puzzles")]
+        dataset: Option<PathBuf>,
+        /// Calibration puzzles: a CSV with a `question` column.
+        #[arg(long)]
+        puzzles: Option<PathBuf>,
+        /// How many calibration puzzles.
+        #[arg(long, default_value_t = 64)]
+        calib: usize,
+        /// Headroom over each calibrated maximum (1.25: 25% beyond the largest value seen).
+        #[arg(long, default_value_t = QuantizeOptions::default().margin)]
+        margin: f64,
+        /// Output `.trm` file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Prints a `.trm` file's config, scheme, sizes (flash bytes, RAM arena) and tensors.
     Inspect {
         /// The model file.
         model: PathBuf,
     },
-    /// Runs a `.trm` model on Sudoku puzzles with the host float engine, through the same app
-    /// code as the firmware: the `TRM-` lines equal the device's bit for bit (timing aside).
+    /// Runs a `.trm` model on Sudoku puzzles with the host engine of its scheme (float or
+    /// fixed), through the same app code as the firmware: the `TRM-` lines equal the device's
+    /// bit for bit (timing aside).
     Run {
         /// The model file.
         #[arg(short, long)]
@@ -136,9 +164,23 @@ fn inspect(path: &std::path::Path) -> anyhow::Result<()> {
     println!("{}", model.summary());
     println!("config: {c:?}");
     println!("scheme: {:?}", model.scheme());
-    let arena = FloatEngine::scratch_len(c) * 4;
-    let fast = FloatEngine::scratch_len_fast(c) * 4;
-    println!("float engine RAM arena: {arena} bytes (minimum), {fast} bytes (fastest)");
+    if model.scheme().is_fixed() {
+        let need = FixedEngine::scratch_len(c);
+        println!(
+            "fixed engine RAM arena: {} bytes ({} i16 + {} i32)",
+            need.bytes(),
+            need.i16s,
+            need.i32s
+        );
+        println!(
+            "firmware app scratch: {} bytes (i16 part rounded to whole f32 words)",
+            trm_fw_app::scratch_len(&model) * 4
+        );
+    } else {
+        let arena = FloatEngine::scratch_len(c) * 4;
+        let fast = FloatEngine::scratch_len_fast(c) * 4;
+        println!("float engine RAM arena: {arena} bytes (minimum), {fast} bytes (fastest)");
+    }
     println!("MACs per ACT step: {}", c.macs_per_act_step());
     Ok(())
 }
@@ -173,9 +215,9 @@ fn run(
             answer: r.answer.as_deref(),
         })
         .collect();
-    // The fastest scratch size the config allows (results are identical for any size).
+    // The fastest scratch size the model allows (results are identical for any size).
     let scratch_len = Model::parse(&bytes)
-        .map(|m| FloatEngine::scratch_len_fast(m.config()))
+        .map(|m| trm_fw_app::scratch_len_fast(&m))
         .unwrap_or(0);
     let mut scratch = vec![0f32; scratch_len];
     let opts = Options {
@@ -198,6 +240,105 @@ fn run(
     Ok(report.success())
 }
 
+fn quantize_cmd(
+    model: &std::path::Path,
+    dataset: Option<PathBuf>,
+    puzzles: Option<PathBuf>,
+    calib: usize,
+    margin: f64,
+    output: &std::path::Path,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let m = Model::parse(&bytes).with_context(|| format!("parsing {}", model.display()))?;
+    if m.scheme().is_fixed() {
+        anyhow::bail!("{} is already a fixed-point model", model.display());
+    }
+    if !(margin.is_finite() && margin >= 1.0) {
+        anyhow::bail!("--margin must be a finite number >= 1 (got {margin})");
+    }
+    let c = *m.config();
+    if c.seq_len as usize != CELLS {
+        anyhow::bail!("not a Sudoku model (seq_len {})", c.seq_len);
+    }
+    let rows = match (dataset, puzzles) {
+        (Some(dir), _) => read_dataset_split(&dir, calib)?,
+        (None, Some(csv)) => read_csv(&csv, calib)?,
+        (None, None) => anyhow::bail!("give --dataset DIR or --puzzles CSV"),
+    };
+    if rows.is_empty() {
+        anyhow::bail!("no calibration puzzles");
+    }
+    let set: Vec<(Vec<u8>, u32)> = rows
+        .iter()
+        .map(|r| {
+            let mut t: Tokens = [PAD; CELLS];
+            sudoku::parse_puzzle(&r.question, &mut t)
+                .map_err(|e| anyhow::anyhow!("calibration puzzle {}: {e}", r.name))?;
+            Ok((t.to_vec(), 0))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let t = std::time::Instant::now();
+    let cal = calibrate(&c, &m, &set, c.halt_max_steps)?;
+    let out = quantize(&c, &m, &cal, &QuantizeOptions { margin })?;
+    let fixed = Model::parse(&out).context("the written fixed model does not parse")?;
+    // Build the engine once: the file is what the firmware will accept.
+    let need = FixedEngine::scratch_len(&c);
+    let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+    let engine = FixedEngine::new(&fixed, &mut s16, &mut s32)
+        .map_err(|e| anyhow::anyhow!("the written fixed model is refused: {e}"))?;
+    std::fs::write(output, &out).with_context(|| format!("writing {}", output.display()))?;
+    print_calibration(&cal, c.mlp_t, margin);
+    println!(
+        "scales (real = int * scale): x {:.3e}, y/z {:.3e}, logits {:.3e}, q {:.3e}",
+        engine.x_scale(),
+        engine.state_scale(),
+        engine.logit_scale(),
+        engine.q_scale()
+    );
+    println!(
+        "fixed engine RAM arena: {} bytes ({} i16 + {} i32)",
+        need.bytes(),
+        need.i16s,
+        need.i32s
+    );
+    println!(
+        "wrote {} ({} bytes, float model {} bytes; calibrated on {} puzzles x {} ACT steps in {:.1}s)",
+        output.display(),
+        out.len(),
+        bytes.len(),
+        cal.puzzles,
+        cal.steps,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The calibrated maxima per site (int16 sites map `margin * max` to 32767).
+fn print_calibration(cal: &Calibration, mlp_t: bool, margin: f64) {
+    println!("calibration: largest |value| per site (margin {margin}):");
+    println!(
+        "  x {:.4}  network input {:.4}  y/z {:.4}  logits {:.4}  q {:.4}",
+        cal.x, cal.input, cal.states, cal.logits, cal.q
+    );
+    for (i, b) in cal.blocks.iter().enumerate() {
+        let mixer = if mlp_t {
+            format!(
+                "token mixer gate {:.4} up {:.4} prod {:.4}",
+                b.mix_gate, b.mix_up, b.mix_prod
+            )
+        } else {
+            format!(
+                "attention q {:.4} k {:.4} v {:.4} scores {:.4}",
+                b.q, b.k, b.v, b.scores
+            )
+        };
+        println!(
+            "  block {i}: {mixer} | SwiGLU gate {:.4} up {:.4} prod {:.4} | out {:.4}",
+            b.gate, b.up, b.prod, b.out
+        );
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -213,6 +354,14 @@ fn main() -> anyhow::Result<()> {
             println!("wrote {} ({} bytes)", output.display(), bytes.len());
         }
         Command::Inspect { model } => inspect(&model)?,
+        Command::Quantize {
+            model,
+            dataset,
+            puzzles,
+            calib,
+            margin,
+            output,
+        } => quantize_cmd(&model, dataset, puzzles, calib, margin, &output)?,
         Command::Puzzles {
             dataset,
             limit,

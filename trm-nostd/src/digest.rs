@@ -45,6 +45,14 @@ impl Digest {
         self
     }
 
+    /// Feeds i16 values, little-endian bytes of each.
+    pub fn i16s(mut self, data: &[i16]) -> Self {
+        for v in data {
+            self = self.bytes(&v.to_le_bytes());
+        }
+        self
+    }
+
     /// The digest value.
     pub const fn value(self) -> u32 {
         self.0
@@ -54,6 +62,12 @@ impl Digest {
 /// FNV-1a 32 of the bit patterns of `data` (little-endian bytes of each `to_bits()`).
 pub fn digest_f32(data: &[f32]) -> u32 {
     Digest::new().f32s(data).value()
+}
+
+/// FNV-1a 32 of an i16 slice (the little-endian bytes of each value): the fixed engine's
+/// int16 states.
+pub fn digest_i16(data: &[i16]) -> u32 {
+    Digest::new().i16s(data).value()
 }
 
 /// FNV-1a 32 of a token slice.
@@ -86,6 +100,18 @@ mod tests {
         assert_eq!(
             Digest::new().f32s(&v[..1]).f32s(&v[1..]).value(),
             digest_f32(&v)
+        );
+    }
+
+    #[test]
+    fn i16_digest_is_little_endian_bytes() {
+        let v = [1i16, -2, 0x1234];
+        let bytes = [0x01u8, 0x00, 0xfe, 0xff, 0x34, 0x12];
+        assert_eq!(digest_i16(&v), digest_tokens(&bytes));
+        assert_ne!(digest_i16(&[1, 0]), digest_i16(&[0, 1]));
+        assert_eq!(
+            Digest::new().i16s(&v[..2]).i16s(&v[2..]).value(),
+            digest_i16(&v)
         );
     }
 }

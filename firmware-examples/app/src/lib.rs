@@ -2,7 +2,8 @@
 //!
 //! A board crate gives it a [`Console`], a [`Counter`], the embedded `.trm` model bytes (or
 //! `None`), a list of [`Puzzle`]s and a scratch buffer; [`run`] then parses the model with
-//! `trm_nostd::format::Model::parse`, solves every puzzle with `trm_nostd::float::FloatEngine`
+//! `trm_nostd::format::Model::parse`, solves every puzzle with the engine of the model's numeric
+//! scheme (`Float`: `trm_nostd::float::FloatEngine`; `Fixed`: `trm_nostd::fixed::FixedEngine`)
 //! and prints one result block per puzzle. Without a model it still parses, prints and checks the
 //! puzzles and their reference answers (a codec smoke run). [`run_models`] runs it once per
 //! embedded model (one output block each), so one firmware build can check several models.
@@ -16,10 +17,11 @@
 //! ```text
 //! TRM-BANNER app=trm-fw-app version=0.1.0 board=<board>
 //! TRM-MODEL none
-//! TRM-MODEL bytes=<n> version=<v> hidden=<D> seq_len=<L> layers=<n> mlp_t=<bool> params=<n> scratch_f32=<n>
+//! TRM-MODEL bytes=<n> version=<v> hidden=<D> seq_len=<L> layers=<n> mlp_t=<bool> params=<n> scratch_f32=<n> scratch_have=<n> scheme=float
+//! TRM-MODEL bytes=<n> version=<v> hidden=<D> seq_len=<L> layers=<n> mlp_t=<bool> params=<n> scratch_f32=<n> scratch_have=<n> scheme=fixed scratch_i16=<n> scratch_i32=<n>
 //! TRM-PUZZLE puzzle=<i> name=<name> givens=<n> question=<81 chars>
 //! TRM-ANSWER puzzle=<i> status=valid|invalid|none [msg=<reason>]
-//! TRM-STEP puzzle=<i> step=<k> q_halt=<f32 bits, hex> y=<hex32> z=<hex32>
+//! TRM-STEP puzzle=<i> step=<k> q_halt=<hex32> y=<hex32> z=<hex32>
 //! TRM-DIGEST puzzle=<i> steps=<n> tokens=<hex32> y=<hex32>
 //! TRM-RESULT puzzle=<i> valid=<bool> correct=<n>/81 prediction=<81 chars> [msg=<reason>]
 //! TRM-CYCLES puzzle=<i> ticks=<n> unit=<unit>
@@ -28,8 +30,12 @@
 //! ```
 //!
 //! Digests are `trm_nostd::digest` FNV-1a 32 (tokens: the predicted token bytes; y, z: the f32
-//! bit patterns of the whole `[seq_total, D]` state), so a host run of the same model gives the
-//! same values bit for bit. `ok` counts puzzles whose predicted grid is a valid solution (with a
+//! bit patterns of the whole `[seq_total, D]` state, or for a fixed model its i16 values'
+//! little-endian bytes), so a host run of the same model gives the same values bit for bit.
+//! `q_halt` is the f32 halting logit's bit pattern (float) or the integer halting logit as a
+//! two's-complement u32 (fixed). `scratch_f32` is the part of the scratch arena the engine uses,
+//! in f32 words: a fixed model's i16 and i32 buffers are carved from the same arena
+//! (`scratch_i16` values, then `scratch_i32`), so one board buffer serves both schemes. `ok` counts puzzles whose predicted grid is a valid solution (with a
 //! model) or whose reference answer checks out (without one); `errors` counts failures of the
 //! run itself (bad model, bad puzzle string, engine error), and only those make the firmware exit
 //! non-zero: a wrong prediction is a result, not an error.
@@ -38,7 +44,9 @@
 #![forbid(unsafe_code)]
 
 use core::fmt::{self, Write as _};
-use trm_nostd::digest::{digest_f32, digest_tokens};
+use trm_nostd::digest::{digest_f32, digest_i16, digest_tokens};
+use trm_nostd::fixed::kernels::q_halt_positive;
+use trm_nostd::fixed::{FixedEngine, ScratchLen};
 use trm_nostd::float::{FloatEngine, recursion};
 use trm_nostd::format::Model;
 use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
@@ -136,8 +144,8 @@ macro_rules! say {
 ///
 /// `model`: the `.trm` bytes, or `None` for a codec-only run (an empty or malformed file is an
 /// error, reported with the reader's message). `scratch` must hold at least
-/// `FloatEngine::scratch_len(config)` values; more lets the engine go faster, with identical
-/// results.
+/// [`scratch_len`] values (for a float model `FloatEngine::scratch_len(config)`; more lets the
+/// float engine go faster, with identical results).
 pub fn run<C: Console + ?Sized, K: Counter + ?Sized>(
     console: &mut C,
     counter: &mut K,
@@ -213,12 +221,129 @@ pub fn run_models<C: Console + ?Sized, K: Counter + ?Sized>(
     total
 }
 
+/// The f32 words of scratch [`run`] needs for `model`: `FloatEngine::scratch_len` for a float
+/// model, the fixed engine's i16 and i32 buffers packed into f32 words for a fixed one.
+pub fn scratch_len(model: &Model<'_>) -> usize {
+    let c = model.config();
+    if model.scheme().is_fixed() {
+        fixed_words(FixedEngine::scratch_len(c))
+    } else {
+        FloatEngine::scratch_len(c)
+    }
+}
+
+/// The f32 words of scratch that let [`run`] go fastest for `model` (results are identical for
+/// any size from [`scratch_len`] up).
+pub fn scratch_len_fast(model: &Model<'_>) -> usize {
+    let c = model.config();
+    if model.scheme().is_fixed() {
+        fixed_words(FixedEngine::scratch_len(c))
+    } else {
+        FloatEngine::scratch_len_fast(c)
+    }
+}
+
+/// The i16 part rounded up to whole f32 words, then the i32 part.
+fn fixed_words(need: ScratchLen) -> usize {
+    need.i16s.div_ceil(2) + need.i32s
+}
+
+/// The engine of the model's numeric scheme.
+// One engine lives on the stack for a whole run and no_std has no Box: the ~440 bytes the
+// smaller variant wastes are cheaper than an indirection.
+#[allow(clippy::large_enum_variant)]
+enum Engine<'s> {
+    Float(FloatEngine<'s>),
+    Fixed(FixedEngine<'s>),
+}
+
+/// An error of either engine.
+enum AnyError {
+    Float(trm_nostd::EngineError),
+    Fixed(trm_nostd::fixed::FixedError),
+}
+
+impl fmt::Display for AnyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyError::Float(e) => e.fmt(f),
+            AnyError::Fixed(e) => e.fmt(f),
+        }
+    }
+}
+
+/// One ACT step's report, scheme-neutral.
+struct Step {
+    step: u32,
+    /// Bits of the halting logit as printed (f32 bits, or the i32 as u32).
+    q_bits: u32,
+    halt: bool,
+}
+
+impl Engine<'_> {
+    fn halt_max_steps(&self) -> u32 {
+        match self {
+            Engine::Float(e) => e.config().halt_max_steps,
+            Engine::Fixed(e) => e.config().halt_max_steps,
+        }
+    }
+
+    fn start(&mut self, question: &Tokens) -> Result<(), AnyError> {
+        match self {
+            Engine::Float(e) => e.start(question, 0).map_err(AnyError::Float),
+            Engine::Fixed(e) => e.start(question, 0).map_err(AnyError::Fixed),
+        }
+    }
+
+    fn step(&mut self) -> Step {
+        match self {
+            Engine::Float(e) => {
+                let s = e.step();
+                Step {
+                    step: s.step,
+                    q_bits: s.q_halt.to_bits(),
+                    halt: s.q_halt > 0.0,
+                }
+            }
+            Engine::Fixed(e) => {
+                let s = e.step();
+                Step {
+                    step: s.step,
+                    q_bits: s.q_halt as u32,
+                    halt: q_halt_positive(s.q_halt),
+                }
+            }
+        }
+    }
+
+    fn predict(&mut self, out: &mut Tokens) -> Result<(), AnyError> {
+        match self {
+            Engine::Float(e) => e.predict(out).map_err(AnyError::Float),
+            Engine::Fixed(e) => e.predict(out).map_err(AnyError::Fixed),
+        }
+    }
+
+    fn y_digest(&self) -> u32 {
+        match self {
+            Engine::Float(e) => digest_f32(e.y()),
+            Engine::Fixed(e) => digest_i16(e.y()),
+        }
+    }
+
+    fn z_digest(&self) -> u32 {
+        match self {
+            Engine::Float(e) => digest_f32(e.z()),
+            Engine::Fixed(e) => digest_i16(e.z()),
+        }
+    }
+}
+
 /// Parses the model and builds the engine; prints `TRM-MODEL` or `TRM-ERROR`.
 fn load<'s, C: Console + ?Sized>(
     out: &mut Out<'_, C>,
     bytes: &'s [u8],
     scratch: &'s mut [f32],
-) -> Result<FloatEngine<'s>, ()> {
+) -> Result<Engine<'s>, ()> {
     let model = match Model::parse(bytes) {
         Ok(m) => m,
         Err(e) => {
@@ -227,11 +352,12 @@ fn load<'s, C: Console + ?Sized>(
         }
     };
     let c = *model.config();
+    let fixed = model.scheme().is_fixed();
     // The smallest scratch is enough; the fast size when it fits (same results, fewer passes).
-    let need = FloatEngine::scratch_len(&c);
-    let fast = FloatEngine::scratch_len_fast(&c);
+    let need = scratch_len(&model);
+    let fast = scratch_len_fast(&model);
     let use_len = if scratch.len() >= fast { fast } else { need };
-    say!(
+    let _ = write!(
         out,
         "TRM-MODEL bytes={} version={} hidden={} seq_len={} layers={} mlp_t={} params={} scratch_f32={} scratch_have={}",
         bytes.len(),
@@ -244,6 +370,17 @@ fn load<'s, C: Console + ?Sized>(
         use_len,
         scratch.len()
     );
+    let fixed_need = FixedEngine::scratch_len(&c);
+    if fixed {
+        say!(
+            out,
+            " scheme=fixed scratch_i16={} scratch_i32={}",
+            fixed_need.i16s,
+            fixed_need.i32s
+        );
+    } else {
+        say!(out, " scheme=float");
+    }
     if c.seq_len as usize != CELLS || (c.vocab_size as usize) < sudoku::VOCAB {
         say!(
             out,
@@ -261,13 +398,20 @@ fn load<'s, C: Console + ?Sized>(
         );
         return Err(());
     };
-    match FloatEngine::new(&c, &model, buf) {
-        Ok(engine) => Ok(engine),
-        Err(e) => {
-            say!(out, "TRM-ERROR stage=engine msg={e}");
-            Err(())
-        }
-    }
+    let built = if fixed {
+        // i16 values first (rounded up to whole f32 words), then the i32 values.
+        let (a, b) = buf.split_at_mut(fixed_need.i16s.div_ceil(2));
+        let s16: &mut [i16] = bytemuck::cast_slice_mut(a);
+        let s32: &mut [i32] = bytemuck::cast_slice_mut(b);
+        FixedEngine::new(&model, s16, s32)
+            .map(Engine::Fixed)
+            .map_err(AnyError::Fixed)
+    } else {
+        FloatEngine::new(&c, &model, buf)
+            .map(Engine::Float)
+            .map_err(AnyError::Float)
+    };
+    built.map_err(|e| say!(out, "TRM-ERROR stage=engine msg={e}"))
 }
 
 /// One puzzle: parse, print, check the reference answer, and solve when there is an engine.
@@ -275,7 +419,7 @@ fn load<'s, C: Console + ?Sized>(
 fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
     out: &mut Out<'_, C>,
     counter: &mut K,
-    engine: Option<&mut FloatEngine<'_>>,
+    engine: Option<&mut Engine<'_>>,
     i: usize,
     p: &Puzzle<'_>,
     opts: &Options<'_>,
@@ -327,11 +471,11 @@ fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
     };
 
     let t0 = counter.now();
-    if let Err(e) = engine.start(&question, 0) {
+    if let Err(e) = engine.start(&question) {
         say!(out, "TRM-ERROR stage=engine puzzle={i} msg={e}");
         return Err(());
     }
-    let halt_max = engine.config().halt_max_steps;
+    let halt_max = engine.halt_max_steps();
     let steps = loop {
         let s = engine.step();
         if opts.step_digests {
@@ -339,12 +483,12 @@ fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
                 out,
                 "TRM-STEP puzzle={i} step={} q_halt={:08x} y={:08x} z={:08x}",
                 s.step,
-                s.q_halt.to_bits(),
-                digest_f32(engine.y()),
-                digest_f32(engine.z())
+                s.q_bits,
+                engine.y_digest(),
+                engine.z_digest()
             );
         }
-        if recursion::should_stop(opts.halt, s.step, halt_max, s.q_halt > 0.0) {
+        if recursion::should_stop(opts.halt, s.step, halt_max, s.halt) {
             break s.step;
         }
     };
@@ -366,7 +510,7 @@ fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
         out,
         "TRM-DIGEST puzzle={i} steps={steps} tokens={:08x} y={:08x}",
         digest_tokens(&pred),
-        digest_f32(engine.y())
+        engine.y_digest()
     );
     match valid {
         Ok(()) => say!(

@@ -3,6 +3,7 @@
 
 use trm_fw_app::{Console, Counter, HaltMode, NoCounter, Options, Puzzle, Report, run, run_models};
 use trm_nostd::digest::{digest_f32, digest_tokens};
+use trm_nostd::fixed::FixedEngine;
 use trm_nostd::format::{NumericScheme, write_model};
 use trm_nostd::sudoku::{self, CELLS, PAD};
 use trm_nostd::{Config, DType, FloatEngine, TensorId};
@@ -368,4 +369,184 @@ fn run_models_runs_each_model_in_turn() {
     let (r0, o0) = go(None, &p, len, HaltMode::AllSteps);
     assert_eq!((r, out.0.as_str()), (r0, o0.as_str()));
     assert!(o0.contains("TRM-MODEL none\n"), "{o0}");
+}
+
+/// Writes the float model (`fixed_config()`, q bias 0) that `tests/fixtures/make-fixed.sh` quantizes into `fixed-d16.trm`
+/// (to the path in `TRM_WRITE_FLOAT_MODEL`); a generator, not a check.
+#[test]
+#[ignore = "fixture generator"]
+fn write_float_model() {
+    let path = std::env::var("TRM_WRITE_FLOAT_MODEL").expect("TRM_WRITE_FLOAT_MODEL");
+    std::fs::write(path, model(&fixed_config(), 0.0)).expect("write");
+}
+
+/// A smaller `config()` (one block, expansion 2, two prefix positions): a small fixture.
+fn fixed_config() -> Config {
+    let mut c = config();
+    c.l_layers = 1;
+    c.expansion = 2.0;
+    c.puzzle_emb_len = 2;
+    c
+}
+
+/// `fixed_config()`'s model quantized by `trm-export quantize` (see `fixtures/make-fixed.sh`).
+const FIXED: &[u8] = include_bytes!("fixtures/fixed-d16.trm");
+
+/// FNV-1a over the little-endian bytes of i16 values, written out here from the byte digest.
+fn digest_i16_bytes(v: &[i16]) -> u32 {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    digest_tokens(&bytes)
+}
+
+#[test]
+fn fixed_models_run_on_the_fixed_engine() {
+    let m = trm_nostd::Model::parse(FIXED).expect("parse");
+    assert!(m.scheme().is_fixed());
+    let c = *m.config();
+    assert_eq!(c, fixed_config(), "the fixture is fixed_config()'s model");
+    let need = FixedEngine::scratch_len(&c);
+    let words = trm_fw_app::scratch_len(&m);
+    assert_eq!(words, need.i16s.div_ceil(2) + need.i32s);
+    assert_eq!(trm_fw_app::scratch_len_fast(&m), words);
+    let p = [
+        Puzzle {
+            name: "wiki",
+            question: Q,
+            answer: Some(A),
+        },
+        Puzzle {
+            name: "empty",
+            question: ".................................................................................",
+            answer: None,
+        },
+    ];
+    for halt in [HaltMode::AllSteps, HaltMode::EarlyHalt] {
+        // Any arena from the minimum up gives the same lines.
+        let (r, out) = go(Some(FIXED), &p, words, halt);
+        let (r2, out2) = go(Some(FIXED), &p, words + 1000, halt);
+        assert_eq!(r.errors, 0, "{out}");
+        assert_eq!((r, strip_have(&out)), (r2, strip_have(&out2)));
+        let model_line = lines(&out, "TRM-MODEL");
+        assert_eq!(model_line.len(), 1);
+        assert!(
+            model_line[0].ends_with(&format!(
+                " scratch_f32={words} scratch_have={words} scheme=fixed scratch_i16={} scratch_i32={}",
+                need.i16s, need.i32s
+            )),
+            "{out}"
+        );
+
+        // The same solves, straight on the fixed engine.
+        let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+        let mut e = FixedEngine::new(&m, &mut s16, &mut s32).expect("engine");
+        let mut want_steps = Vec::new();
+        let mut want_digests = Vec::new();
+        let mut ok = 0;
+        for (i, puzzle) in p.iter().enumerate() {
+            let mut q = [PAD; CELLS];
+            sudoku::parse_puzzle(puzzle.question, &mut q).expect("q");
+            e.start(&q, 0).expect("start");
+            let steps = loop {
+                let s = e.step();
+                want_steps.push(format!(
+                    "TRM-STEP puzzle={i} step={} q_halt={:08x} y={:08x} z={:08x}",
+                    s.step,
+                    s.q_halt as u32,
+                    digest_i16_bytes(e.y()),
+                    digest_i16_bytes(e.z())
+                ));
+                let stop = match halt {
+                    HaltMode::AllSteps => false,
+                    _ => s.q_halt > 0,
+                };
+                if stop || s.step >= c.halt_max_steps {
+                    break s.step;
+                }
+            };
+            let mut pred = [PAD; CELLS];
+            e.predict(&mut pred).expect("predict");
+            want_digests.push(format!(
+                "TRM-DIGEST puzzle={i} steps={steps} tokens={:08x} y={:08x}",
+                digest_tokens(&pred),
+                digest_i16_bytes(e.y())
+            ));
+            ok += usize::from(sudoku::is_valid_solution(&pred, &q));
+        }
+        assert_eq!(lines(&out, "TRM-STEP"), want_steps, "{out}");
+        assert_eq!(lines(&out, "TRM-DIGEST"), want_digests, "{out}");
+        assert_eq!(r.ok, ok);
+        assert_eq!(r.total, 2);
+    }
+}
+
+/// The output without the `scratch_have=` and `scratch_f32=` fields (they name the arena size).
+fn strip_have(out: &str) -> String {
+    out.lines()
+        .map(|l| {
+            l.split(' ')
+                .filter(|f| !f.starts_with("scratch_have=") && !f.starts_with("scratch_f32="))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn fixed_scratch_too_small_is_an_engine_error() {
+    let m = trm_nostd::Model::parse(FIXED).expect("parse");
+    let words = trm_fw_app::scratch_len(&m);
+    let p = [Puzzle {
+        name: "wiki",
+        question: Q,
+        answer: Some(A),
+    }];
+    let (r, out) = go(Some(FIXED), &p, words - 1, HaltMode::AllSteps);
+    assert_eq!(r.errors, 1, "{out}");
+    assert_eq!(r.total, 0);
+    assert!(
+        out.contains(&format!(
+            "TRM-ERROR stage=engine msg=scratch too small: need {words} f32, have {}\n",
+            words - 1
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("TRM-PUZZLE"), "{out}");
+}
+
+#[test]
+fn run_models_mixes_float_and_fixed() {
+    let c = fixed_config();
+    let float = model(&c, -50.0);
+    let m = trm_nostd::Model::parse(FIXED).expect("parse");
+    let len = FloatEngine::scratch_len(&c).max(trm_fw_app::scratch_len(&m));
+    let p = [Puzzle {
+        name: "wiki",
+        question: Q,
+        answer: Some(A),
+    }];
+    let both: [&[u8]; 2] = [&float, FIXED];
+    let mut out = Buf::default();
+    let mut scratch = vec![0.0f32; len];
+    let r = run_models(
+        &mut out,
+        &mut Calls(0),
+        &both,
+        &p,
+        &mut scratch,
+        &opts(HaltMode::AllSteps),
+    );
+    assert_eq!(r.errors, 0, "{}", out.0);
+    assert_eq!(r.total, 2);
+    let schemes: Vec<bool> = lines(&out.0, "TRM-MODEL")
+        .iter()
+        .map(|l| l.contains(" scheme=fixed "))
+        .collect();
+    assert_eq!(schemes, [false, true], "{}", out.0);
+    // Each block equals its model's run alone (the arena is reused in between).
+    for (k, bytes) in both.iter().enumerate() {
+        let (_, alone) = go(Some(bytes), &p, len, HaltMode::AllSteps);
+        let block = out.0.split("TRM-BANNER").nth(k + 1).expect("block");
+        assert_eq!(format!("TRM-BANNER{block}"), alone);
+    }
 }
