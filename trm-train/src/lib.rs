@@ -8,6 +8,8 @@
 //! - [`ckpt`]: atomic checkpoint folders (weights, EMA, optimizer, RNG, config), keep-last-N;
 //! - [`logs`]: metrics JSONL, TensorBoard event files, learning-curve PNGs, progress bar;
 //! - [`run`]: the training loop and evaluation (`trm-train train`, `trm-train evaluate`);
+//! - [`dist`]: libtorch's c10d (TCPStore, ProcessGroupGloo, ProcessGroupNCCL) through a small C++
+//!   bridge (`csrc/`), for multi-process training;
 //! - [`device`]: choosing CPU or CUDA; [`info`]: what libtorch the process runs on.
 #![deny(missing_docs)]
 
@@ -15,6 +17,7 @@ pub mod ckpt;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod info;
 pub mod logs;
 pub mod model;
