@@ -12,6 +12,57 @@
 //! - [`sudoku`]: puzzle codecs.
 //!
 //! No `alloc`: every buffer is passed in by the caller, sized by functions of the [`Config`].
+//!
+//! # Example: a solve with no heap
+//!
+//! What a firmware does: the model is embedded in flash 64-byte aligned, parsed in place, and
+//! the engine runs in a caller-owned arena. Only `core` is used here; on a board, `scratch`
+//! would be a `static` buffer sized with [`FloatEngine::scratch_len`] for the shipped model.
+//!
+//! ```
+//! use trm_nostd::{EngineError, FloatEngine, HaltMode, Model};
+//!
+//! /// Solves one puzzle (`tokens`: `seq_len` token ids) and returns the ACT steps used.
+//! fn solve(
+//!     model_bytes: &'static [u8],
+//!     tokens: &[u8],
+//!     scratch: &mut [f32],
+//!     answer: &mut [u8],
+//! ) -> Result<u32, EngineError> {
+//!     // A corrupted file is an error value here, never a panic.
+//!     let Ok(model) = Model::parse(model_bytes) else {
+//!         return Err(EngineError::BadInputLength { expected: 0, got: 0 });
+//!     };
+//!     let config = *model.config();
+//!     let mut engine = FloatEngine::new(&config, &model, scratch)?;
+//!     // Step by step, so a firmware can report progress; stop when q_halt > 0.
+//!     engine.start(tokens, 0)?;
+//!     loop {
+//!         let step = engine.step();
+//!         if step.q_halt > 0.0 || step.step >= config.halt_max_steps {
+//!             engine.predict(answer)?;
+//!             return Ok(step.step);
+//!         }
+//!     }
+//!     // Or all at once: engine.solve(tokens, 0, HaltMode::EarlyHalt, answer)
+//! }
+//!
+//! static MODEL: &[u8] = trm_nostd::include_model!(concat!(
+//!     env!("CARGO_MANIFEST_DIR"),
+//!     "/tests/format_data/tiny_f16.trm"
+//! ));
+//!
+//! let config = *Model::parse(MODEL).unwrap().config();
+//! let mut scratch = [0f32; 16 * 1024];
+//! assert!(FloatEngine::scratch_len(&config) <= scratch.len());
+//! let seq = config.seq_len as usize;
+//! let mut tokens = [1u8; 128]; // token 1: a blank cell
+//! let mut answer = [0u8; 128];
+//! let steps = solve(MODEL, &tokens[..seq], &mut scratch, &mut answer[..seq]).unwrap();
+//! assert!(steps >= 1 && steps <= config.halt_max_steps);
+//! assert!(answer[..seq].iter().all(|&t| (t as u32) < config.vocab_size));
+//! # let _ = (&mut tokens, HaltMode::AllSteps);
+//! ```
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

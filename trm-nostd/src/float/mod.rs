@@ -301,11 +301,8 @@ fn carve<'a>(rest: &mut &'a mut [f32], n: usize) -> &'a mut [f32] {
 
 /// The float engine for one model, holding x, y, z of one puzzle.
 ///
-/// ```ignore
-/// let mut scratch = vec![0.0f32; FloatEngine::scratch_len(&config)];
-/// let mut engine = FloatEngine::new(&config, &weights, &mut scratch)?;
-/// let summary = engine.solve(&tokens, 0, HaltMode::EarlyHalt, &mut answer)?;
-/// ```
+/// The crate-level documentation has a complete, tested example (embedded model, caller-owned
+/// arena, step-by-step solve).
 #[derive(Debug)]
 pub struct FloatEngine<'a> {
     config: Config,
