@@ -281,3 +281,225 @@ mod tests {
         assert_eq!(max_abs_diff(&[1.0, 2.5], &[1.5, 2.0]), 0.5);
     }
 }
+
+/// Building the QEMU firmware of `firmware-examples/` and running it: the pieces of
+/// `tests/firmware_qemu.rs` that other tests reuse (Cortex-M4F board `qemu-mps2-an386` only).
+///
+/// Needs /usr/bin/cargo and /usr/bin/rustc (Debian's rustc-web, for -Z build-std) and
+/// qemu-system-arm, installed by scripts/setup.sh.
+pub mod qemu {
+    use std::collections::HashMap;
+    use std::io::Read;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A QEMU board of firmware-examples/.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Board {
+        /// `scripts/cross.sh firmware <arg>`.
+        pub arg: &'static str,
+        /// What the firmware prints as `board=`.
+        pub name: &'static str,
+        /// The QEMU program and its machine options.
+        pub qemu: &'static [&'static str],
+    }
+
+    /// Cortex-M4F (thumbv7em-none-eabihf) on QEMU's mps2-an386.
+    pub const MPS2: Board = Board {
+        arg: "mps2",
+        name: "qemu-mps2-an386",
+        qemu: &[
+            "qemu-system-arm",
+            "-machine",
+            "mps2-an386",
+            "-cpu",
+            "cortex-m4",
+        ],
+    };
+
+    /// Whether to run the firmware part of `test`: true when the tools are there; false (with
+    /// a note) when they are missing and `TRM_SKIP_QEMU=1`; otherwise panics with the set-up
+    /// hint (the message of `tests/firmware_qemu.rs`).
+    pub fn tools_ready(test: &str, board: &Board) -> bool {
+        let qemu = board.qemu[0];
+        let missing: Vec<&str> = ["/usr/bin/cargo", "/usr/bin/rustc"]
+            .into_iter()
+            .filter(|p| !Path::new(p).exists())
+            .chain(
+                Command::new(qemu)
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .map_or(true, |s| !s.success())
+                    .then_some(qemu),
+            )
+            .collect();
+        if missing.is_empty() {
+            return true;
+        }
+        if std::env::var("TRM_SKIP_QEMU").as_deref() == Ok("1") {
+            eprintln!("{test}: skipped (TRM_SKIP_QEMU=1; missing {missing:?})");
+            return false;
+        }
+        panic!(
+            "{test}: missing {missing:?}: run scripts/setup.sh (Debian rustc-web/cargo-web/rust-web-src, \
+             lld, qemu-system-arm, qemu-system-misc), or set TRM_SKIP_QEMU=1 to skip the firmware tests"
+        );
+    }
+
+    /// Runs `scripts/cross.sh firmware <board>` with these TRM_* settings (all others removed)
+    /// and copies the ELF to `dest`. Panics with the script's output when the build fails.
+    pub fn build_firmware(board: &Board, settings: &[(&str, &str)], dest: &Path) {
+        let root = crate::workspace_root();
+        let mut cmd = Command::new(root.join("scripts/cross.sh"));
+        cmd.args(["firmware", board.arg]).current_dir(&root);
+        for var in [
+            "TRM_MODEL",
+            "TRM_PUZZLES",
+            "TRM_PUZZLES_N",
+            "TRM_HALT",
+            "TRM_STEP_DIGESTS",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in settings {
+            cmd.env(k, v);
+        }
+        let t0 = Instant::now();
+        let out = cmd.output().expect("run scripts/cross.sh");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "scripts/cross.sh firmware failed ({}):\n{stderr}",
+            out.status
+        );
+        eprintln!("firmware built in {:.1}s", t0.elapsed().as_secs_f64());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let elf = PathBuf::from(stdout.lines().last().expect("ELF path").trim());
+        std::fs::copy(&elf, dest).expect("copy ELF");
+    }
+
+    /// `TRM_MODEL` for several files: the paths in `PATH` syntax.
+    pub fn model_list(paths: &[PathBuf]) -> String {
+        std::env::join_paths(paths)
+            .expect("model paths without ':'")
+            .into_string()
+            .expect("utf-8 paths")
+    }
+
+    /// Runs the ELF under the board's QEMU with `extra` QEMU options; returns (exit code,
+    /// stdout). Panics after `timeout`, with the output so far.
+    pub fn run_qemu(elf: &Path, board: &Board, extra: &[&str], timeout: Duration) -> (i32, String) {
+        let mut child = Command::new(board.qemu[0])
+            .args(&board.qemu[1..])
+            .args(extra)
+            .args([
+                "-nographic",
+                "-monitor",
+                "none",
+                "-serial",
+                "none",
+                "-semihosting-config",
+                "enable=on,target=native",
+                "-kernel",
+            ])
+            .arg(elf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", board.qemu[0]));
+        let mut stdout = child.stdout.take().expect("stdout");
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for qemu") {
+                break status;
+            }
+            if t0.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                let partial = reader.join().unwrap_or_default();
+                panic!("QEMU timed out after {timeout:?}; output so far:\n{partial}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = reader.join().expect("reader thread");
+        eprintln!(
+            "{}: QEMU ran {:.2}s, {status}",
+            elf.display(),
+            t0.elapsed().as_secs_f64()
+        );
+        (status.code().unwrap_or(-1), text)
+    }
+
+    /// A `TRM-` line: its tag and fields (`msg=` runs to the end of the line).
+    #[derive(Debug, Clone)]
+    pub struct Record {
+        /// The tag (`TRM-STEP`, ...).
+        pub tag: String,
+        /// The whole line.
+        pub line: String,
+        /// `key=value` fields.
+        pub fields: HashMap<String, String>,
+    }
+
+    impl Record {
+        /// A field's value; panics naming the record when it is missing.
+        pub fn get(&self, k: &str) -> &str {
+            self.fields
+                .get(k)
+                .unwrap_or_else(|| panic!("{} has no field {k}: {}", self.tag, self.line))
+        }
+    }
+
+    /// The `TRM-` lines of a firmware's output, parsed.
+    pub fn records(out: &str) -> Vec<Record> {
+        out.lines()
+            .filter(|l| l.starts_with("TRM-"))
+            .map(|l| {
+                let (head, msg) = match l.find(" msg=") {
+                    Some(i) => (&l[..i], Some(&l[i + 5..])),
+                    None => (l, None),
+                };
+                let mut parts = head.split(' ');
+                let tag = parts.next().unwrap_or_default().to_string();
+                let mut fields: HashMap<String, String> = parts
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                if let Some(m) = msg {
+                    fields.insert("msg".into(), m.to_string());
+                }
+                Record {
+                    tag,
+                    line: l.to_string(),
+                    fields,
+                }
+            })
+            .collect()
+    }
+
+    /// The records with this tag.
+    pub fn with_tag<'r>(recs: &'r [Record], tag: &str) -> Vec<&'r Record> {
+        recs.iter().filter(|r| r.tag == tag).collect()
+    }
+
+    /// The records of each run (one per embedded model): split at every `TRM-BANNER`.
+    pub fn runs(recs: Vec<Record>) -> Vec<Vec<Record>> {
+        let mut out: Vec<Vec<Record>> = Vec::new();
+        for r in recs {
+            if r.tag == "TRM-BANNER" || out.is_empty() {
+                out.push(Vec::new());
+            }
+            out.last_mut().expect("a run").push(r);
+        }
+        out
+    }
+}
