@@ -282,17 +282,23 @@ mod tests {
     }
 }
 
-/// Building the QEMU firmware of `firmware-examples/` and running it: the pieces of
-/// `tests/firmware_qemu.rs` that other tests reuse (Cortex-M4F board `qemu-mps2-an386` only).
+/// Building the QEMU firmware of `firmware-examples/` and running it, for `tests/firmware_qemu.rs`
+/// and `tests/chain.rs`. Boards: `qemu-mps2-an386` (Cortex-M4F) and `qemu-virt-riscv32`
+/// (RV32IMAFC).
 ///
-/// Needs /usr/bin/cargo and /usr/bin/rustc (Debian's rustc-web, for -Z build-std) and
-/// qemu-system-arm, installed by scripts/setup.sh.
+/// Needs /usr/bin/cargo and /usr/bin/rustc (Debian's rustc-web, for -Z build-std),
+/// qemu-system-arm and qemu-system-riscv32, installed by scripts/setup.sh.
 pub mod qemu {
     use std::collections::HashMap;
     use std::io::Read;
     use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
+    use std::process::{Command, Output, Stdio};
+    use std::sync::Mutex;
     use std::time::{Duration, Instant};
+
+    /// One firmware build at a time (per test binary): every build writes the same ELF path,
+    /// which is copied away under this lock.
+    static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
     /// A QEMU board of firmware-examples/.
     #[derive(Debug, Clone, Copy)]
@@ -303,9 +309,15 @@ pub mod qemu {
         pub name: &'static str,
         /// The QEMU program and its machine options.
         pub qemu: &'static [&'static str],
+        /// `unit=` of `TRM-CYCLES`.
+        pub unit: &'static str,
+        /// Instructions per counter unit under `-icount shift=0` (1 ns of virtual time per
+        /// instruction).
+        pub instructions_per_unit: u64,
     }
 
-    /// Cortex-M4F (thumbv7em-none-eabihf) on QEMU's mps2-an386.
+    /// Cortex-M4F (thumbv7em-none-eabihf) on QEMU's mps2-an386. SysTick runs on the 25 MHz
+    /// core clock: one tick every 40 ns, 40 instructions.
     pub const MPS2: Board = Board {
         arg: "mps2",
         name: "qemu-mps2-an386",
@@ -316,6 +328,18 @@ pub mod qemu {
             "-cpu",
             "cortex-m4",
         ],
+        unit: "systick",
+        instructions_per_unit: 40,
+    };
+
+    /// RV32IMAFC (riscv32imafc-unknown-none-elf) in machine mode on QEMU's virt board. QEMU's
+    /// `mcycle` counts instructions under `-icount`.
+    pub const RISCV32: Board = Board {
+        arg: "riscv",
+        name: "qemu-virt-riscv32",
+        qemu: &["qemu-system-riscv32", "-machine", "virt", "-bios", "none"],
+        unit: "mcycle",
+        instructions_per_unit: 1,
     };
 
     /// Whether to run the firmware part of `test`: true when the tools are there; false (with
@@ -349,9 +373,15 @@ pub mod qemu {
         );
     }
 
-    /// Runs `scripts/cross.sh firmware <board>` with these TRM_* settings (all others removed)
-    /// and copies the ELF to `dest`. Panics with the script's output when the build fails.
-    pub fn build_firmware(board: &Board, settings: &[(&str, &str)], dest: &Path) {
+    /// Runs `scripts/cross.sh firmware <board>` with these TRM_* settings (all others
+    /// removed), under the build lock; returns the script's output, successful or not.
+    pub fn cross_firmware(board: &Board, settings: &[(&str, &str)]) -> Output {
+        let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        run_cross(board, settings)
+    }
+
+    /// `scripts/cross.sh firmware <board>` with these TRM_* settings; callers hold `BUILD_LOCK`.
+    fn run_cross(board: &Board, settings: &[(&str, &str)]) -> Output {
         let root = crate::workspace_root();
         let mut cmd = Command::new(root.join("scripts/cross.sh"));
         cmd.args(["firmware", board.arg]).current_dir(&root);
@@ -367,15 +397,26 @@ pub mod qemu {
         for (k, v) in settings {
             cmd.env(k, v);
         }
+        cmd.output().expect("run scripts/cross.sh")
+    }
+
+    /// Runs `scripts/cross.sh firmware <board>` with these TRM_* settings (all others removed)
+    /// and copies the ELF to `dest`. Panics with the script's output when the build fails.
+    pub fn build_firmware(board: &Board, settings: &[(&str, &str)], dest: &Path) {
+        let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let t0 = Instant::now();
-        let out = cmd.output().expect("run scripts/cross.sh");
+        let out = run_cross(board, settings);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success(),
             "scripts/cross.sh firmware failed ({}):\n{stderr}",
             out.status
         );
-        eprintln!("firmware built in {:.1}s", t0.elapsed().as_secs_f64());
+        eprintln!(
+            "{}: firmware built in {:.1}s\n{stderr}",
+            dest.display(),
+            t0.elapsed().as_secs_f64()
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let elf = PathBuf::from(stdout.lines().last().expect("ELF path").trim());
         std::fs::copy(&elf, dest).expect("copy ELF");

@@ -23,99 +23,20 @@
 //! qemu-system-riscv32, installed by scripts/setup.sh. Without them the tests fail, unless
 //! TRM_SKIP_QEMU=1.
 
-use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use trm_nostd::digest::{digest_f32, digest_tokens};
 use trm_nostd::float::{FloatEngine, HaltMode, recursion};
 use trm_nostd::format::{Model, NumericScheme, write_model};
 use trm_nostd::sudoku::{self, CELLS, PAD};
 use trm_nostd::{Config, DType, PosEncoding, TensorId};
+use trm_tests::qemu::{
+    self, Board, MPS2, RISCV32, Record, cross_firmware, model_list, records, runs, tools_ready,
+    with_tag,
+};
 
 /// Wall-clock limit of one QEMU run.
 const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// One firmware build at a time: every build writes the same ELF path, which is copied away
-/// under this lock.
-static BUILD_LOCK: Mutex<()> = Mutex::new(());
-
-/// A QEMU board of firmware-examples/.
-struct Board {
-    /// `scripts/cross.sh firmware <arg>`.
-    arg: &'static str,
-    /// What the firmware prints as `board=`.
-    name: &'static str,
-    /// The QEMU program and its machine options.
-    qemu: &'static [&'static str],
-    /// `unit=` of `TRM-CYCLES`.
-    unit: &'static str,
-    /// Instructions per counter unit under `-icount shift=0` (1 ns of virtual time per
-    /// instruction).
-    instructions_per_unit: u64,
-}
-
-/// Cortex-M4F. SysTick runs on the 25 MHz core clock: one tick every 40 ns, 40 instructions.
-const MPS2: Board = Board {
-    arg: "mps2",
-    name: "qemu-mps2-an386",
-    qemu: &[
-        "qemu-system-arm",
-        "-machine",
-        "mps2-an386",
-        "-cpu",
-        "cortex-m4",
-    ],
-    unit: "systick",
-    instructions_per_unit: 40,
-};
-
-/// RV32IMAFC in machine mode. QEMU's `mcycle` counts instructions under `-icount`.
-const RISCV32: Board = Board {
-    arg: "riscv",
-    name: "qemu-virt-riscv32",
-    qemu: &["qemu-system-riscv32", "-machine", "virt", "-bios", "none"],
-    unit: "mcycle",
-    instructions_per_unit: 1,
-};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// Whether to run; panics with the set-up hint when a tool is missing and skipping was not asked.
-fn tools_ready(test: &str, board: &Board) -> bool {
-    let qemu = board.qemu[0];
-    let missing: Vec<&str> = ["/usr/bin/cargo", "/usr/bin/rustc"]
-        .into_iter()
-        .filter(|p| !Path::new(p).exists())
-        .chain(
-            Command::new(qemu)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map_or(true, |s| !s.success())
-                .then_some(qemu),
-        )
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("TRM_SKIP_QEMU").as_deref() == Ok("1") {
-        eprintln!("{test}: skipped (TRM_SKIP_QEMU=1; missing {missing:?})");
-        return false;
-    }
-    panic!(
-        "{test}: missing {missing:?}: run scripts/setup.sh (Debian rustc-web/cargo-web/rust-web-src, \
-         lld, qemu-system-arm, qemu-system-misc), or set TRM_SKIP_QEMU=1 to skip the firmware tests"
-    );
-}
 
 fn data_dir() -> PathBuf {
     std::env::var_os("TRM_DATA_DIR").map_or_else(
@@ -144,158 +65,12 @@ fn csv_rows(n: usize) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Runs `scripts/cross.sh firmware` with these TRM_* settings (all others removed); returns the
-/// script's output. Callers hold `BUILD_LOCK`.
-fn cross_firmware(board: &Board, settings: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(root().join("scripts/cross.sh"));
-    cmd.args(["firmware", board.arg]).current_dir(root());
-    for var in [
-        "TRM_MODEL",
-        "TRM_PUZZLES",
-        "TRM_PUZZLES_N",
-        "TRM_HALT",
-        "TRM_STEP_DIGESTS",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in settings {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run scripts/cross.sh")
-}
-
 /// Builds the firmware with these TRM_* settings (all others removed) and copies the ELF to
 /// `CARGO_TARGET_TMPDIR/<name>.elf`.
 fn build_firmware(name: &str, board: &Board, settings: &[(&str, &str)]) -> PathBuf {
-    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let t0 = Instant::now();
-    let out = cross_firmware(board, settings);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "scripts/cross.sh firmware failed ({}):\n{stderr}",
-        out.status
-    );
-    eprintln!(
-        "{name}: firmware built in {:.1}s\n{stderr}",
-        t0.elapsed().as_secs_f64()
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let elf = PathBuf::from(stdout.lines().last().expect("ELF path").trim());
     let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.elf"));
-    std::fs::copy(&elf, &dest).expect("copy ELF");
+    qemu::build_firmware(board, settings, &dest);
     dest
-}
-
-/// `TRM_MODEL` for several files: the paths in `PATH` syntax.
-fn model_list(paths: &[PathBuf]) -> String {
-    std::env::join_paths(paths)
-        .expect("model paths without ':'")
-        .into_string()
-        .expect("utf-8 paths")
-}
-
-/// Runs the ELF under the board's QEMU, with `extra` QEMU options; returns (exit code, stdout).
-/// Panics on timeout.
-fn run_qemu(elf: &Path, board: &Board, extra: &[&str]) -> (i32, String) {
-    let mut child = Command::new(board.qemu[0])
-        .args(&board.qemu[1..])
-        .args(extra)
-        .args([
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            "none",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-kernel",
-        ])
-        .arg(elf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", board.qemu[0]));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for qemu") {
-            break status;
-        }
-        if t0.elapsed() > QEMU_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let partial = reader.join().unwrap_or_default();
-            panic!("QEMU timed out after {QEMU_TIMEOUT:?}; output so far:\n{partial}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = reader.join().expect("reader thread");
-    eprintln!(
-        "{}: QEMU ran {:.2}s, {status}",
-        elf.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    (status.code().unwrap_or(-1), text)
-}
-
-/// A `TRM-` line: its tag and fields (`msg=` runs to the end of the line).
-#[derive(Debug)]
-struct Record {
-    tag: String,
-    fields: HashMap<String, String>,
-}
-
-impl Record {
-    fn get(&self, k: &str) -> &str {
-        self.fields
-            .get(k)
-            .unwrap_or_else(|| panic!("{} has no field {k}: {:?}", self.tag, self.fields))
-    }
-}
-
-fn records(out: &str) -> Vec<Record> {
-    out.lines()
-        .filter(|l| l.starts_with("TRM-"))
-        .map(|l| {
-            let (head, msg) = match l.find(" msg=") {
-                Some(i) => (&l[..i], Some(&l[i + 5..])),
-                None => (l, None),
-            };
-            let mut parts = head.split(' ');
-            let tag = parts.next().unwrap_or_default().to_string();
-            let mut fields: HashMap<String, String> = parts
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            if let Some(m) = msg {
-                fields.insert("msg".into(), m.to_string());
-            }
-            Record { tag, fields }
-        })
-        .collect()
-}
-
-fn with_tag<'r>(recs: &'r [Record], tag: &str) -> Vec<&'r Record> {
-    recs.iter().filter(|r| r.tag == tag).collect()
-}
-
-/// The records of each run (one per embedded model): split at every `TRM-BANNER`.
-fn runs(recs: Vec<Record>) -> Vec<Vec<Record>> {
-    let mut out: Vec<Vec<Record>> = Vec::new();
-    for r in recs {
-        if r.tag == "TRM-BANNER" || out.is_empty() {
-            out.push(Vec::new());
-        }
-        out.last_mut().expect("a run").push(r);
-    }
-    out
 }
 
 #[test]
@@ -313,7 +88,7 @@ fn codec_smoke_run() {
             ("TRM_PUZZLES_N", &n.to_string()),
         ],
     );
-    let (code, out) = run_qemu(&elf, &MPS2, &[]);
+    let (code, out) = qemu::run_qemu(&elf, &MPS2, &[], QEMU_TIMEOUT);
     assert_eq!(code, 0, "firmware failed:\n{out}");
     let recs = records(&out);
     let banner = with_tag(&recs, "TRM-BANNER");
@@ -453,7 +228,7 @@ fn bad_models_fail_cleanly() {
     }
     // One firmware, one run per model.
     let elf = build_firmware("bad", &MPS2, &[("TRM_MODEL", &model_list(&paths))]);
-    let (code, out) = run_qemu(&elf, &MPS2, &[]);
+    let (code, out) = qemu::run_qemu(&elf, &MPS2, &[], QEMU_TIMEOUT);
     assert_eq!(code, 1, "exit code\n{out}");
     let all = runs(records(&out));
     assert_eq!(all.len(), cases.len(), "one run per model:\n{out}");
@@ -497,10 +272,7 @@ fn oversized_model_fails_to_build() {
     // One byte more than the whole 4 MiB code memory (memory.x `FLASH`), whatever the code size.
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oversized.trm");
     std::fs::write(&path, vec![0u8; (4 << 20) + 1]).expect("write model");
-    let out = {
-        let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        cross_firmware(&MPS2, &[("TRM_MODEL", path.to_str().expect("utf-8 path"))])
-    };
+    let out = cross_firmware(&MPS2, &[("TRM_MODEL", path.to_str().expect("utf-8 path"))]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the build succeeded:\n{stderr}");
     // The build script's check, before the compiler copies 4 MiB around.
@@ -667,7 +439,7 @@ fn float_models_match_host(test: &str, board: &Board, n: usize) {
         ],
     );
     // Instruction counting: virtual time advances 1 ns per instruction.
-    let (code, out) = run_qemu(&elf, board, &["-icount", "shift=0"]);
+    let (code, out) = qemu::run_qemu(&elf, board, &["-icount", "shift=0"], QEMU_TIMEOUT);
     assert_eq!(code, 0, "firmware failed:\n{out}");
     let all = runs(records(&out));
     assert_eq!(all.len(), models.len(), "one run per model:\n{out}");

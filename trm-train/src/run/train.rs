@@ -674,10 +674,23 @@ fn extra_map(
     }
 }
 
+/// `global_batch_size` of the reference run a checkpoint belongs to (`all_config.yaml` in the
+/// checkpoint folder, or beside a checkpoint file), if it can be read.
+fn reference_batch_size(checkpoint: &Path) -> Option<usize> {
+    let dir = if checkpoint.is_dir() {
+        checkpoint
+    } else {
+        checkpoint.parent()?
+    };
+    let cfg = TrainConfig::load::<&str>(&dir.join("all_config.yaml"), &[]).ok()?;
+    usize::try_from(cfg.global_batch_size).ok()
+}
+
 /// Evaluates a checkpoint on the test split of `data`: `checkpoint` is a trm-train checkpoint
 /// folder (`step_N`, or a run folder whose latest checkpoint is used; EMA weights when saved),
 /// or a reference checkpoint (folder or `step_N` file with `all_config.yaml` beside it).
-/// `batch_size` overrides the checkpoint's global batch size.
+/// `batch_size` overrides the checkpoint's global batch size (default: the run's
+/// `global_batch_size`; 256 for a reference checkpoint without a readable `all_config.yaml`).
 pub fn evaluate_checkpoint(
     checkpoint: &Path,
     data: &[PathBuf],
@@ -712,7 +725,11 @@ pub fn evaluate_checkpoint(
         }
         None => {
             let loaded = load_reference(checkpoint, device)?;
-            let gbs = batch_size.unwrap_or(256);
+            // As pretrain.py evaluates: batches of the run's global_batch_size (padding rows
+            // count in its q_halt_loss), read from the all_config.yaml beside the checkpoint.
+            let gbs = batch_size
+                .or_else(|| reference_batch_size(checkpoint))
+                .unwrap_or(256);
             let mut ds = PuzzleDataset::open(ds_cfg(gbs, 0), "test")?;
             evaluate(&loaded.model, &mut ds, LossKind::Stablemax, device, &[])
         }
