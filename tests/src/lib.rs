@@ -544,3 +544,32 @@ pub mod qemu {
         out
     }
 }
+
+/// Running the tch model the way the trainer evaluates, for comparisons with the engines.
+pub mod tch_model {
+    use tch::{Kind, Tensor};
+    use trm_train::model::Trm;
+
+    /// A tensor's values as a flat `Vec<f32>`.
+    pub fn flat(t: &Tensor) -> Vec<f32> {
+        let t = t.to_kind(Kind::Float).contiguous().view(-1);
+        Vec::<f32>::try_from(&t).expect("f32 values")
+    }
+
+    /// The input embedding x `[B, L, D]` of a batch: `inputs` is `[B, seq_len]` tokens
+    /// row-major, `ids` one puzzle identifier per row. Runs without gradient.
+    pub fn input_embeddings(model: &Trm, inputs: &[u8], ids: &[u32]) -> Tensor {
+        let c = model.config();
+        let b = ids.len() as i64;
+        let _no_grad = tch::no_grad_guard();
+        let inputs = Tensor::from_slice(inputs)
+            .to_kind(Kind::Int64)
+            .view([b, c.seq_len as i64]);
+        let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+        let ids = Tensor::from_slice(&ids);
+        let rows = model.puzzle_rows(&ids).expect("puzzle rows");
+        model
+            .input_embeddings(&inputs, rows.as_ref())
+            .expect("input embeddings")
+    }
+}

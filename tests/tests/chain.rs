@@ -30,7 +30,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, nn};
 use trm_data::layout::Split;
 use trm_data::sudoku::SudokuOptions;
 use trm_data::sudoku_gen::generate_dataset;
@@ -44,6 +44,7 @@ use trm_nostd::format::Model;
 use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
 use trm_nostd::{Config, DType};
 use trm_tests::qemu::{self, MPS2};
+use trm_tests::tch_model::{flat, input_embeddings};
 use trm_tests::{argmax, argmax_agreement, max_abs_diff, rel_err};
 use trm_train::config::TrainConfig;
 use trm_train::model::Trm;
@@ -84,27 +85,13 @@ const CELL_AGREEMENT_FLOOR: f64 = 0.95;
 /// other machines' training numerics.
 const FIXED_LOGITS_REL_ERR: f32 = 0.15;
 
-/// A tch tensor's values, flattened, as f32.
-fn flat(t: &Tensor) -> Vec<f32> {
-    let t = t.to_kind(Kind::Float).contiguous().view(-1);
-    Vec::<f32>::try_from(&t).expect("f32 values")
-}
-
 /// The per-step logits `[B, 81, V]` and q_halt `[B]` of the tch model, free running from the
 /// initial carry as the trainer's evaluation does.
 fn tch_steps(model: &Trm, inputs: &[u8], ids: &[u32]) -> Vec<(Vec<f32>, Vec<f32>)> {
     let c = model.config();
     let b = ids.len() as i64;
     let _no_grad = tch::no_grad_guard();
-    let inputs = Tensor::from_slice(inputs)
-        .to_kind(Kind::Int64)
-        .view([b, c.seq_len as i64]);
-    let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
-    let ids = Tensor::from_slice(&ids);
-    let rows = model.puzzle_rows(&ids).expect("puzzle rows");
-    let x = model
-        .input_embeddings(&inputs, rows.as_ref())
-        .expect("input embeddings");
+    let x = input_embeddings(model, inputs, ids);
     let mut carry = model.initial_carry(b).expect("initial carry");
     let mut out = Vec::new();
     for _ in 0..c.halt_max_steps {

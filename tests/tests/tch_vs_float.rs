@@ -22,17 +22,12 @@
 use tch::{Device, Kind, Tensor, nn};
 use trm_nostd::float::OwnedWeights;
 use trm_nostd::{Config, DType, FloatEngine, PosEncoding, Shape, TensorId, TensorSource};
+use trm_tests::tch_model::{flat, input_embeddings};
 use trm_tests::{RefFixture, argmax, argmax_agreement, max_abs_diff, rel_err};
 use trm_train::model::{Trm, load_named_tensors, load_reference};
 
 /// The tolerance of logits and q_halt, relative to the expected values' largest magnitude.
 const TOL: f32 = 1e-4;
-
-/// A tch tensor's values, flattened, as f32.
-fn flat(t: &Tensor) -> Vec<f32> {
-    let t = t.to_kind(Kind::Float).contiguous().view(-1);
-    Vec::<f32>::try_from(&t).expect("f32 values")
-}
 
 /// What tch computed for a batch: the carry before each step (`y`, `z`, each `[B, L, D]`
 /// flattened) and each step's logits `[B, S, V]` and q_halt `[B]`.
@@ -43,18 +38,9 @@ struct TchRun {
 }
 
 fn tch_run(model: &Trm, inputs: &[u8], ids: &[u32], steps: u32) -> TchRun {
-    let c = model.config();
     let b = ids.len() as i64;
     let _no_grad = tch::no_grad_guard();
-    let inputs = Tensor::from_slice(inputs)
-        .to_kind(Kind::Int64)
-        .view([b, c.seq_len as i64]);
-    let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
-    let ids = Tensor::from_slice(&ids);
-    let rows = model.puzzle_rows(&ids).expect("puzzle rows");
-    let x = model
-        .input_embeddings(&inputs, rows.as_ref())
-        .expect("input embeddings");
+    let x = input_embeddings(model, inputs, ids);
     let mut carry = model.initial_carry(b).expect("initial carry");
     let mut run = TchRun {
         carry_before: Vec::new(),
