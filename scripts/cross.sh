@@ -5,15 +5,20 @@
 #   scripts/cross.sh [lib]   trm-nostd, no default features and with `defmt`, for
 #                            thumbv7em-none-eabihf, thumbv6m-none-eabi, riscv32imc-unknown-none-elf
 #                            (target dir target/cross)
-#   scripts/cross.sh firmware [BOARD]   a QEMU firmware (release); prints its ELF path last.
-#                               BOARD: mps2 (default: qemu-mps2-an386, Cortex-M4F) or riscv
-#                               (qemu-virt-riscv32, RV32IMAFC)
+#   scripts/cross.sh firmware [BOARD]   a firmware (release); prints its ELF path last.
+#                               BOARD: mps2 (default: qemu-mps2-an386, Cortex-M4F), riscv
+#                               (qemu-virt-riscv32, RV32IMAFC), h743 (stm32h743-nucleo, Cortex-M7,
+#                               real board) or pico (rp2040-pico, Cortex-M0+, real board)
 #   scripts/cross.sh qemu [BOARD]   builds the firmware and runs it in QEMU (exit status of the
-#                               firmware); QEMU_ARGS adds QEMU options (e.g. `-icount shift=0`)
-#   scripts/cross.sh all        lib, then qemu for both boards
+#                               firmware; mps2 or riscv); QEMU_ARGS adds QEMU options (e.g.
+#                               `-icount shift=0`)
+#   scripts/cross.sh boards     builds the real boards' firmware (h743, pico) with their default
+#                               model (TRM_MODEL unset: ../models/sudoku-d32-fixed.trm)
+#   scripts/cross.sh all        lib, then qemu for both QEMU boards, then boards
 #   scripts/cross.sh check      host checks of the firmware workspace with the rustup toolchain:
 #                               rustfmt --check, clippy -D warnings and tests of the board-agnostic
-#                               app (the board crate itself needs the cross toolchain: see `firmware`)
+#                               app and the build helper; then `boards` (Debian's toolchain), so
+#                               the test command proves the real boards build
 #
 # The firmware embeds what the environment says at build time (see
 # firmware-examples/embed): TRM_MODEL (a .trm path, or several separated by ':', one run each),
@@ -66,7 +71,15 @@ select_board() {
       FW_DIR=firmware-examples/qemu-virt-riscv32
       FW_ELF=firmware-examples/target/riscv32imafc-unknown-none-elf/release/trm-fw-qemu-virt-riscv32
       QEMU_CMD=(qemu-system-riscv32 -machine virt -bios none) ;;
-    *) echo "unknown board '$1' (mps2 or riscv)" >&2; exit 2 ;;
+    h743)
+      FW_DIR=firmware-examples/stm32h743-nucleo
+      FW_ELF=firmware-examples/target/thumbv7em-none-eabihf/release/trm-fw-stm32h743-nucleo
+      QEMU_CMD=() ;;
+    pico)
+      FW_DIR=firmware-examples/rp2040-pico
+      FW_ELF=firmware-examples/target/thumbv6m-none-eabi/release/trm-fw-rp2040-pico
+      QEMU_CMD=() ;;
+    *) echo "unknown board '$1' (mps2, riscv, h743 or pico)" >&2; exit 2 ;;
   esac
 }
 
@@ -94,6 +107,12 @@ build_firmware() {
     TRM_MODEL=$(IFS=:; echo "${abs[*]}") && export TRM_MODEL
   fi
   [ -n "${TRM_PUZZLES:-}" ] && TRM_PUZZLES=$(realpath -m "$TRM_PUZZLES") && export TRM_PUZZLES
+  if [ -n "${TRM_GOLDEN:-}" ]; then
+    local gparts g gabs=()
+    IFS=: read -ra gparts <<<"$TRM_GOLDEN"
+    for g in "${gparts[@]}"; do [ -n "$g" ] && gabs+=("$(realpath -m "$g")"); done
+    TRM_GOLDEN=$(IFS=:; echo "${gabs[*]}") && export TRM_GOLDEN
+  fi
   # Run from the board folder so that its .cargo/config.toml (target, build-std, linker) applies.
   (cd "$FW_DIR" && deb "$DEB_CARGO" build --release -q) || fail firmware "build of $FW_DIR"
   [ -f "$FW_ELF" ] || fail firmware "no ELF at $FW_ELF"
@@ -103,6 +122,7 @@ build_firmware() {
 }
 
 run_qemu() {
+  [ ${#QEMU_CMD[@]} -gt 0 ] || fail qemu "$FW_DIR is a real board: flash it with probe-rs (see its README section)"
   command -v "${QEMU_CMD[0]}" >/dev/null ||
     fail qemu "${QEMU_CMD[0]} is missing (packages qemu-system-arm, qemu-system-misc): run scripts/setup.sh"
   local t0=$SECONDS rc
@@ -118,7 +138,8 @@ run_qemu() {
 host_check() {
   # The host toolchain (rustup) on purpose: clippy and rustfmt are not in Debian's rustc-web.
   # `-p` on every command: `cargo fmt --all` would also rewrite the path dependency trm-nostd.
-  local pk=(-p trm-fw-app -p trm-fw-embed -p trm-fw-qemu-mps2-an386 -p trm-fw-qemu-virt-riscv32)
+  local pk=(-p trm-fw-app -p trm-fw-embed -p trm-fw-qemu-mps2-an386 -p trm-fw-qemu-virt-riscv32
+    -p trm-fw-stm32h743-nucleo -p trm-fw-rp2040-pico)
   local host=(-p trm-fw-app -p trm-fw-embed)
   (cd firmware-examples && cargo fmt "${pk[@]}" -- --check) || fail firmware-fmt
   (cd firmware-examples && cargo clippy -q "${host[@]}" --all-targets -- -D warnings) || fail firmware-clippy
@@ -126,11 +147,22 @@ host_check() {
   log "ok firmware host checks"
 }
 
+# The real boards build with their defaults (whatever TRM_* the caller set is ignored here).
+build_boards() {
+  local b
+  for b in h743 pico; do
+    (unset TRM_MODEL TRM_PUZZLES TRM_PUZZLES_N TRM_HALT TRM_STEP_DIGESTS TRM_GOLDEN
+      select_board $b; build_firmware) >/dev/null || fail "board-$b"
+    log "ok board $b"
+  done
+}
+
 case "${1:-lib}" in
   lib) build_lib ;;
   firmware) select_board "${2:-}"; build_firmware; echo "$ROOT/$FW_ELF" ;;
   qemu) select_board "${2:-}"; build_firmware; run_qemu ;;
-  all) build_lib; for b in mps2 riscv; do select_board $b; build_firmware; run_qemu; done ;;
-  check) host_check ;;
-  *) echo "usage: $0 [lib|firmware [mps2|riscv]|qemu [mps2|riscv]|all|check]" >&2; exit 2 ;;
+  boards) build_boards ;;
+  all) build_lib; for b in mps2 riscv; do select_board $b; build_firmware; run_qemu; done; build_boards ;;
+  check) host_check; build_boards ;;
+  *) echo "usage: $0 [lib|firmware [mps2|riscv|h743|pico]|qemu [mps2|riscv]|boards|all|check]" >&2; exit 2 ;;
 esac

@@ -31,6 +31,7 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step firmware-check scripts/cross.sh check
 step cross scripts/cross.sh lib
+step kernel-check scripts/kernel-check.sh
 step tests cargo test --workspace
 
 echo "=== [test] all steps passed in $(( $(date +%s) - T0 ))s"

@@ -751,8 +751,8 @@ pub fn load_subset(prefix: &str, subset: &str) -> Result<Vec<ArcTask>, ArcError>
             })?),
             None => None,
         };
-        if let Some(sol) = sol {
-            if sol.len() != task.test.len() {
+        if let Some(sol) = sol
+            && sol.len() != task.test.len() {
                 return Err(ArcError::Puzzle {
                     path: sol_path,
                     puzzle: id,
@@ -764,7 +764,6 @@ pub fn load_subset(prefix: &str, subset: &str) -> Result<Vec<ArcTask>, ArcError>
                     ),
                 });
             }
-        }
         let mut test = Vec::with_capacity(task.test.len());
         for (i, ex) in task.test.iter().enumerate() {
             let input = grid(&ch_path, &id, format!("test[{i}].input"), &ex.input)?;

@@ -24,10 +24,19 @@
 //! TRM-STEP puzzle=<i> step=<k> q_halt=<hex32> y=<hex32> z=<hex32>
 //! TRM-DIGEST puzzle=<i> steps=<n> tokens=<hex32> y=<hex32>
 //! TRM-RESULT puzzle=<i> valid=<bool> correct=<n>/81 prediction=<81 chars> [msg=<reason>]
-//! TRM-CYCLES puzzle=<i> ticks=<n> unit=<unit>
-//! TRM-ERROR stage=<model|engine|puzzle> [puzzle=<i>] msg=<Display of the error>
+//! TRM-CYCLES puzzle=<i> ticks=<n> unit=<unit> steps=<n> per_step=<ticks> [us_per_step=<n>]
+//! TRM-ERROR stage=<model|engine|puzzle|golden> [puzzle=<i>] msg=<Display of the error>
+//! TRM-GOLDEN match=<n>/<total>
 //! TRM-DONE ok=<n> total=<n> errors=<n>
 //! ```
+//!
+//! `TRM-GOLDEN` appears only in a run with a golden file ([`run_checked`], [`run_firmware`]):
+//! the run's `TRM-STEP`, `TRM-DIGEST` and `TRM-RESULT` lines compared, in order, with the
+//! golden file's; `total` is the number of such lines in the golden file. A mismatch (a line
+//! that differs, a missing or an extra line, a header that does not fit the run: the model's
+//! CRC-32, `halt=`, `puzzles=`) prints a `TRM-ERROR stage=golden` line first and counts as one
+//! error. `per_step` is `ticks / steps`; `us_per_step` is printed when the [`Counter`] knows its
+//! frequency ([`Counter::hz`]).
 //!
 //! Digests are `trm_nostd::digest` FNV-1a 32 (tokens: the predicted token bytes; y, z: the f32
 //! bit patterns of the whole `[seq_total, D]` state, or for a fixed model its i16 values'
@@ -53,6 +62,13 @@ use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
 
 pub use trm_nostd::float::HaltMode;
 
+/// Formats into a [`Console`]. Writing to it cannot fail, so the result is dropped on purpose.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 /// Where the demo prints: a UART, semihosting, RTT, a host's stdout.
 pub trait Console {
     /// Writes a string as is (the demo ends lines with `\n`).
@@ -66,6 +82,92 @@ pub trait Counter {
     fn now(&mut self) -> u64;
     /// What one count is, for the report (`cycles`, `systick`, `none`, ...).
     fn unit(&self) -> &'static str;
+    /// Counts per second, when known (the core clock of a cycle counter, 1 MHz for a
+    /// microsecond timer): the report then adds the time per ACT step in microseconds.
+    fn hz(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A [`Console`] over any `fmt::Write` (a semihosting stream, a UART writer), or over nothing
+/// when the board could not open one (`None`: output is dropped).
+#[derive(Debug)]
+pub struct FmtConsole<W: fmt::Write>(pub Option<W>);
+
+impl<W: fmt::Write> Console for FmtConsole<W> {
+    fn write_str(&mut self, s: &str) {
+        if let Some(w) = self.0.as_mut() {
+            // Nothing useful to do if the host refuses output.
+            let _ = w.write_str(s);
+        }
+    }
+}
+
+/// Longest line [`LineConsole`] passes on whole (longer ones are passed on in pieces).
+pub const LINE_MAX: usize = 256;
+
+/// A [`Console`] that passes whole lines, without their `\n`, to `sink`: for loggers that frame
+/// each call as one record (defmt: `|l| defmt::println!("{=str}", l)`).
+pub struct LineConsole<F: FnMut(&str)> {
+    buf: [u8; LINE_MAX],
+    len: usize,
+    sink: F,
+}
+
+impl<F: FnMut(&str)> LineConsole<F> {
+    /// A console that sends each line to `sink`.
+    pub const fn new(sink: F) -> Self {
+        LineConsole {
+            buf: [0; LINE_MAX],
+            len: 0,
+            sink,
+        }
+    }
+
+    /// Sends what is buffered (a line without its end), if anything.
+    pub fn flush(&mut self) {
+        if self.len > 0 {
+            // Only whole UTF-8 characters are buffered (see `write_str`).
+            let s = core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?");
+            (self.sink)(s);
+            self.len = 0;
+        }
+    }
+}
+
+impl<F: FnMut(&str)> Console for LineConsole<F> {
+    fn write_str(&mut self, s: &str) {
+        for (i, ch) in s.char_indices() {
+            if ch == '\n' {
+                // An empty line is a line too.
+                if self.len == 0 {
+                    (self.sink)("");
+                } else {
+                    self.flush();
+                }
+                continue;
+            }
+            let n = ch.len_utf8();
+            if self.len + n > LINE_MAX {
+                self.flush();
+            }
+            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[i..i + n]);
+            self.len += n;
+        }
+    }
+}
+
+/// Prints a panic as one `TRM-ERROR stage=panic at=<file>:<line> msg=<message>` line, for the
+/// boards' panic handlers.
+pub fn report_panic<C: Console + ?Sized>(console: &mut C, info: &core::panic::PanicInfo<'_>) {
+    // One line: location as a field, the message last (it may hold spaces).
+    let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
+    let mut out = Out::new(console);
+    say!(
+        out,
+        "\nTRM-ERROR stage=panic at={file}:{line} msg={}",
+        info.message()
+    );
 }
 
 /// A [`Counter`] for boards without one: always 0.
@@ -123,22 +225,296 @@ impl Report {
     }
 }
 
-/// `fmt::Write` over a [`Console`]; never fails.
-struct Out<'c, C: Console + ?Sized>(&'c mut C);
+/// What a firmware embeds (generated by the board's `build.rs` through `trm-fw-embed` as
+/// `FIRMWARE`), for [`run_firmware`].
+#[derive(Debug, Clone, Copy)]
+pub struct Firmware<'a> {
+    /// The `.trm` files, each run in turn; empty for a codec-only run.
+    pub models: &'a [&'a [u8]],
+    /// The puzzles every model solves.
+    pub puzzles: &'a [Puzzle<'a>],
+    /// Golden files (see the crate docs), one per model; empty: no comparison.
+    pub golden: &'a [&'a str],
+    /// When a solve stops.
+    pub halt: HaltMode,
+    /// Print a `TRM-STEP` line after every ACT step.
+    pub step_digests: bool,
+}
 
-impl<C: Console + ?Sized> fmt::Write for Out<'_, C> {
+/// Runs what a firmware embeds: every model in turn ([`run_models`]), each compared with its
+/// golden file when there are golden files ([`run_checked`]), boards printed for humans.
+///
+/// A golden list whose length is neither 0 nor the number of models is an error of the run
+/// (the build of the boards refuses it first).
+pub fn run_firmware<C: Console + ?Sized, K: Counter + ?Sized>(
+    console: &mut C,
+    counter: &mut K,
+    fw: &Firmware<'_>,
+    scratch: &mut [f32],
+    board: &str,
+) -> Report {
+    let opts = Options {
+        board,
+        halt: fw.halt,
+        step_digests: fw.step_digests,
+        boards: true,
+    };
+    if fw.golden.is_empty() {
+        return run_models(console, counter, fw.models, fw.puzzles, scratch, &opts);
+    }
+    if fw.golden.len() != fw.models.len() {
+        let mut out = Out::new(console);
+        say!(
+            out,
+            "TRM-ERROR stage=golden msg={} golden files for {} models",
+            fw.golden.len(),
+            fw.models.len()
+        );
+        return Report {
+            errors: 1,
+            ..Report::default()
+        };
+    }
+    let mut total = Report::default();
+    for (&model, &golden) in fw.models.iter().zip(fw.golden) {
+        let r = run_checked(console, counter, model, golden, fw.puzzles, scratch, &opts);
+        total.ok += r.ok;
+        total.total += r.total;
+        total.errors += r.errors;
+    }
+    total
+}
+
+/// [`run`] with a model, comparing the run's `TRM-STEP`, `TRM-DIGEST` and `TRM-RESULT` lines
+/// with those of `golden` (the text of a golden file, see the crate docs); prints
+/// `TRM-GOLDEN match=<n>/<total>` before `TRM-DONE`. A mismatch counts as one error, so
+/// [`Report::success`] is false.
+pub fn run_checked<C: Console + ?Sized, K: Counter + ?Sized>(
+    console: &mut C,
+    counter: &mut K,
+    model: &[u8],
+    golden: &str,
+    puzzles: &[Puzzle<'_>],
+    scratch: &mut [f32],
+    opts: &Options<'_>,
+) -> Report {
+    let mut out = Out {
+        console,
+        check: Some(GoldenCheck::new(golden)),
+    };
+    run_inner(&mut out, counter, Some(model), puzzles, scratch, opts)
+}
+
+/// `fmt::Write` over a [`Console`], never failing, that also feeds a golden comparison.
+struct Out<'c, 'g, C: Console + ?Sized> {
+    console: &'c mut C,
+    check: Option<GoldenCheck<'g>>,
+}
+
+impl<'c, C: Console + ?Sized> Out<'c, 'static, C> {
+    fn new(console: &'c mut C) -> Self {
+        Out {
+            console,
+            check: None,
+        }
+    }
+}
+
+impl<C: Console + ?Sized> fmt::Write for Out<'_, '_, C> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.write_str(s);
+        self.console.write_str(s);
+        if let Some(check) = self.check.as_mut() {
+            check.feed(s);
+        }
         Ok(())
     }
 }
 
-/// Formats into a [`Console`]. Writing to it cannot fail, so the result is dropped on purpose.
-macro_rules! say {
-    ($out:expr, $($arg:tt)*) => {{
-        let _ = writeln!($out, $($arg)*);
-    }};
+/// The lines a golden comparison checks.
+const CHECKED: [&str; 3] = ["TRM-STEP ", "TRM-DIGEST ", "TRM-RESULT "];
+
+fn is_checked(line: &str) -> bool {
+    CHECKED.iter().any(|t| line.starts_with(t))
 }
+
+/// Compares the checked lines of a run, as they are printed, with a golden file's.
+struct GoldenCheck<'g> {
+    /// The whole golden text (for the header).
+    text: &'g str,
+    /// The golden file's lines with their 1-based numbers, from after the last one compared.
+    expected: core::iter::Enumerate<core::str::Lines<'g>>,
+    /// Checked lines in the golden file.
+    total: usize,
+    /// The run's line being printed.
+    buf: [u8; LINE_MAX],
+    len: usize,
+    overflow: bool,
+    matched: usize,
+    /// Checked lines the run printed.
+    compared: usize,
+    /// Checked lines the run printed beyond the golden file's.
+    extra: usize,
+    /// The first difference: golden line number, expected text (None: the golden file had no
+    /// more lines), and the run's line.
+    first: Option<(usize, Option<&'g str>, [u8; LINE_MAX], usize)>,
+    /// A header field that does not fit the run.
+    header_error: bool,
+}
+
+impl<'g> GoldenCheck<'g> {
+    fn new(text: &'g str) -> Self {
+        GoldenCheck {
+            text,
+            expected: text.lines().enumerate(),
+            total: text.lines().filter(|l| is_checked(l)).count(),
+            buf: [0; LINE_MAX],
+            len: 0,
+            overflow: false,
+            matched: 0,
+            compared: 0,
+            extra: 0,
+            first: None,
+            header_error: false,
+        }
+    }
+
+    fn feed(&mut self, s: &str) {
+        for &b in s.as_bytes() {
+            if b == b'\n' {
+                self.line_done();
+            } else if self.len < LINE_MAX {
+                self.buf[self.len] = b;
+                self.len += 1;
+            } else {
+                self.overflow = true;
+            }
+        }
+    }
+
+    fn line_done(&mut self) {
+        let len = core::mem::take(&mut self.len);
+        let overflow = core::mem::take(&mut self.overflow);
+        // Whole lines of ASCII and UTF-8 text only are printed; anything else cannot match.
+        let line = core::str::from_utf8(&self.buf[..len]).unwrap_or("");
+        if !is_checked(line) {
+            return;
+        }
+        self.compared += 1;
+        let next = self
+            .expected
+            .by_ref()
+            .find(|(_, l)| is_checked(l.trim_end_matches('\r')));
+        let same = match next {
+            Some((_, want)) => !overflow && want.trim_end_matches('\r') == line,
+            None => {
+                self.extra += 1;
+                false
+            }
+        };
+        if same {
+            self.matched += 1;
+        } else if self.first.is_none() {
+            let n = next.map_or(0, |(n, _)| n + 1);
+            self.first = Some((n, next.map(|(_, l)| l), self.buf, len));
+        }
+    }
+
+    /// Checks the header fields against the run; prints what does not fit.
+    fn check_header<C: Console + ?Sized>(
+        &mut self,
+        out: &mut Out<'_, '_, C>,
+        model: &[u8],
+        puzzles: usize,
+        halt: HaltMode,
+    ) {
+        let first = self.text.lines().next().unwrap_or("");
+        let Some(fields) = first.strip_prefix("# trm-golden v1") else {
+            say!(
+                out,
+                "TRM-ERROR stage=golden msg=the golden file does not start with `# trm-golden v1`"
+            );
+            self.header_error = true;
+            return;
+        };
+        let field = |key: &str| {
+            fields
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+        };
+        let crc = crc32(model);
+        let want_crc = field("model_crc").map(|v| {
+            let v = v.trim_start_matches("0x");
+            u32::from_str_radix(v, 16).ok()
+        });
+        if want_crc != Some(Some(crc)) {
+            say!(
+                out,
+                "TRM-ERROR stage=golden msg=model_crc={} in the golden file, the embedded model's is {crc:08x}",
+                field("model_crc").unwrap_or("(none)")
+            );
+            self.header_error = true;
+        }
+        let halt_name = match halt {
+            HaltMode::AllSteps => "all",
+            HaltMode::EarlyHalt => "early",
+        };
+        if field("halt") != Some(halt_name) {
+            say!(
+                out,
+                "TRM-ERROR stage=golden msg=halt={} in the golden file, the run uses halt={halt_name}",
+                field("halt").unwrap_or("(none)")
+            );
+            self.header_error = true;
+        }
+        if field("puzzles").and_then(|v| v.parse::<usize>().ok()) != Some(puzzles) {
+            say!(
+                out,
+                "TRM-ERROR stage=golden msg=puzzles={} in the golden file, the run has {puzzles}",
+                field("puzzles").unwrap_or("(none)")
+            );
+            self.header_error = true;
+        }
+    }
+}
+
+/// Ends a golden comparison: lines the run did not print, the first difference, the
+/// `TRM-GOLDEN` line. Returns whether everything matched.
+fn golden_summary<C: Console + ?Sized>(out: &mut Out<'_, '_, C>) -> bool {
+    let Some(mut check) = out.check.take() else {
+        return true;
+    };
+    // A line still being printed (no end) is compared too.
+    if check.len > 0 {
+        check.line_done();
+    }
+    // Golden lines consumed: every checked line the run printed, except those beyond the end.
+    let missing = check.total.saturating_sub(check.compared - check.extra);
+    if let Some((n, want, got, len)) = &check.first {
+        let got = core::str::from_utf8(&got[..*len]).unwrap_or("?");
+        match want {
+            Some(want) => say!(
+                out,
+                "TRM-ERROR stage=golden msg=first difference at line {n} of the golden file: expected `{want}`, got `{got}`"
+            ),
+            None => say!(
+                out,
+                "TRM-ERROR stage=golden msg=the run printed more lines than the golden file has, first `{got}`"
+            ),
+        }
+    }
+    if missing > 0 {
+        say!(
+            out,
+            "TRM-ERROR stage=golden msg={missing} lines of the golden file were never printed"
+        );
+    }
+    say!(out, "TRM-GOLDEN match={}/{}", check.matched, check.total);
+    check.matched == check.total && check.extra == 0 && !check.header_error
+}
+
+/// CRC-32 (IEEE 802.3, the zlib/PNG one) of `bytes`, as the golden header's `model_crc`: the
+/// `.trm` format's own checksum function.
+pub use trm_nostd::format::crc32;
 
 /// Runs the demo: banner, model, then every puzzle, then `TRM-DONE`.
 ///
@@ -154,7 +530,25 @@ pub fn run<C: Console + ?Sized, K: Counter + ?Sized>(
     scratch: &mut [f32],
     opts: &Options<'_>,
 ) -> Report {
-    let mut out = Out(console);
+    run_inner(
+        &mut Out::new(console),
+        counter,
+        model,
+        puzzles,
+        scratch,
+        opts,
+    )
+}
+
+/// [`run`] into `out`, which may carry a golden comparison.
+fn run_inner<C: Console + ?Sized, K: Counter + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    counter: &mut K,
+    model: Option<&[u8]>,
+    puzzles: &[Puzzle<'_>],
+    scratch: &mut [f32],
+    opts: &Options<'_>,
+) -> Report {
     let mut report = Report::default();
     say!(
         out,
@@ -163,15 +557,24 @@ pub fn run<C: Console + ?Sized, K: Counter + ?Sized>(
         env!("CARGO_PKG_VERSION"),
         opts.board
     );
+    if let (Some(check), Some(bytes)) = (out.check.take(), model) {
+        // Taken out while it prints, so its own lines are not compared.
+        let mut check = check;
+        check.check_header(out, bytes, puzzles.len(), opts.halt);
+        out.check = Some(check);
+    }
     let mut engine = match model {
         None => {
             say!(out, "TRM-MODEL none");
             None
         }
-        Some(bytes) => match load(&mut out, bytes, scratch) {
+        Some(bytes) => match load(out, bytes, scratch) {
             Ok(engine) => Some(engine),
             Err(()) => {
                 report.errors += 1;
+                if !golden_summary(out) {
+                    report.errors += 1;
+                }
                 say!(out, "TRM-DONE ok=0 total=0 errors={}", report.errors);
                 return report;
             }
@@ -179,11 +582,14 @@ pub fn run<C: Console + ?Sized, K: Counter + ?Sized>(
     };
     for (i, p) in puzzles.iter().enumerate() {
         report.total += 1;
-        match solve_one(&mut out, counter, engine.as_mut(), i, p, opts) {
+        match solve_one(out, counter, engine.as_mut(), i, p, opts) {
             Ok(true) => report.ok += 1,
             Ok(false) => {}
             Err(()) => report.errors += 1,
         }
+    }
+    if !golden_summary(out) {
+        report.errors += 1;
     }
     say!(
         out,
@@ -340,7 +746,7 @@ impl Engine<'_> {
 
 /// Parses the model and builds the engine; prints `TRM-MODEL` or `TRM-ERROR`.
 fn load<'s, C: Console + ?Sized>(
-    out: &mut Out<'_, C>,
+    out: &mut Out<'_, '_, C>,
     bytes: &'s [u8],
     scratch: &'s mut [f32],
 ) -> Result<Engine<'s>, ()> {
@@ -417,7 +823,7 @@ fn load<'s, C: Console + ?Sized>(
 /// One puzzle: parse, print, check the reference answer, and solve when there is an engine.
 /// `Ok(true)` when the puzzle counts as ok, `Err(())` on a run error (already printed).
 fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
-    out: &mut Out<'_, C>,
+    out: &mut Out<'_, '_, C>,
     counter: &mut K,
     engine: Option<&mut Engine<'_>>,
     i: usize,
@@ -527,11 +933,20 @@ fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
     if opts.boards {
         let _ = sudoku::write_board(out, &pred);
     }
-    say!(
+    let per_step = ticks / u64::from(steps.max(1));
+    let _ = write!(
         out,
-        "TRM-CYCLES puzzle={i} ticks={ticks} unit={}",
+        "TRM-CYCLES puzzle={i} ticks={ticks} unit={} steps={steps} per_step={per_step}",
         counter.unit()
     );
+    match counter.hz() {
+        Some(hz) if hz > 0 => say!(
+            out,
+            " us_per_step={}",
+            u128::from(per_step) * 1_000_000 / u128::from(hz)
+        ),
+        _ => say!(out, ""),
+    }
     Ok(valid.is_ok())
 }
 

@@ -253,9 +253,14 @@ fn solves_match_the_engine() {
         let valid = sudoku::is_valid_solution(&pred, &q);
         assert!(result[0].contains(&format!(" valid={valid} ")), "{out}");
         assert_eq!(r.ok, usize::from(valid));
+        // One `now` call at the start, one at the end: 1 tick; no frequency, no time.
         assert_eq!(
             lines(&out, "TRM-CYCLES"),
-            ["TRM-CYCLES puzzle=0 ticks=1 unit=calls"]
+            [format!(
+                "TRM-CYCLES puzzle=0 ticks=1 unit=calls steps={} per_step={}",
+                s.steps,
+                1 / s.steps
+            )]
         );
     }
 }
@@ -310,8 +315,11 @@ fn engine_errors_are_reported() {
         &opts(HaltMode::EarlyHalt),
     );
     assert!(r.success(), "{}", out.0);
+    let cycles = lines(&out.0, "TRM-CYCLES");
+    assert_eq!(cycles.len(), 1, "{}", out.0);
     assert!(
-        out.0.contains("TRM-CYCLES puzzle=0 ticks=0 unit=none\n"),
+        cycles[0].starts_with("TRM-CYCLES puzzle=0 ticks=0 unit=none steps=")
+            && cycles[0].ends_with(" per_step=0"),
         "{}",
         out.0
     );

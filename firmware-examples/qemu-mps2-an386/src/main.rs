@@ -7,13 +7,12 @@
 #![no_std]
 #![no_main]
 
-use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hio};
-use trm_fw_app::{Console, Counter, Options};
+use trm_fw_app::{Console, Counter, FmtConsole};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
@@ -30,16 +29,12 @@ const SYST_RELOAD: u32 = 0x00FF_FFFF;
 /// SysTick wraps since start (the high bits of the tick count).
 static WRAPS: AtomicU32 = AtomicU32::new(0);
 
-/// Semihosting stdout.
-struct Semihost(Option<hio::HostStream>);
+/// SysTick's clock: the core clock of the AN386 image (25 MHz).
+const CORE_HZ: u64 = 25_000_000;
 
-impl Console for Semihost {
-    fn write_str(&mut self, s: &str) {
-        if let Some(h) = self.0.as_mut() {
-            // Nothing useful to do if the host refuses output.
-            let _ = h.write_all(s.as_bytes());
-        }
-    }
+/// Semihosting stdout (none if the host refuses it).
+fn semihost() -> FmtConsole<hio::HostStream> {
+    FmtConsole(hio::hstdout().ok())
 }
 
 /// SysTick ticks (core clock), 64-bit.
@@ -57,6 +52,9 @@ impl Counter for SysTickCounter {
     }
     fn unit(&self) -> &'static str {
         "systick"
+    }
+    fn hz(&self) -> Option<u64> {
+        Some(CORE_HZ)
     }
 }
 
@@ -82,7 +80,7 @@ fn main() -> ! {
     // cortex-m-rt turns this into a `&'static mut` taken once: no unsafe, no stack copy.
     static mut SCRATCH: [f32; SCRATCH_F32] = [0.0; SCRATCH_F32];
 
-    let mut console = Semihost(hio::hstdout().ok());
+    let mut console = semihost();
     let Some(mut cp) = cortex_m::Peripherals::take() else {
         console.write_str("TRM-ERROR stage=board msg=core peripherals already taken\n");
         exit(false)
@@ -93,27 +91,20 @@ fn main() -> ! {
     cp.SYST.enable_interrupt();
     cp.SYST.enable_counter();
 
-    let opts = Options {
-        board: "qemu-mps2-an386",
-        halt: embedded::HALT,
-        step_digests: embedded::STEP_DIGESTS,
-        boards: true,
-    };
-    let report = trm_fw_app::run_models(
+    let report = trm_fw_app::run_firmware(
         &mut console,
         &mut SysTickCounter,
-        embedded::MODELS,
-        embedded::PUZZLES,
+        &embedded::FIRMWARE,
         SCRATCH,
-        &opts,
+        "qemu-mps2-an386",
     );
     exit(report.success())
 }
 
 /// Writes to semihosting stdout without any state: usable from fault handlers.
 fn emergency(args: core::fmt::Arguments<'_>) {
-    if let Ok(mut h) = hio::hstdout() {
-        let _ = h.write_fmt(args);
+    if let Some(mut h) = semihost().0 {
+        let _ = core::fmt::Write::write_fmt(&mut h, args);
     }
 }
 
@@ -138,11 +129,6 @@ unsafe fn DefaultHandler(irqn: i16) {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    // One line: location as a field, the message last (it may hold spaces).
-    let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
-    emergency(format_args!(
-        "\nTRM-ERROR stage=panic at={file}:{line} msg={}\n",
-        info.message()
-    ));
+    trm_fw_app::report_panic(&mut semihost(), info);
     exit(false)
 }

@@ -8,10 +8,9 @@
 #![no_std]
 #![no_main]
 
-use core::fmt::Write as _;
 use riscv::register::{mcause, mcycle, mepc, mtval};
 use riscv_semihosting::{debug, hio};
-use trm_fw_app::{Console, Counter, Options};
+use trm_fw_app::{Counter, FmtConsole};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
@@ -23,16 +22,9 @@ const SCRATCH_F32: usize = 512 * 1024;
 /// The engine scratch. Only `main` names it, once.
 static mut SCRATCH: [f32; SCRATCH_F32] = [0.0; SCRATCH_F32];
 
-/// Semihosting stdout.
-struct Semihost(Option<hio::HostStream>);
-
-impl Console for Semihost {
-    fn write_str(&mut self, s: &str) {
-        if let Some(h) = self.0.as_mut() {
-            // Nothing useful to do if the host refuses output.
-            let _ = h.write_all(s.as_bytes());
-        }
-    }
+/// Semihosting stdout (none if the host refuses it).
+fn semihost() -> FmtConsole<hio::HostStream> {
+    FmtConsole(hio::hstdout().ok())
 }
 
 /// The `mcycle` CSR, 64-bit.
@@ -64,28 +56,20 @@ fn main() -> ! {
     // SAFETY: `main` runs once, on the only hart, with interrupts disabled, and nothing else
     // names SCRATCH: this is the one reference to it.
     let scratch: &'static mut [f32] = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH) };
-    let mut console = Semihost(hio::hstdout().ok());
-    let opts = Options {
-        board: "qemu-virt-riscv32",
-        halt: embedded::HALT,
-        step_digests: embedded::STEP_DIGESTS,
-        boards: true,
-    };
-    let report = trm_fw_app::run_models(
-        &mut console,
+    let report = trm_fw_app::run_firmware(
+        &mut semihost(),
         &mut Mcycle,
-        embedded::MODELS,
-        embedded::PUZZLES,
+        &embedded::FIRMWARE,
         scratch,
-        &opts,
+        "qemu-virt-riscv32",
     );
     exit(report.success())
 }
 
 /// Writes to semihosting stdout without any state: usable from trap handlers.
 fn emergency(args: core::fmt::Arguments<'_>) {
-    if let Ok(mut h) = hio::hstdout() {
-        let _ = h.write_fmt(args);
+    if let Some(mut h) = semihost().0 {
+        let _ = core::fmt::Write::write_fmt(&mut h, args);
     }
 }
 
@@ -113,11 +97,6 @@ fn default_handler() -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    // One line: location as a field, the message last (it may hold spaces).
-    let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
-    emergency(format_args!(
-        "\nTRM-ERROR stage=panic at={file}:{line} msg={}\n",
-        info.message()
-    ));
+    trm_fw_app::report_panic(&mut semihost(), info);
     exit(false)
 }

@@ -30,6 +30,21 @@
 //!   total stays `< 2^61`.
 //! - [`attention_row`]: softmax weights `p <= 2^30`, values `|v| <= 2^15`: `|p v| <= 2^45`,
 //!   summed over `l <= 2^16` keys: `< 2^61`; the weight sum `<= 2^46`.
+//! - Everything else is bounded by its `i16` / `i32` inputs: [`rope`] `|x c - y s| <= 2^31` in
+//!   `i64`; [`silu`] `|(T[k+1] - T[k]) f| < 2^24`; [`softmax_q30`] `max - t` of two `i32` in
+//!   `i64`; the SwiGLU product `silu * up <= 2^30`; [`Requant2`] `|a ma + b mb| < 2^95` in
+//!   `i128`. Results are saturated to their type (`sat16`, `sat32`, [`sat_residual`]), never
+//!   wrapped.
+//!
+//! The largest sizes are those [`Config::validate`](crate::Config::validate) accepts: every size
+//! `<= 2^16` and `expansion <= 64`, so the longest dot product (a SwiGLU `down` row of the
+//! widest model) has `swiglu_inter(2^16, 64) = 2_796_288 < 2^22` elements, a head `<= 2^16`.
+//! The test `tests/fixed_bounds.rs` runs every kernel (and every optimized implementation of
+//! [`fixed::optimized`](super::optimized)) at those sizes with the worst-case values (weights
+//! -128 / 127, activations -32768 / 32767, the largest residuals, softmax weights and
+//! multipliers) against `i128` references, and whole engines on worst-case models with the
+//! test profile's overflow checks on. The optimized kernels keep their own partial sums inside
+//! the same bounds (see their module documentation).
 //!
 //! Shapes in comments follow llm.c: `// h: [rows, n]` is row-major with `n` contiguous.
 

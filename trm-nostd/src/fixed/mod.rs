@@ -2,6 +2,8 @@
 //!
 //! - [`kernels`]: the integer reference kernels, the specification of the integer path (one
 //!   rounding rule, documented accumulator bounds);
+//! - [`optimized`]: AVX2 / AVX-512 / Arm DSP versions of the two hot kernels, equal to the
+//!   reference bit for bit, which the engine calls (selected at compile or run time);
 //! - [`tables`]: the quantization tables a `Fixed` `.trm` file (format version 2) carries;
 //! - `prepare` (feature `std`): the export-time conversions from real scales to integers;
 //! - [`FixedEngine`]: the same recursion as the float engine ([`Recurrence`]), integer only.
@@ -31,7 +33,24 @@
 //! [`FixedEngine::scratch_len`] gives the `i16` and `i32` values the engine needs: x, y, z
 //! (`3 L D` i16), one work buffer (mlp_t `L D`, attention `3 L D`), one SwiGLU row (`2 inter`),
 //! one head vector, and in i32 one residual row (`max(D, L)`) and one row of attention scores.
+//! A larger scratch (up to [`FixedEngine::scratch_len_fast`]) holds the SwiGLU values and
+//! residuals of a block of rows (up to [`FAST_ROWS`]), and each weight row is then applied to
+//! the whole block before the next one, so the weights stream from memory once per block
+//! instead of once per row (this helps where the matrices do not fit in cache; on the
+//! benchmark machine, whose caches hold them, the two sizes measured the same). The results
+//! are identical for every scratch size (test
+//! `fixed_kernels_simd::row_blocks_change_only_the_speed`).
+//!
+//! # Integer only
+//!
+//! Loading a model computes sizes from the config ([`Config::mlp_inter`] applies the
+//! reference's float rule to the `expansion` field, once); from [`FixedEngine::start`] on,
+//! every operation (`start`, `step`, `logits`, `predict`, `solve`) is integer arithmetic:
+//! embeddings are int16 table reads, the halting decision is the sign of the integer `q_halt`
+//! logit ([`kernels::q_halt_positive`]), answers are the integer argmax with ties to the lowest
+//! index.
 pub mod kernels;
+pub mod optimized;
 #[cfg(feature = "std")]
 pub mod prepare;
 pub mod tables;
@@ -43,9 +62,11 @@ use crate::format::Model;
 use crate::tensor::{DType, LayerTensor, TensorId, TensorSource};
 use core::fmt;
 use kernels::{
-    I16Table, Requant, Requant2, SILU_TABLE_LEN, attention_row, dot_a16_a16, dot_w8_a16,
-    q_halt_positive, rms_norm, rope, sat_residual, sat16, sat32, softmax_q30,
+    I16Table, Requant, Requant2, SILU_TABLE_LEN, attention_row, q_halt_positive, rms_norm, rope,
+    sat_residual, sat16, sat32, softmax_q30,
 };
+// The hot kernels through the optimized implementations (bit-identical to the reference ones).
+use optimized::{dot_a16_a16, dot_w8_a16};
 use tables::Words;
 
 /// Why the fixed engine refused a model, a scratch buffer or an input.
@@ -252,11 +273,11 @@ struct WeightsQ<'a> {
 struct Bufs<'s> {
     /// mlp_t: `[D, L]`; attention: `[L, 3 D]`.
     work: &'s mut [i16],
-    /// One SwiGLU row: `[2 inter]`.
+    /// The SwiGLU values of a block of rows: `[rows, 2 inter]`.
     gu: &'s mut [i16],
     /// One head vector `[hd]`.
     head: &'s mut [i16],
-    /// One residual row `[max(D, L)]`.
+    /// The residuals of a block of rows `[rows, max(D, L)]`.
     res: &'s mut [i32],
     /// One row of attention scores `[L]`.
     scores: &'s mut [i32],
@@ -266,10 +287,16 @@ struct Bufs<'s> {
 struct Layout {
     ld: usize,
     work: usize,
+    /// SwiGLU values of one row (`2 inter`).
     gu: usize,
     head: usize,
+    /// Residual values of one row (`max(D, L)`).
     res: usize,
     scores: usize,
+    /// Rows per weight pass (the SwiGLU and residual buffers hold this many rows).
+    rows: usize,
+    /// Most rows a pass can use (`max(D, L)`, the longest row loop).
+    rows_max: usize,
 }
 
 impl Layout {
@@ -288,16 +315,32 @@ impl Layout {
             head: if attention { c.head_dim() } else { 0 },
             res: d.max(l),
             scores: if attention { l } else { 0 },
+            rows: 1,
+            rows_max: d.max(l),
         }
     }
 
     fn len(&self) -> ScratchLen {
         ScratchLen {
-            i16s: 3 * self.ld + self.work + self.gu + self.head,
-            i32s: self.res + self.scores,
+            i16s: 3 * self.ld + self.work + self.rows * self.gu + self.head,
+            i32s: self.rows * self.res + self.scores,
         }
     }
+
+    /// The most rows per pass that fit in `got` (at least 1; `got` holds at least `len()` of
+    /// one row).
+    fn fit(mut self, got: ScratchLen) -> Self {
+        let one = self.len();
+        let extra16 = (got.i16s - one.i16s) / self.gu.max(1);
+        let extra32 = (got.i32s - one.i32s) / self.res.max(1);
+        self.rows = (1 + extra16.min(extra32)).min(self.rows_max);
+        self
+    }
 }
+
+/// Rows per weight pass with [`FixedEngine::scratch_len_fast`]: every weight row is read once
+/// per block of this many activation rows (from cache) instead of once per row.
+pub const FAST_ROWS: usize = 32;
 
 fn carve<'a, T>(rest: &mut &'a mut [T], n: usize) -> &'a mut [T] {
     let taken = core::mem::take(rest);
@@ -376,6 +419,18 @@ impl<'a> FixedEngine<'a> {
         Layout::new(config).len()
     }
 
+    /// Scratch with which the engine processes [`FAST_ROWS`] rows per weight pass (the weights
+    /// then stream from memory once per block of rows instead of once per row). Any size from [`FixedEngine::scratch_len`] up works and gives the same
+    /// results bit for bit: the engine uses as many rows per pass as fit.
+    pub fn scratch_len_fast(config: &Config) -> ScratchLen {
+        if config.validate().is_err() {
+            return ScratchLen::default();
+        }
+        let mut layout = Layout::new(config);
+        layout.rows = FAST_ROWS.min(layout.rows_max);
+        layout.len()
+    }
+
     /// Validates the model (a `Fixed` scheme, every tensor's type and length, every table's
     /// length and requantization fields) and the scratch sizes, then carves the buffers.
     /// y and z start at H_init / L_init, x at zero.
@@ -401,6 +456,7 @@ impl<'a> FixedEngine<'a> {
         if got.i16s < need.i16s || got.i32s < need.i32s {
             return Err(FixedError::ScratchTooSmall { need, got });
         }
+        let layout = layout.fit(got);
 
         // Global block (on embed_tokens).
         let global = Words(model.quant_table(TensorId::EmbedTokens).unwrap_or(&[]));
@@ -470,9 +526,9 @@ impl<'a> FixedEngine<'a> {
         let y = carve(&mut r16, layout.ld);
         let z = carve(&mut r16, layout.ld);
         let work = carve(&mut r16, layout.work);
-        let gu = carve(&mut r16, layout.gu);
+        let gu = carve(&mut r16, layout.rows * layout.gu);
         let head = carve(&mut r16, layout.head);
-        let res = carve(&mut r32, layout.res);
+        let res = carve(&mut r32, layout.rows * layout.res);
         let scores = carve(&mut r32, layout.scores);
         x.fill(0);
         let mut engine = FixedEngine {
@@ -766,6 +822,10 @@ fn transpose(src: &[i16], rows: usize, cols: usize, dst: &mut [i16]) {
 }
 
 /// `h[r] = rms(h[r] + down(silu(gate(h[r])) * up(h[r])))` over `rows` rows of `n = down.rows`.
+///
+/// Rows go in blocks of as many as `gu` (`[block, 2 inter]`) and `res` (`[block, n]`) hold;
+/// each weight row is applied to every row of a block before the next weight row, so the
+/// weights stream once per block. Every output is the same expression as row by row.
 fn swiglu_residual_rms(
     gate_up: &MatQ<'_>,
     down: &MatQ<'_>,
@@ -781,23 +841,40 @@ fn swiglu_residual_rms(
     let silu_t: I16Table<'_> = gate_up.table.i16s(base + 2, SILU_TABLE_LEN);
     let dbase = tables::channel_words(n);
     let eps = down.table.u64_at(dbase);
-    let gu = &mut gu[..2 * inter];
-    let res = &mut res[..n];
-    for row in h.chunks_exact_mut(n).take(rows) {
-        // gu: [2 inter] = gate_up(row): gate at the gate scale, up at the up scale.
-        for (o, g) in gu.iter_mut().enumerate() {
-            *g = sat16(gate_up.out(o, row));
+    let gw = 2 * inter;
+    let block = (gu.len() / gw.max(1)).min(res.len() / n.max(1)).max(1);
+    let len = (rows * n).min(h.len());
+    let h = &mut h[..len];
+    for hb in h.chunks_mut(block * n) {
+        let r = hb.len() / n;
+        let gu = &mut gu[..r * gw];
+        let res = &mut res[..r * n];
+        // gu: [r, 2 inter] = gate_up(rows): gate at the gate scale, up at the up scale.
+        for o in 0..gw {
+            for (g, row) in gu.chunks_exact_mut(gw).zip(hb.chunks_exact(n)) {
+                g[o] = sat16(gate_up.out(o, row));
+            }
         }
-        let (gate, up) = gu.split_at_mut(inter);
-        for (g, u) in gate.iter_mut().zip(up.iter()) {
-            let s = kernels::silu(silu_t, *g);
-            *g = sat16(prod_rq.apply(s as i64 * *u as i64));
+        for g in gu.chunks_exact_mut(gw) {
+            let (gate, up) = g.split_at_mut(inter);
+            for (g, u) in gate.iter_mut().zip(up.iter()) {
+                let s = kernels::silu(silu_t, *g);
+                *g = sat16(prod_rq.apply(s as i64 * *u as i64));
+            }
         }
-        // res: [n] = row + down(prod) at the row's scale, then the norm.
-        for (o, r) in res.iter_mut().enumerate() {
-            *r = sat_residual(row[o] as i64 + down.out(o, gate));
+        // res: [r, n] = rows + down(prod) at the rows' scale, then the norm.
+        for o in 0..n {
+            for ((rr, row), g) in res
+                .chunks_exact_mut(n)
+                .zip(hb.chunks_exact(n))
+                .zip(gu.chunks_exact(gw))
+            {
+                rr[o] = sat_residual(row[o] as i64 + down.out(o, &g[..inter]));
+            }
         }
-        rms_norm(res, eps, row);
+        for (rr, row) in res.chunks_exact(n).zip(hb.chunks_exact_mut(n)) {
+            rms_norm(rr, eps, row);
+        }
     }
 }
 
@@ -809,9 +886,10 @@ fn attention_mixer(c: &Config, w: &WeightsQ<'_>, lw: &LayerQ<'_>, h: &mut [i16],
     let half = hd / 2;
     let qkv_m = &lw.mix_a;
     let qkv = &mut b.work[..3 * l * d];
-    for (row, out) in h.chunks_exact(d).zip(qkv.chunks_exact_mut(3 * d)) {
-        for (o, v) in out.iter_mut().enumerate() {
-            *v = sat16(qkv_m.out(o, row));
+    // Weight row outer, sequence rows inner: each weight row is read once per pass.
+    for o in 0..3 * d {
+        for (row, out) in h.chunks_exact(d).zip(qkv.chunks_exact_mut(3 * d)) {
+            out[o] = sat16(qkv_m.out(o, row));
         }
     }
     let rope_half = w.global.uword(9) as usize;
@@ -854,12 +932,20 @@ fn attention_mixer(c: &Config, w: &WeightsQ<'_>, lw: &LayerQ<'_>, h: &mut [i16],
     }
     let o_m = &lw.mix_b;
     let eps = o_m.table.u64_at(tables::channel_words(d));
-    let res = &mut b.res[..d];
-    for (row, a) in h.chunks_exact_mut(d).zip(qkv.chunks_exact(stride)) {
-        let attn = &a[..d];
-        for (o, r) in res.iter_mut().enumerate() {
-            *r = sat_residual(row[o] as i64 + o_m.out(o, attn));
+    let block = (b.res.len() / d).max(1);
+    for (hb, ab) in h.chunks_mut(block * d).zip(qkv.chunks(block * stride)) {
+        let res = &mut b.res[..hb.len()];
+        for o in 0..d {
+            for ((r, row), a) in res
+                .chunks_exact_mut(d)
+                .zip(hb.chunks_exact(d))
+                .zip(ab.chunks_exact(stride))
+            {
+                r[o] = sat_residual(row[o] as i64 + o_m.out(o, &a[..d]));
+            }
         }
-        rms_norm(res, eps, row);
+        for (r, row) in res.chunks_exact(d).zip(hb.chunks_exact_mut(d)) {
+            rms_norm(r, eps, row);
+        }
     }
 }

@@ -328,7 +328,7 @@ impl<'a> Model<'a> {
                     found: e.byte_len,
                 });
             }
-            if e.offset as usize % ALIGN != 0 {
+            if !(e.offset as usize).is_multiple_of(ALIGN) {
                 return Err(FormatError::Misaligned {
                     tensor,
                     offset: e.offset,

@@ -186,7 +186,7 @@ impl<'t> ModelWriter<'t> {
         if !self.scheme.allows(dtype) {
             return Err(WriteError::DTypeNotAllowed { tensor: id, dtype });
         }
-        if (!table.is_empty() && !self.scheme.is_fixed()) || table.len() % 4 != 0 {
+        if (!table.is_empty() && !self.scheme.is_fixed()) || !table.len().is_multiple_of(4) {
             return Err(WriteError::QuantTable(id));
         }
         let expected = numel(id, &self.config)?;

@@ -1,0 +1,340 @@
+//! trm-nostd's Arm DSP kernels against the portable reference kernels, on QEMU's mps2-an386
+//! (Cortex-M4F), plus their cost in instructions per multiply-accumulate.
+//!
+//! 1. Randomized comparisons (xorshift32, fixed seed): `Isa::ArmDsp` and the engine's dispatch
+//!    (`optimized::dot_w8_a16`, `optimized::dot_a16_a16`) against `Isa::Portable` for random
+//!    lengths (every tail length mod 4 and mod the 256-element i32 chunk), random values and
+//!    the extremes (-128 / 127 weights, -32768 / 32767 activations). Then one line:
+//!
+//!    `TRM-KERNELS isa=arm-dsp selected=<isa> cases=<n> elements=<n> mismatches=<n>`
+//!
+//! 2. The integer matrix-vector product of the engine (`rows` outputs, each `dot_w8_a16` of an
+//!    int8 weight row with an int16 vector, as `FixedEngine` computes every projection), timed
+//!    with SysTick on the core clock, for each implementation and a few shapes:
+//!
+//!    `TRM-KCOST kernel=<name> isa=<isa> rows=<r> cols=<c> macs=<n> ticks=<t> instr_per_mac=<x.yy>`
+//!
+//! How the counting works: under `qemu-system-arm -icount shift=0` QEMU advances virtual time
+//! by exactly 2^0 = 1 ns per executed instruction, and the mps2-an386 SysTick runs on the 25 MHz
+//! core clock, so one tick is exactly 40 instructions (and the same program gives the same
+//! count on every run, whatever the host's load). `instr_per_mac = ticks * 40 / macs`, with the
+//! ticks of an empty measurement subtracted. These are instructions, not Cortex-M4 cycles
+//! (`SMLAD` is 1 cycle, loads 2; QEMU has no cycle model). Without `-icount` the ticks follow
+//! host time and the line says so (`icount=unknown` is not detectable from inside, so the
+//! numbers are only meaningful with the option, which `scripts/kernel-check.sh` passes).
+//!
+//! Exit status 0 when every comparison matched, 1 otherwise (semihosting).
+#![no_std]
+#![no_main]
+
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicU32, Ordering};
+use cortex_m::peripheral::SYST;
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::{ExceptionFrame, entry, exception};
+use cortex_m_semihosting::{debug, hio};
+use trm_nostd::fixed::kernels::Requant;
+use trm_nostd::fixed::optimized::{self, Isa};
+
+/// SysTick reload: the full 24-bit range.
+const SYST_RELOAD: u32 = 0x00FF_FFFF;
+/// Instructions per SysTick tick under `-icount shift=0` (1 ns per instruction, 25 MHz clock).
+const INSTR_PER_TICK: u64 = 40;
+/// Largest vector of the randomized comparisons.
+const MAX_LEN: usize = 2100;
+/// The matrix of the cost measurement: up to 512 x 512 (the D=512 projections).
+const MAT_MAX: usize = 512 * 512;
+
+/// SysTick wraps since start (the high bits of the tick count).
+static WRAPS: AtomicU32 = AtomicU32::new(0);
+
+#[exception]
+fn SysTick() {
+    WRAPS.fetch_add(1, Ordering::AcqRel);
+}
+
+/// SysTick ticks since start, 64-bit.
+fn now() -> u64 {
+    loop {
+        let hi = WRAPS.load(Ordering::Acquire);
+        let cur = SYST::get_current();
+        if WRAPS.load(Ordering::Acquire) == hi {
+            return ((hi as u64) << 24) | (SYST_RELOAD - cur) as u64;
+        }
+    }
+}
+
+/// Semihosting stdout, one line at a time.
+struct Out(Option<hio::HostStream>);
+
+impl core::fmt::Write for Out {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if let Some(h) = self.0.as_mut() {
+            // Nothing useful to do if the host refuses output.
+            let _ = h.write_all(s.as_bytes());
+        }
+        Ok(())
+    }
+}
+
+/// xorshift32 (Marsaglia): small and good enough to draw test vectors.
+struct XorShift(u32);
+
+impl XorShift {
+    fn next(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: u32) -> u32 {
+        self.next() % n
+    }
+}
+
+/// Fills the vectors with one of four value kinds: uniform, extremes, small, all minimum.
+fn fill(rng: &mut XorShift, w: &mut [u8], a: &mut [i16], b: &mut [i16]) {
+    let kind = rng.below(4);
+    let pick16 = |rng: &mut XorShift| -> i16 {
+        match kind {
+            0 => rng.next() as i16,
+            1 => {
+                if rng.next() & 1 == 0 {
+                    i16::MIN
+                } else {
+                    i16::MAX
+                }
+            }
+            2 => (rng.below(7) as i16) - 3,
+            _ => i16::MIN,
+        }
+    };
+    for v in a.iter_mut() {
+        *v = pick16(rng);
+    }
+    for v in b.iter_mut() {
+        *v = pick16(rng);
+    }
+    for v in w.iter_mut() {
+        *v = match kind {
+            0 => rng.next() as u8,
+            1 => {
+                if rng.next() & 1 == 0 {
+                    0x80
+                } else {
+                    0x7f
+                }
+            }
+            2 => (rng.below(5) as i8 - 2) as u8,
+            _ => 0x80,
+        };
+    }
+}
+
+/// The engine's matrix-vector product with one implementation: `out[o] = requant(W[o] . a)`.
+fn matvec(isa: Isa, w: &[u8], rows: usize, cols: usize, a: &[i16], out: &mut [i16]) {
+    let rq = Requant {
+        mult: 1 << 30,
+        shift: 40,
+    };
+    for (o, y) in out.iter_mut().enumerate().take(rows) {
+        let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
+        let acc = isa.dot_w8_a16(row, a).unwrap_or(0);
+        *y = trm_nostd::fixed::kernels::sat16(rq.apply(acc));
+    }
+}
+
+fn exit(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    // Only reached under a debugger that resumes after the exit request.
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    // cortex-m-rt turns these into `&'static mut` taken once: no unsafe.
+    static mut W: [u8; MAT_MAX] = [0; MAT_MAX];
+    static mut A: [i16; MAX_LEN] = [0; MAX_LEN];
+    static mut B: [i16; MAX_LEN] = [0; MAX_LEN];
+    static mut OUT_P: [i16; 512] = [0; 512];
+    static mut OUT_D: [i16; 512] = [0; 512];
+
+    let mut out = Out(hio::hstdout().ok());
+    let Some(mut cp) = cortex_m::Peripherals::take() else {
+        let _ = writeln!(
+            out,
+            "TRM-ERROR stage=board msg=core peripherals already taken"
+        );
+        exit(false)
+    };
+    cp.SYST.set_clock_source(SystClkSource::Core);
+    cp.SYST.set_reload(SYST_RELOAD);
+    cp.SYST.clear_current();
+    cp.SYST.enable_interrupt();
+    cp.SYST.enable_counter();
+
+    let dsp = Isa::ArmDsp.is_supported();
+    let selected = optimized::selected();
+    let _ = writeln!(
+        out,
+        "TRM-BANNER app=qemu-kernel-check board=qemu-mps2-an386 dsp={dsp} selected={}",
+        selected.name()
+    );
+
+    // 1. Randomized comparisons.
+    let mut rng = XorShift(0x2545_f491);
+    let (mut cases, mut elements, mut mismatches) = (0u32, 0u64, 0u32);
+    for case in 0..1500u32 {
+        // Mostly short (every tail), every 16th case across several i32 chunks.
+        let n = if case % 16 == 0 {
+            rng.below(MAX_LEN as u32 + 1) as usize
+        } else {
+            rng.below(80) as usize
+        };
+        let (w, a, b) = (&mut W[..n], &mut A[..n], &mut B[..n]);
+        fill(&mut rng, w, a, b);
+        // Unequal lengths too: the shorter slice decides.
+        let cut = if case % 5 == 0 {
+            rng.below(n as u32 + 1) as usize
+        } else {
+            n
+        };
+        let (w, a, b) = (&W[..cut], &A[..n], &B[..n]);
+        let want_w = Isa::Portable.dot_w8_a16(w, a);
+        let want_a = Isa::Portable.dot_a16_a16(a, b);
+        let got = [
+            (Isa::ArmDsp.dot_w8_a16(w, a), want_w, "dsp dot_w8_a16"),
+            (
+                Some(optimized::dot_w8_a16(w, a)),
+                want_w,
+                "engine dot_w8_a16",
+            ),
+            (Isa::ArmDsp.dot_a16_a16(a, b), want_a, "dsp dot_a16_a16"),
+            (
+                Some(optimized::dot_a16_a16(a, b)),
+                want_a,
+                "engine dot_a16_a16",
+            ),
+        ];
+        for (g, want, what) in got {
+            if g != want {
+                mismatches += 1;
+                if mismatches <= 10 {
+                    let _ = writeln!(
+                        out,
+                        "TRM-MISMATCH case={case} kernel={what} len={n} cut={cut} got={g:?} want={want:?}"
+                    );
+                }
+            }
+        }
+        cases += 1;
+        elements += n as u64;
+    }
+    let _ = writeln!(
+        out,
+        "TRM-KERNELS isa=arm-dsp selected={} cases={cases} elements={elements} mismatches={mismatches}",
+        selected.name()
+    );
+    let ok = dsp && selected == Isa::ArmDsp && mismatches == 0;
+
+    // 2. Instructions per multiply-accumulate.
+    let mut rng = XorShift(0x1234_5678);
+    fill(&mut rng, &mut W[..], &mut A[..], &mut B[..]);
+    let t0 = now();
+    let t1 = now();
+    let empty = t1 - t0;
+    let mut same = true;
+    for (rows, cols) in [(512usize, 512usize), (1536, 97), (512, 1536)] {
+        // 512 x 512: a D=512 projection; 1536 x 97 (512 rows of it, the output buffer): the
+        // mlp_t gate_up (L = 97 columns, not a multiple of 4); 512 x 1536 (170 rows of it, the
+        // weight buffer): the D=512 SwiGLU `down`.
+        let cols = cols.min(MAX_LEN);
+        let rows = rows.min(MAT_MAX / cols);
+        for isa in [Isa::Portable, Isa::ArmDsp] {
+            let out_buf: &mut [i16] = if isa == Isa::Portable {
+                &mut OUT_P[..]
+            } else {
+                &mut OUT_D[..]
+            };
+            let rows = rows.min(out_buf.len());
+            let start = now();
+            matvec(isa, &W[..], rows, cols, &A[..cols], out_buf);
+            let ticks = (now() - start).saturating_sub(empty);
+            let macs = (rows * cols) as u64;
+            let hundredths = ticks * INSTR_PER_TICK * 100 / macs.max(1);
+            let _ = writeln!(
+                out,
+                "TRM-KCOST kernel=matvec_w8_a16 isa={} rows={rows} cols={cols} macs={macs} ticks={ticks} instr_per_mac={}.{:02}",
+                isa.name(),
+                hundredths / 100,
+                hundredths % 100
+            );
+        }
+        same &= OUT_P == OUT_D;
+    }
+    // The attention score kernel: 64-element heads (D=512, 8 heads), 97 keys.
+    for isa in [Isa::Portable, Isa::ArmDsp] {
+        let start = now();
+        let mut acc = 0i64;
+        for j in 0..97usize {
+            let k = &B[j * 16..j * 16 + 64];
+            acc = acc.wrapping_add(isa.dot_a16_a16(&A[..64], k).unwrap_or(0));
+        }
+        let ticks = (now() - start).saturating_sub(empty);
+        let macs = 97 * 64u64;
+        let hundredths = ticks * INSTR_PER_TICK * 100 / macs;
+        let _ = writeln!(
+            out,
+            "TRM-KCOST kernel=dot_a16_a16 isa={} rows=97 cols=64 macs={macs} ticks={ticks} instr_per_mac={}.{:02} sum={acc}",
+            isa.name(),
+            hundredths / 100,
+            hundredths % 100
+        );
+    }
+    let _ = writeln!(out, "TRM-RESULT ok={} matvec_equal={same}", ok && same);
+    exit(ok && same)
+}
+
+/// Writes to semihosting stdout without any state: usable from fault handlers.
+fn emergency(args: core::fmt::Arguments<'_>) {
+    if let Ok(mut h) = hio::hstdout() {
+        let _ = h.write_fmt(args);
+    }
+}
+
+#[exception]
+unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
+    emergency(format_args!(
+        "\nTRM-ERROR stage=hardfault msg=pc={:#010x} lr={:#010x} xpsr={:#010x}\n",
+        ef.pc(),
+        ef.lr(),
+        ef.xpsr()
+    ));
+    exit(false)
+}
+
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    emergency(format_args!(
+        "\nTRM-ERROR stage=interrupt msg=unexpected exception or interrupt {irqn}\n"
+    ));
+    exit(false)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
+    emergency(format_args!(
+        "\nTRM-ERROR stage=panic at={file}:{line} msg={}\n",
+        info.message()
+    ));
+    exit(false)
+}

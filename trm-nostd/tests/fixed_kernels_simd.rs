@@ -1,0 +1,259 @@
+//! The optimized kernels (`fixed::optimized`) against the reference kernels, which are their
+//! specification: equal bit for bit on random lengths (tails that are not multiples of any
+//! vector width, lengths across the `i32` blocks), random and extreme values, misaligned
+//! slices, and a whole integer engine run with each implementation. Every implementation this
+//! machine supports runs; the test prints which ones.
+
+mod fixed_common;
+
+use fixed_common::{Fill, Rng, fixed_model, odd_attention, odd_mlp_t};
+use trm_nostd::fixed::FixedEngine;
+use trm_nostd::fixed::kernels;
+use trm_nostd::fixed::optimized::{self, Isa};
+use trm_nostd::format::Model;
+
+/// The implementations that run here; on x86_64 the ones the CPU has must be among them (so a
+/// broken detection cannot make the comparisons vacuous).
+fn supported() -> Vec<Isa> {
+    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_supported()).collect();
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_eq!(
+            isas.contains(&Isa::Avx2),
+            std::is_x86_feature_detected!("avx2")
+        );
+        assert_eq!(
+            isas.contains(&Isa::Avx512),
+            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+        );
+    }
+    assert!(isas.contains(&Isa::Portable));
+    assert!(!isas.contains(&Isa::ArmDsp) || cfg!(target_arch = "arm"));
+    println!(
+        "implementations here: {:?}; selected: {:?}",
+        isas.iter().map(|i| i.name()).collect::<Vec<_>>(),
+        optimized::selected()
+    );
+    isas
+}
+
+/// `sum w a` in i128: an independent computation.
+fn exact_w8(w: &[u8], a: &[i16]) -> i128 {
+    w.iter()
+        .zip(a)
+        .map(|(&w, &a)| (w as i8) as i128 * a as i128)
+        .sum()
+}
+
+fn exact_a16(a: &[i16], b: &[i16]) -> i128 {
+    a.iter().zip(b).map(|(&x, &y)| x as i128 * y as i128).sum()
+}
+
+/// Checks one input against the reference and the exact sum, with every implementation.
+fn check(isas: &[Isa], w: &[u8], a: &[i16], b: &[i16]) {
+    let rw = kernels::dot_w8_a16(w, a);
+    assert_eq!(rw as i128, exact_w8(w, a), "reference w8 n={}", w.len());
+    let ra = kernels::dot_a16_a16(a, b);
+    assert_eq!(ra as i128, exact_a16(a, b), "reference a16 n={}", a.len());
+    for &isa in isas {
+        assert_eq!(
+            isa.dot_w8_a16(w, a),
+            Some(rw),
+            "{} dot_w8_a16, lengths {} x {}",
+            isa.name(),
+            w.len(),
+            a.len()
+        );
+        assert_eq!(
+            isa.dot_a16_a16(a, b),
+            Some(ra),
+            "{} dot_a16_a16, lengths {} x {}",
+            isa.name(),
+            a.len(),
+            b.len()
+        );
+    }
+    assert_eq!(optimized::dot_w8_a16(w, a), rw);
+    assert_eq!(optimized::dot_a16_a16(a, b), ra);
+}
+
+/// A value of a random "kind": uniform, extreme, small, zero.
+fn pick_i16(rng: &mut Rng, kind: u64) -> i16 {
+    match kind {
+        0 => rng.i16(),
+        1 => {
+            if rng.next().is_multiple_of(2) {
+                i16::MIN
+            } else {
+                i16::MAX
+            }
+        }
+        2 => rng.range(-3, 3) as i16,
+        _ => i16::MIN,
+    }
+}
+
+fn pick_w(rng: &mut Rng, kind: u64) -> u8 {
+    match kind {
+        0 => rng.next() as u8,
+        1 => {
+            if rng.next().is_multiple_of(2) {
+                0x80
+            } else {
+                0x7f
+            }
+        }
+        2 => rng.range(-2, 2) as i8 as u8,
+        _ => 0x80,
+    }
+}
+
+#[test]
+fn random_lengths_and_values() {
+    let isas = supported();
+    let mut rng = Rng(0x5eed);
+    for case in 0..3000 {
+        // Mostly short (every tail length of every vector width), some across the blocks.
+        let n = if case % 10 == 0 {
+            rng.range(0, 5000) as usize
+        } else {
+            rng.range(0, 130) as usize
+        };
+        let kind = rng.next() % 4;
+        let w: Vec<u8> = (0..n).map(|_| pick_w(&mut rng, kind)).collect();
+        let a: Vec<i16> = (0..n).map(|_| pick_i16(&mut rng, kind)).collect();
+        let b: Vec<i16> = (0..n).map(|_| pick_i16(&mut rng, kind)).collect();
+        check(&isas, &w, &a, &b);
+        // Unequal lengths: the shorter one decides, as in the reference.
+        let cut = rng.range(0, n as i64) as usize;
+        check(&isas, &w[..cut], &a, &b[..n - cut / 2]);
+    }
+}
+
+#[test]
+fn every_length_with_extremes() {
+    let isas = supported();
+    for n in 0..=300usize {
+        for (wv, av) in [
+            (0x80u8, i16::MIN),
+            (0x80, i16::MAX),
+            (0x7f, i16::MIN),
+            (0x7f, i16::MAX),
+        ] {
+            let w = vec![wv; n];
+            let a = vec![av; n];
+            // b = a: for i16::MIN every vpmaddwd pair wraps without the bias correction.
+            check(&isas, &w, &a, &a);
+            let alt: Vec<i16> = (0..n)
+                .map(|i| if i % 2 == 0 { i16::MIN } else { i16::MAX })
+                .collect();
+            check(&isas, &w, &a, &alt);
+        }
+    }
+}
+
+#[test]
+fn misaligned_slices() {
+    let isas = supported();
+    let mut rng = Rng(7);
+    let w: Vec<u8> = (0..4200).map(|_| rng.next() as u8).collect();
+    let a: Vec<i16> = (0..4200).map(|_| rng.i16()).collect();
+    for off in 0..40 {
+        for n in [
+            0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 255, 256, 257, 2047, 2048, 2049, 4100,
+        ] {
+            let (wo, ao) = (off, (off * 7) % 40);
+            check(&isas, &w[wo..wo + n], &a[ao..ao + n], &a[off..off + n]);
+        }
+    }
+}
+
+#[test]
+fn select_changes_only_the_speed() {
+    let isas = supported();
+    for config in [odd_mlp_t(), odd_attention()] {
+        for fill in [Fill::Random, Fill::Extreme] {
+            let bytes = fixed_model(&config, 11, fill);
+            let model = Model::parse(&bytes).expect("parse");
+            let need = FixedEngine::scratch_len(&config);
+            let tokens: Vec<u8> = (0..config.seq_len)
+                .map(|i| (i * 5 % config.vocab_size) as u8)
+                .collect();
+            // (y, z, q_halt) after each step, per implementation.
+            let mut runs = Vec::new();
+            for &isa in &isas {
+                assert!(optimized::select(isa));
+                assert_eq!(optimized::selected(), isa);
+                let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+                let mut engine = FixedEngine::new(&model, &mut s16, &mut s32).expect("engine");
+                engine.start(&tokens, 1).expect("start");
+                let mut trace = Vec::new();
+                for _ in 0..config.halt_max_steps {
+                    let s = engine.step();
+                    trace.push((engine.y().to_vec(), engine.z().to_vec(), s.q_halt));
+                }
+                runs.push((isa, trace));
+            }
+            let (_, first) = &runs[0];
+            // The states move (a frozen engine would make the comparison vacuous); the
+            // saturated worst case may sit still.
+            if fill == Fill::Random {
+                assert_ne!(first[0].0, first[1].0, "y does not change between steps");
+            }
+            for (isa, trace) in &runs[1..] {
+                assert!(
+                    trace == first,
+                    "{} differs from portable ({fill:?})",
+                    isa.name()
+                );
+            }
+        }
+    }
+    assert!(optimized::select(Isa::best()));
+    assert!(!optimized::select(Isa::ArmDsp) || cfg!(target_arch = "arm"));
+}
+
+/// Row blocking (a scratch between `scratch_len` and `scratch_len_fast` and beyond) gives the
+/// same states, logits and answers as one row per weight pass.
+#[test]
+fn row_blocks_change_only_the_speed() {
+    for config in [odd_mlp_t(), odd_attention()] {
+        let bytes = fixed_model(&config, 5, Fill::Random);
+        let model = Model::parse(&bytes).expect("parse");
+        let small = FixedEngine::scratch_len(&config);
+        let fast = FixedEngine::scratch_len_fast(&config);
+        assert!(fast.i16s > small.i16s && fast.i32s > small.i32s);
+        let mid = trm_nostd::fixed::ScratchLen {
+            i16s: (small.i16s + fast.i16s) / 2,
+            i32s: (small.i32s + fast.i32s) / 2,
+        };
+        let huge = trm_nostd::fixed::ScratchLen {
+            i16s: fast.i16s * 4,
+            i32s: fast.i32s * 4,
+        };
+        let tokens: Vec<u8> = (0..config.seq_len)
+            .map(|i| (i * 3 % config.vocab_size) as u8)
+            .collect();
+        let mut runs = Vec::new();
+        for size in [small, mid, fast, huge] {
+            let (mut s16, mut s32) = (vec![0i16; size.i16s], vec![0i32; size.i32s]);
+            let mut engine = FixedEngine::new(&model, &mut s16, &mut s32).expect("engine");
+            engine.start(&tokens, 0).expect("start");
+            let mut trace = Vec::new();
+            for _ in 0..config.halt_max_steps {
+                let s = engine.step();
+                let mut logits = vec![0i32; (config.seq_len * config.vocab_size) as usize];
+                engine.logits(&mut logits).expect("logits");
+                trace.push((engine.y().to_vec(), engine.z().to_vec(), s, logits));
+            }
+            runs.push(trace);
+        }
+        assert_ne!(
+            runs[0][0].0, runs[0][1].0,
+            "y does not change between steps"
+        );
+        for (i, r) in runs.iter().enumerate().skip(1) {
+            assert!(r == &runs[0], "scratch size {i} changes the results");
+        }
+    }
+}
