@@ -391,6 +391,7 @@ pub mod qemu {
             "TRM_PUZZLES_N",
             "TRM_HALT",
             "TRM_STEP_DIGESTS",
+            "TRM_GOLDEN",
         ] {
             cmd.env_remove(var);
         }

@@ -7,9 +7,10 @@
 //!
 //! - `codec_smoke_run`: no model; the firmware parses, prints and checks real Sudoku-Extreme
 //!   puzzles; every field is compared with values computed here from the CSV.
-//! - `bad_models_fail_cleanly`: an empty, a corrupted and a truncated model must print the
-//!   reader's error (the same text the host reader gives), and a model whose engine scratch
-//!   exceeds the board's 2 MiB buffer must print the engine's error; exit 1, never fault or hang.
+//! - `bad_models_fail_cleanly` (Cortex-M4F) and `riscv32_bad_models_fail_cleanly`: an empty, a
+//!   corrupted and a truncated model must print the reader's error (the same text the host
+//!   reader gives), and a model whose engine scratch exceeds the board's 2 MiB buffer must print
+//!   the engine's error; exit 1, never fault or hang.
 //! - `oversized_model_fails_to_build`: a file larger than the 4 MiB code memory is a build error
 //!   naming `TRM_MODEL` and the sizes, not a firmware that faults.
 //! - `float_engine_matches_host` (Cortex-M4F) and `riscv32_float_engine_matches_host`: small
@@ -191,7 +192,18 @@ enum Expect {
 
 #[test]
 fn bad_models_fail_cleanly() {
-    if !tools_ready("bad_models_fail_cleanly", &MPS2) {
+    bad_models_on(&MPS2, "bad_models_fail_cleanly");
+}
+
+#[test]
+fn riscv32_bad_models_fail_cleanly() {
+    bad_models_on(&RISCV32, "riscv32_bad_models_fail_cleanly");
+}
+
+/// An empty, a corrupted, a truncated model and one whose engine scratch exceeds the board's
+/// buffer, in one firmware for `board`: each must print its error and the run must exit 1.
+fn bad_models_on(board: &Board, test: &str) {
+    if !tools_ready(test, board) {
         return;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -215,7 +227,7 @@ fn bad_models_fail_cleanly() {
     let mut paths = Vec::new();
     let mut expected = Vec::new();
     for (name, bytes) in &cases {
-        let path = dir.join(format!("bad-{name}.trm"));
+        let path = dir.join(format!("bad-{}-{name}.trm", board.arg));
         std::fs::write(&path, bytes).expect("write model");
         paths.push(path);
         expected.push(match Model::parse(bytes) {
@@ -227,8 +239,12 @@ fn bad_models_fail_cleanly() {
         });
     }
     // One firmware, one run per model.
-    let elf = build_firmware("bad", &MPS2, &[("TRM_MODEL", &model_list(&paths))]);
-    let (code, out) = qemu::run_qemu(&elf, &MPS2, &[], QEMU_TIMEOUT);
+    let elf = build_firmware(
+        &format!("bad-{}", board.arg),
+        board,
+        &[("TRM_MODEL", &model_list(&paths))],
+    );
+    let (code, out) = qemu::run_qemu(&elf, board, &[], QEMU_TIMEOUT);
     assert_eq!(code, 1, "exit code\n{out}");
     let all = runs(records(&out));
     assert_eq!(all.len(), cases.len(), "one run per model:\n{out}");

@@ -1,18 +1,25 @@
-//! `trm-export`: converts TRM checkpoints into `.trm` model files.
+//! `trm-export`: converts TRM checkpoints into `.trm` model files, and runs, inspects, checks
+//! and compares them on the host.
+//!
+//! Exit status: 0 success; 1 an error (bad input, I/O; the message says which); 3 a check
+//! failed (`verify` broke a threshold, `golden --check` found a difference).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use trm_export::puzzles::{PuzzleRow, read_csv, read_dataset_split};
-use trm_export::quantize::{Calibration, QuantizeOptions, calibrate, quantize};
+use trm_export::export::{self, CalibSettings, Format};
+use trm_export::golden::{self, CheckOutcome};
+use trm_export::puzzles::{PuzzleSource, read_dataset_split, to_tokens};
 use trm_export::reference::{ImportOptions, reference_to_trm_with};
-use trm_fw_app::{Console, Counter, HaltMode, Options, Puzzle};
-use trm_nostd::fixed::FixedEngine;
-use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
-use trm_nostd::{DType, FloatEngine, Model};
+use trm_export::verify::{self, Thresholds};
+use trm_fw_app::{Counter, HaltMode};
+use trm_nostd::{DType, Model};
 
-/// Converts TRM checkpoints into `.trm` model files.
+/// Exit status of a failed check (a broken `verify` threshold, a `golden --check` difference).
+const EXIT_CHECK_FAILED: i32 = 3;
+
+/// Converts TRM checkpoints into `.trm` model files, and runs, inspects and checks them.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -38,8 +45,103 @@ impl From<FloatType> for DType {
     }
 }
 
+/// A format of `export`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    F32,
+    F16,
+    Bf16,
+    Fixed,
+}
+
+impl From<ExportFormat> for Format {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::F32 => Format::F32,
+            ExportFormat::F16 => Format::F16,
+            ExportFormat::Bf16 => Format::Bf16,
+            ExportFormat::Fixed => Format::Fixed,
+        }
+    }
+}
+
+/// When a solve stops.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Halt {
+    /// Every ACT step (the reference's evaluation).
+    All,
+    /// Stop after the first step with q_halt > 0.
+    Early,
+}
+
+impl From<Halt> for HaltMode {
+    fn from(h: Halt) -> Self {
+        match h {
+            Halt::All => HaltMode::AllSteps,
+            Halt::Early => HaltMode::EarlyHalt,
+        }
+    }
+}
+
+/// Puzzles of a command: exactly one of the three.
+#[derive(Debug, clap::Args)]
+struct PuzzleArgs {
+    /// A CSV with a `question` column (and optionally `answer`, `source`).
+    #[arg(long, conflicts_with_all = ["puzzle", "dataset"])]
+    puzzles: Option<PathBuf>,
+    /// A dataset split in the reference layout (e.g. `data/sudoku/test`).
+    #[arg(long, conflicts_with = "puzzle")]
+    dataset: Option<PathBuf>,
+    /// One puzzle: 81 characters, `.` or `0` for blanks.
+    #[arg(long)]
+    puzzle: Option<String>,
+}
+
+impl PuzzleArgs {
+    fn source(self) -> anyhow::Result<PuzzleSource> {
+        PuzzleSource::from_options(self.puzzles, self.dataset, self.puzzle)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Writes `.trm` files of several formats from one checkpoint: our trainer's run folder
+    /// (the latest complete `step_N` is read) or `step_N` folder, a reference checkpoint folder
+    /// or file, or a float `.trm` file. `-o DIR` (an existing folder, or ending in `/`) writes
+    /// `DIR/model-<format>.trm`; `-o PREFIX` writes `PREFIX-<format>.trm`.
+    Export {
+        /// The checkpoint (folder or file) or float `.trm` file.
+        path: PathBuf,
+        /// Output folder or prefix.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Formats to write: repeat the option or give a list (`--dtype f32,fixed`).
+        #[arg(
+            long = "dtype",
+            visible_alias = "formats",
+            value_enum,
+            value_delimiter = ',',
+            default_value = "f32"
+        )]
+        dtype: Vec<ExportFormat>,
+        /// Fixed: calibration puzzles from a dataset split (best the training split, so
+        /// held-out puzzles stay unseen). Default: the checkpoint's `data_paths` training split.
+        #[arg(long, conflicts_with = "calib_puzzles")]
+        calib_dataset: Option<PathBuf>,
+        /// Fixed: calibration puzzles from a CSV with a `question` column.
+        #[arg(long)]
+        calib_puzzles: Option<PathBuf>,
+        /// Fixed: how many calibration puzzles.
+        #[arg(long, default_value_t = 64)]
+        calib: usize,
+        /// Fixed: headroom over each calibrated maximum (1.25: 25% beyond the largest value).
+        #[arg(long, default_value_t = CalibSettings::default().margin)]
+        margin: f64,
+        /// Puzzle tokens per example, when the dataset's dataset.json is not found and the
+        /// weights do not tell (attention models).
+        #[arg(long)]
+        seq_len: Option<u32>,
+    },
     /// Imports a reference (SamsungSAILMontreal/TinyRecursiveModels) checkpoint: a folder with
     /// `all_config.yaml` and `step_N` files (the latest is read), or one `step_N` file.
     ImportReference {
@@ -87,33 +189,32 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         calib: usize,
         /// Headroom over each calibrated maximum (1.25: 25% beyond the largest value seen).
-        #[arg(long, default_value_t = QuantizeOptions::default().margin)]
+        #[arg(long, default_value_t = CalibSettings::default().margin)]
         margin: f64,
         /// Output `.trm` file.
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Prints a `.trm` file's config, scheme, sizes (flash bytes, RAM arena) and tensors.
+    /// Prints a `.trm` file's config, scheme, sizes (flash bytes, parameters), RAM arenas
+    /// (float f32 arena, fixed i16/i32 arena, firmware app scratch) and tensors.
     Inspect {
         /// The model file.
         model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Runs a `.trm` model on Sudoku puzzles with the host engine of its scheme (float or
     /// fixed), through the same app code as the firmware: the `TRM-` lines equal the device's
-    /// bit for bit (timing aside).
+    /// bit for bit (timing aside). With boards, each prediction is followed by its checks
+    /// (valid grid, givens kept, answer matched); a summary line with the exact accuracy ends
+    /// the output. Exits 1 when the run had errors (bad model or puzzle string).
     Run {
         /// The model file.
         #[arg(short, long)]
         model: PathBuf,
-        /// A CSV with a `question` column (and optionally `answer`, `source`).
-        #[arg(long, conflicts_with_all = ["puzzle", "dataset"])]
-        puzzles: Option<PathBuf>,
-        /// A dataset split in the reference layout (e.g. `data/sudoku/test`).
-        #[arg(long, conflicts_with = "puzzle")]
-        dataset: Option<PathBuf>,
-        /// One puzzle: 81 characters, `.` or `0` for blanks.
-        #[arg(long)]
-        puzzle: Option<String>,
+        #[command(flatten)]
+        source: PuzzleArgs,
         /// How many puzzles (CSV rows or dataset examples) to solve.
         #[arg(long, default_value_t = 3)]
         limit: usize,
@@ -123,25 +224,80 @@ enum Command {
         /// Print a `TRM-STEP` line with state digests after every ACT step.
         #[arg(long)]
         step_digests: bool,
-        /// Do not print the boards, only the `TRM-` lines.
+        /// Do not print the boards (nor their checks), only the `TRM-` lines and the summary.
         #[arg(long)]
         no_boards: bool,
     },
-}
-
-/// When a solve stops.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Halt {
-    All,
-    Early,
-}
-
-struct Stdout;
-
-impl Console for Stdout {
-    fn write_str(&mut self, s: &str) {
-        print!("{s}");
-    }
+    /// Writes a golden file: per-ACT-step digests of y and z and the final tokens of a model on
+    /// a puzzle set (the app's lines of `run --step-digests --no-boards`; format in
+    /// docs/EXPORT.md). With `--check FILE`, re-runs the file's puzzles on the model and exits 3
+    /// at the first differing line.
+    Golden {
+        /// The model file.
+        #[arg(short, long)]
+        model: PathBuf,
+        #[command(flatten)]
+        source: PuzzleArgs,
+        /// How many puzzles.
+        #[arg(long, default_value_t = 16)]
+        limit: usize,
+        /// `all`: every ACT step; `early`: stop when q_halt > 0.
+        #[arg(long, value_enum, default_value = "all")]
+        halt: Halt,
+        /// Output golden file.
+        #[arg(
+            short,
+            long,
+            required_unless_present = "check",
+            conflicts_with = "check"
+        )]
+        output: Option<PathBuf>,
+        /// Check this golden file against the model instead of writing one.
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
+    /// Float vs fixed on the same puzzles, every ACT step: cell and exact accuracy of each,
+    /// answer, cell and halting-step agreement, per-step drift of y and z. Prints a table
+    /// (and JSON with --json); exits 3 naming each broken threshold: a CI gate.
+    Verify {
+        /// The float model (the reference).
+        #[arg(long = "float")]
+        float: PathBuf,
+        /// The fixed-point model (or another conversion of the float one, e.g. bf16).
+        #[arg(long = "fixed")]
+        fixed: PathBuf,
+        #[command(flatten)]
+        source: PuzzleArgs,
+        /// How many puzzles.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// How predictions are taken: `all` after every ACT step, `early` at each model's own
+        /// halting step.
+        #[arg(long, value_enum, default_value = "all")]
+        halt: Halt,
+        /// Write the report as JSON to this file (`-` for stdout).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Fail below this fraction of identical predicted grids (e.g. 0.99).
+        #[arg(long)]
+        min_answer_agreement: Option<f64>,
+        /// Fail below this fraction of identical predicted cells (e.g. 0.999).
+        #[arg(long)]
+        min_cell_agreement: Option<f64>,
+        /// Fail when exact accuracy drops by more than this fraction (0.005 = half a point).
+        #[arg(long)]
+        max_exact_drop: Option<f64>,
+        /// Fail when max |fixed - float| of y or z at any step exceeds this multiple of the
+        /// float state's RMS.
+        #[arg(long)]
+        max_state_drift: Option<f64>,
+        /// Fail below this fraction of puzzles whose halting step agrees.
+        #[arg(long)]
+        min_halt_agreement: Option<f64>,
+    },
 }
 
 /// Wall-clock nanoseconds.
@@ -156,192 +312,187 @@ impl Counter for Clock {
     }
 }
 
-fn inspect(path: &std::path::Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let model = Model::parse(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-    let c = model.config();
-    println!("file: {}", path.display());
-    println!("{}", model.summary());
-    println!("config: {c:?}");
-    println!("scheme: {:?}", model.scheme());
-    if model.scheme().is_fixed() {
-        let need = FixedEngine::scratch_len(c);
-        println!(
-            "fixed engine RAM arena: {} bytes ({} i16 + {} i32)",
-            need.bytes(),
-            need.i16s,
-            need.i32s
-        );
-        println!(
-            "firmware app scratch: {} bytes (i16 part rounded to whole f32 words)",
-            trm_fw_app::scratch_len(&model) * 4
-        );
-    } else {
-        let arena = FloatEngine::scratch_len(c) * 4;
-        let fast = FloatEngine::scratch_len_fast(c) * 4;
-        println!("float engine RAM arena: {arena} bytes (minimum), {fast} bytes (fastest)");
-    }
-    println!("MACs per ACT step: {}", c.macs_per_act_step());
-    Ok(())
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    model: &std::path::Path,
-    puzzles: Option<PathBuf>,
-    dataset: Option<PathBuf>,
-    puzzle: Option<String>,
-    limit: usize,
-    halt: Halt,
-    step_digests: bool,
-    boards: bool,
-) -> anyhow::Result<bool> {
-    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    let rows: Vec<PuzzleRow> = match (puzzles, dataset, puzzle) {
-        (Some(csv), _, _) => read_csv(&csv, limit)?,
-        (None, Some(dir), _) => read_dataset_split(&dir, limit)?,
-        (None, None, Some(q)) => vec![PuzzleRow {
-            name: "cli".into(),
-            question: q,
-            answer: None,
-        }],
-        (None, None, None) => anyhow::bail!("give --puzzles CSV, --dataset DIR or --puzzle STRING"),
-    };
-    let list: Vec<Puzzle<'_>> = rows
-        .iter()
-        .map(|r| Puzzle {
-            name: &r.name,
-            question: &r.question,
-            answer: r.answer.as_deref(),
-        })
-        .collect();
-    // The fastest scratch size the model allows (results are identical for any size).
-    let scratch_len = Model::parse(&bytes)
-        .map(|m| trm_fw_app::scratch_len_fast(&m))
-        .unwrap_or(0);
-    let mut scratch = vec![0f32; scratch_len];
-    let opts = Options {
-        board: "host",
-        halt: match halt {
-            Halt::All => HaltMode::AllSteps,
-            Halt::Early => HaltMode::EarlyHalt,
-        },
-        step_digests,
-        boards,
-    };
-    let report = trm_fw_app::run(
-        &mut Stdout,
-        &mut Clock(std::time::Instant::now()),
-        Some(&bytes),
-        &list,
-        &mut scratch,
-        &opts,
-    );
-    Ok(report.success())
+fn parse<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<Model<'a>> {
+    Model::parse(bytes).with_context(|| format!("{} is not a valid .trm file", path.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 fn quantize_cmd(
-    model: &std::path::Path,
-    dataset: Option<PathBuf>,
-    puzzles: Option<PathBuf>,
+    model: &Path,
+    source: PuzzleSource,
     calib: usize,
     margin: f64,
-    output: &std::path::Path,
+    output: &Path,
 ) -> anyhow::Result<()> {
-    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    let m = Model::parse(&bytes).with_context(|| format!("parsing {}", model.display()))?;
+    let bytes = read(model)?;
+    let m = parse(&bytes, model)?;
     if m.scheme().is_fixed() {
         anyhow::bail!("{} is already a fixed-point model", model.display());
     }
-    if !(margin.is_finite() && margin >= 1.0) {
-        anyhow::bail!("--margin must be a finite number >= 1 (got {margin})");
-    }
-    let c = *m.config();
-    if c.seq_len as usize != CELLS {
-        anyhow::bail!("not a Sudoku model (seq_len {})", c.seq_len);
-    }
-    let rows = match (dataset, puzzles) {
-        (Some(dir), _) => read_dataset_split(&dir, calib)?,
-        (None, Some(csv)) => read_csv(&csv, calib)?,
-        (None, None) => anyhow::bail!("give --dataset DIR or --puzzles CSV"),
-    };
-    if rows.is_empty() {
-        anyhow::bail!("no calibration puzzles");
-    }
-    let set: Vec<(Vec<u8>, u32)> = rows
-        .iter()
-        .map(|r| {
-            let mut t: Tokens = [PAD; CELLS];
-            sudoku::parse_puzzle(&r.question, &mut t)
-                .map_err(|e| anyhow::anyhow!("calibration puzzle {}: {e}", r.name))?;
-            Ok((t.to_vec(), 0))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let t = std::time::Instant::now();
-    let cal = calibrate(&c, &m, &set, c.halt_max_steps)?;
-    let out = quantize(&c, &m, &cal, &QuantizeOptions { margin })?;
-    let fixed = Model::parse(&out).context("the written fixed model does not parse")?;
-    // Build the engine once: the file is what the firmware will accept.
-    let need = FixedEngine::scratch_len(&c);
-    let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
-    let engine = FixedEngine::new(&fixed, &mut s16, &mut s32)
-        .map_err(|e| anyhow::anyhow!("the written fixed model is refused: {e}"))?;
-    std::fs::write(output, &out).with_context(|| format!("writing {}", output.display()))?;
-    print_calibration(&cal, c.mlp_t, margin);
-    println!(
-        "scales (real = int * scale): x {:.3e}, y/z {:.3e}, logits {:.3e}, q {:.3e}",
-        engine.x_scale(),
-        engine.state_scale(),
-        engine.logit_scale(),
-        engine.q_scale()
+    let rows = source.load(calib)?;
+    let q = export::quantize_float_model(&bytes, &rows, margin)
+        .with_context(|| format!("quantizing {}", model.display()))?;
+    write(output, &q.bytes)?;
+    print!(
+        "{}",
+        export::calibration_text(&q.calibration, m.config().mlp_t, margin)
     );
+    let [x, s, l, qs] = q.scales;
+    println!("scales (real = int * scale): x {x:.3e}, y/z {s:.3e}, logits {l:.3e}, q {qs:.3e}");
     println!(
         "fixed engine RAM arena: {} bytes ({} i16 + {} i32)",
-        need.bytes(),
-        need.i16s,
-        need.i32s
+        q.arena.bytes(),
+        q.arena.i16s,
+        q.arena.i32s
     );
     println!(
         "wrote {} ({} bytes, float model {} bytes; calibrated on {} puzzles x {} ACT steps in {:.1}s)",
         output.display(),
-        out.len(),
+        q.bytes.len(),
         bytes.len(),
-        cal.puzzles,
-        cal.steps,
-        t.elapsed().as_secs_f64()
+        q.calibration.puzzles,
+        q.calibration.steps,
+        q.seconds
     );
     Ok(())
 }
 
-/// The calibrated maxima per site (int16 sites map `margin * max` to 32767).
-fn print_calibration(cal: &Calibration, mlp_t: bool, margin: f64) {
-    println!("calibration: largest |value| per site (margin {margin}):");
-    println!(
-        "  x {:.4}  network input {:.4}  y/z {:.4}  logits {:.4}  q {:.4}",
-        cal.x, cal.input, cal.states, cal.logits, cal.q
-    );
-    for (i, b) in cal.blocks.iter().enumerate() {
-        let mixer = if mlp_t {
-            format!(
-                "token mixer gate {:.4} up {:.4} prod {:.4}",
-                b.mix_gate, b.mix_up, b.mix_prod
-            )
-        } else {
-            format!(
-                "attention q {:.4} k {:.4} v {:.4} scores {:.4}",
-                b.q, b.k, b.v, b.scores
-            )
-        };
+#[allow(clippy::too_many_arguments)]
+fn export_cmd(
+    path: &Path,
+    output: &Path,
+    formats: Vec<ExportFormat>,
+    calib_dataset: Option<PathBuf>,
+    calib_puzzles: Option<PathBuf>,
+    calib: usize,
+    margin: f64,
+    seq_len: Option<u32>,
+) -> anyhow::Result<()> {
+    let weights = export::load_float_weights(path, &ImportOptions { seq_len })?;
+    let settings = CalibSettings {
+        source: match (calib_dataset, calib_puzzles) {
+            (Some(d), _) => Some(PuzzleSource::Dataset(d)),
+            (None, Some(c)) => Some(PuzzleSource::Csv(c)),
+            (None, None) => None,
+        },
+        count: calib,
+        margin,
+    };
+    let formats: Vec<Format> = formats.into_iter().map(Format::from).collect();
+    println!("read {}", weights.source.display());
+    for w in export::export(&weights, &formats, &settings, output)? {
         println!(
-            "  block {i}: {mixer} | SwiGLU gate {:.4} up {:.4} prod {:.4} | out {:.4}",
-            b.gate, b.up, b.prod, b.out
+            "wrote {} ({}, {} bytes)",
+            w.path.display(),
+            w.format.name(),
+            w.bytes
         );
+        if let Some((q, source)) = &w.quantized {
+            let from = match source {
+                PuzzleSource::Dataset(d) => d.display().to_string(),
+                PuzzleSource::Csv(c) => c.display().to_string(),
+                PuzzleSource::One(_) => "one puzzle".to_string(),
+            };
+            println!(
+                "  calibrated on {} puzzles of {from} x {} ACT steps in {:.1}s (margin {margin})",
+                q.calibration.puzzles, q.calibration.steps, q.seconds
+            );
+            let [x, s, l, qs] = q.scales;
+            println!(
+                "  scales (real = int * scale): x {x:.3e}, y/z {s:.3e}, logits {l:.3e}, q {qs:.3e}"
+            );
+        }
     }
+    Ok(())
+}
+
+fn golden_cmd(
+    model: &Path,
+    source: PuzzleArgs,
+    limit: usize,
+    halt: Halt,
+    output: Option<PathBuf>,
+    check: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    let bytes = read(model)?;
+    parse(&bytes, model)?;
+    if let Some(file) = check {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let g = golden::parse_golden(&text).with_context(|| format!("in {}", file.display()))?;
+        return Ok(match golden::check_golden(&g, &bytes)? {
+            CheckOutcome::Same { lines } => {
+                println!(
+                    "golden check passed: {} puzzles, {} ACT steps, {lines} lines identical ({})",
+                    g.puzzles.len(),
+                    g.step_count(),
+                    file.display()
+                );
+                0
+            }
+            CheckOutcome::OtherModel { golden, model: crc } => {
+                eprintln!(
+                    "golden check FAILED: {} was written for the model with CRC-32 {golden:08x}; \
+                     {} has {crc:08x}",
+                    file.display(),
+                    model.display()
+                );
+                EXIT_CHECK_FAILED
+            }
+            CheckOutcome::Differs(m) => {
+                eprintln!("golden check FAILED ({}): {m}", file.display());
+                EXIT_CHECK_FAILED
+            }
+        });
+    }
+    let rows = source.source()?.load(limit)?;
+    let text = golden::write_golden(&bytes, &rows, halt.into())
+        .with_context(|| format!("running {}", model.display()))?;
+    let out = output.context("give -o FILE or --check FILE")?;
+    write(&out, text.as_bytes())?;
+    let g = golden::parse_golden(&text).context("the written golden file does not parse")?;
+    println!(
+        "wrote {} ({} puzzles, {} ACT steps, model crc {:08x})",
+        out.display(),
+        g.puzzles.len(),
+        g.step_count(),
+        g.model_crc
+    );
+    Ok(0)
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
+        Command::Export {
+            path,
+            output,
+            dtype,
+            calib_dataset,
+            calib_puzzles,
+            calib,
+            margin,
+            seq_len,
+        } => {
+            export_cmd(
+                &path,
+                &output,
+                dtype,
+                calib_dataset,
+                calib_puzzles,
+                calib,
+                margin,
+                seq_len,
+            )?;
+            0
+        }
         Command::ImportReference {
             path,
             output,
@@ -349,11 +500,23 @@ fn main() -> anyhow::Result<()> {
             seq_len,
         } => {
             let bytes = reference_to_trm_with(&path, dtype.into(), &ImportOptions { seq_len })?;
-            std::fs::write(&output, &bytes)
-                .with_context(|| format!("writing {}", output.display()))?;
+            write(&output, &bytes)?;
             println!("wrote {} ({} bytes)", output.display(), bytes.len());
+            0
         }
-        Command::Inspect { model } => inspect(&model)?,
+        Command::Inspect { model, json } => {
+            let bytes = read(&model)?;
+            let m = parse(&bytes, &model)?;
+            let report = trm_export::inspect::inspect(&m)
+                .with_context(|| format!("inspecting {}", model.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("file: {}", model.display());
+                print!("{}", report.text());
+            }
+            0
+        }
         Command::Quantize {
             model,
             dataset,
@@ -361,7 +524,11 @@ fn main() -> anyhow::Result<()> {
             calib,
             margin,
             output,
-        } => quantize_cmd(&model, dataset, puzzles, calib, margin, &output)?,
+        } => {
+            let source = PuzzleSource::from_options(puzzles, dataset, None)?;
+            quantize_cmd(&model, source, calib, margin, &output)?;
+            0
+        }
         Command::Puzzles {
             dataset,
             limit,
@@ -373,33 +540,93 @@ fn main() -> anyhow::Result<()> {
                 let answer = r.answer.as_deref().unwrap_or("");
                 csv.push_str(&format!("{},{},{answer},0\n", r.name, r.question));
             }
-            std::fs::write(&output, csv)
-                .with_context(|| format!("writing {}", output.display()))?;
+            write(&output, csv.as_bytes())?;
             println!("wrote {} puzzles to {}", rows.len(), output.display());
+            0
         }
         Command::Run {
             model,
-            puzzles,
-            dataset,
-            puzzle,
+            source,
             limit,
             halt,
             step_digests,
             no_boards,
         } => {
-            if !run(
-                &model,
-                puzzles,
-                dataset,
-                puzzle,
-                limit,
-                halt,
+            let bytes = read(&model)?;
+            let rows = source.source()?.load(limit)?;
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            let sum = trm_export::solve::run_puzzles(
+                &mut lock,
+                &mut Clock(std::time::Instant::now()),
+                &bytes,
+                &rows,
+                halt.into(),
                 step_digests,
                 !no_boards,
-            )? {
-                std::process::exit(1);
+            );
+            i32::from(!sum.report.success())
+        }
+        Command::Golden {
+            model,
+            source,
+            limit,
+            halt,
+            output,
+            check,
+        } => golden_cmd(&model, source, limit, halt, output, check)?,
+        Command::Verify {
+            float,
+            fixed,
+            source,
+            limit,
+            halt,
+            json,
+            threads,
+            min_answer_agreement,
+            min_cell_agreement,
+            max_exact_drop,
+            max_state_drift,
+            min_halt_agreement,
+        } => {
+            let fb = read(&float)?;
+            let qb = read(&fixed)?;
+            let fm = parse(&fb, &float)?;
+            let qm = parse(&qb, &fixed)?;
+            let rows = source.source()?.load(limit)?;
+            let puzzles = to_tokens(&rows)?;
+            let thresholds = Thresholds {
+                min_answer_agreement,
+                min_cell_agreement,
+                max_exact_drop,
+                max_state_drift,
+                min_halt_agreement,
+            };
+            let report = verify::verify(&fm, &qm, &puzzles, halt.into(), &thresholds, threads)?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report)?;
+                if path.as_os_str() == "-" {
+                    println!("{text}");
+                } else {
+                    write(&path, text.as_bytes())?;
+                }
+            }
+            if report.failures.is_empty() {
+                0
+            } else {
+                for f in &report.failures {
+                    eprintln!(
+                        "verify: threshold --{} broken: {} (limit {})",
+                        f.threshold, f.value, f.limit
+                    );
+                }
+                EXIT_CHECK_FAILED
             }
         }
+    };
+    if code != 0 {
+        std::process::exit(code);
     }
     Ok(())
 }

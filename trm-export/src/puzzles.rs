@@ -1,7 +1,8 @@
 //! Sudoku puzzle lists for host runs: a CSV in the public dataset layout, or one puzzle string.
 
-use anyhow::{Context, Result, bail};
-use std::path::Path;
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
 
 /// One puzzle as text (validated later by the app, which reports bad strings per puzzle).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +102,80 @@ pub fn read_dataset_split(dir: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
         }
     }
     Ok(rows)
+}
+
+/// Where a command's puzzles come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PuzzleSource {
+    /// A CSV with a `question` column (see [`read_csv`]).
+    Csv(PathBuf),
+    /// A dataset split in the reference layout (see [`read_dataset_split`]).
+    Dataset(PathBuf),
+    /// One puzzle string (81 characters, `.` or `0` blank).
+    One(String),
+}
+
+impl PuzzleSource {
+    /// The one source given among the three command-line options, or an error saying which
+    /// to give.
+    pub fn from_options(
+        csv: Option<PathBuf>,
+        dataset: Option<PathBuf>,
+        puzzle: Option<String>,
+    ) -> Result<Self> {
+        match (csv, dataset, puzzle) {
+            (Some(c), None, None) => Ok(PuzzleSource::Csv(c)),
+            (None, Some(d), None) => Ok(PuzzleSource::Dataset(d)),
+            (None, None, Some(p)) => Ok(PuzzleSource::One(p)),
+            (None, None, None) => bail!("give --puzzles CSV, --dataset DIR or --puzzle STRING"),
+            _ => bail!("give only one of --puzzles CSV, --dataset DIR, --puzzle STRING"),
+        }
+    }
+
+    /// Up to `limit` puzzles of this source.
+    pub fn load(&self, limit: usize) -> Result<Vec<PuzzleRow>> {
+        match self {
+            PuzzleSource::Csv(p) => read_csv(p, limit),
+            PuzzleSource::Dataset(d) => read_dataset_split(d, limit),
+            PuzzleSource::One(q) => Ok(vec![PuzzleRow {
+                name: "cli".into(),
+                question: q.clone(),
+                answer: None,
+            }]),
+        }
+    }
+}
+
+/// A puzzle as model tokens, with its answer's tokens when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPuzzle {
+    /// The question (blanks are [`trm_nostd::sudoku::BLANK`]).
+    pub question: Tokens,
+    /// The reference answer.
+    pub answer: Option<Tokens>,
+}
+
+/// Parses the puzzle strings of `rows` into tokens; an error names the puzzle (index and name)
+/// and what is wrong with its string.
+pub fn to_tokens(rows: &[PuzzleRow]) -> Result<Vec<TokenPuzzle>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut question: Tokens = [PAD; CELLS];
+            sudoku::parse_puzzle(&r.question, &mut question)
+                .map_err(|e| anyhow!("puzzle {i} ({}): question: {e}", r.name))?;
+            let answer = match &r.answer {
+                None => None,
+                Some(a) => {
+                    let mut t: Tokens = [PAD; CELLS];
+                    sudoku::parse_puzzle(a, &mut t)
+                        .map_err(|e| anyhow!("puzzle {i} ({}): answer: {e}", r.name))?;
+                    Some(t)
+                }
+            };
+            Ok(TokenPuzzle { question, answer })
+        })
+        .collect()
 }
 
 #[cfg(test)]

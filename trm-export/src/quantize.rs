@@ -13,7 +13,7 @@
 //!    its embedding tables; the other sites `margin * max / 32767` (int16) or `margin * max /
 //!    2^24` (the i32 logits).
 //! 3. Prepare ([`quantize`]): int8 symmetric per-output-channel weights, every real multiplier
-//!    folded into [`Requant`](trm_nostd::fixed::kernels::Requant) mantissas and shifts, SiLU
+//!    folded into [`Requant`] mantissas and shifts, SiLU
 //!    and Q15 RoPE tables, RMSNorm eps terms, written as the tables of
 //!    [`trm_nostd::fixed::tables`].
 

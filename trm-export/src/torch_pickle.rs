@@ -880,7 +880,7 @@ impl<'p, 'a, 'z> Machine<'p, 'a, 'z> {
     }
 
     fn set_items(&mut self, dict: ObjId, items: &[ObjId]) -> Result<(), TorchLoadError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of items for a dict"));
         }
         for kv in items.chunks_exact(2) {

@@ -5,43 +5,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
+
+use common::write_our_checkpoint;
 
 use trm_export::reference::{find_checkpoint, reference_to_trm};
-use trm_export::torch_pickle::{TorchDType, load_torch_file};
 use trm_nostd::DType;
-
-fn st_dtype(d: TorchDType) -> safetensors::Dtype {
-    match d {
-        TorchDType::F32 => safetensors::Dtype::F32,
-        TorchDType::BF16 => safetensors::Dtype::BF16,
-        TorchDType::F16 => safetensors::Dtype::F16,
-        other => panic!("unexpected dtype {other:?}"),
-    }
-}
-
-/// Writes the fixture's weights as one of our checkpoint folders under `run/step_<step>/`.
-fn write_our_checkpoint(fixture: &Path, run: &Path, step: u64) {
-    let dir = run.join(format!("step_{step}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let tensors = load_torch_file(&fixture.join("step_0")).unwrap();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(name, t)| {
-            // Our trainer saves reference names without the `_orig_mod.model.` prefix.
-            let short = name
-                .trim_start_matches("_orig_mod.")
-                .trim_start_matches("model.");
-            let view =
-                safetensors::tensor::TensorView::new(st_dtype(t.dtype), t.shape.clone(), &t.data)
-                    .unwrap();
-            (short.to_string(), view)
-        })
-        .collect();
-    let bytes = safetensors::serialize(views, None).unwrap();
-    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
-    std::fs::copy(fixture.join("all_config.yaml"), dir.join("all_config.yaml")).unwrap();
-}
 
 #[test]
 fn our_checkpoint_folders_import_like_reference_files() {

@@ -88,12 +88,12 @@ proptest! {
         if let Ok(m) = Model::parse(&b) {
             let need = FixedEngine::scratch_len(m.config());
             let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
-            if let Ok(mut e) = FixedEngine::new(&m, &mut s16, &mut s32) {
-                if e.start(&tokens, 1).is_ok() {
-                    e.step();
-                    let mut out = vec![0u8; 3];
-                    let _ = e.predict(&mut out);
-                }
+            if let Ok(mut e) = FixedEngine::new(&m, &mut s16, &mut s32)
+                && e.start(&tokens, 1).is_ok()
+            {
+                e.step();
+                let mut out = vec![0u8; 3];
+                let _ = e.predict(&mut out);
             }
         }
     }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use trm_export::torch_pickle::{Tensor, TorchDType};
+use trm_export::torch_pickle::{Tensor, TorchDType, load_torch_file};
 
 /// `trm-export/tests/fixtures`.
 pub fn fixtures() -> PathBuf {
@@ -75,4 +75,38 @@ pub fn json_shape(v: &Value) -> Vec<usize> {
         .iter()
         .map(|x| x.as_u64().unwrap() as usize)
         .collect()
+}
+
+pub mod tiny;
+
+fn st_dtype(d: TorchDType) -> safetensors::Dtype {
+    match d {
+        TorchDType::F32 => safetensors::Dtype::F32,
+        TorchDType::BF16 => safetensors::Dtype::BF16,
+        TorchDType::F16 => safetensors::Dtype::F16,
+        other => panic!("unexpected dtype {other:?}"),
+    }
+}
+
+/// Writes the fixture's weights as one of our checkpoint folders under `run/step_<step>/`.
+pub fn write_our_checkpoint(fixture: &Path, run: &Path, step: u64) {
+    let dir = run.join(format!("step_{step}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tensors = load_torch_file(&fixture.join("step_0")).unwrap();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            // Our trainer saves reference names without the `_orig_mod.model.` prefix.
+            let short = name
+                .trim_start_matches("_orig_mod.")
+                .trim_start_matches("model.");
+            let view =
+                safetensors::tensor::TensorView::new(st_dtype(t.dtype), t.shape.clone(), &t.data)
+                    .unwrap();
+            (short.to_string(), view)
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    std::fs::copy(fixture.join("all_config.yaml"), dir.join("all_config.yaml")).unwrap();
 }

@@ -1,0 +1,363 @@
+//! `export`: one command from a checkpoint (our trainer's run folder or `step_N` folder, a
+//! reference checkpoint folder or file, or a float `.trm` file) to `.trm` files of several
+//! formats: `f32`, `f16`, `bf16` (float storage) and `fixed` (int8 weights, int16 activations,
+//! calibrated with the float engine on puzzles of a dataset; see [`crate::quantize`]).
+//!
+//! Output naming ([`output_path`]): `-o DIR` (an existing directory, or a path ending in `/`)
+//! writes `DIR/model-<format>.trm`; any other `-o PREFIX` writes `PREFIX-<format>.trm`.
+//!
+//! The fixed file is exactly what `import-reference --dtype f32` followed by `quantize` gives.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, anyhow, bail};
+use trm_nostd::fixed::{FixedEngine, ScratchLen};
+use trm_nostd::format::{NumericScheme, write_model};
+use trm_nostd::sudoku::CELLS;
+use trm_nostd::{Config, DType, Model, TensorId, TensorSource};
+
+use crate::puzzles::{PuzzleRow, PuzzleSource, to_tokens};
+use crate::quantize::{Calibration, QuantizeOptions, calibrate, quantize};
+use crate::reference::{ImportOptions, import_reference};
+
+/// A `.trm` format `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    /// Float, f32 storage.
+    F32,
+    /// Float, f16 storage.
+    F16,
+    /// Float, bf16 storage.
+    Bf16,
+    /// Fixed point: int8 weights, int16 activations.
+    Fixed,
+}
+
+impl Format {
+    /// The name in file names and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::F32 => "f32",
+            Format::F16 => "f16",
+            Format::Bf16 => "bf16",
+            Format::Fixed => "fixed",
+        }
+    }
+
+    /// The storage type of a float format.
+    pub fn float_dtype(self) -> Option<DType> {
+        match self {
+            Format::F32 => Some(DType::F32),
+            Format::F16 => Some(DType::F16),
+            Format::Bf16 => Some(DType::BF16),
+            Format::Fixed => None,
+        }
+    }
+}
+
+/// Where `format`'s file goes for `-o out` (see the module documentation).
+pub fn output_path(out: &Path, format: Format) -> PathBuf {
+    let is_dir = out.is_dir() || out.as_os_str().to_string_lossy().ends_with('/');
+    if is_dir {
+        out.join(format!("model-{}.trm", format.name()))
+    } else {
+        let mut s = out.as_os_str().to_os_string();
+        s.push(format!("-{}.trm", format.name()));
+        PathBuf::from(s)
+    }
+}
+
+/// The float weights of a checkpoint, as f32.
+#[derive(Debug, Clone)]
+pub struct FloatWeights {
+    /// The architecture.
+    pub config: Config,
+    /// Every tensor of `config`, as f32.
+    pub tensors: Vec<(TensorId, Vec<f32>)>,
+    /// What was read (the checkpoint file or the `.trm` file).
+    pub source: PathBuf,
+    /// The training split of the checkpoint's dataset, when found (the default calibration
+    /// set).
+    pub train_split: Option<PathBuf>,
+}
+
+impl FloatWeights {
+    /// The weights as a `.trm` file of `dtype` (F32, F16 or BF16).
+    pub fn to_trm(&self, dtype: DType) -> anyhow::Result<Vec<u8>> {
+        write_model(
+            self.config,
+            NumericScheme::Float(dtype),
+            self.tensors.iter().map(|(id, v)| (*id, v.as_slice())),
+        )
+        .with_context(|| format!("writing {} as {dtype:?} .trm", self.source.display()))
+    }
+}
+
+/// Reads float weights from a checkpoint (see [`import_reference`]) or a float `.trm` file.
+pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Result<FloatWeights> {
+    if path.is_file() && path.extension().is_some_and(|e| e == "trm") {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let m = Model::parse(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+        if m.scheme().is_fixed() {
+            bail!(
+                "{} is a fixed-point model: export needs float weights (a checkpoint or a float .trm)",
+                path.display()
+            );
+        }
+        let c = *m.config();
+        let tensors = TensorId::all(&c)
+            .map(|id| {
+                let v = m
+                    .tensor(id)
+                    .with_context(|| format!("{}: missing tensor {id}", path.display()))?;
+                let n = id.shape(&c).numel();
+                let values = (0..n)
+                    .map(|i| v.get_f32(i).context("not a float tensor"))
+                    .collect::<anyhow::Result<Vec<f32>>>()
+                    .with_context(|| format!("{}: tensor {id}", path.display()))?;
+                Ok((id, values))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        return Ok(FloatWeights {
+            config: c,
+            tensors,
+            source: path.to_path_buf(),
+            train_split: None,
+        });
+    }
+    let m = import_reference(path, options)?;
+    let train_split = m
+        .dataset_json
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|d| d.file_name().is_some_and(|n| n == "train"))
+        .map(Path::to_path_buf);
+    Ok(FloatWeights {
+        config: m.config,
+        tensors: m.tensors,
+        source: m.checkpoint,
+        train_split,
+    })
+}
+
+/// A quantized model and what its export found.
+#[derive(Debug, Clone)]
+pub struct Quantized {
+    /// The `Fixed` `.trm` file.
+    pub bytes: Vec<u8>,
+    /// The calibrated maxima.
+    pub calibration: Calibration,
+    /// Real value of one integer unit: x, y/z, logits, q.
+    pub scales: [f32; 4],
+    /// The fixed engine's RAM arena.
+    pub arena: ScratchLen,
+    /// Seconds spent calibrating and quantizing.
+    pub seconds: f64,
+}
+
+/// Calibrates `float` (a float `.trm` file) on `rows` (every ACT step, no halting) and
+/// quantizes it with `margin`; the written file is checked by building the fixed engine on it.
+pub fn quantize_float_model(
+    float: &[u8],
+    rows: &[PuzzleRow],
+    margin: f64,
+) -> anyhow::Result<Quantized> {
+    let m = Model::parse(float).context("parsing the float model")?;
+    if m.scheme().is_fixed() {
+        bail!("the model is already a fixed-point model");
+    }
+    if !(margin.is_finite() && margin >= 1.0) {
+        bail!("the margin must be a finite number >= 1 (got {margin})");
+    }
+    let c = *m.config();
+    if c.seq_len as usize != CELLS {
+        bail!("not a Sudoku model (seq_len {})", c.seq_len);
+    }
+    if rows.is_empty() {
+        bail!("no calibration puzzles");
+    }
+    let set: Vec<(Vec<u8>, u32)> = to_tokens(rows)
+        .context("calibration puzzles")?
+        .into_iter()
+        .map(|p| (p.question.to_vec(), 0))
+        .collect();
+    let t = Instant::now();
+    let cal = calibrate(&c, &m, &set, c.halt_max_steps)?;
+    let out = quantize(&c, &m, &cal, &QuantizeOptions { margin })?;
+    let fixed = Model::parse(&out).context("the written fixed model does not parse")?;
+    let need = FixedEngine::scratch_len(&c);
+    let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+    let engine = FixedEngine::new(&fixed, &mut s16, &mut s32)
+        .map_err(|e| anyhow!("the written fixed model is refused: {e}"))?;
+    let scales = [
+        engine.x_scale(),
+        engine.state_scale(),
+        engine.logit_scale(),
+        engine.q_scale(),
+    ];
+    Ok(Quantized {
+        bytes: out,
+        calibration: cal,
+        scales,
+        arena: need,
+        seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// The calibrated maxima per site, as lines of text (int16 sites map `margin * max` to 32767).
+pub fn calibration_text(cal: &Calibration, mlp_t: bool, margin: f64) -> String {
+    let mut s = format!("calibration: largest |value| per site (margin {margin}):\n");
+    s.push_str(&format!(
+        "  x {:.4}  network input {:.4}  y/z {:.4}  logits {:.4}  q {:.4}\n",
+        cal.x, cal.input, cal.states, cal.logits, cal.q
+    ));
+    for (i, b) in cal.blocks.iter().enumerate() {
+        let mixer = if mlp_t {
+            format!(
+                "token mixer gate {:.4} up {:.4} prod {:.4}",
+                b.mix_gate, b.mix_up, b.mix_prod
+            )
+        } else {
+            format!(
+                "attention q {:.4} k {:.4} v {:.4} scores {:.4}",
+                b.q, b.k, b.v, b.scores
+            )
+        };
+        s.push_str(&format!(
+            "  block {i}: {mixer} | SwiGLU gate {:.4} up {:.4} prod {:.4} | out {:.4}\n",
+            b.gate, b.up, b.prod, b.out
+        ));
+    }
+    s
+}
+
+/// Calibration settings of a fixed export.
+#[derive(Debug, Clone)]
+pub struct CalibSettings {
+    /// The puzzles (None: the checkpoint's training split, when found).
+    pub source: Option<PuzzleSource>,
+    /// How many puzzles.
+    pub count: usize,
+    /// Headroom over each calibrated maximum.
+    pub margin: f64,
+}
+
+impl Default for CalibSettings {
+    fn default() -> Self {
+        CalibSettings {
+            source: None,
+            count: 64,
+            margin: QuantizeOptions::default().margin,
+        }
+    }
+}
+
+/// One written file.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Its format.
+    pub format: Format,
+    /// Where.
+    pub path: PathBuf,
+    /// Its size (the flash it takes).
+    pub bytes: usize,
+    /// For `fixed`: the quantization, and the calibration source used.
+    pub quantized: Option<(Quantized, PuzzleSource)>,
+}
+
+/// Writes `weights` in every format of `formats` (duplicates written once) to
+/// [`output_path`]`(out, format)`.
+pub fn export(
+    weights: &FloatWeights,
+    formats: &[Format],
+    calib: &CalibSettings,
+    out: &Path,
+) -> anyhow::Result<Vec<Written>> {
+    let mut formats = formats.to_vec();
+    formats.sort();
+    formats.dedup();
+    if formats.is_empty() {
+        bail!("no format to write");
+    }
+    // Check the calibration source before any file is written.
+    let calib_source = if formats.contains(&Format::Fixed) {
+        let source = match (&calib.source, &weights.train_split) {
+            (Some(s), _) => s.clone(),
+            (None, Some(t)) => PuzzleSource::Dataset(t.clone()),
+            (None, None) => bail!(
+                "the fixed format needs calibration puzzles: give --calib-dataset DIR (a training \
+                 split) or --calib-puzzles CSV (none found from {})",
+                weights.source.display()
+            ),
+        };
+        let rows = source.load(calib.count).context("calibration puzzles")?;
+        Some((source, rows))
+    } else {
+        None
+    };
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
+        && !out.as_os_str().to_string_lossy().ends_with('/')
+        && !parent.is_dir()
+    {
+        bail!("output folder {} does not exist", parent.display());
+    }
+    if out.as_os_str().to_string_lossy().ends_with('/') {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    }
+    let mut written = Vec::new();
+    let mut f32_bytes: Option<Vec<u8>> = None;
+    for &format in &formats {
+        let path = output_path(out, format);
+        let (bytes, quantized) = match format.float_dtype() {
+            Some(dtype) => {
+                let b = weights.to_trm(dtype)?;
+                if dtype == DType::F32 {
+                    f32_bytes = Some(b.clone());
+                }
+                (b, None)
+            }
+            None => {
+                let float = match f32_bytes.take() {
+                    Some(b) => b,
+                    None => weights.to_trm(DType::F32)?,
+                };
+                let (source, rows) = calib_source
+                    .as_ref()
+                    .context("calibration source missing")?;
+                let q = quantize_float_model(&float, rows, calib.margin)?;
+                (q.bytes.clone(), Some((q, source.clone())))
+            }
+        };
+        std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        written.push(Written {
+            format,
+            path,
+            bytes: bytes.len(),
+            quantized,
+        });
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names_are_prefix_or_folder() {
+        let dir = std::env::temp_dir();
+        assert_eq!(
+            output_path(&dir, Format::Fixed),
+            dir.join("model-fixed.trm")
+        );
+        assert_eq!(
+            output_path(Path::new("out/new/"), Format::Bf16),
+            Path::new("out/new/model-bf16.trm")
+        );
+        assert_eq!(
+            output_path(Path::new("out/m"), Format::F32),
+            Path::new("out/m-f32.trm")
+        );
+    }
+}

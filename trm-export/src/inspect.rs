@@ -1,0 +1,218 @@
+//! `inspect`: what a `.trm` file holds and what running it takes: config, numeric scheme,
+//! sizes (flash bytes, parameters), the RAM arena of its engine and of the firmware app, and the
+//! tensors.
+
+use serde::Serialize;
+use trm_nostd::fixed::FixedEngine;
+use trm_nostd::{Config, FloatEngine, Model, NumericScheme};
+
+/// One tensor of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TensorInfo {
+    /// Reference name.
+    pub name: String,
+    /// Element type.
+    pub dtype: String,
+    /// Rows, columns.
+    pub shape: [u32; 2],
+    /// Bytes of data.
+    pub bytes: usize,
+    /// Bytes of its quantization table (fixed models).
+    pub table_bytes: usize,
+}
+
+/// RAM the engines need, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Arena {
+    /// Float models: the float engine's smallest f32 arena.
+    pub float_min_bytes: Option<usize>,
+    /// Float models: the f32 arena that lets the float engine go fastest.
+    pub float_fast_bytes: Option<usize>,
+    /// Fixed models: i16 values of the fixed engine's arena.
+    pub fixed_i16s: Option<usize>,
+    /// Fixed models: i32 values of the fixed engine's arena.
+    pub fixed_i32s: Option<usize>,
+    /// Fixed models: the fixed arena in bytes (`2 * i16s + 4 * i32s`).
+    pub fixed_bytes: Option<usize>,
+    /// The firmware app's scratch for this model, in bytes (f32 words; a fixed model's i16 part
+    /// rounded up to whole words).
+    pub app_scratch_bytes: usize,
+}
+
+/// Everything `inspect` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inspection {
+    /// The file's format version.
+    pub version: u16,
+    /// `float` or `fixed`.
+    pub kind: String,
+    /// The numeric scheme (`Float(F32)`, `Fixed { weights: I8, activations: I16 }`).
+    pub scheme: String,
+    /// The architecture.
+    pub config: Config,
+    /// CRC-32 of the whole file (as in golden files).
+    pub crc32: String,
+    /// Bytes of the whole file: the flash it takes.
+    pub flash_bytes: usize,
+    /// Preamble, header, directory and padding.
+    pub metadata_bytes: usize,
+    /// Tensor data without padding.
+    pub tensor_bytes: u64,
+    /// Trained scalars.
+    pub parameters: u64,
+    /// Every stored scalar, buffers included.
+    pub stored_values: u64,
+    /// RAM the engines need.
+    pub arena: Arena,
+    /// Multiply-accumulates of one ACT step.
+    pub macs_per_act_step: u64,
+    /// Fixed models: real value of one integer unit of x, y/z, logits and q.
+    pub scales: Option<[f32; 4]>,
+    /// The tensors.
+    pub tensors: Vec<TensorInfo>,
+}
+
+/// Inspects a parsed model. Fails when a fixed model's tables do not build an engine.
+pub fn inspect(model: &Model<'_>) -> anyhow::Result<Inspection> {
+    let c = *model.config();
+    let s = model.summary();
+    let fixed = model.scheme().is_fixed();
+    let arena = if fixed {
+        let need = FixedEngine::scratch_len(&c);
+        Arena {
+            float_min_bytes: None,
+            float_fast_bytes: None,
+            fixed_i16s: Some(need.i16s),
+            fixed_i32s: Some(need.i32s),
+            fixed_bytes: Some(need.bytes()),
+            app_scratch_bytes: trm_fw_app::scratch_len(model) * 4,
+        }
+    } else {
+        Arena {
+            float_min_bytes: Some(FloatEngine::scratch_len(&c) * 4),
+            float_fast_bytes: Some(FloatEngine::scratch_len_fast(&c) * 4),
+            fixed_i16s: None,
+            fixed_i32s: None,
+            fixed_bytes: None,
+            app_scratch_bytes: trm_fw_app::scratch_len(model) * 4,
+        }
+    };
+    let scales = if fixed {
+        let need = FixedEngine::scratch_len(&c);
+        let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+        let e = FixedEngine::new(model, &mut s16, &mut s32)
+            .map_err(|e| anyhow::anyhow!("the fixed engine refuses the model: {e}"))?;
+        Some([e.x_scale(), e.state_scale(), e.logit_scale(), e.q_scale()])
+    } else {
+        None
+    };
+    let tensors = model
+        .tensors()
+        .map(|(id, v)| TensorInfo {
+            name: id.to_string(),
+            dtype: format!("{:?}", v.dtype),
+            shape: [v.shape.rows, v.shape.cols],
+            bytes: v.data.len(),
+            table_bytes: model.quant_table(id).map_or(0, <[u8]>::len),
+        })
+        .collect();
+    Ok(Inspection {
+        version: s.version,
+        kind: if fixed { "fixed" } else { "float" }.to_string(),
+        scheme: match model.scheme() {
+            NumericScheme::Float(d) => format!("Float({d:?})"),
+            other => format!("{other:?}"),
+        },
+        config: c,
+        crc32: format!("{:08x}", trm_nostd::format::crc32(model.bytes())),
+        flash_bytes: s.file_bytes,
+        metadata_bytes: s.metadata_bytes,
+        tensor_bytes: s.tensor_bytes,
+        parameters: s.parameter_count,
+        stored_values: s.stored_elements,
+        arena,
+        macs_per_act_step: c.macs_per_act_step(),
+        scales,
+        tensors,
+    })
+}
+
+impl Inspection {
+    /// The report as text.
+    pub fn text(&self) -> String {
+        let c = &self.config;
+        let mut s = String::new();
+        let mut line = |t: String| {
+            s.push_str(&t);
+            s.push('\n');
+        };
+        line(format!(
+            "format: .trm v{}, {} model, scheme {}",
+            self.version, self.kind, self.scheme
+        ));
+        line(format!(
+            "config: D={} heads={} expansion={} layers={} H_cycles={} L_cycles={} {} pos={:?} \
+             vocab={} seq_len={}+{} puzzle_ids={} puzzle_emb_ndim={} halt_max_steps={} eps={:e} \
+             rope_theta={}",
+            c.hidden_size,
+            c.num_heads,
+            c.expansion,
+            c.l_layers,
+            c.h_cycles,
+            c.l_cycles,
+            if c.mlp_t { "mlp_t" } else { "attention" },
+            c.pos_encodings,
+            c.vocab_size,
+            c.seq_len,
+            c.puzzle_emb_len,
+            c.num_puzzle_identifiers,
+            c.puzzle_emb_ndim,
+            c.halt_max_steps,
+            c.rms_norm_eps,
+            c.rope_theta
+        ));
+        line(format!(
+            "flash: {} bytes (metadata {}, tensor data {}), crc32 {}",
+            self.flash_bytes, self.metadata_bytes, self.tensor_bytes, self.crc32
+        ));
+        line(format!(
+            "parameters: {} trained ({} stored values)",
+            self.parameters, self.stored_values
+        ));
+        let a = &self.arena;
+        // `fixed engine RAM arena:` and `float engine RAM arena:` lines are read by scripts.
+        if let (Some(b), Some(i16s), Some(i32s)) = (a.fixed_bytes, a.fixed_i16s, a.fixed_i32s) {
+            line(format!(
+                "fixed engine RAM arena: {b} bytes ({i16s} i16 + {i32s} i32)"
+            ));
+        }
+        if let (Some(min), Some(fast)) = (a.float_min_bytes, a.float_fast_bytes) {
+            line(format!(
+                "float engine RAM arena: {min} bytes (minimum), {fast} bytes (fastest)"
+            ));
+        }
+        line(format!(
+            "firmware app scratch: {} bytes",
+            a.app_scratch_bytes
+        ));
+        if let Some([x, st, lg, q]) = self.scales {
+            line(format!(
+                "scales (real = int * scale): x {x:.3e}, y/z {st:.3e}, logits {lg:.3e}, q {q:.3e}"
+            ));
+        }
+        line(format!("MACs per ACT step: {}", self.macs_per_act_step));
+        line(format!("tensors ({}):", self.tensors.len()));
+        for t in &self.tensors {
+            let table = if t.table_bytes > 0 {
+                format!(" + table {} bytes", t.table_bytes)
+            } else {
+                String::new()
+            };
+            line(format!(
+                "  {:<48} {:<5} [{}, {}] {} bytes{table}",
+                t.name, t.dtype, t.shape[0], t.shape[1], t.bytes
+            ));
+        }
+        s
+    }
+}

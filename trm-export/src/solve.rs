@@ -1,0 +1,205 @@
+//! `run`: solves puzzles with a `.trm` model on the host through the firmware app (the `TRM-`
+//! lines are the device's, bit for bit, timing aside), and adds for humans, after each
+//! predicted board, the checks of the prediction (a valid Sudoku grid? the givens kept? the
+//! reference answer matched?) and, at the end, a summary line with the exact accuracy.
+
+use trm_fw_app::{Console, Counter, HaltMode, Options, Puzzle, Report};
+use trm_nostd::Model;
+use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
+
+use crate::puzzles::PuzzleRow;
+
+/// Totals of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunSummary {
+    /// Puzzles solved (a `TRM-RESULT` printed).
+    pub solved: usize,
+    /// Predictions that are valid solutions keeping the givens.
+    pub valid: usize,
+    /// Puzzles with a reference answer.
+    pub with_answer: usize,
+    /// Predictions equal to the answer.
+    pub exact: usize,
+    /// Cells equal to the answer, over the puzzles with one.
+    pub cells: usize,
+    /// The app's report.
+    pub report: Report,
+}
+
+impl RunSummary {
+    /// The summary line (no trailing newline).
+    pub fn line(&self) -> String {
+        let exact = if self.with_answer > 0 {
+            format!(
+                "exact {}/{} ({:.2}%), cells {:.2}%",
+                self.exact,
+                self.with_answer,
+                100.0 * self.exact as f64 / self.with_answer as f64,
+                100.0 * self.cells as f64 / (self.with_answer * CELLS) as f64
+            )
+        } else {
+            "exact accuracy unknown (no answers)".to_string()
+        };
+        format!(
+            "summary: {} puzzles solved, {} valid solutions, {exact}, {} errors",
+            self.solved, self.valid, self.report.errors
+        )
+    }
+}
+
+/// The human checks of one prediction (see the module documentation).
+pub fn verdict(question: &str, prediction: &str, correct: Option<usize>) -> String {
+    let mut q: Tokens = [PAD; CELLS];
+    let mut p: Tokens = [PAD; CELLS];
+    let grid = if sudoku::parse_puzzle(prediction, &mut p).is_err() {
+        "no (not 81 digits)".to_string()
+    } else {
+        match sudoku::check_solution(&p, &[BLANK; CELLS]) {
+            Ok(()) if p.iter().all(|&t| t != BLANK) => "yes".to_string(),
+            Ok(()) => "no (blank cells)".to_string(),
+            Err(v) => format!("no ({v})"),
+        }
+    };
+    let givens = if sudoku::parse_puzzle(question, &mut q).is_ok() {
+        let given: Vec<usize> = (0..CELLS).filter(|&i| q[i] != BLANK).collect();
+        let kept = given.iter().filter(|&&i| p[i] == q[i]).count();
+        if kept == given.len() {
+            format!("yes ({kept}/{})", given.len())
+        } else {
+            format!("no ({kept}/{} kept)", given.len())
+        }
+    } else {
+        "?".to_string()
+    };
+    let answer = match correct {
+        Some(CELLS) => format!("correct ({CELLS}/{CELLS} cells)"),
+        Some(c) => format!("wrong ({c}/{CELLS} cells)"),
+        None => "unknown".to_string(),
+    };
+    format!("check: valid Sudoku grid: {grid}; givens kept: {givens}; answer: {answer}")
+}
+
+/// A console that prints the app's output and adds the checks after each predicted board.
+struct CheckingConsole<'w> {
+    out: &'w mut dyn std::io::Write,
+    boards: bool,
+    partial: String,
+    question: String,
+    has_answer: bool,
+    pending: Option<String>,
+    sum: RunSummary,
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split(' ')
+        .find_map(|f| f.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+impl CheckingConsole<'_> {
+    fn line(&mut self, line: &str) {
+        let tag = line.split(' ').next().unwrap_or("");
+        match tag {
+            "TRM-PUZZLE" => {
+                self.question = field(line, "question").unwrap_or("").to_string();
+                self.has_answer = false;
+            }
+            "TRM-ANSWER" if field(line, "status") == Some("valid") => {
+                self.sum.with_answer += 1;
+                self.has_answer = true;
+            }
+            "TRM-RESULT" => {
+                self.sum.solved += 1;
+                let valid = field(line, "valid") == Some("true");
+                self.sum.valid += usize::from(valid);
+                let pred = field(line, "prediction").unwrap_or("");
+                // `correct` counts against the answer; it is 0 without one (TRM-ANSWER none).
+                let correct = field(line, "correct")
+                    .and_then(|c| c.split_once('/'))
+                    .and_then(|(n, _)| n.parse::<usize>().ok());
+                let correct = correct.filter(|_| self.has_answer);
+                if let Some(c) = correct {
+                    self.sum.cells += c;
+                    self.sum.exact += usize::from(c == CELLS);
+                }
+                if self.boards {
+                    self.pending = Some(verdict(&self.question, pred, correct));
+                }
+            }
+            "TRM-CYCLES" => {
+                if let Some(v) = self.pending.take() {
+                    let _ = writeln!(self.out, "{v}");
+                }
+            }
+            _ => {}
+        }
+        let _ = writeln!(self.out, "{line}");
+    }
+}
+
+impl Console for CheckingConsole<'_> {
+    fn write_str(&mut self, s: &str) {
+        self.partial.push_str(s);
+        while let Some(i) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=i).collect();
+            self.line(line.trim_end_matches('\n'));
+        }
+    }
+}
+
+/// Runs `model` on `rows` through the firmware app, printing to `out`; see the module
+/// documentation. `counter` times each solve.
+#[allow(clippy::too_many_arguments)]
+pub fn run_puzzles(
+    out: &mut dyn std::io::Write,
+    counter: &mut dyn Counter,
+    model: &[u8],
+    rows: &[PuzzleRow],
+    halt: HaltMode,
+    step_digests: bool,
+    boards: bool,
+) -> RunSummary {
+    let list: Vec<Puzzle<'_>> = rows
+        .iter()
+        .map(|r| Puzzle {
+            name: &r.name,
+            question: &r.question,
+            answer: r.answer.as_deref(),
+        })
+        .collect();
+    // The fastest scratch size the model allows (results are identical for any size).
+    let scratch_len = Model::parse(model)
+        .map(|m| trm_fw_app::scratch_len_fast(&m))
+        .unwrap_or(0);
+    let mut scratch = vec![0f32; scratch_len];
+    let opts = Options {
+        board: "host",
+        halt,
+        step_digests,
+        boards,
+    };
+    let mut console = CheckingConsole {
+        out,
+        boards,
+        partial: String::new(),
+        question: String::new(),
+        has_answer: false,
+        pending: None,
+        sum: RunSummary::default(),
+    };
+    let report = trm_fw_app::run(
+        &mut console,
+        counter,
+        Some(model),
+        &list,
+        &mut scratch,
+        &opts,
+    );
+    if !console.partial.is_empty() {
+        let rest = std::mem::take(&mut console.partial);
+        console.line(&rest);
+    }
+    let mut sum = console.sum;
+    sum.report = report;
+    let _ = writeln!(console.out, "{}", sum.line());
+    sum
+}

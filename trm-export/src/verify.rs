@@ -1,0 +1,548 @@
+//! `verify`: a float model against its fixed-point (or otherwise converted) counterpart on the
+//! same puzzles, every ACT step: accuracy of each, agreement of their answers, cells and halting
+//! steps, and the drift of the states y and z, with thresholds that make it a CI gate.
+//!
+//! Both models always run every ACT step (`halt_max_steps`), so the drift and the halting step
+//! (the first step with `q_halt > 0`, `None` when it never is) are measured on every step; the
+//! prediction of each model is taken where its own run would stop under the halting mode
+//! ([`HaltMode::AllSteps`]: the last step; [`HaltMode::EarlyHalt`]: its halting step, as
+//! `trm-export run --halt early` and the firmware do).
+//!
+//! Drift of a state at a step: over every puzzle and element, `max |b - a|` and
+//! `mean |b - a|` where `a` is the float model's value and `b` the other model's (a fixed model's
+//! integers times the file's state scale), and `rms(a)`; `rel_max = max / rms(a)` is the
+//! scale-free figure the `max_state_drift` threshold bounds.
+
+use std::time::Instant;
+
+use anyhow::{bail, ensure};
+use serde::Serialize;
+use trm_nostd::Model;
+use trm_nostd::float::recursion::should_stop;
+use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
+
+pub use trm_nostd::HaltMode;
+
+use crate::engine::{HostEngine, Scratch, check_sudoku_model};
+use crate::golden::halt_name;
+use crate::puzzles::TokenPuzzle;
+
+/// Thresholds of the gate; `None` is not checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// Smallest fraction of puzzles with identical predicted grids.
+    pub min_answer_agreement: Option<f64>,
+    /// Smallest fraction of identical predicted cells.
+    pub min_cell_agreement: Option<f64>,
+    /// Largest drop of exact accuracy (fraction: 0.005 = half a point), float minus other.
+    pub max_exact_drop: Option<f64>,
+    /// Largest `rel_max` of y or z at any step.
+    pub max_state_drift: Option<f64>,
+    /// Smallest fraction of puzzles whose halting step agrees.
+    pub min_halt_agreement: Option<f64>,
+}
+
+/// One model's results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelStats {
+    /// Numeric scheme (`float:F32`, `fixed`, ...).
+    pub scheme: String,
+    /// CRC-32 of the `.trm` file.
+    pub model_crc: String,
+    /// Puzzles whose predicted grid equals the answer (of those with an answer).
+    pub exact: usize,
+    /// `exact / with_answer`, None without answers.
+    pub exact_accuracy: Option<f64>,
+    /// Cells equal to the answer / (81 * with_answer), None without answers.
+    pub cell_accuracy: Option<f64>,
+    /// Predicted grids that are valid Sudoku solutions keeping the givens.
+    pub valid: usize,
+    /// Puzzles whose `q_halt` became positive at some step.
+    pub halted: usize,
+    /// Mean ACT steps a solve stops after under the halting mode.
+    pub mean_steps: f64,
+}
+
+/// Drift of one state at one step (see the module documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Drift {
+    /// Largest `|b - a|`.
+    pub max_abs: f64,
+    /// Mean `|b - a|`.
+    pub mean_abs: f64,
+    /// RMS of the float model's values.
+    pub float_rms: f64,
+    /// `max_abs / float_rms`.
+    pub rel_max: f64,
+}
+
+/// The drift of y and z after one ACT step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StepDrift {
+    /// 1-based ACT step.
+    pub step: u32,
+    /// Drift of y.
+    pub y: Drift,
+    /// Drift of z.
+    pub z: Drift,
+}
+
+/// A broken threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    /// The threshold's name (as the command-line option without `--`).
+    pub threshold: String,
+    /// The limit.
+    pub limit: f64,
+    /// The measured value.
+    pub value: f64,
+}
+
+/// Everything `verify` measures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// Puzzles run.
+    pub puzzles: usize,
+    /// Puzzles with a reference answer.
+    pub with_answer: usize,
+    /// Halting mode (`all` or `early`).
+    pub halt: String,
+    /// ACT steps run per puzzle (`halt_max_steps`).
+    pub steps: u32,
+    /// The float (reference) model.
+    pub float: ModelStats,
+    /// The other (fixed) model.
+    pub fixed: ModelStats,
+    /// Fraction of puzzles with identical predicted grids.
+    pub answer_agreement: f64,
+    /// Fraction of identical predicted cells.
+    pub cell_agreement: f64,
+    /// `float.exact_accuracy - fixed.exact_accuracy`, None without answers.
+    pub exact_drop: Option<f64>,
+    /// Fraction of puzzles whose halting step (first `q_halt > 0`, or never) agrees.
+    pub halt_agreement: f64,
+    /// Per ACT step.
+    pub drift: Vec<StepDrift>,
+    /// Largest `rel_max` of y and z over the steps.
+    pub max_rel_drift: f64,
+    /// Indices of the first puzzles (at most 20) whose predicted grids differ.
+    pub disagreeing: Vec<usize>,
+    /// The thresholds checked.
+    pub thresholds: Thresholds,
+    /// Broken thresholds (empty: the gate passes).
+    pub failures: Vec<Failure>,
+    /// Wall-clock seconds of the runs.
+    pub seconds: f64,
+    /// Threads used.
+    pub threads: usize,
+}
+
+/// Per puzzle, what both runs gave.
+#[derive(Debug, Clone)]
+struct PuzzleOutcome {
+    pred: [Tokens; 2],
+    halt_step: [Option<u32>; 2],
+    stop_step: [u32; 2],
+    /// Per step: sums for y then z: (max |d|, sum |d|, sum a^2).
+    sums: Vec<[(f64, f64, f64); 2]>,
+}
+
+fn scheme_name(m: &Model<'_>) -> String {
+    match m.scheme() {
+        trm_nostd::NumericScheme::Float(d) => format!("float:{d:?}"),
+        s if s.is_fixed() => "fixed".to_string(),
+        s => format!("{s:?}"),
+    }
+}
+
+fn run_one(
+    engines: &mut [HostEngine<'_>; 2],
+    p: &TokenPuzzle,
+    halt: HaltMode,
+    bufs: &mut [Vec<f64>; 4],
+) -> anyhow::Result<PuzzleOutcome> {
+    let steps = engines[0].halt_max_steps();
+    let mut out = PuzzleOutcome {
+        pred: [[PAD; CELLS]; 2],
+        halt_step: [None; 2],
+        stop_step: [0; 2],
+        sums: Vec::with_capacity(steps as usize),
+    };
+    for e in engines.iter_mut() {
+        e.start(&p.question)?;
+    }
+    for _ in 0..steps {
+        for (k, e) in engines.iter_mut().enumerate() {
+            let s = e.step();
+            if s.halt && out.halt_step[k].is_none() {
+                out.halt_step[k] = Some(s.step);
+            }
+            if out.stop_step[k] == 0 && should_stop(halt, s.step, steps, s.halt) {
+                out.stop_step[k] = s.step;
+                e.predict(&mut out.pred[k])?;
+            }
+        }
+        let [ya, za, yb, zb] = bufs;
+        engines[0].states_into(ya, za);
+        engines[1].states_into(yb, zb);
+        let sums = |a: &[f64], b: &[f64]| {
+            a.iter()
+                .zip(b)
+                .fold((0f64, 0f64, 0f64), |(m, s, q), (&a, &b)| {
+                    let d = (b - a).abs();
+                    (m.max(d), s + d, q + a * a)
+                })
+        };
+        out.sums.push([sums(ya, yb), sums(za, zb)]);
+    }
+    Ok(out)
+}
+
+/// Runs `float` and `fixed` on `puzzles` (see the module documentation) on `threads` threads
+/// (0: as many as the machine has) and checks `thresholds`.
+pub fn verify(
+    float: &Model<'_>,
+    fixed: &Model<'_>,
+    puzzles: &[TokenPuzzle],
+    halt: HaltMode,
+    thresholds: &Thresholds,
+    threads: usize,
+) -> anyhow::Result<VerifyReport> {
+    check_sudoku_model(float, "--float")?;
+    check_sudoku_model(fixed, "--fixed")?;
+    if float.scheme().is_fixed() {
+        bail!("--float: the model is a fixed-point one; give the float model it was made from");
+    }
+    let (cf, cq) = (float.config(), fixed.config());
+    let same_shape = cf.hidden_size == cq.hidden_size
+        && cf.seq_total() == cq.seq_total()
+        && cf.halt_max_steps == cq.halt_max_steps
+        && cf.l_layers == cq.l_layers
+        && cf.mlp_t == cq.mlp_t;
+    ensure!(
+        same_shape,
+        "the two models have different architectures (--float: D={} seq_total={} layers={} \
+         mlp_t={} halt_max_steps={}; --fixed: D={} seq_total={} layers={} mlp_t={} \
+         halt_max_steps={})",
+        cf.hidden_size,
+        cf.seq_total(),
+        cf.l_layers,
+        cf.mlp_t,
+        cf.halt_max_steps,
+        cq.hidden_size,
+        cq.seq_total(),
+        cq.l_layers,
+        cq.mlp_t,
+        cq.halt_max_steps
+    );
+    ensure!(!puzzles.is_empty(), "no puzzles to verify on");
+    let with_answer = puzzles.iter().filter(|p| p.answer.is_some()).count();
+    if with_answer < puzzles.len() && thresholds.max_exact_drop.is_some() {
+        bail!(
+            "--max-exact-drop needs every puzzle's answer ({} of {} have one)",
+            with_answer,
+            puzzles.len()
+        );
+    }
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+    .clamp(1, puzzles.len());
+    let t0 = Instant::now();
+    let chunk = puzzles.len().div_ceil(threads);
+    let results: Vec<anyhow::Result<Vec<PuzzleOutcome>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = puzzles
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> anyhow::Result<Vec<PuzzleOutcome>> {
+                    let mut sa = Scratch::for_model(float);
+                    let mut sb = Scratch::for_model(fixed);
+                    let mut engines = [
+                        HostEngine::new(float, &mut sa)?,
+                        HostEngine::new(fixed, &mut sb)?,
+                    ];
+                    let n = engines[0].state_len();
+                    ensure!(
+                        engines[1].state_len() == n,
+                        "the models' states differ in size"
+                    );
+                    let mut bufs = [vec![0f64; n], vec![0f64; n], vec![0f64; n], vec![0f64; n]];
+                    part.iter()
+                        .map(|p| run_one(&mut engines, p, halt, &mut bufs))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a verify thread panicked")))
+            })
+            .collect()
+    });
+    let mut outcomes = Vec::with_capacity(puzzles.len());
+    for r in results {
+        outcomes.extend(r?);
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(summarize(
+        float, fixed, puzzles, &outcomes, halt, thresholds, seconds, threads,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    float: &Model<'_>,
+    fixed: &Model<'_>,
+    puzzles: &[TokenPuzzle],
+    outcomes: &[PuzzleOutcome],
+    halt: HaltMode,
+    thresholds: &Thresholds,
+    seconds: f64,
+    threads: usize,
+) -> VerifyReport {
+    let n = puzzles.len();
+    let with_answer = puzzles.iter().filter(|p| p.answer.is_some()).count();
+    let stats = |k: usize, m: &Model<'_>| {
+        let (mut exact, mut cells, mut valid, mut halted, mut steps) = (0, 0, 0, 0, 0u64);
+        for (p, o) in puzzles.iter().zip(outcomes) {
+            let pred = &o.pred[k];
+            if let Some(a) = &p.answer {
+                let c = a.iter().zip(pred).filter(|(x, y)| x == y).count();
+                cells += c;
+                exact += usize::from(c == CELLS);
+            }
+            valid += usize::from(sudoku::is_valid_solution(pred, &p.question));
+            halted += usize::from(o.halt_step[k].is_some());
+            steps += o.stop_step[k] as u64;
+        }
+        let frac = |v: usize, of: usize| (with_answer > 0).then(|| v as f64 / of as f64);
+        ModelStats {
+            scheme: scheme_name(m),
+            model_crc: format!("{:08x}", trm_nostd::format::crc32(m.bytes())),
+            exact,
+            exact_accuracy: frac(exact, with_answer),
+            cell_accuracy: frac(cells, with_answer * CELLS),
+            valid,
+            halted,
+            mean_steps: steps as f64 / n as f64,
+        }
+    };
+    let fs = stats(0, float);
+    let qs = stats(1, fixed);
+    let mut same_answer = 0;
+    let mut same_cells = 0;
+    let mut same_halt = 0;
+    let mut disagreeing = Vec::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        let c = o.pred[0]
+            .iter()
+            .zip(&o.pred[1])
+            .filter(|(a, b)| a == b)
+            .count();
+        same_cells += c;
+        if c == CELLS {
+            same_answer += 1;
+        } else if disagreeing.len() < 20 {
+            disagreeing.push(i);
+        }
+        same_halt += usize::from(o.halt_step[0] == o.halt_step[1]);
+    }
+    let steps = outcomes.first().map_or(0, |o| o.sums.len());
+    let state_len = (float.config().seq_total() * float.config().d()) as f64;
+    let mut drift = Vec::with_capacity(steps);
+    for s in 0..steps {
+        let mut d = [Drift::default(); 2];
+        for (w, dw) in d.iter_mut().enumerate() {
+            let (mut max, mut sum, mut sq) = (0f64, 0f64, 0f64);
+            for o in outcomes {
+                let (m, a, q) = o.sums[s][w];
+                max = max.max(m);
+                sum += a;
+                sq += q;
+            }
+            let count = state_len * outcomes.len() as f64;
+            let rms = (sq / count).sqrt();
+            *dw = Drift {
+                max_abs: max,
+                mean_abs: sum / count,
+                float_rms: rms,
+                rel_max: if rms > 0.0 { max / rms } else { max },
+            };
+        }
+        drift.push(StepDrift {
+            step: s as u32 + 1,
+            y: d[0],
+            z: d[1],
+        });
+    }
+    let max_rel_drift = drift
+        .iter()
+        .map(|d| d.y.rel_max.max(d.z.rel_max))
+        .fold(0f64, f64::max);
+    let exact_drop = match (fs.exact_accuracy, qs.exact_accuracy) {
+        (Some(a), Some(b)) => Some(a - b),
+        _ => None,
+    };
+    let mut report = VerifyReport {
+        puzzles: n,
+        with_answer,
+        halt: halt_name(halt).to_string(),
+        steps: float.config().halt_max_steps,
+        float: fs,
+        fixed: qs,
+        answer_agreement: same_answer as f64 / n as f64,
+        cell_agreement: same_cells as f64 / (n * CELLS) as f64,
+        exact_drop,
+        halt_agreement: same_halt as f64 / n as f64,
+        drift,
+        max_rel_drift,
+        disagreeing,
+        thresholds: *thresholds,
+        failures: Vec::new(),
+        seconds,
+        threads,
+    };
+    report.failures = check(&report, thresholds);
+    report
+}
+
+/// The thresholds `report` breaks.
+pub fn check(report: &VerifyReport, t: &Thresholds) -> Vec<Failure> {
+    let mut out = Vec::new();
+    let mut at_least = |name: &str, limit: Option<f64>, value: f64| {
+        if let Some(limit) = limit
+            && (value.is_nan() || value < limit)
+        {
+            out.push(Failure {
+                threshold: name.to_string(),
+                limit,
+                value,
+            });
+        }
+    };
+    at_least(
+        "min-answer-agreement",
+        t.min_answer_agreement,
+        report.answer_agreement,
+    );
+    at_least(
+        "min-cell-agreement",
+        t.min_cell_agreement,
+        report.cell_agreement,
+    );
+    at_least(
+        "min-halt-agreement",
+        t.min_halt_agreement,
+        report.halt_agreement,
+    );
+    let mut at_most = |name: &str, limit: Option<f64>, value: f64| {
+        if let Some(limit) = limit
+            && (value.is_nan() || value > limit)
+        {
+            out.push(Failure {
+                threshold: name.to_string(),
+                limit,
+                value,
+            });
+        }
+    };
+    at_most(
+        "max-exact-drop",
+        t.max_exact_drop,
+        report.exact_drop.unwrap_or(f64::NAN),
+    );
+    at_most("max-state-drift", t.max_state_drift, report.max_rel_drift);
+    out
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v))
+}
+
+impl VerifyReport {
+    /// The report as a human-readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let mut line = |t: String| {
+            s.push_str(&t);
+            s.push('\n');
+        };
+        line(format!(
+            "verify: {} puzzles ({} with answers), halt={}, {} ACT steps, {:.2}s on {} threads",
+            self.puzzles, self.with_answer, self.halt, self.steps, self.seconds, self.threads
+        ));
+        line(format!(
+            "{:<10} {:<12} {:>10} {:>12} {:>12} {:>8} {:>8} {:>10}",
+            "model", "scheme", "crc", "exact", "cells", "valid", "halted", "mean_steps"
+        ));
+        for (name, m) in [("float", &self.float), ("fixed", &self.fixed)] {
+            line(format!(
+                "{:<10} {:<12} {:>10} {:>12} {:>12} {:>8} {:>8} {:>10.3}",
+                name,
+                m.scheme,
+                m.model_crc,
+                format!("{} {}", m.exact, pct(m.exact_accuracy)),
+                pct(m.cell_accuracy),
+                m.valid,
+                m.halted,
+                m.mean_steps
+            ));
+        }
+        line(format!(
+            "exact drop {}  answer agreement {:.2}%  cell agreement {:.3}%  halting-step agreement {:.2}%",
+            self.exact_drop
+                .map_or("-".to_string(), |d| format!("{:+.2} points", 100.0 * d)),
+            100.0 * self.answer_agreement,
+            100.0 * self.cell_agreement,
+            100.0 * self.halt_agreement
+        ));
+        line(format!(
+            "{:>5} {:>11} {:>11} {:>9} {:>9} {:>11} {:>11} {:>9} {:>9}",
+            "step",
+            "y max|d|",
+            "y mean|d|",
+            "y rms",
+            "y rel",
+            "z max|d|",
+            "z mean|d|",
+            "z rms",
+            "z rel"
+        ));
+        for d in &self.drift {
+            line(format!(
+                "{:>5} {:>11.3e} {:>11.3e} {:>9.4} {:>9.4} {:>11.3e} {:>11.3e} {:>9.4} {:>9.4}",
+                d.step,
+                d.y.max_abs,
+                d.y.mean_abs,
+                d.y.float_rms,
+                d.y.rel_max,
+                d.z.max_abs,
+                d.z.mean_abs,
+                d.z.float_rms,
+                d.z.rel_max
+            ));
+        }
+        if !self.disagreeing.is_empty() {
+            line(format!(
+                "puzzles whose answers differ (first {}): {:?}",
+                self.disagreeing.len(),
+                self.disagreeing
+            ));
+        }
+        if self.failures.is_empty() {
+            line("gate: PASS".to_string());
+        } else {
+            for f in &self.failures {
+                line(format!(
+                    "gate: FAIL {}: {} (limit {})",
+                    f.threshold, f.value, f.limit
+                ));
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,283 @@
+//! `trm-export verify`: a float model against itself passes the strictest gate; against its
+//! fixed-point conversion, the JSON report's figures equal the ones computed here with the two
+//! engines directly, and thresholds just beyond / within the measured values fail (exit 3,
+//! naming the threshold) / pass.
+
+mod common;
+
+use common::tiny;
+use serde_json::Value;
+use trm_nostd::fixed::FixedEngine;
+use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
+use trm_nostd::{FloatEngine, Model};
+
+/// What one puzzle gives with both engines run directly: predictions (after the last step, or
+/// at the model's halting step with `early`), halting steps, and per step the largest
+/// |fixed - float| of y and z and the sums of |d| and float^2.
+struct Direct {
+    pred: [Tokens; 2],
+    halt: [Option<u32>; 2],
+    /// Per step: (max |dy|, max |dz|, sum |dy|, sum y^2).
+    steps: Vec<(f64, f64, f64, f64)>,
+}
+
+fn direct(float: &[u8], fixed: &[u8], question: &str, early: bool) -> Direct {
+    let fm = Model::parse(float).unwrap();
+    let qm = Model::parse(fixed).unwrap();
+    let c = *fm.config();
+    let mut q: Tokens = [PAD; CELLS];
+    sudoku::parse_puzzle(question, &mut q).unwrap();
+    let mut scratch = vec![0f32; FloatEngine::scratch_len(&c)];
+    let mut fe = FloatEngine::new(&c, &fm, &mut scratch).unwrap();
+    let need = FixedEngine::scratch_len(&c);
+    let (mut a, mut b) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+    let mut qe = FixedEngine::new(&qm, &mut a, &mut b).unwrap();
+    fe.start(&q, 0).unwrap();
+    qe.start(&q, 0).unwrap();
+    let mut d = Direct {
+        pred: [[PAD; CELLS]; 2],
+        halt: [None; 2],
+        steps: Vec::new(),
+    };
+    let mut done = [false; 2];
+    let s = qe.state_scale() as f64;
+    for k in 1..=c.halt_max_steps {
+        let (sf, sq) = (fe.step(), qe.step());
+        let last = k == c.halt_max_steps;
+        if sf.q_halt > 0.0 && d.halt[0].is_none() {
+            d.halt[0] = Some(k);
+        }
+        if sq.q_halt > 0 && d.halt[1].is_none() {
+            d.halt[1] = Some(k);
+        }
+        if !done[0] && (last || early && sf.q_halt > 0.0) {
+            fe.predict(&mut d.pred[0]).unwrap();
+            done[0] = true;
+        }
+        if !done[1] && (last || early && sq.q_halt > 0) {
+            qe.predict(&mut d.pred[1]).unwrap();
+            done[1] = true;
+        }
+        let diff = |f: &[f32], i: &[i16]| {
+            f.iter()
+                .zip(i)
+                .map(|(&f, &i)| (i as f64 * s - f as f64).abs())
+                .collect::<Vec<f64>>()
+        };
+        let dy = diff(fe.y(), qe.y());
+        let dz = diff(fe.z(), qe.z());
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        d.steps.push((
+            max(&dy),
+            max(&dz),
+            dy.iter().sum(),
+            fe.y().iter().map(|&v| v as f64 * v as f64).sum(),
+        ));
+    }
+    d
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn f(v: &Value, path: &str) -> f64 {
+    v.pointer(path)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("no number at {path} in {v}"))
+}
+
+#[test]
+fn verify_reports_what_the_engines_compute_and_gates() {
+    let dir = tiny::temp_dir("verify");
+    let c = tiny::config();
+    let rows = tiny::puzzles(6, 40, 4);
+    let csv = dir.join("p.csv");
+    tiny::write_csv(&csv, &rows);
+    let float = tiny::float_model(&c, 8, 0.0);
+    // Calibrated on two of the puzzles only: the fixed model then disagrees somewhere.
+    let fixed = tiny::fixed_model(&float, &rows[..2]);
+    let (fp, qp) = (dir.join("f.trm"), dir.join("q.trm"));
+    std::fs::write(&fp, &float).unwrap();
+    std::fs::write(&qp, &fixed).unwrap();
+    let (fs, qs, cs) = (
+        fp.to_str().unwrap(),
+        qp.to_str().unwrap(),
+        csv.to_str().unwrap(),
+    );
+
+    // Against itself: identical in every way, the strictest gate passes.
+    let json = dir.join("self.json");
+    let o = tiny::cli(&[
+        "verify",
+        "--float",
+        fs,
+        "--fixed",
+        fs,
+        "--puzzles",
+        cs,
+        "--json",
+        json.to_str().unwrap(),
+        "--min-answer-agreement",
+        "1",
+        "--min-cell-agreement",
+        "1",
+        "--max-exact-drop",
+        "0",
+        "--max-state-drift",
+        "0",
+        "--min-halt-agreement",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", tiny::text(&o));
+    assert!(tiny::text(&o).contains("gate: PASS"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(f(&v, "/answer_agreement"), 1.0);
+    assert_eq!(f(&v, "/max_rel_drift"), 0.0);
+
+    for early in [false, true] {
+        let json = dir.join(format!("fixed-{early}.json"));
+        let halt = if early { "early" } else { "all" };
+        let o = tiny::cli(&[
+            "verify",
+            "--float",
+            fs,
+            "--fixed",
+            qs,
+            "--puzzles",
+            cs,
+            "--halt",
+            halt,
+            "--json",
+            json.to_str().unwrap(),
+            "--threads",
+            "2",
+        ]);
+        assert!(o.status.success(), "{}", tiny::text(&o));
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+
+        let runs: Vec<Direct> = rows
+            .iter()
+            .map(|r| direct(&float, &fixed, &r.question, early))
+            .collect();
+        let n = rows.len() as f64;
+        let answers: Vec<Tokens> = rows
+            .iter()
+            .map(|r| {
+                let mut t = [PAD; CELLS];
+                sudoku::parse_puzzle(r.answer.as_deref().unwrap(), &mut t).unwrap();
+                t
+            })
+            .collect();
+        let same = |a: &Tokens, b: &Tokens| a.iter().zip(b).filter(|(x, y)| x == y).count();
+        for (k, name) in [(0, "float"), (1, "fixed")] {
+            let cells: usize = runs
+                .iter()
+                .zip(&answers)
+                .map(|(d, a)| same(&d.pred[k], a))
+                .sum();
+            let exact = runs
+                .iter()
+                .zip(&answers)
+                .filter(|(d, a)| d.pred[k] == **a)
+                .count();
+            let halted = runs.iter().filter(|d| d.halt[k].is_some()).count();
+            assert!(close(
+                f(&v, &format!("/{name}/cell_accuracy")),
+                cells as f64 / (n * 81.0)
+            ));
+            assert_eq!(f(&v, &format!("/{name}/exact")), exact as f64);
+            assert_eq!(f(&v, &format!("/{name}/halted")), halted as f64);
+        }
+        let agree = runs.iter().filter(|d| d.pred[0] == d.pred[1]).count();
+        let cell_agree: usize = runs.iter().map(|d| same(&d.pred[0], &d.pred[1])).sum();
+        let halt_agree = runs.iter().filter(|d| d.halt[0] == d.halt[1]).count();
+        assert!(close(f(&v, "/answer_agreement"), agree as f64 / n));
+        assert!(close(
+            f(&v, "/cell_agreement"),
+            cell_agree as f64 / (n * 81.0)
+        ));
+        assert!(close(f(&v, "/halt_agreement"), halt_agree as f64 / n));
+        let drift = v["drift"].as_array().unwrap();
+        assert_eq!(drift.len(), c.halt_max_steps as usize);
+        let len = (c.seq_total() * c.d()) as f64 * n;
+        let mut max_rel = 0f64;
+        for (s, d) in drift.iter().enumerate() {
+            let my = runs.iter().map(|r| r.steps[s].0).fold(0.0, f64::max);
+            let mz = runs.iter().map(|r| r.steps[s].1).fold(0.0, f64::max);
+            let mean_y = runs.iter().map(|r| r.steps[s].2).sum::<f64>() / len;
+            let rms_y = (runs.iter().map(|r| r.steps[s].3).sum::<f64>() / len).sqrt();
+            assert_eq!(f(d, "/step"), s as f64 + 1.0);
+            assert!(close(f(d, "/y/max_abs"), my), "{d}");
+            assert!(close(f(d, "/z/max_abs"), mz), "{d}");
+            assert!(close(f(d, "/y/mean_abs"), mean_y), "{d}");
+            assert!(close(f(d, "/y/float_rms"), rms_y), "{d}");
+            assert!(my > 0.0, "int8/int16 must differ from f32 somewhere");
+            max_rel = max_rel.max(f(d, "/y/rel_max")).max(f(d, "/z/rel_max"));
+        }
+        assert!(close(f(&v, "/max_rel_drift"), max_rel));
+        for key in [
+            "puzzles",
+            "with_answer",
+            "halt",
+            "steps",
+            "exact_drop",
+            "failures",
+        ] {
+            assert!(v.get(key).is_some(), "JSON lacks {key}");
+        }
+        assert_eq!(v["halt"], halt);
+
+        // Thresholds just beyond the measured values fail, naming themselves; just within, pass.
+        let measured_cells = f(&v, "/cell_agreement");
+        // This model disagrees somewhere, so the failing side of the cell gate is reached.
+        assert!(
+            measured_cells < 1.0,
+            "{halt}: cell agreement {measured_cells}"
+        );
+        let gate = |extra: &[&str]| {
+            let mut args = vec![
+                "verify",
+                "--float",
+                fs,
+                "--fixed",
+                qs,
+                "--puzzles",
+                cs,
+                "--halt",
+                halt,
+            ];
+            args.extend_from_slice(extra);
+            tiny::cli(&args)
+        };
+        let above = format!("{}", max_rel * 0.999);
+        let below = format!("{}", max_rel * 1.001);
+        let o = gate(&["--max-state-drift", &above]);
+        assert_eq!(o.status.code(), Some(3), "{}", tiny::text(&o));
+        assert!(
+            tiny::text(&o).contains("--max-state-drift"),
+            "{}",
+            tiny::text(&o)
+        );
+        let o = gate(&["--max-state-drift", &below]);
+        assert!(o.status.success(), "{}", tiny::text(&o));
+        let o = gate(&[
+            "--min-cell-agreement",
+            &format!("{}", (measured_cells + 1.0) / 2.0),
+            "--min-answer-agreement",
+            "1",
+        ]);
+        assert_eq!(o.status.code(), Some(3), "{}", tiny::text(&o));
+        let t = tiny::text(&o);
+        assert!(
+            t.contains("--min-cell-agreement") && t.contains("--min-answer-agreement"),
+            "{t}"
+        );
+        let o = gate(&[
+            "--min-cell-agreement",
+            &format!("{}", measured_cells * 0.999),
+        ]);
+        assert!(o.status.success(), "{}", tiny::text(&o));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
