@@ -752,18 +752,19 @@ pub fn load_subset(prefix: &str, subset: &str) -> Result<Vec<ArcTask>, ArcError>
             None => None,
         };
         if let Some(sol) = sol
-            && sol.len() != task.test.len() {
-                return Err(ArcError::Puzzle {
-                    path: sol_path,
-                    puzzle: id,
-                    field: "solutions".into(),
-                    msg: format!(
-                        "{} solution grids for {} test inputs",
-                        sol.len(),
-                        task.test.len()
-                    ),
-                });
-            }
+            && sol.len() != task.test.len()
+        {
+            return Err(ArcError::Puzzle {
+                path: sol_path,
+                puzzle: id,
+                field: "solutions".into(),
+                msg: format!(
+                    "{} solution grids for {} test inputs",
+                    sol.len(),
+                    task.test.len()
+                ),
+            });
+        }
         let mut test = Vec::with_capacity(task.test.len());
         for (i, ex) in task.test.iter().enumerate() {
             let input = grid(&ch_path, &id, format!("test[{i}].input"), &ex.input)?;

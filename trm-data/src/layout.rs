@@ -461,7 +461,8 @@ impl PuzzleSet {
         if self.seq_len == 0 {
             return Err("seq_len is 0".into());
         }
-        if !self.inputs.len().is_multiple_of(self.seq_len) || self.inputs.len() != self.labels.len() {
+        if !self.inputs.len().is_multiple_of(self.seq_len) || self.inputs.len() != self.labels.len()
+        {
             return Err(format!(
                 "inputs ({}) and labels ({}) are not both whole rows of {}",
                 self.inputs.len(),

@@ -213,7 +213,9 @@ impl Config {
         {
             return Err(ConfigError::TooLarge("recursion counts"));
         }
-        if !self.hidden_size.is_multiple_of(self.num_heads) || !(self.hidden_size / self.num_heads).is_multiple_of(2) {
+        if !self.hidden_size.is_multiple_of(self.num_heads)
+            || !(self.hidden_size / self.num_heads).is_multiple_of(2)
+        {
             return Err(ConfigError::BadHeads);
         }
         for (v, name) in [

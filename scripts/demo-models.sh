@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Trains and exports the project's demo models on CPU, then runs the float-vs-fixed parity gate
+# on 1000 held-out puzzles of each task:
+#
+#   scripts/demo-models.sh easy      # 6-blank generated Sudoku, mlp_t D=32, 1 layer (~3 min alone)
+#   scripts/demo-models.sh extreme   # Sudoku-Extreme 1k (x100 augmentations), mlp_t D=64, 2 layers
+#
+# `easy` is the model the firmware embeds by default (firmware-examples/models/, copied there by
+# hand after a run: `cp out/easy/model-{f32,fixed}.trm` to `sudoku-d32-{f32,fixed}.trm`).
+# `extreme` reads ../shared/data/sudoku-extreme (TRM_SHARED to move it): its 1k training
+# puzzles and the first 1000 rows of test_hard.csv as held-out puzzles; it runs until
+# EXTREME_STEPS optimizer steps [4000] (resumable: run it again to go on) and evaluates the
+# latest checkpoint. Outputs go to OUT_DIR [out]/{easy,extreme}. TRM_THREADS sets libtorch's
+# CPU threads (1 is fastest when other work shares the machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT_DIR:-out}
+SHARED=${TRM_SHARED:-../shared}
+TRAIN=./target/release/trm-train
+EXPORT=./target/release/trm-export
+GATE="--min-answer-agreement 0.99 --min-cell-agreement 0.999 --max-exact-drop 0.005"
+cargo build --release -p trm-train -p trm-export
+
+case "${1:-}" in
+  easy)
+    D="$OUT/easy"
+    mkdir -p "$D"
+    [ -d "$D/data" ] || $TRAIN build-dataset sudoku-generate --output-dir "$D/data" --train 4000 \
+      --test 1000 --blanks 6 --seed 1 --no-progress
+    $TRAIN train --config trm-train/configs/sudoku_ci.yaml --device cpu "data_paths=[$D/data]" \
+      "checkpoint_path=$D/run" epochs=32 eval_interval=8 global_batch_size=64 lr=3e-3 \
+      lr_warmup_steps=10 weight_decay=0 puzzle_emb_weight_decay=0 ema=False arch.L_layers=1 \
+      arch.halt_max_steps=2 run_name=easy-d32
+    calib="$D/data/train"
+    test="$D/data/test"
+    ;;
+  extreme)
+    D="$OUT/extreme"
+    mkdir -p "$D"
+    src="$SHARED/data/sudoku-extreme/sudoku-extreme-1k"
+    if [ ! -d "$D/data" ]; then
+      head -1001 "$src/test_hard.csv" > "$D/test1000.csv"
+      $TRAIN build-dataset sudoku --train-csv "$src/train.csv" --test-csv "$D/test1000.csv" \
+        --output-dir "$D/data" --num-aug 100 --compact-tokens --no-progress
+    fi
+    $TRAIN train --config trm-train/configs/sudoku_mlp_t.yaml --device cpu "data_paths=[$D/data]" \
+      "checkpoint_path=$D/run" --max-steps "${EXTREME_STEPS:-4000}" arch.hidden_size=64 \
+      arch.L_layers=2 arch.H_cycles=2 arch.L_cycles=4 arch.halt_max_steps=4 arch.puzzle_emb_len=2 \
+      arch.forward_dtype=float32 global_batch_size=64 lr=1e-3 puzzle_emb_lr=1e-2 \
+      lr_warmup_steps=100 weight_decay=0.1 puzzle_emb_weight_decay=0.1 epochs=20000 \
+      eval_interval=25 checkpoint_keep_last=3 run_name=extreme-d64
+    calib="$D/data/train"
+    test="$D/data/test"
+    ;;
+  *) echo "usage: $0 easy|extreme" >&2; exit 2 ;;
+esac
+
+$EXPORT export "$D/run" -o "$D/" --dtype f32,fixed --calib-dataset "$calib" --calib 256
+# shellcheck disable=SC2086 # GATE is a list of options
+$EXPORT verify --float "$D/model-f32.trm" --fixed "$D/model-fixed.trm" --dataset "$test" \
+  --limit 1000 --json "$D/verify.json" $GATE | tee "$D/verify.txt"
