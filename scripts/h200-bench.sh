@@ -21,6 +21,15 @@
 #                  "arch.hidden_size=64 arch.num_heads=2" for a quick CPU try)
 #   RUN_TIMEOUT    seconds allowed per run (default 900); a run past it is reported as timeout
 #   SKIP_SETUP=1   do not run scripts/setup.sh
+#   DIST_NPROC     ranks of the distributed check (default 1: the NCCL path at world size 1 through
+#                  torchrun with TRM_DIST=on; N > 1 needs N GPUs)
+#   DIST_BATCH     global batch of the distributed check (default 768), DIST_STEPS its steps
+#                  (default 20); SKIP_DIST=1 skips the check
+#
+# The distributed check (see docs/DISTRIBUTED.md) trains sudoku_mlp_t on a generated Sudoku
+# dataset under torchrun (the venv's) with the NCCL backend, and reports examples/s and the mean
+# gradient all-reduce time per step from the run's metrics.jsonl. It needs a CUDA device and the
+# NCCL half of the c10d bridge (`trm-train info` prints "nccl yes"), and fails loudly otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${BENCH_DEVICE:-cuda}
@@ -52,7 +61,8 @@ cargo build --release -p trm-train --bin trm-train || die "build of trm-train fa
 cargo bench -p trm-train --bench train_step --no-run || die "build of the bench failed"
 
 log "libtorch"
-target/release/trm-train info --device "$DEVICE" || die "trm-train info --device $DEVICE failed"
+target/release/trm-train info --device "$DEVICE" | tee "${TMPDIR:-/tmp}/trm-info.txt" \
+  || die "trm-train info --device $DEVICE failed"
 
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
@@ -83,6 +93,42 @@ ARC_ARGS=(--config arc1 --batch "$ARC_BATCH" --seq-len "$ARC_SEQ_LEN")
 [ -n "${ARC_PUZZLE_IDS:-}" ] && ARC_ARGS+=(--puzzle-ids "$ARC_PUZZLE_IDS")
 bench "arc1 b$ARC_BATCH" "${ARC_ARGS[@]}"
 
+# The NCCL path: torchrun --nproc-per-node DIST_NPROC, TRM_DIST=on so that even one rank runs
+# through a ProcessGroupNCCL (broadcast, bucketed all-reduce, all-gather, reduce, barrier).
+DIST_LINE=""
+if [ "${SKIP_DIST:-0}" != 1 ] && [ "$DEVICE" != cpu ]; then
+  DIST_NPROC=${DIST_NPROC:-1}
+  DIST_BATCH=${DIST_BATCH:-768}
+  DIST_STEPS=${DIST_STEPS:-20}
+  grep -q 'nccl yes' "${TMPDIR:-/tmp}/trm-info.txt" \
+    || die "this trm-train has no NCCL backend (c10d bridge: $(grep 'c10d bridge' "${TMPDIR:-/tmp}/trm-info.txt")): install the crt/cccl headers (scripts/setup.sh) and rebuild"
+  .venv/bin/python -c 'import torch,sys; n=torch.cuda.device_count(); sys.exit(0 if n >= int(sys.argv[1]) else 1)' "$DIST_NPROC" \
+    || die "the distributed check needs $DIST_NPROC CUDA device(s); torch sees $(.venv/bin/python -c 'import torch; print(torch.cuda.device_count())')"
+  [ -x .venv/bin/torchrun ] || die ".venv/bin/torchrun not found (scripts/setup.sh installs torch)"
+  log "distributed check: NCCL, world size $DIST_NPROC, batch $DIST_BATCH, $DIST_STEPS steps"
+  target/release/trm-train build-dataset sudoku-generate --output-dir "$OUT/dist-data" \
+    --train 2048 --test 64 --blanks 40 >/dev/null || die "dataset generation failed"
+  TRM_DIST=on timeout "$RUN_TIMEOUT" .venv/bin/torchrun --no-python --nproc-per-node "$DIST_NPROC" \
+    target/release/trm-train train --config trm-train/configs/sudoku_mlp_t.yaml --device cuda \
+    --quiet --dist-timeout-s 120 --max-steps "$DIST_STEPS" "data_paths=[$OUT/dist-data]" \
+    "checkpoint_path=$OUT/dist-run" "global_batch_size=$DIST_BATCH" epochs=100 eval_interval=100 \
+    "${OVERRIDES[@]}" 2>&1 | tee "$OUT/dist.txt"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || die "the NCCL run failed (exit $rc): see the output above"
+  grep -q 'NCCL\|Nccl' "$OUT/dist.txt" || die "the run did not report the NCCL backend"
+  # examples/s from the summary line; mean allreduce_ms over the steps after the first.
+  EPS=$(sed -n 's/.* \([0-9.]*\) examples\/s.*/\1/p' "$OUT/dist.txt" | tail -n 1)
+  AR=$(.venv/bin/python - "$OUT/dist-run/metrics.jsonl" <<'PY'
+import json, sys
+v = [r["metrics"].get("allreduce_ms") if "metrics" in r else r.get("allreduce_ms")
+     for r in map(json.loads, open(sys.argv[1])) if r.get("kind") == "train"]
+v = [x for x in v if isinstance(x, (int, float))][1:]
+print(f"{sum(v) / len(v):.3f}" if v else "n/a")
+PY
+)
+  DIST_LINE="NCCL world size $DIST_NPROC, sudoku_mlp_t batch $DIST_BATCH: $EPS examples/s, gradient all-reduce $AR ms/step"
+fi
+
 field() { # RESULT line, key
   tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"
 }
@@ -101,3 +147,5 @@ for r in "${RESULTS[@]}"; do
 done
 echo "gpu_peak_MiB: nvidia-smi memory.used over its value before the model was built (libtorch's"
 echo "caching allocator reservation + CUDA context); host_peak_MiB: VmHWM of the bench process."
+[ -n "$DIST_LINE" ] && echo "$DIST_LINE"
+exit 0

@@ -46,7 +46,7 @@ if [ "${SKIP_TORCH:-0}" != 1 ]; then
   if ! .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null; then
     log "installing torch==$TORCH_VERSION into .venv (about 5 GB, a few minutes)"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q "torch==$TORCH_VERSION" numpy safetensors
+    .venv/bin/python -m pip install -q "torch==$TORCH_VERSION" "cuda-toolkit[crt,cccl]" numpy safetensors
   else
     log "torch $TORCH_VERSION present in .venv"
   fi

@@ -70,7 +70,10 @@ fn read_version(root: &Path) -> Option<String> {
 /// with a warning, and `ProcessGroup` reports the bridge unavailable. The NCCL half needs nccl.h
 /// (the `nvidia-nccl` wheel) and the CUDA runtime, crt and cccl headers (the venv's
 /// `nvidia/*/include`, or `CUDA_HOME`); it is tried only when those are found, and a failure to
-/// compile it only drops NCCL. `TRM_DIST_NCCL=0` skips it.
+/// compile it only drops NCCL. `TRM_DIST_NCCL=0` skips it. The PyTorch 2.13 CUDA 13 wheels
+/// lack the crt and cccl headers: scripts/setup.sh installs the wheels that match the venv's
+/// CUDA 13.0 runtime, `nvidia-cuda-crt==13.0.88` and `nvidia-cuda-cccl==13.0.85` (the `crt`
+/// and `cccl` extras of the `cuda-toolkit==13.0.3.0` that torch requires).
 fn build_dist_bridge(lib_dir: &Path) {
     for f in [
         "csrc/trm_dist.h",
@@ -178,14 +181,18 @@ fn nccl_include_dirs(torch_root: &Path) -> Option<Vec<PathBuf>> {
         .canonicalize()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
+        && let Ok(rd) = std::fs::read_dir(site.join("nvidia"))
     {
-        if let Ok(rd) = std::fs::read_dir(site.join("nvidia")) {
-            let mut pkgs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            pkgs.sort();
-            for p in pkgs {
-                cands.push(p.join("include"));
-                cands.push(p.join("include/cccl"));
+        let mut pkgs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        pkgs.sort();
+        for p in pkgs {
+            // Rebuild when headers are added there (e.g. the crt and cccl wheels installed
+            // after a first build without them).
+            if p.join("include").is_dir() {
+                println!("cargo:rerun-if-changed={}", p.join("include").display());
             }
+            cands.push(p.join("include"));
+            cands.push(p.join("include/cccl"));
         }
     }
     for root in [

@@ -3,13 +3,17 @@
 mod cli;
 
 use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use tch::{Device, Tensor};
 use trm_train::config::TrainConfig;
 use trm_train::device::DeviceChoice;
+use trm_train::dist::{Backend, ProcessGroup};
 use trm_train::info::LibtorchInfo;
 use trm_train::run::TrainRun;
 
@@ -61,6 +65,18 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Run N ranks on this machine (the built-in launcher: rank 0 hosts the store; see
+    /// docs/DISTRIBUTED.md). Under torchrun or Slurm leave it out: the ranks come from the
+    /// environment (RANK, WORLD_SIZE, ... or SLURM_PROCID, SLURM_NTASKS, ...).
+    #[arg(long, value_name = "N")]
+    nproc_per_node: Option<usize>,
+    /// The built-in launcher's store port (default: a free port).
+    #[arg(long, value_name = "PORT", requires = "nproc_per_node")]
+    master_port: Option<u16>,
+    /// Seconds a rank waits for the others (store, rendezvous, every collective) before failing
+    /// with an error: a rank that died or hangs stops the run within this time.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    dist_timeout_s: u64,
     /// Config overrides in the reference's hydra syntax: `key=value` (`arch.L_layers=2`,
     /// `lr=1e-4`, `data_paths="[data/x]"`).
     overrides: Vec<String>,
@@ -87,9 +103,58 @@ struct EvaluateArgs {
     json: bool,
 }
 
+/// Rank 0's run slug, sent to every rank (each would otherwise name its own run folder).
+fn shared_slug(pg: &ProcessGroup) -> Result<String> {
+    const LEN: usize = 256;
+    let mut bytes = [0u8; LEN];
+    if pg.rank() == 0 {
+        let slug = trm_train::run::train::run_slug();
+        let n = slug.len().min(LEN);
+        bytes[..n].copy_from_slice(&slug.as_bytes()[..n]);
+    }
+    let mut t = [Tensor::from_slice(&bytes)];
+    pg.broadcast_bucketed(&mut t, 0, LEN)
+        .context("sharing the run name")?;
+    let got = Vec::<u8>::try_from(&t[0])?;
+    let end = got.iter().position(|b| *b == 0).unwrap_or(got.len());
+    Ok(String::from_utf8_lossy(&got[..end]).into_owned())
+}
+
 fn run_train(args: TrainArgs) -> Result<()> {
-    let threads = trm_train::run::configure_threads()?;
+    let launched = std::env::var_os("WORLD_SIZE").is_some();
+    if let Some(n) = args.nproc_per_node {
+        if launched {
+            anyhow::bail!(
+                "--nproc-per-node starts the built-in launcher, but WORLD_SIZE is already set \
+                 (torchrun or another launcher): leave --nproc-per-node out"
+            );
+        }
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        return cli::launch::launch(n, args.master_port, &cli::launch::child_args(&argv));
+    }
     let device = args.device.resolve()?;
+    let backend = match device {
+        Device::Cuda(_) => Backend::Nccl,
+        _ => Backend::Gloo,
+    };
+    if args.dist_timeout_s == 0 {
+        anyhow::bail!("--dist-timeout-s must be at least 1");
+    }
+    let timeout = Duration::from_secs(args.dist_timeout_s);
+    let dist = trm_train::dist::detect(|k| std::env::var(k).ok(), backend, timeout)
+        .context("reading the distributed launch environment")?
+        .map(|(_, c)| c);
+    let per_node = std::env::var("LOCAL_WORLD_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(1);
+    let threads =
+        trm_train::run::configure_threads_shared(if dist.is_some() { per_node } else { 1 })?;
+    // One GPU per rank: cuda:LOCAL_RANK.
+    let device = match (&dist, device) {
+        (Some(c), Device::Cuda(_)) => Device::Cuda(c.local_rank),
+        (_, d) => d,
+    };
     let mut config = match (&args.config, &args.resume) {
         (Some(path), _) => TrainConfig::load(path, &args.overrides)
             .with_context(|| format!("loading {}", path.display()))?,
@@ -106,16 +171,50 @@ fn run_train(args: TrainArgs) -> Result<()> {
     if let Some(dir) = &args.resume {
         config.checkpoint_path = Some(dir.to_string_lossy().into_owned());
     }
-    config.fill_run_names(&trm_train::run::train::run_slug());
-    eprintln!(
-        "run folder {} on {device:?} ({threads} CPU threads)",
-        config.checkpoint_path.as_deref().unwrap_or_default()
-    );
+    let pg = match &dist {
+        Some(c) => {
+            // Checked before joining: every rank fails the same way, without a rendezvous.
+            trm_train::run::check_world_size(&config, c.world_size)?;
+            let pg = ProcessGroup::new(c).with_context(|| {
+                format!(
+                    "rank {} of {} joining the process group ({:?} backend, store {}:{})",
+                    c.rank, c.world_size, c.backend, c.master_addr, c.master_port
+                )
+            })?;
+            Some(Rc::new(pg))
+        }
+        None => None,
+    };
+    let slug = match &pg {
+        Some(pg) => shared_slug(pg)?,
+        None => trm_train::run::train::run_slug(),
+    };
+    config.fill_run_names(&slug);
+    let rank = pg.as_ref().map_or(0, |p| p.rank());
+    match &pg {
+        Some(p) => eprintln!(
+            "rank {} of {}: run folder {} on {device:?} ({threads} CPU threads, {:?})",
+            p.rank(),
+            p.world_size(),
+            config.checkpoint_path.as_deref().unwrap_or_default(),
+            p.backend()
+        ),
+        None => eprintln!(
+            "run folder {} on {device:?} ({threads} CPU threads)",
+            config.checkpoint_path.as_deref().unwrap_or_default()
+        ),
+    }
     let mut run = TrainRun::new(config, device);
+    if let Some(pg) = pg {
+        run = run.with_process_group(pg);
+    }
     run.resume = !args.no_resume;
     run.max_steps = args.max_steps;
-    run.quiet = args.quiet;
+    run.quiet = args.quiet || rank != 0;
     let s = trm_train::run::train(&run)?;
+    if rank != 0 {
+        return Ok(());
+    }
     let per_step = if s.steps_run > 0 {
         s.train_seconds / s.steps_run as f64
     } else {
@@ -172,6 +271,12 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { device } => {
             println!("{}", LibtorchInfo::query());
+            let yes = |b: bool| if b { "yes" } else { "no" };
+            println!(
+                "c10d bridge:      gloo {}, nccl {}",
+                yes(trm_train::dist::bridge_available()),
+                yes(trm_train::dist::nccl_available())
+            );
             println!("device ({device}):      {:?}", device.resolve()?);
         }
         Command::BuildDataset(args) => build_dataset::run(args)?,

@@ -855,7 +855,7 @@ impl TrainConfig {
             if iv == 0 {
                 return invalid("eval_interval", "must be positive".to_string());
             }
-            if self.epochs % iv != 0 {
+            if !self.epochs.is_multiple_of(iv) {
                 return invalid(
                     "eval_interval",
                     format!("{iv} must divide epochs ({})", self.epochs),

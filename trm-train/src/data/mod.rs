@@ -323,7 +323,7 @@ impl PuzzleDataset {
                 "global_batch_size must be at least 1".into(),
             ));
         }
-        if config.global_batch_size % config.num_replicas != 0 {
+        if !config.global_batch_size.is_multiple_of(config.num_replicas) {
             return Err(DataError::Config(format!(
                 "global batch size {} is not a multiple of the number of ranks {}",
                 config.global_batch_size, config.num_replicas

@@ -13,9 +13,15 @@
 //! world size, a rank number claimed twice, or ranks missing after the timeout give a
 //! [`DistError`] (never a hang), as does a store that cannot be reached.
 //!
-//! The collectives are blocking and work in place on tch tensors.
+//! The collectives are blocking and work in place on tch tensors; [`ddp`] adds the bucketed
+//! all-reduce and broadcast and the gathers the training loop uses, [`env`] the launch
+//! environments (torchrun, Slurm).
 
+pub mod ddp;
+pub mod env;
 mod ffi;
+
+pub use env::{LaunchEnv, detect};
 
 use std::ffi::{CStr, CString};
 use std::fmt;

@@ -14,6 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::RunError;
 use crate::data::PuzzleDataset;
+use crate::dist::ProcessGroup;
 use crate::model::Trm;
 use crate::train::{LossInputs, LossKind, act_loss};
 
@@ -81,6 +82,124 @@ pub fn evaluate(
     device: Device,
     save: &[String],
 ) -> Result<EvalOutput, RunError> {
+    let raw = evaluate_sums(model, ds, loss, device, save)?;
+    finish(raw.set_names, raw.sums, raw.saved)
+}
+
+/// The metric names of evaluation, in [`crate::train::Metrics::named`] order (evaluation has
+/// no `q_continue_loss`).
+const EVAL_METRICS: [&str; 7] = [
+    "accuracy",
+    "count",
+    "exact_accuracy",
+    "lm_loss",
+    "q_halt_accuracy",
+    "q_halt_loss",
+    "steps",
+];
+
+/// Per-set metric sums and saved outputs, before the division by the counts.
+struct RawEval {
+    set_names: Vec<String>,
+    sums: BTreeMap<String, Vec<(&'static str, f64)>>,
+    saved: BTreeMap<String, Vec<Tensor>>,
+}
+
+/// [`evaluate`] on one rank's shard of every test batch (the dataset opened with this rank and
+/// world size), with `pg`: the metric sums are reduced to rank 0 and the saved outputs gathered
+/// there in the global batch order (the order a single process saves them in). Rank 0 gets the
+/// full result; the other ranks an [`EvalOutput`] without sets or outputs. A collective: every
+/// rank must call it. Without `pg`, exactly [`evaluate`].
+pub fn evaluate_dist(
+    model: &Trm,
+    ds: &mut PuzzleDataset,
+    loss: LossKind,
+    device: Device,
+    save: &[String],
+    pg: Option<&ProcessGroup>,
+) -> Result<EvalOutput, RunError> {
+    let Some(pg) = pg else {
+        return evaluate(model, ds, loss, device, save);
+    };
+    let raw = evaluate_sums(model, ds, loss, device, save)?;
+    // [sets, metrics] sums in a fixed order on every rank (zeros for a set this rank did not see).
+    let mut flat = Vec::with_capacity(raw.set_names.len() * EVAL_METRICS.len());
+    for set in &raw.set_names {
+        let vals = raw.sums.get(set);
+        for m in EVAL_METRICS {
+            let v = vals
+                .and_then(|v| v.iter().find(|(n, _)| *n == m))
+                .map_or(0.0, |(_, v)| *v);
+            flat.push(v);
+        }
+        if let Some(v) = vals
+            && let Some((n, _)) = v.iter().find(|(n, _)| !EVAL_METRICS.contains(n))
+        {
+            return Err(RunError::Invalid(format!(
+                "evaluation metric {n} is not known to the distributed reduction"
+            )));
+        }
+    }
+    let summed = pg.reduce_sum_to(&Tensor::from_slice(&flat), 0)?;
+    let summed = Vec::<f64>::try_from(&summed.f_to_device(Device::Cpu)?)?;
+    // Saved outputs: each rank's rows are [batches * local, ...]; gathered, they are
+    // [world, batches, local, ...] and the global order is batch-major.
+    let world = pg.world_size() as i64;
+    let mut saved = BTreeMap::new();
+    for (key, parts) in raw.saved {
+        let mine = Tensor::f_cat(&parts, 0)?;
+        let all = pg.all_gather_cat(&mine)?;
+        let batches = parts.len() as i64;
+        let mut shape = all.size();
+        let rows = shape.first().copied().unwrap_or(0);
+        if batches == 0 || rows % (world * batches) != 0 {
+            return Err(RunError::Invalid(format!(
+                "saved output {key}: {rows} rows do not split into {world} ranks x {batches} batches"
+            )));
+        }
+        let local = rows / (world * batches);
+        let mut view = vec![world, batches, local];
+        view.extend_from_slice(&shape[1..]);
+        shape[0] = rows;
+        let ordered = all
+            .f_reshape(&view)?
+            .f_transpose(0, 1)?
+            .f_contiguous()?
+            .f_reshape(&shape)?;
+        saved.insert(key, vec![ordered]);
+    }
+    if pg.rank() != 0 {
+        return Ok(EvalOutput {
+            sets: Vec::new(),
+            saved: Vec::new(),
+        });
+    }
+    let mut sums = BTreeMap::new();
+    for (i, set) in raw.set_names.iter().enumerate() {
+        let row = &summed[i * EVAL_METRICS.len()..(i + 1) * EVAL_METRICS.len()];
+        // A set no rank saw is left out, as in one process.
+        if row.iter().all(|v| *v == 0.0) {
+            continue;
+        }
+        sums.insert(
+            set.clone(),
+            EVAL_METRICS
+                .iter()
+                .copied()
+                .zip(row.iter().copied())
+                .collect(),
+        );
+    }
+    finish(raw.set_names, sums, saved)
+}
+
+fn evaluate_sums(
+    model: &Trm,
+    ds: &mut PuzzleDataset,
+    loss: LossKind,
+    device: Device,
+    save: &[String],
+) -> Result<RawEval, RunError> {
     let _no_grad = tch::no_grad_guard();
     let steps = model.config().halt_max_steps;
     let set_names: Vec<String> = ds.set_names().map(str::to_owned).collect();
@@ -136,6 +255,19 @@ pub fn evaluate(
                 .push(t.f_to_device(Device::Cpu)?);
         }
     }
+    Ok(RawEval {
+        set_names,
+        sums,
+        saved,
+    })
+}
+
+/// Divides the sums by each set's count and concatenates the saved outputs.
+fn finish(
+    set_names: Vec<String>,
+    mut sums: BTreeMap<String, Vec<(&'static str, f64)>>,
+    saved: BTreeMap<String, Vec<Tensor>>,
+) -> Result<EvalOutput, RunError> {
     let mut sets = Vec::new();
     for name in set_names {
         let Some(vals) = sums.remove(&name) else {

@@ -19,7 +19,7 @@ pub mod eval;
 pub mod train;
 
 pub use eval::{EvalOutput, SetMetrics, evaluate};
-pub use train::{TrainRun, TrainSummary, evaluate_checkpoint, train};
+pub use train::{TrainRun, TrainSummary, check_world_size, evaluate_checkpoint, train};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,8 @@ pub enum RunError {
     Ckpt(CkptError),
     /// libtorch reported an error.
     Tch(tch::TchError),
+    /// A collective or the process group failed (another rank died, hung or disagreed).
+    Dist(crate::dist::DistError),
     /// A file operation failed.
     Io {
         /// The file or folder.
@@ -83,6 +85,7 @@ impl fmt::Display for RunError {
             RunError::Optim(e) => write!(f, "optimizer: {e}"),
             RunError::Ckpt(e) => write!(f, "{e}"),
             RunError::Tch(e) => write!(f, "libtorch: {e}"),
+            RunError::Dist(e) => write!(f, "distributed: {e}"),
             RunError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             RunError::Invalid(s) => f.write_str(s),
         }
@@ -100,6 +103,7 @@ impl std::error::Error for RunError {
             RunError::Optim(e) => Some(e),
             RunError::Ckpt(e) => Some(e),
             RunError::Tch(e) => Some(e),
+            RunError::Dist(e) => Some(e),
             RunError::Io { source, .. } => Some(source),
             RunError::Invalid(_) => None,
         }
@@ -123,6 +127,7 @@ from_err!(TrainError, Train);
 from_err!(OptimError, Optim);
 from_err!(CkptError, Ckpt);
 from_err!(tch::TchError, Tch);
+from_err!(crate::dist::DistError, Dist);
 
 /// The CPU thread count to use: `TRM_THREADS` if set to a positive integer, else every
 /// available core. An invalid `TRM_THREADS` is an error.
@@ -140,7 +145,17 @@ pub fn cpu_threads() -> Result<usize, RunError> {
 
 /// Sets libtorch's intra-op thread count from [`cpu_threads`]; returns it.
 pub fn configure_threads() -> Result<usize, RunError> {
-    let n = cpu_threads()?;
+    configure_threads_shared(1)
+}
+
+/// As [`configure_threads`] for one of `procs` processes sharing this machine's cores: without
+/// `TRM_THREADS`, each gets `cores / procs` threads (at least one).
+pub fn configure_threads_shared(procs: usize) -> Result<usize, RunError> {
+    let n = if std::env::var_os("TRM_THREADS").is_some() || procs <= 1 {
+        cpu_threads()?
+    } else {
+        (cpu_threads()? / procs).max(1)
+    };
     tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
     Ok(n)
 }

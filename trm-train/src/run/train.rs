@@ -1,7 +1,18 @@
-//! The training loop (`pretrain.py` `launch`, single process; rank and world size are carried
-//! for the distributed version).
+//! The training loop (`pretrain.py` `launch`), in one process or data-parallel over a
+//! [`ProcessGroup`] ([`TrainRun::with_process_group`]).
+//!
+//! Distributed, as the reference: every rank builds the model from `seed + rank`, then the
+//! variables are broadcast from rank 0; each rank trains on its slice of every global batch
+//! (`global_batch_size / world_size` rows), the gradients are summed across ranks (flattened
+//! into buckets of [`DEFAULT_BUCKET_BYTES`], one all-reduce per bucket) before the optimizers
+//! step, and the puzzle embedding's sparse gradients are all-gathered with their ids before the
+//! sign-SGD update; metrics are reduced to rank 0, evaluation runs on each rank's shard of the
+//! test batches and its sums (and saved outputs, in global order) are gathered on rank 0. Rank 0
+//! alone writes logs, predictions and checkpoints; a checkpoint holds the training carry of every
+//! rank (gathered), so that any rank resumes from the shared run folder.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
@@ -9,10 +20,12 @@ use tch::{Device, Kind, Tensor, nn};
 use trm_nostd::TensorId;
 
 use super::RunError;
-use super::eval::{EvalOutput, evaluate, write_saved};
+use super::eval::{EvalOutput, evaluate, evaluate_dist, write_saved};
 use crate::ckpt::{self, Checkpoint};
 use crate::config::TrainConfig;
 use crate::data::{PuzzleDataset, PuzzleDatasetConfig};
+use crate::dist::ProcessGroup;
+use crate::dist::ddp::DEFAULT_BUCKET_BYTES;
 use crate::logs::{Progress, RunLogger};
 use crate::model::checkpoint::forward_kind;
 use crate::model::{Trm, load_named_tensors, load_reference, read_checkpoint};
@@ -42,10 +55,12 @@ pub struct TrainRun {
     pub max_steps: Option<u64>,
     /// Hide the progress bar.
     pub quiet: bool,
-    /// This process's rank (0).
+    /// This process's rank (0 without a process group).
     pub rank: usize,
-    /// Number of processes (1).
+    /// Number of processes (1 without a process group).
     pub world_size: usize,
+    /// The process group of a distributed run (`None`: one process, no communication at all).
+    pub dist: Option<Rc<ProcessGroup>>,
 }
 
 impl TrainRun {
@@ -59,7 +74,17 @@ impl TrainRun {
             quiet: false,
             rank: 0,
             world_size: 1,
+            dist: None,
         }
+    }
+
+    /// Makes this run one rank of `pg` (rank and world size taken from it). A group of one
+    /// process still runs every collective (a check of the backend on one device).
+    pub fn with_process_group(mut self, pg: Rc<ProcessGroup>) -> Self {
+        self.rank = pg.rank();
+        self.world_size = pg.world_size();
+        self.dist = Some(pg);
+        self
     }
 }
 
@@ -202,10 +227,14 @@ fn draws_per_step(model: &Trm, batch: i64) -> u64 {
 }
 
 impl State {
+    /// The checkpoint of this state; with a process group, a collective: the training carries
+    /// of all ranks are gathered (rank order, the global batch's row order) and every rank gets
+    /// the same checkpoint (rank 0 writes it).
     fn checkpoint(
         &self,
         cfg: &TrainConfig,
         extra: Map<String, Value>,
+        pg: Option<&ProcessGroup>,
     ) -> Result<Checkpoint, RunError> {
         // The RNG state is kept as a draw count: check that it reproduces the live generator.
         if format!("{:?}", exploration_rng(self.carry_seed, self.draws))
@@ -235,7 +264,12 @@ impl State {
             ("labels", &c.current_data.labels),
             ("puzzle_identifiers", &c.current_data.puzzle_identifiers),
         ] {
-            optimizer.push((format!("{CARRY_PREFIX}{n}"), t.f_detach_copy()?));
+            let t = t.f_detach_copy()?;
+            let t = match pg {
+                Some(pg) => pg.all_gather_cat(&t)?,
+                None => t,
+            };
+            optimizer.push((format!("{CARRY_PREFIX}{n}"), t));
         }
         Ok(Checkpoint {
             step: self.step,
@@ -251,7 +285,9 @@ impl State {
         })
     }
 
-    fn restore(&mut self, ck: Checkpoint) -> Result<(), RunError> {
+    /// Restores a checkpoint; a carry saved by `world` ranks (rows of the global batch) is cut
+    /// to this rank's rows.
+    fn restore(&mut self, ck: Checkpoint, rank: usize, world: usize) -> Result<(), RunError> {
         ckpt::restore_model(&self.vs, ck.model)?;
         if let Some(ema) = &mut self.ema {
             let saved = ck.ema.ok_or_else(|| {
@@ -289,6 +325,12 @@ impl State {
             let t = carry.remove(name).ok_or_else(|| {
                 RunError::Invalid(format!("the checkpoint lacks carry tensor {name}"))
             })?;
+            let (rows, local) = (t.size()[0], like.size()[0]);
+            let t = if world > 1 && rows == local * world as i64 && rows != local {
+                t.f_narrow(0, local * rank as i64, local)?.f_contiguous()?
+            } else {
+                t
+            };
             if t.size() != like.size() {
                 return Err(RunError::Invalid(format!(
                     "carry tensor {name} is {:?}, expected {:?} (another batch size?)",
@@ -344,10 +386,30 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
     let run_dir = PathBuf::from(cfg.checkpoint_path.as_deref().ok_or_else(|| {
         RunError::Invalid("checkpoint_path is not set (call fill_run_names)".into())
     })?);
+    let pg: Option<&ProcessGroup> = run.dist.as_deref();
+    match pg {
+        Some(pg) if pg.rank() != run.rank || pg.world_size() != run.world_size => {
+            return Err(RunError::Invalid(format!(
+                "rank {} of {} does not match the process group's rank {} of {}",
+                run.rank,
+                run.world_size,
+                pg.rank(),
+                pg.world_size()
+            )));
+        }
+        None if run.world_size != 1 || run.rank != 0 => {
+            return Err(RunError::Invalid(format!(
+                "rank {} of {}: a distributed run needs a process group",
+                run.rank, run.world_size
+            )));
+        }
+        _ => {}
+    }
+    check_batch_split(cfg.global_batch_size, run.world_size)?;
     tch::manual_seed(cfg.seed.wrapping_add(run.rank as u64) as i64);
 
     let epochs_per_iter = cfg.eval_interval.unwrap_or(cfg.epochs);
-    if epochs_per_iter == 0 || cfg.epochs % epochs_per_iter != 0 {
+    if epochs_per_iter == 0 || !cfg.epochs.is_multiple_of(epochs_per_iter) {
         return Err(RunError::Invalid(format!(
             "eval_interval {epochs_per_iter} must be a positive divisor of epochs {}",
             cfg.epochs
@@ -387,6 +449,14 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
     };
     if let (None, Some(path)) = (&latest, &cfg.load_checkpoint) {
         load_initial_weights(&vs, Path::new(path))?;
+    }
+    // Every rank starts from rank 0's weights (and puzzle embedding), before the EMA copies them.
+    if let Some(pg) = pg {
+        let mut vars: Vec<Tensor> = ckpt::named_variables(&vs)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        pg.broadcast_bucketed(&mut vars, 0, DEFAULT_BUCKET_BYTES)?;
     }
     let has_emb = model.puzzle_emb().is_some();
     let adam = if !has_emb || !cfg.freeze_weights {
@@ -442,7 +512,7 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
         start_iter = extra_u64(&ck.extra, "iteration")?;
         skip_batches = extra_u64(&ck.extra, "batch_in_iter")?;
         finished = ck.extra.get("finished").and_then(Value::as_bool) == Some(true);
-        st.restore(ck)?;
+        st.restore(ck, run.rank, run.world_size)?;
         eprintln!("resuming from {} (step {step})", dir.display());
         last_checkpoint = Some(dir.clone());
         for _ in 0..start_iter {
@@ -469,13 +539,20 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
     let progress = Progress::new(total_steps, st.step, run.quiet || run.rank != 0);
     let mut progress = progress;
     let keep = cfg.checkpoint_keep_last.map(|k| k as usize);
-    let save = |st: &State, extra: Map<String, Value>| -> Result<PathBuf, RunError> {
-        let ck = st.checkpoint(cfg, extra)?;
+    // A collective with a process group (the carries are gathered); rank 0 alone writes.
+    let save = |st: &State, mut extra: Map<String, Value>| -> Result<Option<PathBuf>, RunError> {
+        if pg.is_some() {
+            extra.insert("world_size".to_owned(), json!(run.world_size));
+        }
+        let ck = st.checkpoint(cfg, extra, pg)?;
+        if run.rank != 0 {
+            return Ok(None);
+        }
         let dir = ckpt::save(&run_dir, &ck)?;
         if let Some(k) = keep {
             ckpt::prune(&run_dir, k)?;
         }
-        Ok(dir)
+        Ok(Some(dir))
     };
 
     let mut last_eval = None;
@@ -483,6 +560,9 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
     let mut steps_run = 0u64;
     let mut stopped = false;
     let per_step_draws = draws_per_step(&st.model, local_batch);
+    // TRM_DIST_PROFILE=1: a barrier before each gradient all-reduce, so that `allreduce_ms`
+    // is the transfer alone and `rank_wait_ms` the wait for the slowest rank.
+    let profile_comm = pg.is_some() && std::env::var("TRM_DIST_PROFILE").is_ok_and(|v| v == "1");
     if !finished {
         'iters: for iter_id in start_iter..total_iters {
             progress.println(&format!(
@@ -517,6 +597,27 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                 let out = train_step(&st.model, &mut st.carry, &batch, &options)?;
                 st.draws += per_step_draws;
                 out.loss.f_mul_scalar(1.0 / gbs as f64)?.f_backward()?;
+                // Sum the gradients of all ranks (the loss is already divided by the global
+                // batch size), in buckets.
+                let (mut comm_seconds, mut wait_seconds) = (0.0, None);
+                if let Some(pg) = pg {
+                    if profile_comm {
+                        // Waiting for the slowest rank, kept out of the all-reduce's time.
+                        let tw = Instant::now();
+                        pg.barrier()?;
+                        wait_seconds = Some(tw.elapsed().as_secs_f64());
+                    }
+                    let tc = Instant::now();
+                    let mut grads = Vec::with_capacity(frozen.len());
+                    for (_, p) in &frozen {
+                        let g = p.f_grad()?;
+                        if g.defined() {
+                            grads.push(g);
+                        }
+                    }
+                    pg.all_reduce_sum_bucketed(&mut grads, DEFAULT_BUCKET_BYTES)?;
+                    comm_seconds = tc.elapsed().as_secs_f64();
+                }
                 let lr = schedule.lr(cfg.lr, st.step);
                 let emb_lr = schedule.lr(cfg.puzzle_emb_lr, st.step);
                 if let (Some(sgd), Some(w), Some(table)) = (
@@ -526,7 +627,16 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                 ) {
                     let g = w.f_grad()?;
                     if g.defined() {
-                        sgd.step(table, &out.puzzle_local_ids, &g, emb_lr)?;
+                        match pg {
+                            // CastedSparseEmbeddingSignSGD_Distributed: every rank applies the
+                            // same update from the ids and gradient rows of all ranks.
+                            Some(pg) => {
+                                let ids = pg.all_gather_cat(&out.puzzle_local_ids)?;
+                                let grads = pg.all_gather_cat(&g)?;
+                                sgd.step(table, &ids, &grads, emb_lr)?;
+                            }
+                            None => sgd.step(table, &out.puzzle_local_ids, &g, emb_lr)?,
+                        }
                     }
                 }
                 match &mut st.adam {
@@ -541,7 +651,20 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                         }
                     }
                 }
-                let sums = out.metrics.values()?;
+                let sums = match pg {
+                    // Summed on rank 0 (the other ranks' values are not used).
+                    Some(pg) => {
+                        let summed = pg.reduce_sum_to(&out.metrics.stacked()?, 0)?;
+                        let values = Vec::<f64>::try_from(&summed.f_to_device(Device::Cpu)?)?;
+                        out.metrics
+                            .named()
+                            .into_iter()
+                            .map(|(n, _)| n)
+                            .zip(values)
+                            .collect()
+                    }
+                    None => out.metrics.values()?,
+                };
                 let mut reduced = Metrics::reduced(&sums, gbs);
                 let logged_lr = if st.adam.is_some() { lr } else { emb_lr };
                 reduced.push(("train/lr".to_owned(), logged_lr));
@@ -568,13 +691,22 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                         .map(|(n, v)| (n.strip_prefix("train/").unwrap_or(n), *v))
                         .collect();
                     named.push(("examples_per_second", progress.examples_per_second()));
+                    if pg.is_some() {
+                        // Time in the gradient all-reduce of this step (all buckets).
+                        named.push(("allreduce_ms", comm_seconds * 1e3));
+                        if let Some(w) = wait_seconds {
+                            named.push(("rank_wait_ms", w * 1e3));
+                        }
+                    }
                     l.log("train", st.step, &named)
                         .map_err(|e| RunError::io(&run_dir, e))?;
                 }
                 if run.max_steps.is_some_and(|m| st.step >= m) {
                     drop(plans);
                     let extra = extra_map(iter_id, batch_in_iter, total_steps, false);
-                    last_checkpoint = Some(save(&st, extra)?);
+                    if let Some(dir) = save(&st, extra)? {
+                        last_checkpoint = Some(dir);
+                    }
                     stopped = true;
                     break 'iters;
                 }
@@ -593,18 +725,22 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                 let save_keys = cfg.eval_save_outputs.clone();
                 let model = &st.model;
                 let result = match &st.ema {
-                    Some(e) => e.with_ema(|| evaluate(model, test, loss, device, &save_keys))??,
-                    None => evaluate(model, test, loss, device, &save_keys)?,
+                    Some(e) => {
+                        e.with_ema(|| evaluate_dist(model, test, loss, device, &save_keys, pg))??
+                    }
+                    None => evaluate_dist(model, test, loss, device, &save_keys, pg)?,
                 };
                 let flat = result.flat();
-                progress.println(&format!(
-                    "eval step {}: {}",
-                    st.step,
-                    flat.iter()
-                        .map(|(n, v)| format!("{n}={v:.4}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ));
+                if run.rank == 0 {
+                    progress.println(&format!(
+                        "eval step {}: {}",
+                        st.step,
+                        flat.iter()
+                            .map(|(n, v)| format!("{n}={v:.4}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ));
+                }
                 if let Some(l) = &mut logger {
                     let named: Vec<(&str, f64)> =
                         flat.iter().map(|(n, v)| (n.as_str(), *v)).collect();
@@ -612,23 +748,32 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                         .map_err(|e| RunError::io(&run_dir, e))?;
                     l.flush().map_err(|e| RunError::io(&run_dir, e))?;
                 }
-                write_saved(
-                    &run_dir.join(format!(
-                        "step_{}_all_preds.{}.safetensors",
-                        st.step, run.rank
-                    )),
-                    &result.saved,
-                )?;
+                // Rank 0 holds every rank's outputs, in the global batch order.
+                if run.rank == 0 {
+                    write_saved(
+                        &run_dir.join(format!(
+                            "step_{}_all_preds.{}.safetensors",
+                            st.step, run.rank
+                        )),
+                        &result.saved,
+                    )?;
+                }
                 last_eval = Some(result);
             }
             let last = iter_id + 1 == total_iters;
-            if run.rank == 0 && (cfg.checkpoint_every_eval || last) {
+            if cfg.checkpoint_every_eval || last {
                 let extra = extra_map(iter_id + 1, 0, total_steps, last);
-                last_checkpoint = Some(save(&st, extra)?);
+                if let Some(dir) = save(&st, extra)? {
+                    last_checkpoint = Some(dir);
+                }
             }
         }
     }
     progress.finish();
+    // No rank leaves (rank 0 taking the store with it) before all are done.
+    if let Some(pg) = pg {
+        pg.barrier()?;
+    }
     if let Some(l) = logger {
         match l.finish() {
             Ok(files) => {
@@ -654,6 +799,24 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
         steps_run,
         run_dir,
     })
+}
+
+/// The global batch must split evenly over the ranks.
+fn check_batch_split(global_batch_size: u32, world_size: usize) -> Result<(), RunError> {
+    if world_size == 0 || !(global_batch_size as usize).is_multiple_of(world_size) {
+        return Err(RunError::Invalid(format!(
+            "global_batch_size {global_batch_size} does not split evenly over {world_size} \
+             processes (each rank takes global_batch_size / world_size rows): choose a multiple \
+             of {world_size}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks, before any process group is joined, that `global_batch_size` splits over
+/// `world_size` ranks.
+pub fn check_world_size(config: &TrainConfig, world_size: usize) -> Result<(), RunError> {
+    check_batch_split(config.global_batch_size, world_size)
 }
 
 fn extra_map(
