@@ -22,10 +22,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use anyhow::{Context as _, anyhow, bail, ensure};
-use trm_fw_app::{Console, HaltMode, NoCounter, Options, Puzzle, Report};
+use trm_fw_app::{Console, HaltMode, NoCounter, Options, Report};
 use trm_nostd::Model;
 
 use crate::puzzles::PuzzleRow;
+use crate::solve::{app_puzzles, app_scratch};
 
 /// The first characters of every golden file.
 pub const MAGIC: &str = "# trm-golden v1";
@@ -72,18 +73,8 @@ pub fn run_app(
     step_digests: bool,
     boards: bool,
 ) -> (String, Report) {
-    let list: Vec<Puzzle<'_>> = rows
-        .iter()
-        .map(|r| Puzzle {
-            name: &r.name,
-            question: &r.question,
-            answer: r.answer.as_deref(),
-        })
-        .collect();
-    let scratch_len = Model::parse(model)
-        .map(|m| trm_fw_app::scratch_len_fast(&m))
-        .unwrap_or(0);
-    let mut scratch = vec![0f32; scratch_len];
+    let list = app_puzzles(rows);
+    let mut scratch = app_scratch(model);
     let opts = Options {
         board: "host",
         halt,

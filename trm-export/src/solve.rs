@@ -158,19 +158,8 @@ pub fn run_puzzles(
     step_digests: bool,
     boards: bool,
 ) -> RunSummary {
-    let list: Vec<Puzzle<'_>> = rows
-        .iter()
-        .map(|r| Puzzle {
-            name: &r.name,
-            question: &r.question,
-            answer: r.answer.as_deref(),
-        })
-        .collect();
-    // The fastest scratch size the model allows (results are identical for any size).
-    let scratch_len = Model::parse(model)
-        .map(|m| trm_fw_app::scratch_len_fast(&m))
-        .unwrap_or(0);
-    let mut scratch = vec![0f32; scratch_len];
+    let list = app_puzzles(rows);
+    let mut scratch = app_scratch(model);
     let opts = Options {
         board: "host",
         halt,
@@ -202,4 +191,24 @@ pub fn run_puzzles(
     sum.report = report;
     let _ = writeln!(console.out, "{}", sum.line());
     sum
+}
+
+/// The rows as the firmware app's puzzles (borrowed).
+pub fn app_puzzles(rows: &[PuzzleRow]) -> Vec<Puzzle<'_>> {
+    rows.iter()
+        .map(|r| Puzzle {
+            name: &r.name,
+            question: &r.question,
+            answer: r.answer.as_deref(),
+        })
+        .collect()
+}
+
+/// A scratch arena of the fastest size `model` allows (results are identical for any size);
+/// empty when the model does not parse (the app then reports the reader's error).
+pub fn app_scratch(model: &[u8]) -> Vec<f32> {
+    let len = Model::parse(model)
+        .map(|m| trm_fw_app::scratch_len_fast(&m))
+        .unwrap_or(0);
+    vec![0f32; len]
 }
