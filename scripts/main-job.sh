@@ -84,8 +84,6 @@ $EXPORT verify --float "$OUT/model-f32.trm" --fixed "$OUT/model-fixed.trm" --dat
 $EXPORT verify --float "$OUT/model-f32.trm" --fixed "$OUT/model-bf16.trm" --dataset "$OUT/data/test" \
   --limit "$N_TEST" --json "$OUT/verify-bf16.json" > "$OUT/verify-bf16.txt"
 VERIFY_TIME=$(since "$t")
-$EXPORT run -m "$OUT/model-f32.trm" --dataset "$OUT/data/test" --limit "$N_TEST" --no-boards \
-  > "$OUT/host-f32.log"
 
 say "device: golden files (host) and both models on the emulated Cortex-M4F, $DEVICE_PUZZLES puzzles"
 $EXPORT puzzles --dataset "$OUT/data/test" --limit "$DEVICE_PUZZLES" -o "$OUT/device-puzzles.csv"
@@ -110,7 +108,6 @@ mv "$OUT/device.log.2" "$OUT/device-fixed.log"
 say "summary"
 json() { grep -o "\"$2\": *[0-9.e+-]*" "$1" | head -1 | sed 's/.*: *//'; }
 echo "trainer (libtorch), held-out: $(grep -E '^eval all/exact_accuracy' "$OUT/train.log" | tail -1 | sed 's/^eval //')"
-grep -E '^summary:' <(cat "$OUT/host-f32.log") | sed 's/^summary:/host f32 engine:/'
 sed -n '2,5p' "$OUT/verify-fixed.txt" | sed 's/^/verify fixed vs f32: /'
 grep -E '^gate:' "$OUT/verify-fixed.txt" | sed 's/^/verify fixed vs f32: /'
 sed -n '2,5p' "$OUT/verify-bf16.txt" | sed 's/^/verify bf16 vs f32: /'

@@ -34,11 +34,10 @@ use tch::{Device, nn};
 use trm_data::layout::Split;
 use trm_data::sudoku::SudokuOptions;
 use trm_data::sudoku_gen::generate_dataset;
+use trm_export::engine::{HostEngine, Scratch};
 use trm_export::puzzles::{PuzzleRow, read_dataset_split};
 use trm_export::quantize::{QuantizeOptions, calibrate, quantize};
-use trm_nostd::digest::{digest_f32, digest_i16, digest_tokens};
-use trm_nostd::fixed::FixedEngine;
-use trm_nostd::fixed::kernels::q_halt_positive;
+use trm_nostd::digest::digest_tokens;
 use trm_nostd::float::{FloatEngine, HaltMode, recursion};
 use trm_nostd::format::Model;
 use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
@@ -124,73 +123,33 @@ fn host_solves(bytes: &[u8], questions: &[Tokens]) -> Vec<Solve> {
     let model = Model::parse(bytes).expect("host parse");
     let c = *model.config();
     let stop = |k: u32| recursion::should_stop(HaltMode::AllSteps, k, c.halt_max_steps, false);
-    if model.scheme().is_fixed() {
-        let need = FixedEngine::scratch_len(&c);
-        let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
-        let mut e = FixedEngine::new(&model, &mut s16, &mut s32).expect("fixed engine");
-        questions
-            .iter()
-            .map(|q| {
-                e.start(q, 0).expect("start");
-                let mut steps = Vec::new();
-                loop {
-                    let s = e.step();
-                    steps.push((
-                        s.q_halt as u32,
-                        q_halt_positive(s.q_halt),
-                        digest_i16(e.y()),
-                        digest_i16(e.z()),
-                    ));
-                    if stop(s.step) {
-                        break;
-                    }
+    let mut scratch = Scratch::for_model(&model);
+    let mut e = HostEngine::new(&model, &mut scratch).expect("host engine");
+    questions
+        .iter()
+        .map(|q| {
+            e.start(q).expect("start");
+            let mut steps = Vec::new();
+            loop {
+                let s = e.step();
+                let (y, z) = e.state_digests();
+                steps.push((s.q_bits, s.halt, y, z));
+                if stop(s.step) {
+                    break;
                 }
-                let mut tokens = [PAD; CELLS];
-                e.predict(&mut tokens).expect("predict");
-                let mut ints = vec![0i32; CELLS * c.vocab_size as usize];
-                e.logits(&mut ints).expect("logits");
-                let scale = e.logit_scale();
-                Solve {
-                    steps,
-                    tokens,
-                    y: digest_i16(e.y()),
-                    logits: ints.iter().map(|&l| l as f32 * scale).collect(),
-                }
-            })
-            .collect()
-    } else {
-        let mut scratch = vec![0f32; FloatEngine::scratch_len_fast(&c)];
-        let mut e = FloatEngine::new(&c, &model, &mut scratch).expect("float engine");
-        questions
-            .iter()
-            .map(|q| {
-                e.start(q, 0).expect("start");
-                let mut steps = Vec::new();
-                loop {
-                    let s = e.step();
-                    steps.push((
-                        s.q_halt.to_bits(),
-                        s.q_halt > 0.0,
-                        digest_f32(e.y()),
-                        digest_f32(e.z()),
-                    ));
-                    if stop(s.step) {
-                        break;
-                    }
-                }
-                let mut tokens = [PAD; CELLS];
-                e.predict(&mut tokens).expect("predict");
-                let mut logits = vec![0f32; CELLS * c.vocab_size as usize];
-                e.logits(&mut logits).expect("logits");
-                Solve {
-                    steps,
-                    tokens,
-                    y: digest_f32(e.y()),
-                    logits,
-                }
-            })
-            .collect()
-    }
+            }
+            let mut tokens = [PAD; CELLS];
+            e.predict(&mut tokens).expect("predict");
+            let mut logits = vec![0f32; CELLS * c.vocab_size as usize];
+            e.logits_into(&mut logits).expect("logits");
+            Solve {
+                steps,
+                tokens,
+                y: e.state_digests().0,
+                logits,
+            }
+        })
+        .collect()
 }
 
 /// The `TRM-STEP`, `TRM-DIGEST` and `TRM-RESULT` lines the firmware must print for these solves

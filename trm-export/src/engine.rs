@@ -3,6 +3,7 @@
 //! (for drift measurements), and the halting rule of the firmware app (`q_halt > 0`).
 
 use anyhow::{anyhow, bail};
+use trm_nostd::digest::{digest_f32, digest_i16};
 use trm_nostd::fixed::FixedEngine;
 use trm_nostd::fixed::kernels::q_halt_positive;
 use trm_nostd::sudoku::{self, CELLS, Tokens};
@@ -60,6 +61,9 @@ pub struct Step {
     pub q_halt: f64,
     /// Whether the model halts after this step (`q_halt > 0`, in the engine's own numbers).
     pub halt: bool,
+    /// The halting logit as the firmware prints it: the f32 bit pattern (float) or the integer
+    /// as a two's-complement u32 (fixed).
+    pub q_bits: u32,
 }
 
 /// The engine of a model's scheme.
@@ -119,6 +123,7 @@ impl<'a> HostEngine<'a> {
                     step: s.step,
                     q_halt: s.q_halt as f64,
                     halt: s.q_halt > 0.0,
+                    q_bits: s.q_halt.to_bits(),
                 }
             }
             HostEngine::Fixed(e) => {
@@ -127,6 +132,7 @@ impl<'a> HostEngine<'a> {
                     step: s.step,
                     q_halt: s.q_halt as f64 * e.q_scale() as f64,
                     halt: q_halt_positive(s.q_halt),
+                    q_bits: s.q_halt as u32,
                 }
             }
         }
@@ -137,6 +143,32 @@ impl<'a> HostEngine<'a> {
         match self {
             HostEngine::Float(e) => e.predict(out).map_err(|e| anyhow!("{e}")),
             HostEngine::Fixed(e) => e.predict(out).map_err(|e| anyhow!("{e}")),
+        }
+    }
+
+    /// The digests of y and z the firmware prints (`trm_nostd::digest`: f32 bit patterns for
+    /// a float model, the i16 values for a fixed one).
+    pub fn state_digests(&self) -> (u32, u32) {
+        match self {
+            HostEngine::Float(e) => (digest_f32(e.y()), digest_f32(e.z())),
+            HostEngine::Fixed(e) => (digest_i16(e.y()), digest_i16(e.z())),
+        }
+    }
+
+    /// The logits `[seq_len, vocab]` of the current state in real units (a fixed model's
+    /// integers times its logit scale).
+    pub fn logits_into(&self, out: &mut [f32]) -> anyhow::Result<()> {
+        match self {
+            HostEngine::Float(e) => e.logits(out).map_err(|e| anyhow!("{e}")),
+            HostEngine::Fixed(e) => {
+                let mut ints = vec![0i32; out.len()];
+                e.logits(&mut ints).map_err(|e| anyhow!("{e}"))?;
+                let scale = e.logit_scale();
+                for (o, &l) in out.iter_mut().zip(&ints) {
+                    *o = l as f32 * scale;
+                }
+                Ok(())
+            }
         }
     }
 
