@@ -37,6 +37,13 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
+# Disk: a clean clone needs about 15 GB (venv 5 GB, target/ ~8 GB, firmware 2.5 GB). Say so
+# up front rather than fail half-way with ENOSPC.
+free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ -n "$free_kb" ] && [ "$free_kb" -lt $((15 * 1024 * 1024)) ]; then
+  log "warning: only $((free_kb / 1024 / 1024)) GB free here; set-up, build and tests need about 15 GB"
+fi
+
 if [ "${SKIP_TORCH:-0}" != 1 ]; then
   PY=${PYTHON:-python3}
   if [ ! -x .venv/bin/python ]; then
@@ -45,8 +52,9 @@ if [ "${SKIP_TORCH:-0}" != 1 ]; then
   fi
   if ! .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null; then
     log "installing torch==$TORCH_VERSION into .venv (about 5 GB, a few minutes)"
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q "torch==$TORCH_VERSION" "cuda-toolkit[crt,cccl]" numpy safetensors
+    # No pip cache: it would hold a second copy of the ~3 GB of wheels.
+    .venv/bin/python -m pip install -q --no-cache-dir --upgrade pip
+    .venv/bin/python -m pip install -q --no-cache-dir "torch==$TORCH_VERSION" "cuda-toolkit[crt,cccl]" numpy safetensors
   else
     log "torch $TORCH_VERSION present in .venv"
   fi
