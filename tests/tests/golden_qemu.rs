@@ -7,8 +7,10 @@
 //! bits, its final tokens and its predictions against them on the device; the test also compares
 //! the device's console output with the golden files here, line by line.
 //!
-//! - `golden_mps2` (Cortex-M4F, `thumbv7em-none-eabihf`, the fixed model through the DSP
-//!   kernels) and `golden_riscv32` (RV32IMAFC): both models match their golden files bit for bit.
+//! - `golden_mps2` (Cortex-M4F, `thumbv7em-none-eabihf`, the fixed models through the DSP
+//!   kernels) and `golden_riscv32` (RV32IMAFC): both models, and a third one quantized here
+//!   from the float demo model with int16 weights for the mixer and heads (int8 for the rest)
+//!   and 4097-knot SiLU tables, match their golden files bit for bit.
 //! - `golden_mismatch_fails` (Cortex-M4F): a golden file with one digit of one y digest changed
 //!   makes the firmware print `TRM-ERROR stage=golden` naming that line and exit 1.
 //!
@@ -17,8 +19,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use trm_data::sudoku_gen::SudokuGenerator;
+use trm_export::export::quantize_float_model;
 use trm_export::golden::{Golden, parse_golden, write_golden};
 use trm_export::puzzles::PuzzleRow;
+use trm_export::quantize::QuantizeOptions;
 use trm_fw_app::HaltMode;
 use trm_tests::qemu::{
     self, Board, MPS2, RISCV32, model_list, records, runs, tools_ready, with_tag,
@@ -38,16 +42,34 @@ fn demo_models() -> Vec<PathBuf> {
     ]
 }
 
-/// Generated 6-blank puzzles (the demo model's task) with their solutions, as rows and as the
-/// CSV the firmware build reads.
-fn puzzles(dir: &Path) -> (Vec<PuzzleRow>, PathBuf) {
-    let mut generator = SudokuGenerator::new(20_261_129, 6).expect("generator");
+/// The demo models and, written to `dir`, the float demo model quantized with int16 weights in
+/// the mixer and heads (int8 in the channel SwiGLU) and 4097-knot SiLU tables, calibrated on
+/// 16 generated puzzles (not those solved): the int16-weight path and the large SiLU tables.
+fn models_with_int16(dir: &Path) -> Vec<PathBuf> {
+    let mut models = demo_models();
+    let float = std::fs::read(&models[0]).expect("float demo model");
+    let calib = generated(16, 77);
+    let opts = QuantizeOptions {
+        int16: "mixer,heads".parse().expect("groups"),
+        silu_knots: 4097,
+        ..QuantizeOptions::default()
+    };
+    let q = quantize_float_model(&float, &calib, &opts).expect("quantize");
+    let path = dir.join("sudoku-d32-fixed-i16mix.trm");
+    std::fs::write(&path, &q.bytes).expect("write model");
+    models.push(path);
+    models
+}
+
+/// `n` generated 6-blank puzzles (the demo model's task) with their solutions.
+fn generated(n: usize, seed: u64) -> Vec<PuzzleRow> {
+    let mut generator = SudokuGenerator::new(seed, 6).expect("generator");
     let digits = |g: &[u8; 81]| -> String {
         g.iter()
             .map(|&d| if d == 0 { '.' } else { char::from(b'0' + d) })
             .collect()
     };
-    let rows: Vec<PuzzleRow> = (0..PUZZLES)
+    (0..n)
         .map(|i| {
             let g = generator.next_puzzle().expect("puzzle");
             PuzzleRow {
@@ -56,7 +78,13 @@ fn puzzles(dir: &Path) -> (Vec<PuzzleRow>, PathBuf) {
                 answer: Some(digits(&g.solution)),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Generated 6-blank puzzles (the demo model's task) with their solutions, as rows and as the
+/// CSV the firmware build reads.
+fn puzzles(dir: &Path) -> (Vec<PuzzleRow>, PathBuf) {
+    let rows = generated(PUZZLES, 20_261_129);
     let mut csv = String::from("source,question,answer,rating\n");
     for r in &rows {
         let answer = r.answer.as_deref().unwrap_or_default();
@@ -67,9 +95,14 @@ fn puzzles(dir: &Path) -> (Vec<PuzzleRow>, PathBuf) {
     (rows, path)
 }
 
-/// Host golden files of the demo models on `rows`: (path, parsed) per model.
-fn golden_files(dir: &Path, rows: &[PuzzleRow], tag: &str) -> Vec<(PathBuf, Golden)> {
-    demo_models()
+/// Host golden files of `models` on `rows`: (path, parsed) per model.
+fn golden_files(
+    models: &[PathBuf],
+    dir: &Path,
+    rows: &[PuzzleRow],
+    tag: &str,
+) -> Vec<(PathBuf, Golden)> {
+    models
         .iter()
         .enumerate()
         .map(|(i, model)| {
@@ -82,12 +115,18 @@ fn golden_files(dir: &Path, rows: &[PuzzleRow], tag: &str) -> Vec<(PathBuf, Gold
         .collect()
 }
 
-/// Builds the firmware for `board` with both demo models and these golden files, runs it under
-/// QEMU with `-icount shift=0`; returns (exit code, console output).
-fn run_with_golden(board: &Board, csv: &Path, golden: &[PathBuf], name: &str) -> (i32, String) {
+/// Builds the firmware for `board` with `models` and their golden files, runs it under QEMU
+/// with `-icount shift=0`; returns (exit code, console output).
+fn run_with_golden(
+    board: &Board,
+    models: &[PathBuf],
+    csv: &Path,
+    golden: &[PathBuf],
+    name: &str,
+) -> (i32, String) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let elf = dir.join(format!("{name}.elf"));
-    let models = model_list(&demo_models());
+    let models = model_list(models);
     let goldens = model_list(golden);
     let n = PUZZLES.to_string();
     qemu::build_firmware(
@@ -110,17 +149,18 @@ fn golden_matches_on(board: &Board, test: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let (rows, csv) = puzzles(&dir);
-    let golden = golden_files(&dir, &rows, board.arg);
+    let models = models_with_int16(&dir);
+    let golden = golden_files(&models, &dir, &rows, board.arg);
     let paths: Vec<PathBuf> = golden.iter().map(|(p, _)| p.clone()).collect();
-    let (code, out) = run_with_golden(board, &csv, &paths, test);
+    let (code, out) = run_with_golden(board, &models, &csv, &paths, test);
     assert_eq!(code, 0, "exit code\n{out}");
     let blocks: Vec<&str> = out
         .split("TRM-BANNER")
         .filter(|b| b.contains("TRM-DONE"))
         .collect();
     let all = runs(records(&out));
-    assert_eq!(all.len(), 2, "one run per model:\n{out}");
-    assert_eq!(blocks.len(), 2, "one block per model:\n{out}");
+    assert_eq!(all.len(), models.len(), "one run per model:\n{out}");
+    assert_eq!(blocks.len(), models.len(), "one block per model:\n{out}");
     for (((path, g), recs), block) in golden.iter().zip(&all).zip(&blocks) {
         // The device's own verdict.
         let verdict = with_tag(recs, "TRM-GOLDEN");
@@ -176,7 +216,8 @@ fn golden_mismatch_fails() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let (rows, csv) = puzzles(&dir);
-    let golden = golden_files(&dir, &rows, "bad");
+    let models = demo_models();
+    let golden = golden_files(&models, &dir, &rows, "bad");
     // Change one hex digit of the y digest of the fixed model's third TRM-STEP line.
     let (path, _) = &golden[1];
     let text = std::fs::read_to_string(path).expect("read golden");
@@ -202,7 +243,7 @@ fn golden_mismatch_fails() {
     let changed = changed.expect("a third TRM-STEP line");
     std::fs::write(path, lines.join("\n") + "\n").expect("write golden");
     let paths: Vec<PathBuf> = golden.iter().map(|(p, _)| p.clone()).collect();
-    let (code, out) = run_with_golden(&MPS2, &csv, &paths, test);
+    let (code, out) = run_with_golden(&MPS2, &models, &csv, &paths, test);
     assert_eq!(code, 1, "exit code\n{out}");
     let all = runs(records(&out));
     assert_eq!(all.len(), 2, "{out}");

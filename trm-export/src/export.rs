@@ -18,7 +18,9 @@ use trm_nostd::sudoku::CELLS;
 use trm_nostd::{Config, DType, Model, TensorId, TensorSource};
 
 use crate::puzzles::{PuzzleRow, PuzzleSource, to_tokens};
-use crate::quantize::{Calibration, QuantizeOptions, calibrate, quantize};
+use crate::quantize::{
+    Calibration, DEFAULT_SILU_KNOTS, Int16Weights, QuantizeOptions, calibrate, quantize,
+};
 use crate::reference::{ImportOptions, import_reference};
 
 /// A `.trm` format `export` writes.
@@ -157,12 +159,14 @@ pub struct Quantized {
 }
 
 /// Calibrates `float` (a float `.trm` file) on `rows` (every ACT step, no halting) and
-/// quantizes it with `margin`; the written file is checked by building the fixed engine on it.
+/// quantizes it with `opts` (margin, int16 weight groups); the written file is checked by
+/// building the fixed engine on it.
 pub fn quantize_float_model(
     float: &[u8],
     rows: &[PuzzleRow],
-    margin: f64,
+    opts: &QuantizeOptions,
 ) -> anyhow::Result<Quantized> {
+    let margin = opts.margin;
     let m = Model::parse(float).context("parsing the float model")?;
     if m.scheme().is_fixed() {
         bail!("the model is already a fixed-point model");
@@ -184,7 +188,7 @@ pub fn quantize_float_model(
         .collect();
     let t = Instant::now();
     let cal = calibrate(&c, &m, &set, c.halt_max_steps)?;
-    let out = quantize(&c, &m, &cal, &QuantizeOptions { margin })?;
+    let out = quantize(&c, &m, &cal, opts)?;
     let fixed = Model::parse(&out).context("the written fixed model does not parse")?;
     let need = FixedEngine::scratch_len(&c);
     let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
@@ -241,6 +245,10 @@ pub struct CalibSettings {
     pub count: usize,
     /// Headroom over each calibrated maximum.
     pub margin: f64,
+    /// The weight matrices stored as int16.
+    pub int16: Int16Weights,
+    /// Entries of each SiLU table.
+    pub silu_knots: usize,
 }
 
 impl Default for CalibSettings {
@@ -249,6 +257,8 @@ impl Default for CalibSettings {
             source: None,
             count: 64,
             margin: QuantizeOptions::default().margin,
+            int16: Int16Weights::NONE,
+            silu_knots: DEFAULT_SILU_KNOTS,
         }
     }
 }
@@ -325,7 +335,12 @@ pub fn export(
                 let (source, rows) = calib_source
                     .as_ref()
                     .context("calibration source missing")?;
-                let q = quantize_float_model(&float, rows, calib.margin)?;
+                let opts = QuantizeOptions {
+                    margin: calib.margin,
+                    int16: calib.int16,
+                    silu_knots: calib.silu_knots,
+                };
+                let q = quantize_float_model(&float, rows, &opts)?;
                 (q.bytes.clone(), Some((q, source.clone())))
             }
         };

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use trm_export::export::{self, CalibSettings, Format};
 use trm_export::golden::{self, CheckOutcome};
 use trm_export::puzzles::{PuzzleSource, read_dataset_split, to_tokens};
+use trm_export::quantize::{DEFAULT_SILU_KNOTS, Int16Weights, QuantizeOptions};
 use trm_export::reference::{ImportOptions, reference_to_trm_with};
 use trm_export::verify::{self, Thresholds};
 use trm_fw_app::{Counter, HaltMode};
@@ -137,6 +138,15 @@ enum Command {
         /// Fixed: headroom over each calibrated maximum (1.25: 25% beyond the largest value).
         #[arg(long, default_value_t = CalibSettings::default().margin)]
         margin: f64,
+        /// Fixed: weight matrices stored as int16 instead of int8: `none`, `all`, or a comma
+        /// list of `mixer` (mlp_t token mixer / attention projections), `mlp` (channel SwiGLU),
+        /// `heads` (lm_head, q_head). Twice the flash for those matrices, finer rounding.
+        #[arg(long, default_value = "none")]
+        int16_weights: Int16Weights,
+        /// Fixed: entries of each SiLU table (257, 513, 1025, 2049 or 4097; 2 bytes each per
+        /// SwiGLU): more knots, smaller interpolation error.
+        #[arg(long, default_value_t = DEFAULT_SILU_KNOTS)]
+        silu_knots: usize,
         /// Puzzle tokens per example, when the dataset's dataset.json is not found and the
         /// weights do not tell (attention models).
         #[arg(long)]
@@ -171,7 +181,7 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Quantizes a float `.trm` model into a fixed-point one (int8 weights, int16 activations,
+    /// Quantizes a float `.trm` model into a fixed-point one (int8 or int16 weights, int16 activations,
     /// format version 2): calibrates activation ranges with the float network on Sudoku puzzles
     /// (every ACT step, no halting), then writes the `Fixed` file and prints the scales.
     Quantize {
@@ -191,6 +201,15 @@ enum Command {
         /// Headroom over each calibrated maximum (1.25: 25% beyond the largest value seen).
         #[arg(long, default_value_t = CalibSettings::default().margin)]
         margin: f64,
+        /// Weight matrices stored as int16 instead of int8: `none`, `all`, or a comma
+        /// list of `mixer` (mlp_t token mixer / attention projections), `mlp` (channel SwiGLU),
+        /// `heads` (lm_head, q_head). Twice the flash for those matrices, finer rounding.
+        #[arg(long, default_value = "none")]
+        int16_weights: Int16Weights,
+        /// Fixed: entries of each SiLU table (257, 513, 1025, 2049 or 4097; 2 bytes each per
+        /// SwiGLU): more knots, smaller interpolation error.
+        #[arg(long, default_value_t = DEFAULT_SILU_KNOTS)]
+        silu_knots: usize,
         /// Output `.trm` file.
         #[arg(short, long)]
         output: PathBuf,
@@ -328,16 +347,17 @@ fn quantize_cmd(
     model: &Path,
     source: PuzzleSource,
     calib: usize,
-    margin: f64,
+    opts: QuantizeOptions,
     output: &Path,
 ) -> anyhow::Result<()> {
+    let margin = opts.margin;
     let bytes = read(model)?;
     let m = parse(&bytes, model)?;
     if m.scheme().is_fixed() {
         anyhow::bail!("{} is already a fixed-point model", model.display());
     }
     let rows = source.load(calib)?;
-    let q = export::quantize_float_model(&bytes, &rows, margin)
+    let q = export::quantize_float_model(&bytes, &rows, &opts)
         .with_context(|| format!("quantizing {}", model.display()))?;
     write(output, &q.bytes)?;
     print!(
@@ -373,6 +393,8 @@ fn export_cmd(
     calib_puzzles: Option<PathBuf>,
     calib: usize,
     margin: f64,
+    int16: Int16Weights,
+    silu_knots: usize,
     seq_len: Option<u32>,
 ) -> anyhow::Result<()> {
     let weights = export::load_float_weights(path, &ImportOptions { seq_len })?;
@@ -384,6 +406,8 @@ fn export_cmd(
         },
         count: calib,
         margin,
+        int16,
+        silu_knots,
     };
     let formats: Vec<Format> = formats.into_iter().map(Format::from).collect();
     println!("read {}", weights.source.display());
@@ -401,8 +425,13 @@ fn export_cmd(
                 PuzzleSource::One(_) => "one puzzle".to_string(),
             };
             println!(
-                "  calibrated on {} puzzles of {from} x {} ACT steps in {:.1}s (margin {margin})",
-                q.calibration.puzzles, q.calibration.steps, q.seconds
+                "  calibrated on {} puzzles of {from} x {} ACT steps in {:.1}s (margin {margin}, \
+                 int16 weights: {}, SiLU knots {})",
+                q.calibration.puzzles,
+                q.calibration.steps,
+                q.seconds,
+                int16.name(),
+                silu_knots
             );
             let [x, s, l, qs] = q.scales;
             println!(
@@ -479,6 +508,8 @@ fn main() -> anyhow::Result<()> {
             calib_puzzles,
             calib,
             margin,
+            int16_weights,
+            silu_knots,
             seq_len,
         } => {
             export_cmd(
@@ -489,6 +520,8 @@ fn main() -> anyhow::Result<()> {
                 calib_puzzles,
                 calib,
                 margin,
+                int16_weights,
+                silu_knots,
                 seq_len,
             )?;
             0
@@ -523,10 +556,17 @@ fn main() -> anyhow::Result<()> {
             puzzles,
             calib,
             margin,
+            int16_weights,
+            silu_knots,
             output,
         } => {
             let source = PuzzleSource::from_options(puzzles, dataset, None)?;
-            quantize_cmd(&model, source, calib, margin, &output)?;
+            let opts = QuantizeOptions {
+                margin,
+                int16: int16_weights,
+                silu_knots,
+            };
+            quantize_cmd(&model, source, calib, opts, &output)?;
             0
         }
         Command::Puzzles {

@@ -12,19 +12,21 @@
 //!    (scale `sqrt(n) / 32767`, no calibration and no saturation); x uses the exact bound of
 //!    its embedding tables; the other sites `margin * max / 32767` (int16) or `margin * max /
 //!    2^24` (the i32 logits).
-//! 3. Prepare ([`quantize`]): int8 symmetric per-output-channel weights, every real multiplier
+//! 3. Prepare ([`quantize`]): int8 symmetric per-output-channel weights (int16 for the
+//!    matrices [`Int16Weights`] names: the scheme is then
+//!    [`FIXED_I16_I16`](trm_nostd::format::FIXED_I16_I16)), every real multiplier
 //!    folded into [`Requant`] mantissas and shifts, SiLU
 //!    and Q15 RoPE tables, RMSNorm eps terms, written as the tables of
 //!    [`trm_nostd::fixed::tables`].
 
 use anyhow::{Context as _, bail};
-use trm_nostd::fixed::kernels::{NORM_ONE, Requant};
+use trm_nostd::fixed::kernels::{self, NORM_ONE, Requant};
 use trm_nostd::fixed::prepare;
 use trm_nostd::fixed::tables::{self, push_i16s, push_words};
 use trm_nostd::float::MatRef;
 use trm_nostd::float::kernels as fk;
 use trm_nostd::float::recursion::{self, Recurrence};
-use trm_nostd::format::{FIXED_I8_I16, ModelWriter};
+use trm_nostd::format::{FIXED_I8_I16, FIXED_I16_I16, ModelWriter};
 use trm_nostd::{Config, DType, LayerTensor, PosEncoding, TensorId, TensorSource};
 
 /// Largest `|value|` seen at each activation site of one block.
@@ -396,17 +398,109 @@ pub fn calibrate<'a, S: TensorSource<'a> + ?Sized>(
     Ok(calibrate_with_states(c, src, puzzles, steps)?.0)
 }
 
+/// Which weight matrices are stored as int16 instead of int8 (per output channel either way).
+///
+/// int16 weights cost twice the flash of int8 ones and run through the int16 x int16 kernel;
+/// they make the weight rounding 256 times finer, which is what decides the answers of models
+/// whose logits are close (see docs/EXPORT.md, "int16 weights").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Int16Weights {
+    /// The sequence mixer of every block: mlp_t's token-mixing SwiGLU (gate_up, down), or
+    /// attention's qkv and o projections.
+    pub mixer: bool,
+    /// The channel SwiGLU (gate_up, down) of every block.
+    pub mlp: bool,
+    /// The output heads, lm_head and q_head.
+    pub heads: bool,
+}
+
+impl Int16Weights {
+    /// Every matrix int8.
+    pub const NONE: Int16Weights = Int16Weights {
+        mixer: false,
+        mlp: false,
+        heads: false,
+    };
+    /// Every matrix int16.
+    pub const ALL: Int16Weights = Int16Weights {
+        mixer: true,
+        mlp: true,
+        heads: true,
+    };
+
+    /// Whether any matrix is int16.
+    pub fn any(&self) -> bool {
+        self.mixer || self.mlp || self.heads
+    }
+
+    /// The option's text form: `none`, `all`, or a comma list of `mixer`, `mlp`, `heads`.
+    pub fn name(&self) -> String {
+        if *self == Self::NONE {
+            return "none".into();
+        }
+        if *self == Self::ALL {
+            return "all".into();
+        }
+        let parts: Vec<&str> = [
+            (self.mixer, "mixer"),
+            (self.mlp, "mlp"),
+            (self.heads, "heads"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
+        parts.join(",")
+    }
+}
+
+impl std::str::FromStr for Int16Weights {
+    type Err = String;
+
+    /// `none`, `all`, or a comma list of `mixer`, `mlp`, `heads`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut w = Int16Weights::NONE;
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "none" => {}
+                "all" => w = Int16Weights::ALL,
+                "mixer" => w.mixer = true,
+                "mlp" => w.mlp = true,
+                "heads" => w.heads = true,
+                other => {
+                    return Err(format!(
+                        "unknown weight group '{other}' (expected none, all, or a comma list of \
+                         mixer, mlp, heads)"
+                    ));
+                }
+            }
+        }
+        Ok(w)
+    }
+}
+
+pub use trm_nostd::fixed::prepare::DEFAULT_SILU_KNOTS;
+
 /// Quantization settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QuantizeOptions {
     /// Headroom over the calibrated maximum of each calibrated site (1.25: a value up to 25%
     /// beyond the largest seen is still represented; beyond it saturates).
     pub margin: f64,
+    /// The weight matrices stored as int16 (default none: every matrix int8).
+    pub int16: Int16Weights,
+    /// Entries of each SiLU table: `2^b + 1` for `b` in 8..=12 (257 ... 4097). More knots
+    /// cost `2 * knots` bytes of flash per SwiGLU and make the interpolation error
+    /// (`h^2 s / 16` LSB at knot spacing `h`) smaller; see [`trm_nostd::fixed::kernels::silu`].
+    pub silu_knots: usize,
 }
 
 impl Default for QuantizeOptions {
     fn default() -> Self {
-        QuantizeOptions { margin: 1.25 }
+        QuantizeOptions {
+            margin: 1.25,
+            int16: Int16Weights::NONE,
+            silu_knots: DEFAULT_SILU_KNOTS,
+        }
     }
 }
 
@@ -439,20 +533,26 @@ fn i16_bytes(v: &[i16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// An int8 matrix and its channel block: row `o` requantized by `in_scale * s_w[o] / out(o)`.
+/// An int8 (int16 when `wide`) matrix and its channel block: row `o` requantized by
+/// `in_scale * s_w[o] / out(o)`.
 fn quant_matrix(
     w: &[f32],
     cols: usize,
     in_scale: f64,
     out_scale: impl Fn(usize) -> f64,
+    wide: bool,
     what: &str,
 ) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let rows = w.len() / cols.max(1);
-    let mut data = Vec::with_capacity(w.len());
+    let mut data = Vec::with_capacity(if wide { 2 } else { 1 } * w.len());
     let mut table = Vec::new();
     push_words(&mut table, &[rows as i32]);
     for (o, row) in w.chunks_exact(cols).enumerate() {
-        let s_w = prepare::quantize_row_i8(row, &mut data);
+        let s_w = if wide {
+            prepare::quantize_row_i16(row, &mut data)
+        } else {
+            prepare::quantize_row_i8(row, &mut data)
+        };
         let r = requant(in_scale * s_w / out_scale(o), what)?;
         push_words(&mut table, &[r.mult, r.shift as i32]);
     }
@@ -475,11 +575,24 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
 ) -> anyhow::Result<Vec<u8>> {
     c.validate()?;
     let margin = opts.margin;
+    let Some(silu_bits) = kernels::silu_knot_bits(opts.silu_knots) else {
+        bail!(
+            "SiLU tables of {} knots are not supported (257, 513, 1025, 2049 or 4097)",
+            opts.silu_knots
+        );
+    };
     let (l, d) = (c.seq_total(), c.d());
     let norm_scale = |n: usize| (n as f64).sqrt() / NORM_ONE as f64;
     let s_state = norm_scale(d);
     let eps = c.rms_norm_eps as f64;
-    let mut w = ModelWriter::new(*c, FIXED_I8_I16)?;
+    let wide = opts.int16;
+    let wdt = |on: bool| if on { DType::I16 } else { DType::I8 };
+    let scheme = if wide.any() {
+        FIXED_I16_I16
+    } else {
+        FIXED_I8_I16
+    };
+    let mut w = ModelWriter::new(*c, scheme)?;
 
     // x: the float engine's x = k * (c * (emb + pos)) with k = sqrt(D) (in f32).
     let k = (d as f64).sqrt() as f32 as f64;
@@ -575,10 +688,11 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
         d,
         s_state,
         |_| s_logit,
+        wide.heads,
         "lm_head",
     )?;
     push_words(&mut t, &[(s_logit as f32).to_bits() as i32]);
-    w.add_raw(TensorId::LmHead, DType::I8, data, t)?;
+    w.add_raw(TensorId::LmHead, wdt(wide.heads), data, t)?;
     let bias = floats(src, c, TensorId::QHeadBias)?;
     let s_q = margin * (cal.q as f64).max(amax(&bias) as f64).max(1e-6) / (1 << 24) as f64;
     let (data, mut t) = quant_matrix(
@@ -586,10 +700,11 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
         d,
         s_state,
         |_| s_q,
+        wide.heads,
         "q_head",
     )?;
     push_words(&mut t, &[(s_q as f32).to_bits() as i32]);
-    w.add_raw(TensorId::QHeadWeight, DType::I8, data, t)?;
+    w.add_raw(TensorId::QHeadWeight, wdt(wide.heads), data, t)?;
     let qb: Vec<u8> = bias
         .iter()
         .flat_map(|&b| (prepare::round_half_up(b as f64 / s_q) as i32).to_le_bytes())
@@ -607,7 +722,17 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
                 site(margin, b.mix_up, "mlp_t up")?,
                 site(margin, b.mix_prod, "mlp_t product")?,
             );
-            add_swiglu(&mut w, c, src, a_id, b_id, l, s_h, (sg, su, sp), eps)?;
+            add_swiglu(
+                &mut w,
+                c,
+                src,
+                [a_id, b_id],
+                l,
+                s_h,
+                (sg, su, sp, silu_bits),
+                eps,
+                wide.mixer,
+            )?;
             norm_scale(l)
         } else {
             let (sq, sk, sv) = (
@@ -616,18 +741,25 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
                 site(margin, b.v, "v")?,
             );
             let qkv = floats(src, c, a_id)?;
-            let (data, mut t) =
-                quant_matrix(&qkv, d, s_h, |o| [sq, sk, sv][(o / d).min(2)], "qkv_proj")?;
+            let (data, mut t) = quant_matrix(
+                &qkv,
+                d,
+                s_h,
+                |o| [sq, sk, sv][(o / d).min(2)],
+                wide.mixer,
+                "qkv_proj",
+            )?;
             let score = sq * sk / (c.head_dim() as f64).sqrt()
                 * std::f64::consts::LOG2_E
                 * (1u64 << trm_nostd::fixed::kernels::EXP_FRAC_BITS) as f64;
             let r = requant(score, "attention scores")?;
             push_words(&mut t, &[r.mult, r.shift as i32]);
-            w.add_raw(a_id, DType::I8, data, t)?;
-            let (data, mut t) = quant_matrix(&floats(src, c, b_id)?, d, sv, |_| s_h, "o_proj")?;
+            w.add_raw(a_id, wdt(wide.mixer), data, t)?;
+            let (data, mut t) =
+                quant_matrix(&floats(src, c, b_id)?, d, sv, |_| s_h, wide.mixer, "o_proj")?;
             let e = prepare::eps_term(d, eps, s_h);
             push_words(&mut t, &[e as u32 as i32, (e >> 32) as u32 as i32]);
-            w.add_raw(b_id, DType::I8, data, t)?;
+            w.add_raw(b_id, wdt(wide.mixer), data, t)?;
             norm_scale(d)
         };
         let (sg, su, sp) = (
@@ -635,7 +767,17 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
             site(margin, b.up, "up")?,
             site(margin, b.prod, "product")?,
         );
-        add_swiglu(&mut w, c, src, g_id, d_id, d, s_mid, (sg, su, sp), eps)?;
+        add_swiglu(
+            &mut w,
+            c,
+            src,
+            [g_id, d_id],
+            d,
+            s_mid,
+            (sg, su, sp, silu_bits),
+            eps,
+            wide.mlp,
+        )?;
     }
     Ok(w.finish()?)
 }
@@ -646,23 +788,31 @@ fn add_swiglu<'a, S: TensorSource<'a> + ?Sized>(
     w: &mut ModelWriter<'_>,
     c: &Config,
     src: &S,
-    gate_up: TensorId,
-    down: TensorId,
+    [gate_up, down]: [TensorId; 2],
     n: usize,
     s_h: f64,
-    (sg, su, sp): (f64, f64, f64),
+    (sg, su, sp, silu_bits): (f64, f64, f64, u32),
     eps: f64,
+    wide: bool,
 ) -> anyhow::Result<()> {
+    let dtype = if wide { DType::I16 } else { DType::I8 };
     let gu = floats(src, c, gate_up)?;
     let inter = gu.len() / n / 2;
-    let (data, mut t) = quant_matrix(&gu, n, s_h, |o| if o < inter { sg } else { su }, "gate_up")?;
+    let (data, mut t) = quant_matrix(
+        &gu,
+        n,
+        s_h,
+        |o| if o < inter { sg } else { su },
+        wide,
+        "gate_up",
+    )?;
     let r = requant(sg * su / sp, "swiglu product")?;
     push_words(&mut t, &[r.mult, r.shift as i32]);
-    push_i16s(&mut t, &prepare::silu_table(sg, sg));
-    w.add_raw(gate_up, DType::I8, data, t)?;
-    let (data, mut t) = quant_matrix(&floats(src, c, down)?, inter, sp, |_| s_h, "down")?;
+    push_i16s(&mut t, &prepare::silu_table_knots(sg, sg, silu_bits));
+    w.add_raw(gate_up, dtype, data, t)?;
+    let (data, mut t) = quant_matrix(&floats(src, c, down)?, inter, sp, |_| s_h, wide, "down")?;
     let e = prepare::eps_term(n, eps, s_h);
     push_words(&mut t, &[e as u32 as i32, (e >> 32) as u32 as i32]);
-    w.add_raw(down, DType::I8, data, t)?;
+    w.add_raw(down, dtype, data, t)?;
     Ok(())
 }

@@ -17,9 +17,9 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure};
 use serde::Serialize;
-use trm_nostd::Model;
 use trm_nostd::float::recursion::should_stop;
 use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
+use trm_nostd::{DType, Model};
 
 pub use trm_nostd::HaltMode;
 
@@ -150,6 +150,10 @@ struct PuzzleOutcome {
 fn scheme_name(m: &Model<'_>) -> String {
     match m.scheme() {
         trm_nostd::NumericScheme::Float(d) => format!("float:{d:?}"),
+        trm_nostd::NumericScheme::Fixed {
+            weights: DType::I16,
+            ..
+        } => "fixed:I16w".to_string(),
         s if s.is_fixed() => "fixed".to_string(),
         s => format!("{s:?}"),
     }

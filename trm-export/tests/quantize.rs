@@ -233,3 +233,133 @@ fn fixed_engine_tracks_the_float_engine() {
         assert_eq!(s.steps, c.halt_max_steps);
     }
 }
+
+/// The error of one network application (`z = net(z, y + x)`, then `y = net(y, z)`) from the
+/// float engine's start states, as max |fixed - float| over the float RMS: (z, y).
+fn one_application_error(
+    c: &Config,
+    w: &OwnedWeights,
+    bytes: &[u8],
+    p: &(Vec<u8>, u32),
+) -> (f64, f64) {
+    use trm_nostd::float::Recurrence;
+    let src = w.source();
+    let model = Model::parse(bytes).unwrap();
+    let need = FixedEngine::scratch_len(c);
+    let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+    let mut qe = FixedEngine::new(&model, &mut s16, &mut s32).unwrap();
+    let mut scratch = vec![0f32; FloatEngine::scratch_len(c)];
+    let mut fe = FloatEngine::new(c, &src, &mut scratch).unwrap();
+    fe.start(&p.0, p.1).unwrap();
+    qe.start(&p.0, p.1).unwrap();
+    fe.update_z();
+    qe.update_z();
+    let dz = drift(qe.z(), qe.state_scale(), fe.z());
+    fe.update_y();
+    qe.update_y();
+    (dz, drift(qe.y(), qe.state_scale(), fe.y()))
+}
+
+/// `--int16-weights`: the chosen matrices (and only they) are stored as int16 under the
+/// `FIXED_I16_I16` scheme, they take twice the bytes, and the finer weights make the integer
+/// network closer to the float one than the int8 file, from the same calibration.
+#[test]
+fn int16_weights_are_stored_as_chosen_and_cut_the_error() {
+    use trm_export::quantize::Int16Weights;
+    use trm_nostd::format::{FIXED_I8_I16, FIXED_I16_I16};
+    use trm_nostd::{LayerTensor, TensorId, TensorSource};
+    for (name, c) in variants() {
+        let w = OwnedWeights::random(&c, 21, DType::F32);
+        let src = w.source();
+        let ps = puzzles(&c, 4, 3);
+        let cal = calibrate(&c, &src, &ps, 2).unwrap();
+        let write = |int16: Int16Weights| {
+            let opts = QuantizeOptions {
+                int16,
+                ..QuantizeOptions::default()
+            };
+            quantize(&c, &src, &cal, &opts).unwrap()
+        };
+        let narrow = write(Int16Weights::NONE);
+        let wide = write(Int16Weights::ALL);
+        let mixer = write("mixer".parse().unwrap());
+        let (mn, mw, mm) = (
+            Model::parse(&narrow).unwrap(),
+            Model::parse(&wide).unwrap(),
+            Model::parse(&mixer).unwrap(),
+        );
+        assert_eq!(mn.scheme(), FIXED_I8_I16, "{name}");
+        assert_eq!(mw.scheme(), FIXED_I16_I16, "{name}");
+        assert_eq!(mm.scheme(), FIXED_I16_I16, "{name}");
+        let mixer_kinds = [
+            LayerTensor::MlpTGateUp,
+            LayerTensor::MlpTDown,
+            LayerTensor::QkvProj,
+            LayerTensor::OProj,
+        ];
+        let mut matrices = 0;
+        for id in TensorId::all(&c) {
+            let is_matrix = matches!(
+                id,
+                TensorId::LmHead | TensorId::QHeadWeight | TensorId::Layer { .. }
+            );
+            let (n, w16, m16) = (
+                mn.tensor(id).unwrap(),
+                mw.tensor(id).unwrap(),
+                mm.tensor(id).unwrap(),
+            );
+            if !is_matrix {
+                assert_eq!(n.dtype, w16.dtype, "{name}: {id}");
+                assert_eq!(n.data, w16.data, "{name}: {id} changed");
+                continue;
+            }
+            matrices += 1;
+            assert_eq!(n.dtype, DType::I8, "{name}: {id}");
+            assert_eq!(w16.dtype, DType::I16, "{name}: {id}");
+            assert_eq!(w16.data.len(), 2 * n.data.len(), "{name}: {id}");
+            let in_mixer =
+                matches!(id, TensorId::Layer { tensor, .. } if mixer_kinds.contains(&tensor));
+            let want = if in_mixer { DType::I16 } else { DType::I8 };
+            assert_eq!(m16.dtype, want, "{name}: {id} with --int16-weights mixer");
+            // Same tables (the requant multipliers differ by the weight scales only in value).
+            assert_eq!(
+                mn.quant_table(id).map(<[u8]>::len),
+                mw.quant_table(id).map(<[u8]>::len),
+                "{name}: {id}"
+            );
+        }
+        assert_eq!(matrices, 2 + 4 * c.l_layers as usize, "{name}");
+
+        let mut worst = [(0f64, 0f64); 2];
+        for p in &ps {
+            for (k, bytes) in [&narrow, &wide].into_iter().enumerate() {
+                let (dz, dy) = one_application_error(&c, &w, bytes, p);
+                worst[k].0 = worst[k].0.max(dz);
+                worst[k].1 = worst[k].1.max(dy);
+            }
+        }
+        println!(
+            "{name}: one net application, max error x RMS: int8 weights z {:.5} y {:.5}; int16 \
+             weights z {:.5} y {:.5}",
+            worst[0].0, worst[0].1, worst[1].0, worst[1].1
+        );
+        assert!(
+            worst[1].0 < worst[0].0 && worst[1].1 < worst[0].1,
+            "{name}: int16 weights did not reduce the error: {worst:?}"
+        );
+    }
+}
+
+#[test]
+fn int16_weight_groups_parse() {
+    use trm_export::quantize::Int16Weights;
+    let p = |s: &str| s.parse::<Int16Weights>();
+    assert_eq!(p("none").unwrap(), Int16Weights::NONE);
+    assert_eq!(p("all").unwrap(), Int16Weights::ALL);
+    let m = p("mixer, heads").unwrap();
+    assert!(m.mixer && m.heads && !m.mlp);
+    assert_eq!(m.name(), "mixer,heads");
+    assert_eq!(p(&Int16Weights::ALL.name()).unwrap(), Int16Weights::ALL);
+    let e = p("mixer,lm_head").unwrap_err();
+    assert!(e.contains("lm_head"), "{e}");
+}

@@ -1,6 +1,7 @@
 //! One ACT step of the integer engine, batch 1, one thread, beside the float engine, for the
 //! paper's Sudoku configs (mlp_t and attention, D=512) and the D=128 mlp_t one: every kernel
-//! implementation this machine supports (`portable`, `avx2`, `avx512`), then the float engine.
+//! implementation this machine supports (`portable`, `avx2`, `avx512`), with int8 weights and
+//! (`fixed-<isa>-i16-fast` rows) every weight matrix int16, then the float engine.
 //!
 //! `cargo bench -p trm-nostd --bench fixed_step` (a filter selects rows, e.g.
 //! `-- sudoku_mlp_t/avx2`). The fixed models are synthetic: random int8 weights with
@@ -11,7 +12,7 @@
 mod fixed_common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fixed_common::{Fill, fixed_model};
+use fixed_common::{Fill, Weights, fixed_model, fixed_model_with};
 use std::hint::black_box;
 use std::time::Duration;
 use trm_nostd::fixed::FixedEngine;
@@ -33,14 +34,22 @@ fn bench_config(c: &mut Criterion, name: &str, config: Config) {
 
     let bytes = fixed_model(&config, 1, Fill::Random);
     let model = Model::parse(&bytes).expect("parse");
+    let wide_bytes = fixed_model_with(&config, 1, Fill::Random, Weights::I16, |_| true);
+    let wide_model = Model::parse(&wide_bytes).expect("parse");
     // Both scratch sizes: the device's minimum (one row per weight pass) and the host's fast one
-    // (FAST_ROWS rows per pass, as the float engine's `scratch_len_fast`).
-    for (scratch, need) in [
-        ("fast", FixedEngine::scratch_len_fast(&config)),
-        ("min", FixedEngine::scratch_len(&config)),
+    // (FAST_ROWS rows per pass, as the float engine's `scratch_len_fast`); int16 weights with the
+    // fast one.
+    for (scratch, need, model) in [
+        ("fast", FixedEngine::scratch_len_fast(&config), &model),
+        ("min", FixedEngine::scratch_len(&config), &model),
+        (
+            "i16-fast",
+            FixedEngine::scratch_len_fast(&config),
+            &wide_model,
+        ),
     ] {
         let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
-        let mut engine = FixedEngine::new(&model, &mut s16, &mut s32).expect("fixed engine");
+        let mut engine = FixedEngine::new(model, &mut s16, &mut s32).expect("fixed engine");
         engine.start(&tokens, 0).expect("start");
         for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
             assert!(optimized::select(isa));

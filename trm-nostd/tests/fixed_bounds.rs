@@ -1,23 +1,25 @@
 //! No accumulator of the integer path can overflow: every kernel at the largest sizes the
 //! engine accepts (`Config::validate`: every size <= `MAX_DIM` = 2^16, `expansion` <= 64) with
-//! worst-case values (weights -128 / 127, activations -32768 / 32767, the largest residuals,
-//! softmax weights and multipliers), against i128 references; and whole engine runs on
-//! worst-case models, where the test profile's overflow checks turn any overflow into a panic.
+//! worst-case values (weights -128 / 127 or, stored as int16, -32768 / 32767, activations
+//! -32768 / 32767, the largest residuals, softmax weights and multipliers), against i128
+//! references; and whole engine runs on worst-case models (int8 weights, every matrix int16,
+//! and a mix), where the test profile's overflow checks turn any overflow into a panic.
 //!
 //! The bounds themselves are documented in `trm_nostd::fixed::kernels` (module docs).
 
 mod fixed_common;
 
-use fixed_common::{Fill, fixed_model, odd_attention, odd_mlp_t};
+use fixed_common::{Fill, Weights, fixed_model, fixed_model_with, odd_attention, odd_mlp_t};
 use trm_nostd::config::{MAX_DIM, swiglu_inter};
 use trm_nostd::fixed::FixedEngine;
 use trm_nostd::fixed::kernels::{
     ACC_CHUNK, EPS_TERM_MAX, I16Table, MAX_SHIFT, NORM_ONE, RESIDUAL_MAX, Requant, Requant2,
-    attention_row, dot_a16_a16, dot_w8_a16, exp2_neg_q30, rms_norm, rope, silu, softmax_q30,
+    attention_row, dot_a16_a16, dot_w8_a16, dot_w16_a16, exp2_neg_q30, rms_norm, rope, silu,
+    softmax_q30,
 };
 use trm_nostd::fixed::optimized::{self, Isa};
 use trm_nostd::format::Model;
-use trm_nostd::{Config, HaltMode};
+use trm_nostd::{Config, DType, HaltMode, TensorId};
 
 /// The longest dot product the engine can run: the SwiGLU `down` rows of the widest valid
 /// config (D = 2^16, expansion 64), longer than any other row (D, L, the mlp_t width).
@@ -96,6 +98,64 @@ fn dot_w8_a16_at_the_largest_length() {
     for isa in &isas {
         assert_eq!(isa.dot_w8_a16(&wv, &av).map(|v| v as i128), Some(exact));
     }
+}
+
+#[test]
+fn dot_w16_a16_at_the_largest_length() {
+    let n = max_dot_len();
+    // The documented bound: |total| <= n 2^30 < 2^63.
+    assert!((n as i128) << 30 < i64::MAX as i128);
+    let isas = supported();
+    // Weights as little-endian pairs, at an even address (each implementation's int16 kernel)
+    // and at an odd one (the reference).
+    let check = |w: &[i16], a: &[i16], exact: i128, what: &str| {
+        let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut buf = vec![0u8; bytes.len() + 1];
+        let even_at = buf.as_ptr() as usize % 2;
+        for at in [even_at, 1 - even_at] {
+            buf[at..at + bytes.len()].copy_from_slice(&bytes);
+            let wb = &buf[at..at + bytes.len()];
+            assert_eq!(dot_w16_a16(wb, a) as i128, exact, "reference {what}");
+            for isa in &isas {
+                assert_eq!(
+                    isa.dot_w16_a16(wb, a) as i128,
+                    exact,
+                    "{} {what} at address parity {}",
+                    isa.name(),
+                    at % 2
+                );
+            }
+            assert_eq!(
+                optimized::dot_w16_a16(wb, a) as i128,
+                exact,
+                "dispatch {what}"
+            );
+        }
+    };
+    for (w, a) in [
+        (i16::MIN, i16::MIN),
+        (i16::MIN, i16::MAX),
+        (i16::MAX, i16::MIN),
+        (i16::MAX, i16::MAX),
+    ] {
+        let exact = n as i128 * w as i128 * a as i128;
+        // -32768 * -32768 = 2^30: the largest product.
+        assert!(exact.abs() <= (n as i128) << 30);
+        check(&vec![w; n], &vec![a; n], exact, &format!("w={w} a={a}"));
+    }
+    // Mixed signs that cancel per chunk but not per vector lane, and a tail.
+    let wv: Vec<i16> = (0..n + 3)
+        .map(|i| if i % 3 == 0 { i16::MIN } else { i16::MAX })
+        .collect();
+    let av: Vec<i16> = (0..n + 3)
+        .map(|i| if i % 5 < 2 { i16::MIN } else { i16::MAX })
+        .collect();
+    let exact: i128 = wv
+        .iter()
+        .zip(&av)
+        .map(|(&w, &a)| w as i128 * a as i128)
+        .sum();
+    check(&wv, &av, exact, "mixed");
 }
 
 #[test]
@@ -289,12 +349,57 @@ fn silu_and_rope_at_the_extremes() {
 /// kernel implementation: with overflow checks on, any overflow would panic.
 #[test]
 fn engines_on_worst_case_models() {
+    worst_case_engines(|c| fixed_model(c, 3, Fill::Extreme));
+}
+
+/// The same with int16 weight matrices (all -32768 / 32767, the largest multipliers): every
+/// matrix int16, and every other one (int8 and int16 rows feeding each other).
+#[test]
+fn engines_on_worst_case_int16_weight_models() {
+    worst_case_engines(|c| {
+        let bytes = fixed_model_with(c, 3, Fill::Extreme, Weights::I16, |_| true);
+        let (n8, n16) = matrix_dtypes(&bytes);
+        assert!(n8 == 0 && n16 > 0, "{n8} int8, {n16} int16 matrices");
+        bytes
+    });
+    worst_case_engines(|c| {
+        let mats: Vec<TensorId> = TensorId::all(c).filter(|&id| is_matrix(id)).collect();
+        let every_other = |id: TensorId| mats.iter().position(|&m| m == id).unwrap() % 2 == 0;
+        let bytes = fixed_model_with(c, 3, Fill::Extreme, Weights::I16, every_other);
+        let (n8, n16) = matrix_dtypes(&bytes);
+        assert!(n8 > 0 && n16 > 0, "{n8} int8, {n16} int16 matrices");
+        bytes
+    });
+}
+
+fn is_matrix(id: TensorId) -> bool {
+    matches!(
+        id,
+        TensorId::LmHead | TensorId::QHeadWeight | TensorId::Layer { .. }
+    )
+}
+
+/// How many weight matrices of the file are int8 and int16.
+fn matrix_dtypes(bytes: &[u8]) -> (usize, usize) {
+    let m = Model::parse(bytes).expect("parse");
+    let dtypes: Vec<DType> = m
+        .tensors()
+        .filter(|(id, _)| is_matrix(*id))
+        .map(|(_, v)| v.dtype)
+        .collect();
+    let n8 = dtypes.iter().filter(|&&d| d == DType::I8).count();
+    let n16 = dtypes.iter().filter(|&&d| d == DType::I16).count();
+    assert_eq!(n8 + n16, dtypes.len());
+    (n8, n16)
+}
+
+fn worst_case_engines(build: impl Fn(&Config) -> Vec<u8>) {
     assert!(
         overflow_checks_on(),
         "this test relies on overflow checks (the test profile keeps them)"
     );
     for config in [odd_mlp_t(), odd_attention()] {
-        let bytes = fixed_model(&config, 3, Fill::Extreme);
+        let bytes = build(&config);
         let model = Model::parse(&bytes).expect("parse");
         let need = FixedEngine::scratch_len(&config);
         let tokens = vec![(config.vocab_size - 1) as u8; config.seq_len as usize];

@@ -331,3 +331,46 @@ fn argmax_ties_and_halting_sign() {
     assert!(!q_halt_positive(0));
     assert!(!q_halt_positive(-1));
 }
+
+/// Every SiLU table size (`2^b + 1` knots, b = 8..=12) meets its documented bound `1 + h^2 s
+/// / 16` LSB (knot spacing `h = 2^(16 - b)`), the classic size equals `silu_table`, and the
+/// error shrinks with the knot count.
+#[test]
+fn silu_tables_of_every_size_against_f64() {
+    use trm_nostd::fixed::kernels::{
+        SILU_KNOT_BITS_MAX, SILU_KNOT_BITS_MIN, silu_knot_bits, silu_table_len,
+    };
+    assert_eq!(
+        prepare::silu_table_knots(1e-3, 1e-3, 8),
+        prepare::silu_table(1e-3, 1e-3).to_vec()
+    );
+    for s in [3e-4, 1.8e-3] {
+        let mut last = f64::INFINITY;
+        for b in SILU_KNOT_BITS_MIN..=SILU_KNOT_BITS_MAX {
+            let t = prepare::silu_table_knots(s, s, b);
+            assert_eq!(t.len(), silu_table_len(b));
+            assert_eq!(silu_knot_bits(t.len()), Some(b));
+            let bytes = table_bytes(&t);
+            let table = I16Table(&bytes);
+            let mut worst = 0f64;
+            for q in i16::MIN..=i16::MAX {
+                let exact = prepare::silu_f64(q as f64 * s) / s;
+                worst = worst.max((silu(table, q) as f64 - exact).abs());
+            }
+            let h = (1u32 << (16 - b)) as f64;
+            let bound = 1.0 + h * h * s / 16.0;
+            println!(
+                "silu s={s} knots={}: worst {worst:.3} LSB (bound {bound:.3})",
+                t.len()
+            );
+            assert!(worst <= bound, "s={s} b={b}: {worst} > {bound}");
+            assert!(
+                worst < last || worst <= 1.0,
+                "s={s} b={b}: {worst} !< {last}"
+            );
+            last = worst;
+        }
+    }
+    assert_eq!(silu_knot_bits(256), None);
+    assert_eq!(silu_knot_bits(8193), None);
+}

@@ -1,12 +1,14 @@
 //! The optimized kernels (`fixed::optimized`) against the reference kernels, which are their
 //! specification: equal bit for bit on random lengths (tails that are not multiples of any
 //! vector width, lengths across the `i32` blocks), random and extreme values, misaligned
-//! slices, and a whole integer engine run with each implementation. Every implementation this
+//! slices, and a whole integer engine run with each implementation (int8 and int16 weights).
+//! `dot_w16_a16` (int16 weights as little-endian byte pairs) also at odd addresses and odd byte
+//! lengths, where the implementations fall back to the reference. Every implementation this
 //! machine supports runs; the test prints which ones.
 
 mod fixed_common;
 
-use fixed_common::{Fill, Rng, fixed_model, odd_attention, odd_mlp_t};
+use fixed_common::{Fill, Rng, Weights, fixed_model, fixed_model_with, odd_attention, odd_mlp_t};
 use trm_nostd::fixed::FixedEngine;
 use trm_nostd::fixed::kernels;
 use trm_nostd::fixed::optimized::{self, Isa};
@@ -172,8 +174,18 @@ fn misaligned_slices() {
 fn select_changes_only_the_speed() {
     let isas = supported();
     for config in [odd_mlp_t(), odd_attention()] {
-        for fill in [Fill::Random, Fill::Extreme] {
-            let bytes = fixed_model(&config, 11, fill);
+        for (fill, wide) in [
+            (Fill::Random, false),
+            (Fill::Extreme, false),
+            (Fill::Random, true),
+            (Fill::Extreme, true),
+        ] {
+            // int8 weights, or every matrix int16 (the int16 x int16 kernel on every row).
+            let bytes = if wide {
+                fixed_model_with(&config, 11, fill, Weights::I16, |_| true)
+            } else {
+                fixed_model(&config, 11, fill)
+            };
             let model = Model::parse(&bytes).expect("parse");
             let need = FixedEngine::scratch_len(&config);
             let tokens: Vec<u8> = (0..config.seq_len)
@@ -203,7 +215,7 @@ fn select_changes_only_the_speed() {
             for (isa, trace) in &runs[1..] {
                 assert!(
                     trace == first,
-                    "{} differs from portable ({fill:?})",
+                    "{} differs from portable ({fill:?}, int16 weights {wide})",
                     isa.name()
                 );
             }
@@ -254,6 +266,169 @@ fn row_blocks_change_only_the_speed() {
         );
         for (i, r) in runs.iter().enumerate().skip(1) {
             assert!(r == &runs[0], "scratch size {i} changes the results");
+        }
+    }
+}
+
+/// `sum w a` of int16 weights stored as little-endian byte pairs, in i128, over
+/// `min(w.len() / 2, a.len())` elements (a trailing odd byte is not a weight).
+fn exact_w16(w: &[u8], a: &[i16]) -> i128 {
+    w.chunks_exact(2)
+        .zip(a)
+        .map(|(p, &a)| i16::from_le_bytes([p[0], p[1]]) as i128 * a as i128)
+        .sum()
+}
+
+/// A byte buffer of `len + 1` bytes and the offset in it where the data start at an even
+/// (`odd == false`) or odd (`odd == true`) address.
+fn placed(len: usize, odd: bool) -> (Vec<u8>, usize) {
+    let buf = vec![0u8; len + 1];
+    let even_at = buf.as_ptr() as usize % 2;
+    (buf, if odd { 1 - even_at } else { even_at })
+}
+
+/// Checks `dot_w16_a16` of `w` (int16 little-endian pairs, any byte length, any address)
+/// and `a`: the reference against i128, every implementation (supported or not: an
+/// unsupported one falls back to the reference) and the engine's dispatch against the
+/// reference.
+fn check_w16(w: &[u8], a: &[i16]) {
+    let r = kernels::dot_w16_a16(w, a);
+    assert_eq!(
+        r as i128,
+        exact_w16(w, a),
+        "reference w16, {} bytes x {}",
+        w.len(),
+        a.len()
+    );
+    for isa in Isa::ALL {
+        assert_eq!(
+            isa.dot_w16_a16(w, a),
+            r,
+            "{} dot_w16_a16, {} bytes x {} at address parity {}",
+            isa.name(),
+            w.len(),
+            a.len(),
+            w.as_ptr() as usize % 2
+        );
+    }
+    assert_eq!(optimized::dot_w16_a16(w, a), r, "dispatch dot_w16_a16");
+}
+
+/// The int16 weights `ws` as byte pairs at an even and at an odd address (`extra` trailing
+/// bytes after them), each checked against `a`.
+fn check_w16_placed(ws: &[i16], extra: &[u8], a: &[i16]) {
+    let bytes: Vec<u8> = ws
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .chain(extra.iter().copied())
+        .collect();
+    for odd in [false, true] {
+        let (mut buf, at) = placed(bytes.len(), odd);
+        buf[at..at + bytes.len()].copy_from_slice(&bytes);
+        let w = &buf[at..at + bytes.len()];
+        assert_eq!(w.as_ptr() as usize % 2, odd as usize);
+        // At an odd address the cast to &[i16] fails (the reference path runs), at an even
+        // one it succeeds (the implementation's int16 kernel runs).
+        let even = &w[..w.len() & !1];
+        if !even.is_empty() {
+            assert_eq!(bytemuck::try_cast_slice::<u8, i16>(even).is_err(), odd);
+        }
+        check_w16(w, a);
+    }
+}
+
+fn pick_w16(rng: &mut Rng, kind: u64) -> i16 {
+    match kind {
+        1 => {
+            if rng.next().is_multiple_of(2) {
+                i16::MIN
+            } else {
+                i16::MAX
+            }
+        }
+        2 => rng.range(-3, 3) as i16,
+        3 => i16::MIN,
+        _ => rng.i16(),
+    }
+}
+
+#[test]
+fn dot_w16_a16_every_short_length() {
+    supported();
+    let mut rng = Rng(0x1616);
+    for n in 0..=67usize {
+        for kind in 0..4 {
+            let ws: Vec<i16> = (0..n).map(|_| pick_w16(&mut rng, kind)).collect();
+            let a: Vec<i16> = (0..n).map(|_| pick_i16(&mut rng, kind)).collect();
+            check_w16_placed(&ws, &[], &a);
+            // An odd byte length: the last byte is not a weight.
+            check_w16_placed(&ws, &[rng.next() as u8], &a);
+            // Unequal lengths: the shorter side decides.
+            let cut = rng.range(0, n as i64) as usize;
+            check_w16_placed(&ws[..cut], &[], &a);
+            check_w16_placed(&ws, &[0x80], &a[..cut]);
+        }
+        // Every extreme pair, and alternating signs.
+        for (wv, av) in [
+            (i16::MIN, i16::MIN),
+            (i16::MIN, i16::MAX),
+            (i16::MAX, i16::MIN),
+            (i16::MAX, i16::MAX),
+        ] {
+            check_w16_placed(&vec![wv; n], &[], &vec![av; n]);
+            let alt: Vec<i16> = (0..n)
+                .map(|i| if i % 2 == 0 { i16::MIN } else { i16::MAX })
+                .collect();
+            check_w16_placed(&vec![wv; n], &[0x7f], &alt);
+        }
+    }
+}
+
+#[test]
+fn dot_w16_a16_random_long() {
+    supported();
+    let mut rng = Rng(0xd0716);
+    for case in 0..400 {
+        let n = if case % 4 == 0 {
+            rng.range(0, 9000) as usize
+        } else {
+            rng.range(0, 600) as usize
+        };
+        let kind = rng.next() % 4;
+        let ws: Vec<i16> = (0..n).map(|_| pick_w16(&mut rng, kind)).collect();
+        let a: Vec<i16> = (0..n + 5).map(|_| pick_i16(&mut rng, kind)).collect();
+        let extra: Vec<u8> = (0..rng.range(0, 3)).map(|_| rng.next() as u8).collect();
+        check_w16_placed(&ws, &extra, &a);
+    }
+    // Lengths at and around the vector widths and the i32 chunks, all extreme.
+    for n in [255, 256, 257, 1023, 1024, 1025, 4095, 4096, 4097, 8191] {
+        let ws = vec![i16::MIN; n];
+        let a = vec![i16::MIN; n];
+        check_w16_placed(&ws, &[], &a);
+        check_w16_placed(&ws, &[1], &a);
+    }
+}
+
+/// Every misaligned start (byte offsets 0..8 of an even address, so both parities) and slices
+/// of `&[i16]` activations at every element offset.
+#[test]
+fn dot_w16_a16_misaligned_slices() {
+    supported();
+    let mut rng = Rng(99);
+    let bytes: Vec<u8> = (0..2 * 4200 + 16).map(|_| rng.next() as u8).collect();
+    let a: Vec<i16> = (0..4200).map(|_| rng.i16()).collect();
+    let (mut buf, at) = placed(bytes.len(), false);
+    buf[at..at + bytes.len()].copy_from_slice(&bytes);
+    for off in 0..8 {
+        for n in [
+            0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 257, 2049, 4100,
+        ] {
+            for nb in [2 * n, 2 * n + 1] {
+                let w = &buf[at + off..at + off + nb];
+                assert_eq!(w.as_ptr() as usize % 2, off % 2);
+                let ao = (off * 5) % 40;
+                check_w16(w, &a[ao..ao + n]);
+            }
         }
     }
 }

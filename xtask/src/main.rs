@@ -112,8 +112,9 @@ fn file_bytes(config: &Config, dtype: DType) -> Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-/// Exact `.trm` size of a fixed-point file (int8 weights, int16 activations): writes one with
-/// zero data and zero tables of the lengths `trm_nostd::fixed::tables` defines.
+/// Exact `.trm` size of a fixed-point file (int8 weights, int16 activations, the exporter's
+/// default SiLU tables): writes one with zero data and zero tables of the lengths
+/// `trm_nostd::fixed::tables` defines.
 fn fixed_file_bytes(c: &Config) -> Result<u64> {
     let mut w = ModelWriter::new(*c, FIXED_I8_I16)?;
     for id in TensorId::all(c) {
@@ -133,9 +134,13 @@ fn fixed_file_bytes(c: &Config) -> Result<u64> {
             TensorId::LmHead | TensorId::QHeadWeight => (DType::I8, tables::head_words(rows)),
             TensorId::QHeadBias => (DType::I32, 0),
             TensorId::Layer { tensor, .. } => match tensor {
-                LayerTensor::MlpTGateUp | LayerTensor::MlpGateUp => {
-                    (DType::I8, tables::gate_up_words(rows))
-                }
+                LayerTensor::MlpTGateUp | LayerTensor::MlpGateUp => (
+                    DType::I8,
+                    tables::gate_up_words_knots(
+                        rows,
+                        trm_nostd::fixed::prepare::DEFAULT_SILU_KNOTS,
+                    ),
+                ),
                 LayerTensor::QkvProj => (DType::I8, tables::qkv_words(rows)),
                 LayerTensor::OProj | LayerTensor::MlpTDown | LayerTensor::MlpDown => {
                     (DType::I8, tables::down_words(rows))

@@ -4,13 +4,18 @@
 //! 1. Randomized comparisons (xorshift32, fixed seed): `Isa::ArmDsp` and the engine's dispatch
 //!    (`optimized::dot_w8_a16`, `optimized::dot_a16_a16`) against `Isa::Portable` for random
 //!    lengths (every tail length mod 4 and mod the 256-element i32 chunk), random values and
-//!    the extremes (-128 / 127 weights, -32768 / 32767 activations). Then one line:
+//!    the extremes (-128 / 127 weights, -32768 / 32767 activations); and the int16-weight
+//!    kernel (`Isa::ArmDsp.dot_w16_a16`, `optimized::dot_w16_a16`: little-endian byte pairs
+//!    read as `&[i16]` at an even address, the reference at an odd one) against the reference
+//!    `kernels::dot_w16_a16`, at both address parities, odd byte lengths included, weights
+//!    -32768 / 32767 among the values. Then one line:
 //!
 //!    `TRM-KERNELS isa=arm-dsp selected=<isa> cases=<n> elements=<n> mismatches=<n>`
 //!
 //! 2. The integer matrix-vector product of the engine (`rows` outputs, each `dot_w8_a16` of an
-//!    int8 weight row with an int16 vector, as `FixedEngine` computes every projection), timed
-//!    with SysTick on the core clock, for each implementation and a few shapes:
+//!    int8 weight row with an int16 vector, as `FixedEngine` computes every projection; or
+//!    `dot_w16_a16` of an int16 row, `kernel=matvec_w16_a16`), timed with SysTick on the core
+//!    clock, for each implementation and a few shapes:
 //!
 //!    `TRM-KCOST kernel=<name> isa=<isa> rows=<r> cols=<c> macs=<n> ticks=<t> instr_per_mac=<x.yy>`
 //!
@@ -33,7 +38,7 @@ use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hio};
-use trm_nostd::fixed::kernels::Requant;
+use trm_nostd::fixed::kernels::{self, Requant};
 use trm_nostd::fixed::optimized::{self, Isa};
 
 /// SysTick reload: the full 24-bit range.
@@ -133,16 +138,44 @@ fn fill(rng: &mut XorShift, w: &mut [u8], a: &mut [i16], b: &mut [i16]) {
     }
 }
 
-/// The engine's matrix-vector product with one implementation: `out[o] = requant(W[o] . a)`.
-fn matvec(isa: Isa, w: &[u8], rows: usize, cols: usize, a: &[i16], out: &mut [i16]) {
+/// int16 weights as little-endian byte pairs (a trailing odd byte gets a random value), one of
+/// the value kinds of `fill`.
+fn fill_w16(rng: &mut XorShift, bytes: &mut [u8]) {
+    let kind = rng.below(4);
+    for p in bytes.chunks_mut(2) {
+        let v: i16 = match kind {
+            0 => rng.next() as i16,
+            1 => {
+                if rng.next() & 1 == 0 {
+                    i16::MIN
+                } else {
+                    i16::MAX
+                }
+            }
+            2 => (rng.below(7) as i16) - 3,
+            _ => i16::MIN,
+        };
+        let b = v.to_le_bytes();
+        p.copy_from_slice(&b[..p.len()]);
+    }
+}
+
+/// The engine's matrix-vector product with one implementation: `out[o] = requant(W[o] . a)`,
+/// int8 weights, or int16 little-endian pairs when `wide` (the shift 8 larger).
+fn matvec(isa: Isa, w: &[u8], rows: usize, cols: usize, wide: bool, a: &[i16], out: &mut [i16]) {
     let rq = Requant {
         mult: 1 << 30,
-        shift: 40,
+        shift: if wide { 48 } else { 40 },
     };
+    let n = if wide { 2 * cols } else { cols };
     for (o, y) in out.iter_mut().enumerate().take(rows) {
-        let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
-        let acc = isa.dot_w8_a16(row, a).unwrap_or(0);
-        *y = trm_nostd::fixed::kernels::sat16(rq.apply(acc));
+        let row = w.get(o * n..(o + 1) * n).unwrap_or(&[]);
+        let acc = if wide {
+            isa.dot_w16_a16(row, a)
+        } else {
+            isa.dot_w8_a16(row, a).unwrap_or(0)
+        };
+        *y = kernels::sat16(rq.apply(acc));
     }
 }
 
@@ -207,10 +240,53 @@ fn main() -> ! {
         } else {
             n
         };
+        // The int16 weights after the int8 ones (which use at most MAX_LEN bytes), at an even
+        // address and the same bytes at an odd one; every third case an odd byte length.
+        let nb = 2 * cut + usize::from(case % 3 == 1);
+        let even = MAX_LEN + (W.as_ptr() as usize + MAX_LEN) % 2;
+        let odd = even + 2 * MAX_LEN + 3;
+        fill_w16(&mut rng, &mut W[even..even + nb]);
+        W.copy_within(even..even + nb, odd);
         let (w, a, b) = (&W[..cut], &A[..n], &B[..n]);
+        let (w16_even, w16_odd) = (&W[even..even + nb], &W[odd..odd + nb]);
+        if w16_even.as_ptr() as usize % 2 != 0 || w16_odd.as_ptr() as usize % 2 != 1 {
+            mismatches += 1;
+            let _ = writeln!(out, "TRM-MISMATCH case={case} kernel=w16 address parity");
+        }
         let want_w = Isa::Portable.dot_w8_a16(w, a);
         let want_a = Isa::Portable.dot_a16_a16(a, b);
+        let want_w16 = Some(kernels::dot_w16_a16(w16_even, a));
         let got = [
+            (
+                Some(kernels::dot_w16_a16(w16_odd, a)),
+                want_w16,
+                "reference dot_w16_a16 odd",
+            ),
+            (
+                Some(Isa::ArmDsp.dot_w16_a16(w16_even, a)),
+                want_w16,
+                "dsp dot_w16_a16 even",
+            ),
+            (
+                Some(optimized::dot_w16_a16(w16_even, a)),
+                want_w16,
+                "engine dot_w16_a16 even",
+            ),
+            (
+                Some(Isa::Portable.dot_w16_a16(w16_even, a)),
+                want_w16,
+                "portable dot_w16_a16 even",
+            ),
+            (
+                Some(Isa::ArmDsp.dot_w16_a16(w16_odd, a)),
+                want_w16,
+                "dsp dot_w16_a16 odd",
+            ),
+            (
+                Some(optimized::dot_w16_a16(w16_odd, a)),
+                want_w16,
+                "engine dot_w16_a16 odd",
+            ),
             (Isa::ArmDsp.dot_w8_a16(w, a), want_w, "dsp dot_w8_a16"),
             (
                 Some(optimized::dot_w8_a16(w, a)),
@@ -252,12 +328,21 @@ fn main() -> ! {
     let t1 = now();
     let empty = t1 - t0;
     let mut same = true;
-    for (rows, cols) in [(512usize, 512usize), (1536, 97), (512, 1536)] {
+    for (rows, cols, wide) in [
+        (512usize, 512usize, false),
+        (1536, 97, false),
+        (512, 1536, false),
+        (512, 512, true),
+    ] {
         // 512 x 512: a D=512 projection; 1536 x 97 (512 rows of it, the output buffer): the
         // mlp_t gate_up (L = 97 columns, not a multiple of 4); 512 x 1536 (170 rows of it, the
-        // weight buffer): the D=512 SwiGLU `down`.
+        // weight buffer): the D=512 SwiGLU `down`; 512 x 512 int16 (255 rows of it): a D=512
+        // projection with int16 weights.
         let cols = cols.min(MAX_LEN);
-        let rows = rows.min(MAT_MAX / cols);
+        let bytes_per_row = if wide { 2 * cols } else { cols };
+        // int16 rows start at an even address.
+        let start_at = if wide { W.as_ptr() as usize % 2 } else { 0 };
+        let rows = rows.min((MAT_MAX - start_at) / bytes_per_row);
         for isa in [Isa::Portable, Isa::ArmDsp] {
             let out_buf: &mut [i16] = if isa == Isa::Portable {
                 &mut OUT_P[..]
@@ -266,13 +351,18 @@ fn main() -> ! {
             };
             let rows = rows.min(out_buf.len());
             let start = now();
-            matvec(isa, &W[..], rows, cols, &A[..cols], out_buf);
+            matvec(isa, &W[start_at..], rows, cols, wide, &A[..cols], out_buf);
             let ticks = (now() - start).saturating_sub(empty);
             let macs = (rows * cols) as u64;
             let hundredths = ticks * INSTR_PER_TICK * 100 / macs.max(1);
             let _ = writeln!(
                 out,
-                "TRM-KCOST kernel=matvec_w8_a16 isa={} rows={rows} cols={cols} macs={macs} ticks={ticks} instr_per_mac={}.{:02}",
+                "TRM-KCOST kernel={} isa={} rows={rows} cols={cols} macs={macs} ticks={ticks} instr_per_mac={}.{:02}",
+                if wide {
+                    "matvec_w16_a16"
+                } else {
+                    "matvec_w8_a16"
+                },
                 isa.name(),
                 hundredths / 100,
                 hundredths % 100

@@ -21,7 +21,9 @@
 //!   over chunks of [`ACC_CHUNK`] = 256 elements (`|chunk sum| <= 2^30 < 2^31`), the chunk sums
 //!   in `i64` (`|total| <= n * 2^22`, `< 2^63` for any `n < 2^41`; a model has `n <= 2^22`).
 //!   The `i32` chunk is what a Cortex-M `SMLAD` loop accumulates into.
-//! - [`dot_a16_a16`]: products `<= 2^30`, summed in `i64` (`n * 2^30 < 2^63` for `n < 2^33`).
+//! - [`dot_a16_a16`] and [`dot_w16_a16`] (int16 weights, the exporter's `--int16-weights`
+//!   option): products `<= 2^30`, summed in `i64` (`n * 2^30 < 2^63` for `n < 2^33`; a model
+//!   has `n <= 2^22`, so `|total| <= 2^52`).
 //! - [`Requant::apply`]: `|acc| < 2^63`, `mult < 2^31`: the product fits `i128` with room for
 //!   the rounding term; the result saturates to `i64`.
 //! - [`rms_norm`]: inputs are clamped residuals, `|v| <= `[`RESIDUAL_MAX`]` = 2^21 - 1`, rows
@@ -146,6 +148,19 @@ pub fn dot_w8_a16(w: &[u8], a: &[i16]) -> i64 {
             acc += (wb as i8) as i32 * x as i32;
         }
         total += acc as i64;
+    }
+    total
+}
+
+/// `sum_k w[k] * a[k]` over `min(w.len() / 2, a.len())` elements: int16 weights (stored as
+/// little-endian byte pairs, as in a `.trm` file) times int16 activations, summed in `i64`
+/// (products `<= 2^30`; see the module's accumulator bounds). The same sum as [`dot_a16_a16`]
+/// of the decoded weights.
+#[inline]
+pub fn dot_w16_a16(w: &[u8], a: &[i16]) -> i64 {
+    let mut total = 0i64;
+    for (wb, &x) in w.chunks_exact(2).zip(a) {
+        total += i16::from_le_bytes([wb[0], wb[1]]) as i64 * x as i64;
     }
     total
 }
@@ -278,8 +293,34 @@ pub fn rms_norm(v: &[i32], eps_term: u64, out: &mut [i16]) {
     }
 }
 
-/// Entries of a SiLU table: 256 intervals of 256 int16 steps over `[-32768, 32768]`.
+/// Entries of the classic SiLU table: 256 intervals of 256 int16 steps over `[-32768, 32768]`
+/// (`2^8 + 1` knots). Tables of `2^b + 1` knots, `b` in
+/// [`SILU_KNOT_BITS_MIN`]`..=`[`SILU_KNOT_BITS_MAX`], are valid too ([`silu`]).
 pub const SILU_TABLE_LEN: usize = 257;
+
+/// Fewest knot bits of a SiLU table (`2^8 + 1 = 257` knots, 256 int16 steps apart).
+pub const SILU_KNOT_BITS_MIN: u32 = 8;
+
+/// Most knot bits of a SiLU table (`2^12 + 1 = 4097` knots, 16 int16 steps apart).
+pub const SILU_KNOT_BITS_MAX: u32 = 12;
+
+/// Entries of a SiLU table of `2^bits + 1` knots.
+pub const fn silu_table_len(bits: u32) -> usize {
+    (1usize << bits) + 1
+}
+
+/// The knot bits `b` of a SiLU table of `len` entries (`len = 2^b + 1` with `b` in
+/// [`SILU_KNOT_BITS_MIN`]`..=`[`SILU_KNOT_BITS_MAX`]), or `None`.
+pub const fn silu_knot_bits(len: usize) -> Option<u32> {
+    let mut b = SILU_KNOT_BITS_MIN;
+    while b <= SILU_KNOT_BITS_MAX {
+        if len == silu_table_len(b) {
+            return Some(b);
+        }
+        b += 1;
+    }
+    None
+}
 
 /// A little-endian table of `i16` values borrowed from a model file (out-of-range reads give 0;
 /// the engine checks lengths when it loads a model).
@@ -307,23 +348,28 @@ impl I16Table<'_> {
     }
 }
 
-/// SiLU by table with linear interpolation: the input `q` (int16) lies between the knots
-/// `k = (q + 32768) >> 8` and `k + 1` (knot `k` at input `256 k - 32768`), `f = (q + 32768) &
-/// 255`, and the output is `T[k] + round((T[k+1] - T[k]) * f / 256)`, saturated to `i16`.
+/// SiLU by table with linear interpolation. A table of `2^b + 1` knots (`b` from its length,
+/// see [`silu_knot_bits`]; the classic table has `b = 8`) has knots `h = 2^(16 - b)` int16
+/// steps apart, knot `k` at input `h k - 32768`. The input `q` lies between the knots
+/// `k = (q + 32768) >> (16 - b)` and `k + 1`, `f = (q + 32768) & (h - 1)`, and the output is
+/// `T[k] + round((T[k+1] - T[k]) * f / h)`, saturated to `i16`.
 ///
-/// The table (257 entries, [`SILU_TABLE_LEN`]) holds `round(silu(x_k * s_in) / s_out)` for the
-/// knot inputs; it is built at export for the site's scales (the engine uses `s_out = s_in`).
-/// Error against `silu(q s) / s`: the knots' rounding (0.5 LSB), the output rounding (0.5 LSB)
-/// and the interpolation error `h^2 max|silu''| / 8` with `h = 256 s` real units, `max|silu''|
-/// = 0.5`: `4096 s` LSB. A test checks the bound.
+/// The table holds `round(silu(x_k * s_in) / s_out)` for the knot inputs; it is built at
+/// export for the site's scales (the engine uses `s_out = s_in`). Error against
+/// `silu(q s) / s`: the knots' rounding (0.5 LSB), the output rounding (0.5 LSB) and the
+/// interpolation error `(h s)^2 max|silu''| / 8` real, with `max|silu''| = 0.5`: `h^2 s / 16`
+/// LSB (`4096 s` for 257 knots, `16 s` for 4097). A test checks the bound for every size.
+/// A table of another length (refused when a model loads) reads as the classic one.
 #[inline]
 pub fn silu(table: I16Table<'_>, q: i16) -> i16 {
+    let b = silu_knot_bits(table.len()).unwrap_or(SILU_KNOT_BITS_MIN);
+    let step = 16 - b;
     let u = (q as i32 + 32768) as u32;
-    let k = (u >> 8) as usize;
-    let f = (u & 255) as i64;
+    let k = (u >> step) as usize;
+    let f = (u & ((1 << step) - 1)) as i64;
     let a = table.get(k) as i64;
-    let b = table.get(k + 1) as i64;
-    sat16(a + round_shift((b - a) * f, 8))
+    let c = table.get(k + 1) as i64;
+    sat16(a + round_shift((c - a) * f, step))
 }
 
 /// `round(2^30 * 2^(-i / 256))` for `i` in `0..=256`: the knots of [`exp2_neg_q30`]. Checked

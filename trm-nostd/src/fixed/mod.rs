@@ -1,4 +1,9 @@
-//! The fixed-point engine: int8 weights, int16 activations, integer-only evaluation.
+//! The fixed-point engine: int8 (or int16) weights, int16 activations, integer-only evaluation.
+//!
+//! Weight matrices are int8 per output channel; a file of scheme
+//! [`FIXED_I16_I16`](crate::format::FIXED_I16_I16) may store any of them as int16 instead
+//! (twice the bytes, 256 times finer steps), which the engine runs through the int16 x int16
+//! kernel ([`optimized::dot_w16_a16`]); everything else is the same.
 //!
 //! - [`kernels`]: the integer reference kernels, the specification of the integer path (one
 //!   rounding rule, documented accumulator bounds);
@@ -66,7 +71,7 @@ use kernels::{
     sat_residual, sat16, sat32, softmax_q30,
 };
 // The hot kernels through the optimized implementations (bit-identical to the reference ones).
-use optimized::{dot_a16_a16, dot_w8_a16};
+use optimized::{dot_a16_a16, dot_w8_a16, dot_w16_a16};
 use tables::Words;
 
 /// Why the fixed engine refused a model, a scratch buffer or an input.
@@ -207,27 +212,33 @@ pub struct FixedSolveSummary {
     pub q_halt: i32,
 }
 
-/// An int8 matrix with its table.
+/// A weight matrix (int8, or int16 little-endian pairs when `wide`) with its table.
 #[derive(Debug, Clone, Copy, Default)]
 struct MatQ<'a> {
     data: &'a [u8],
     rows: usize,
     cols: usize,
+    /// int16 weights.
+    wide: bool,
     table: Words<'a>,
 }
 
 impl<'a> MatQ<'a> {
     #[inline]
     fn row(&self, o: usize) -> &'a [u8] {
-        self.data
-            .get(o * self.cols..(o + 1) * self.cols)
-            .unwrap_or(&[])
+        let n = if self.wide { 2 * self.cols } else { self.cols };
+        self.data.get(o * n..(o + 1) * n).unwrap_or(&[])
     }
 
     /// `requant_o(W[o] . a)`.
     #[inline]
     fn out(&self, o: usize, a: &[i16]) -> i64 {
-        self.table.channel(o).apply(dot_w8_a16(self.row(o), a))
+        let acc = if self.wide {
+            dot_w16_a16(self.row(o), a)
+        } else {
+            dot_w8_a16(self.row(o), a)
+        };
+        self.table.channel(o).apply(acc)
     }
 }
 
@@ -388,26 +399,47 @@ fn mat16<'a>(m: &Model<'a>, c: &Config, id: TensorId) -> Result<Mat16<'a>, Fixed
     })
 }
 
-/// An int8 matrix whose table has at least `words(rows)` words and a valid channel block.
+/// A weight matrix (int8, or int16 where the scheme allows it) whose table has exactly
+/// a length `words(rows, len)` accepts and a valid channel block.
 fn matq<'a>(
     m: &Model<'a>,
     c: &Config,
     id: TensorId,
-    words: fn(usize) -> usize,
+    words: fn(usize, usize) -> bool,
 ) -> Result<MatQ<'a>, FixedError> {
     let shape = id.shape(c);
     let (rows, cols) = (shape.rows as usize, shape.cols as usize);
-    let data = data(m, c, id, DType::I8)?;
+    // An int16 matrix in an int8-only file is refused by `data` (wrong type).
+    let wide = m.scheme().allows_weights(DType::I16)
+        && m.tensor(id).is_some_and(|v| v.dtype == DType::I16);
+    let data = data(m, c, id, if wide { DType::I16 } else { DType::I8 })?;
     let table = Words(m.quant_table(id).unwrap_or(&[]));
-    if table.len() != words(rows) || !table.channel_block_valid(rows) {
+    if !words(rows, table.len()) || !table.channel_block_valid(rows) {
         return Err(FixedError::BadTable(id));
     }
     Ok(MatQ {
         data,
         rows,
         cols,
+        wide,
         table,
     })
+}
+
+fn head_len(rows: usize, len: usize) -> bool {
+    len == tables::head_words(rows)
+}
+
+fn qkv_len(rows: usize, len: usize) -> bool {
+    len == tables::qkv_words(rows)
+}
+
+fn down_len(rows: usize, len: usize) -> bool {
+    len == tables::down_words(rows)
+}
+
+fn gate_up_len(rows: usize, len: usize) -> bool {
+    tables::gate_up_silu_knots(rows, len).is_some()
 }
 
 impl<'a> FixedEngine<'a> {
@@ -485,8 +517,8 @@ impl<'a> FixedEngine<'a> {
             puzzle_emb: mat16(model, &c, TensorId::PuzzleEmb)?,
             h_init: mat16(model, &c, TensorId::HInit)?,
             l_init: mat16(model, &c, TensorId::LInit)?,
-            lm_head: matq(model, &c, TensorId::LmHead, tables::head_words)?,
-            q_weight: matq(model, &c, TensorId::QHeadWeight, tables::head_words)?,
+            lm_head: matq(model, &c, TensorId::LmHead, head_len)?,
+            q_weight: matq(model, &c, TensorId::QHeadWeight, head_len)?,
             q_bias: [bias(0), bias(1)],
             global,
             layers: [LayerQ::default(); MAX_LAYERS],
@@ -496,20 +528,16 @@ impl<'a> FixedEngine<'a> {
                 layer: i as u8,
                 tensor,
             };
-            let (a, a_words, b): (_, fn(usize) -> usize, _) = if c.mlp_t {
-                (
-                    LayerTensor::MlpTGateUp,
-                    tables::gate_up_words,
-                    LayerTensor::MlpTDown,
-                )
+            let (a, a_words, b): (_, fn(usize, usize) -> bool, _) = if c.mlp_t {
+                (LayerTensor::MlpTGateUp, gate_up_len, LayerTensor::MlpTDown)
             } else {
-                (LayerTensor::QkvProj, tables::qkv_words, LayerTensor::OProj)
+                (LayerTensor::QkvProj, qkv_len, LayerTensor::OProj)
             };
             *lw = LayerQ {
                 mix_a: matq(model, &c, id(a), a_words)?,
-                mix_b: matq(model, &c, id(b), tables::down_words)?,
-                gate_up: matq(model, &c, id(LayerTensor::MlpGateUp), tables::gate_up_words)?,
-                down: matq(model, &c, id(LayerTensor::MlpDown), tables::down_words)?,
+                mix_b: matq(model, &c, id(b), down_len)?,
+                gate_up: matq(model, &c, id(LayerTensor::MlpGateUp), gate_up_len)?,
+                down: matq(model, &c, id(LayerTensor::MlpDown), down_len)?,
             };
             // The extra requants after the channel blocks.
             let extra_ok = |m: &MatQ<'_>| m.table.requant(tables::channel_words(m.rows)).is_valid();
@@ -838,7 +866,10 @@ fn swiglu_residual_rms(
     let inter = down.cols;
     let base = tables::channel_words(gate_up.rows);
     let prod_rq = gate_up.table.requant(base);
-    let silu_t: I16Table<'_> = gate_up.table.i16s(base + 2, SILU_TABLE_LEN);
+    let knots = tables::gate_up_silu_knots(gate_up.rows, gate_up.table.len());
+    let silu_t: I16Table<'_> = gate_up
+        .table
+        .i16s(base + 2, knots.unwrap_or(SILU_TABLE_LEN));
     let dbase = tables::channel_words(n);
     let eps = down.table.u64_at(dbase);
     let gw = 2 * inter;

@@ -78,6 +78,25 @@ pub fn silu_table(s_in: f64, s_out: f64) -> [i16; SILU_TABLE_LEN] {
     t
 }
 
+/// The SiLU table size an export uses unless told otherwise (`2^10 + 1` knots, 64 int16 steps
+/// apart: interpolation error `256 s` LSB, under half an LSB for input scales below 2e-3; 2 KiB
+/// per SwiGLU).
+pub const DEFAULT_SILU_KNOTS: usize = 1025;
+
+/// The SiLU table of `2^bits + 1` knots ([`kernels::silu`](super::kernels::silu)): knot `k`
+/// holds `round(silu((h k - 32768) s_in) / s_out)` with `h = 2^(16 - bits)`, saturated.
+/// `bits = 8` gives [`silu_table`].
+pub fn silu_table_knots(s_in: f64, s_out: f64, bits: u32) -> std::vec::Vec<i16> {
+    let h = (1u32 << (16 - bits)) as f64;
+    (0..super::kernels::silu_table_len(bits))
+        .map(|k| {
+            let x = (h * k as f64 - 32768.0) * s_in;
+            let q = round_half_up(silu_f64(x) / s_out);
+            q.clamp(i16::MIN as f64, i16::MAX as f64) as i16
+        })
+        .collect()
+}
+
 /// Q15 RoPE tables `[positions, hd / 2]` (cos, then sin) of the rotate-half convention:
 /// `round(32768 * cos(p / theta^(2i / hd)))`, saturated to `i16` (so `cos 0 = 32767`).
 pub fn rope_tables_q15(positions: usize, hd: usize, theta: f64) -> (Vec<i16>, Vec<i16>) {
@@ -105,6 +124,18 @@ pub fn eps_term(n: usize, eps: f64, s_in: f64) -> u64 {
     } else {
         v as u64
     }
+}
+
+/// Symmetric int16 quantization of one weight row: scale `max|w| / 32767` (1 for an all-zero
+/// row), values `round(w / scale)` in `[-32767, 32767]`, appended as little-endian pairs.
+pub fn quantize_row_i16(row: &[f32], out: &mut Vec<u8>) -> f64 {
+    let max = row.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
+    let scale = if max > 0.0 { max / 32767.0 } else { 1.0 };
+    for &v in row {
+        let q = round_half_up(v as f64 / scale).clamp(-32767.0, 32767.0) as i16;
+        out.extend_from_slice(&q.to_le_bytes());
+    }
+    scale
 }
 
 /// Symmetric int8 quantization of one weight row: scale `max|w| / 127` (1 for an all-zero row),

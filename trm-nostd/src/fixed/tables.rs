@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `embed_tokens` (I16, x units) | the [global block](GLOBAL_WORDS): [`TAG`], input requant of `z + y + x` (`ma`, `mb`, `shift`), input requant of `y + z` (`mult`, `shift`), the x, state and net-input scales as f32 bits, `P`; then `P` Q15 cosines and `P` Q15 sines (`P = seq_total * head_dim / 2`, 0 without RoPE) |
 //! | `lm_head`, `q_head.weight` (I8) | [channel block](channel_words), then the output scale as f32 bits |
-//! | SwiGLU `gate_up` (I8, `mlp` and `mlp_t`) | channel block (gate rows to the gate scale, up rows to the up scale), the product requant `silu(gate) * up` (`mult`, `shift`), then the [`SILU_TABLE_LEN`] SiLU knots (gate scale in and out) |
+//! | SwiGLU `gate_up` (I8, `mlp` and `mlp_t`) | channel block (gate rows to the gate scale, up rows to the up scale), the product requant `silu(gate) * up` (`mult`, `shift`), then the SiLU knots (gate scale in and out): [`SILU_TABLE_LEN`] = 257 classic, or `2^b + 1` up to 4097 ([`gate_up_silu_knots`]) |
 //! | `qkv_proj` (I8) | channel block (q, k, v rows to their scales), then the score requant `q . k` to Q16 `log2(e) * score / sqrt(hd)` (`mult`, `shift`) |
 //! | SwiGLU `down`, `o_proj` (I8) | channel block (to the block input's scale: the residual), then the RMSNorm eps term as two words (low, high) |
 //!
@@ -17,7 +17,12 @@
 //! [`Requant`]: `1 + 2 R` words. Embeddings, `puzzle_emb`, `H_init`, `L_init` are I16 without a
 //! table; `q_head.bias` is I32 at the q_head output scale.
 
-use super::kernels::{I16Table, Requant, Requant2, SILU_TABLE_LEN};
+#[allow(unused_imports)] // rustdoc links
+use super::kernels::silu_knot_bits;
+use super::kernels::{
+    I16Table, Requant, Requant2, SILU_KNOT_BITS_MAX, SILU_KNOT_BITS_MIN, SILU_TABLE_LEN,
+    silu_table_len,
+};
 
 /// First word of the global block: "FIX1".
 pub const TAG: i32 = i32::from_le_bytes(*b"FIX1");
@@ -35,9 +40,28 @@ pub const fn i16_words(n: usize) -> usize {
     n.div_ceil(2)
 }
 
-/// Words of a SwiGLU `gate_up` table.
+/// Words of a SwiGLU `gate_up` table with the classic 257-knot SiLU table.
 pub const fn gate_up_words(rows: usize) -> usize {
-    channel_words(rows) + 2 + i16_words(SILU_TABLE_LEN)
+    gate_up_words_knots(rows, SILU_TABLE_LEN)
+}
+
+/// Words of a SwiGLU `gate_up` table whose SiLU table has `knots` entries.
+pub const fn gate_up_words_knots(rows: usize, knots: usize) -> usize {
+    channel_words(rows) + 2 + i16_words(knots)
+}
+
+/// The SiLU knots of a `gate_up` table of `words` words for `rows` rows: the `2^b + 1` (see
+/// [`silu_knot_bits`]) that makes the length exact, or `None`.
+pub const fn gate_up_silu_knots(rows: usize, words: usize) -> Option<usize> {
+    let mut b = SILU_KNOT_BITS_MIN;
+    while b <= SILU_KNOT_BITS_MAX {
+        let knots = silu_table_len(b);
+        if words == gate_up_words_knots(rows, knots) {
+            return Some(knots);
+        }
+        b += 1;
+    }
+    None
 }
 
 /// Words of a `qkv_proj` table.

@@ -151,12 +151,14 @@ pub const ALIGN: usize = 64;
 pub enum NumericScheme {
     /// Float weights, every tensor of this type (F32, F16 or BF16), computed in f32.
     Float(DType),
-    /// Fixed point (format version 2): weight matrices of type `weights` (I8) with
-    /// per-output-channel requantization tables, activations and states of type `activations`
-    /// (I16); embeddings and initial states stored as I16, the halting bias as I32. See
+    /// Fixed point (format version 2): weight matrices with per-output-channel requantization
+    /// tables, activations and states of type `activations` (I16); embeddings and initial
+    /// states stored as I16, the halting bias as I32. `weights` is the widest weight type in
+    /// the file: I8 (every matrix int8, [`FIXED_I8_I16`]) or I16 (some or all matrices int16,
+    /// the rest int8, [`FIXED_I16_I16`]; each matrix's own dtype says which). See
     /// [`crate::fixed`].
     Fixed {
-        /// Element type of the weight matrices (I8).
+        /// Widest element type of the weight matrices (I8 or I16).
         weights: DType,
         /// Element type of activations and states (I16).
         activations: DType,
@@ -169,16 +171,38 @@ pub const FIXED_I8_I16: NumericScheme = NumericScheme::Fixed {
     activations: DType::I16,
 };
 
+/// The fixed-point scheme with int16 weight matrices (all or some; the others int8) and int16
+/// activations: twice the weight bytes of [`FIXED_I8_I16`] where chosen, for models whose
+/// answers int8 weights change. Builds before this scheme refuse such files
+/// ([`FormatError::UnsupportedScheme`]) rather than misread them.
+pub const FIXED_I16_I16: NumericScheme = NumericScheme::Fixed {
+    weights: DType::I16,
+    activations: DType::I16,
+};
+
 impl NumericScheme {
     /// Whether this scheme is one this build can read (`Float` of a float type, or `Fixed` with
-    /// I8 weights and I16 activations).
+    /// I8 or I16 weights and I16 activations).
     pub const fn is_supported(&self) -> bool {
         match self {
             NumericScheme::Float(d) => matches!(d, DType::F32 | DType::F16 | DType::BF16),
             NumericScheme::Fixed {
                 weights,
                 activations,
-            } => matches!(weights, DType::I8) && matches!(activations, DType::I16),
+            } => matches!(weights, DType::I8 | DType::I16) && matches!(activations, DType::I16),
+        }
+    }
+
+    /// The weight-matrix element types a `Fixed` scheme allows (I8, and I16 too when
+    /// `weights` is I16); none for a float scheme.
+    pub const fn allows_weights(&self, dtype: DType) -> bool {
+        match self {
+            NumericScheme::Float(_) => false,
+            NumericScheme::Fixed { weights, .. } => match dtype {
+                DType::I8 => true,
+                DType::I16 => matches!(weights, DType::I16),
+                _ => false,
+            },
         }
     }
 

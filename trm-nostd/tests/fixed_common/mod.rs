@@ -4,13 +4,17 @@
 //! realistic int16 range), or with worst-case values (every weight -128 or 127, every
 //! embedding at the int16 extremes, multipliers at their largest, so everything saturates).
 //!
+//! [`fixed_model_with`] stores weight matrices as int16 instead (scheme `FIXED_I16_I16`), all
+//! or some of them: over the whole int16 range, or as the int8 model's weights times `2^k` with
+//! every channel shift `+ k` (the same results as the int8 model, exactly).
+//!
 //! These models are not trained: they exercise the arithmetic (speed, bit-identity across
 //! kernel implementations, overflow), not accuracy.
 #![allow(dead_code)]
 
 use trm_nostd::fixed::kernels::{Requant, Requant2, SILU_TABLE_LEN};
 use trm_nostd::fixed::{prepare, tables};
-use trm_nostd::format::{FIXED_I8_I16, ModelWriter};
+use trm_nostd::format::{FIXED_I8_I16, FIXED_I16_I16, ModelWriter};
 use trm_nostd::tensor::LayerTensor;
 use trm_nostd::{Config, DType, PosEncoding, TensorId};
 
@@ -77,8 +81,36 @@ fn packed_i16(v: &[i16]) -> Vec<i32> {
         .collect()
 }
 
-/// A valid `Fixed` `.trm` file for `c`.
+/// How [`fixed_model_with`] stores the weight matrices it widens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// Every matrix int8 in a `FIXED_I8_I16` file ([`fixed_model`]).
+    I8,
+    /// The chosen matrices int16 over the whole range (`Fill::Random`: uniform int16 weights,
+    /// multipliers 256 times smaller than the int8 ones; `Fill::Extreme`: rows of all -32768
+    /// and all 32767 with the largest multiplier), in a `FIXED_I16_I16` file.
+    I16,
+    /// The chosen matrices int16 holding the int8 model's weights times `2^k` (the same random
+    /// draws), their channel shifts `+ k`: `round(2^k acc m / 2^(s+k)) = round(acc m / 2^s)`,
+    /// so the engine's results are those of the int8 model (same seed, same fill) exactly.
+    /// In a `FIXED_I16_I16` file.
+    I8Scaled(u32),
+}
+
+/// A valid `Fixed` `.trm` file for `c`, every weight matrix int8.
 pub fn fixed_model(c: &Config, seed: u64, fill: Fill) -> Vec<u8> {
+    fixed_model_with(c, seed, fill, Weights::I8, |_| false)
+}
+
+/// A valid `Fixed` `.trm` file for `c` whose weight matrices `wide(id)` are int16 as
+/// `weights` says (the others int8, as in [`fixed_model`]).
+pub fn fixed_model_with(
+    c: &Config,
+    seed: u64,
+    fill: Fill,
+    weights: Weights,
+    wide: impl Fn(TensorId) -> bool,
+) -> Vec<u8> {
     let mut rng = Rng(seed);
     let (d, l) = (c.d(), c.seq_total());
     let extreme = fill == Fill::Extreme;
@@ -116,7 +148,12 @@ pub fn fixed_model(c: &Config, seed: u64, fill: Fill) -> Vec<u8> {
         }
     };
 
-    let mut w = ModelWriter::new(*c, FIXED_I8_I16).expect("writer");
+    let scheme = if weights == Weights::I8 {
+        FIXED_I8_I16
+    } else {
+        FIXED_I16_I16
+    };
+    let mut w = ModelWriter::new(*c, scheme).expect("writer");
     for id in TensorId::all(c) {
         let shape = id.shape(c);
         let (rows, cols) = (shape.rows as usize, shape.cols as usize);
@@ -143,6 +180,49 @@ pub fn fixed_model(c: &Config, seed: u64, fill: Fill) -> Vec<u8> {
                     }
                 })
                 .collect()
+        };
+        // A weight matrix: (dtype, data, channel multiplier), int8 or widened.
+        let matrix = |rng: &mut Rng, rq: Requant| -> (DType, Vec<u8>, Requant) {
+            let wide = wide(id) && weights != Weights::I8;
+            match weights {
+                _ if !wide => (DType::I8, i8_data(rng), rq),
+                Weights::I8 => unreachable!(),
+                Weights::I16 => {
+                    let data = (0..n)
+                        .flat_map(|i| {
+                            let v = if extreme {
+                                if (i / cols) % 2 == 0 {
+                                    i16::MIN
+                                } else {
+                                    i16::MAX
+                                }
+                            } else {
+                                rng.i16()
+                            };
+                            v.to_le_bytes()
+                        })
+                        .collect();
+                    let rq = if extreme {
+                        rq
+                    } else {
+                        // Uniform int16 weights: std ~18918 = 256 x the int8 std of ~74.
+                        prepare::requant(1.0 / (74.0 * 256.0 * (cols as f64).sqrt()))
+                            .expect("requant")
+                    };
+                    (DType::I16, data, rq)
+                }
+                Weights::I8Scaled(k) => {
+                    let data = i8_data(rng)
+                        .into_iter()
+                        .flat_map(|b| (((b as i8) as i16) << k).to_le_bytes())
+                        .collect();
+                    let rq = Requant {
+                        mult: rq.mult,
+                        shift: rq.shift + k,
+                    };
+                    (DType::I16, data, rq)
+                }
+            }
         };
         match id {
             TensorId::EmbedTokens => {
@@ -208,14 +288,14 @@ pub fn fixed_model(c: &Config, seed: u64, fill: Fill) -> Vec<u8> {
                 w.add_raw(id, DType::I32, data, vec![]).expect("add");
             }
             TensorId::LmHead | TensorId::QHeadWeight => {
-                let mut t = channel_block(rows, mat_rq(cols));
+                let (dtype, data, rq) = matrix(&mut rng, mat_rq(cols));
+                let mut t = channel_block(rows, rq);
                 t.push(0.01f32.to_bits() as i32);
-                let data = i8_data(&mut rng);
-                w.add_raw(id, DType::I8, data, words_bytes(&t))
-                    .expect("add");
+                w.add_raw(id, dtype, data, words_bytes(&t)).expect("add");
             }
             TensorId::Layer { tensor, .. } => {
-                let mut t = channel_block(rows, mat_rq(cols));
+                let (dtype, data, rq) = matrix(&mut rng, mat_rq(cols));
+                let mut t = channel_block(rows, rq);
                 match tensor {
                     LayerTensor::MlpGateUp | LayerTensor::MlpTGateUp => {
                         t.extend(rq_words(small_rq(1.0 / 1700.0)));
@@ -236,9 +316,7 @@ pub fn fixed_model(c: &Config, seed: u64, fill: Fill) -> Vec<u8> {
                         assert_eq!(t.len(), tables::down_words(rows));
                     }
                 }
-                let data = i8_data(&mut rng);
-                w.add_raw(id, DType::I8, data, words_bytes(&t))
-                    .expect("add");
+                w.add_raw(id, dtype, data, words_bytes(&t)).expect("add");
             }
         }
     }

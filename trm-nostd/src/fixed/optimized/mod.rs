@@ -5,7 +5,8 @@
 //!
 //! - [`dot_w8_a16`]: int8 weights x int16 activations, one output of every matrix-vector
 //!   product (SwiGLU, mlp_t, qkv / o projections, heads);
-//! - [`dot_a16_a16`]: int16 x int16, the attention scores `q . k`.
+//! - [`dot_a16_a16`]: int16 x int16, the attention scores `q . k`, and through
+//!   [`dot_w16_a16`] every matrix-vector product of a matrix stored with int16 weights.
 //!
 //! Each [`Isa`] implements both. The engine calls the functions of this module, which run the
 //! [`selected`] implementation:
@@ -191,4 +192,28 @@ pub fn dot_w8_a16(w: &[u8], a: &[i16]) -> i64 {
 #[inline]
 pub fn dot_a16_a16(a: &[i16], b: &[i16]) -> i64 {
     selected().dot_a16_a16_unchecked(a, b)
+}
+
+/// [`kernels::dot_w16_a16`] with the [`selected`] implementation (the same result).
+#[inline]
+pub fn dot_w16_a16(w: &[u8], a: &[i16]) -> i64 {
+    selected().dot_w16_a16(w, a)
+}
+
+impl Isa {
+    /// [`kernels::dot_w16_a16`] with this implementation (the reference where it is not
+    /// supported here). Little-endian int16 byte pairs at an even address are int16 values in
+    /// memory, so they go to this implementation's [`dot_a16_a16`] as `&[i16]` (a checked,
+    /// safe cast); otherwise (odd address, big-endian target) to the reference. Both give the
+    /// exact sum, so the result never depends on the path.
+    #[inline]
+    pub fn dot_w16_a16(self, w: &[u8], a: &[i16]) -> i64 {
+        let even = &w[..w.len() & !1];
+        match bytemuck::try_cast_slice::<u8, i16>(even) {
+            Ok(ws) if cfg!(target_endian = "little") && self.is_supported() => {
+                self.dot_a16_a16_unchecked(ws, a)
+            }
+            _ => kernels::dot_w16_a16(w, a),
+        }
+    }
 }
