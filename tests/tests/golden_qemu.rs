@@ -9,8 +9,9 @@
 //!
 //! - `golden_mps2` (Cortex-M4F, `thumbv7em-none-eabihf`, the fixed models through the DSP
 //!   kernels) and `golden_riscv32` (RV32IMAFC): both models, and a third one quantized here
-//!   from the float demo model with int16 weights for the mixer and heads (int8 for the rest)
-//!   and 4097-knot SiLU tables, match their golden files bit for bit.
+//!   from the float demo model with every precision option (int16 weights for the mixer and
+//!   heads, int8 for the rest; 4097-knot SiLU tables; exact SwiGLU products), match their
+//!   golden files bit for bit.
 //! - `golden_mismatch_fails` (Cortex-M4F): a golden file with one digit of one y digest changed
 //!   makes the firmware print `TRM-ERROR stage=golden` naming that line and exit 1.
 //!
@@ -43,8 +44,9 @@ fn demo_models() -> Vec<PathBuf> {
 }
 
 /// The demo models and, written to `dir`, the float demo model quantized with int16 weights in
-/// the mixer and heads (int8 in the channel SwiGLU) and 4097-knot SiLU tables, calibrated on
-/// 16 generated puzzles (not those solved): the int16-weight path and the large SiLU tables.
+/// the mixer and heads (int8 in the channel SwiGLU), 4097-knot SiLU tables and exact SwiGLU
+/// products, calibrated on 16 generated puzzles (not those solved): the int16-weight kernels,
+/// the large SiLU tables and both exact-product kernels on the device.
 fn models_with_int16(dir: &Path) -> Vec<PathBuf> {
     let mut models = demo_models();
     let float = std::fs::read(&models[0]).expect("float demo model");
@@ -52,6 +54,7 @@ fn models_with_int16(dir: &Path) -> Vec<PathBuf> {
     let opts = QuantizeOptions {
         int16: "mixer,heads".parse().expect("groups"),
         silu_knots: 4097,
+        exact_products: true,
         ..QuantizeOptions::default()
     };
     let q = quantize_float_model(&float, &calib, &opts).expect("quantize");

@@ -249,6 +249,8 @@ pub struct CalibSettings {
     pub int16: Int16Weights,
     /// Entries of each SiLU table.
     pub silu_knots: usize,
+    /// Exact SwiGLU products.
+    pub exact_products: bool,
 }
 
 impl Default for CalibSettings {
@@ -259,6 +261,7 @@ impl Default for CalibSettings {
             margin: QuantizeOptions::default().margin,
             int16: Int16Weights::NONE,
             silu_knots: DEFAULT_SILU_KNOTS,
+            exact_products: false,
         }
     }
 }
@@ -339,6 +342,7 @@ pub fn export(
                     margin: calib.margin,
                     int16: calib.int16,
                     silu_knots: calib.silu_knots,
+                    exact_products: calib.exact_products,
                 };
                 let q = quantize_float_model(&float, rows, &opts)?;
                 (q.bytes.clone(), Some((q, source.clone())))

@@ -147,6 +147,10 @@ enum Command {
         /// SwiGLU): more knots, smaller interpolation error.
         #[arg(long, default_value_t = DEFAULT_SILU_KNOTS)]
         silu_knots: usize,
+        /// Fixed: keep the SwiGLU products exact (i32) into the down projection instead of
+        /// rounding them to int16 (more accurate, slower down projection).
+        #[arg(long)]
+        exact_products: bool,
         /// Puzzle tokens per example, when the dataset's dataset.json is not found and the
         /// weights do not tell (attention models).
         #[arg(long)]
@@ -210,6 +214,10 @@ enum Command {
         /// SwiGLU): more knots, smaller interpolation error.
         #[arg(long, default_value_t = DEFAULT_SILU_KNOTS)]
         silu_knots: usize,
+        /// Fixed: keep the SwiGLU products exact (i32) into the down projection instead of
+        /// rounding them to int16 (more accurate, slower down projection).
+        #[arg(long)]
+        exact_products: bool,
         /// Output `.trm` file.
         #[arg(short, long)]
         output: PathBuf,
@@ -395,6 +403,7 @@ fn export_cmd(
     margin: f64,
     int16: Int16Weights,
     silu_knots: usize,
+    exact_products: bool,
     seq_len: Option<u32>,
 ) -> anyhow::Result<()> {
     let weights = export::load_float_weights(path, &ImportOptions { seq_len })?;
@@ -408,6 +417,7 @@ fn export_cmd(
         margin,
         int16,
         silu_knots,
+        exact_products,
     };
     let formats: Vec<Format> = formats.into_iter().map(Format::from).collect();
     println!("read {}", weights.source.display());
@@ -510,6 +520,7 @@ fn main() -> anyhow::Result<()> {
             margin,
             int16_weights,
             silu_knots,
+            exact_products,
             seq_len,
         } => {
             export_cmd(
@@ -522,6 +533,7 @@ fn main() -> anyhow::Result<()> {
                 margin,
                 int16_weights,
                 silu_knots,
+                exact_products,
                 seq_len,
             )?;
             0
@@ -558,6 +570,7 @@ fn main() -> anyhow::Result<()> {
             margin,
             int16_weights,
             silu_knots,
+            exact_products,
             output,
         } => {
             let source = PuzzleSource::from_options(puzzles, dataset, None)?;
@@ -565,6 +578,7 @@ fn main() -> anyhow::Result<()> {
                 margin,
                 int16: int16_weights,
                 silu_knots,
+                exact_products,
             };
             quantize_cmd(&model, source, calib, opts, &output)?;
             0

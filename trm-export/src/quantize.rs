@@ -492,6 +492,10 @@ pub struct QuantizeOptions {
     /// cost `2 * knots` bytes of flash per SwiGLU and make the interpolation error
     /// (`h^2 s / 16` LSB at knot spacing `h`) smaller; see [`trm_nostd::fixed::kernels::silu`].
     pub silu_knots: usize,
+    /// Keep the SwiGLU products `silu(gate) * up` exact into the `down` projection instead of
+    /// rounding them to int16 ([`tables::TAG_EXACT_PRODUCTS`]): the largest activation error
+    /// of the integer path gone, for a slower `down` (no SIMD kernel yet).
+    pub exact_products: bool,
 }
 
 impl Default for QuantizeOptions {
@@ -500,6 +504,7 @@ impl Default for QuantizeOptions {
             margin: 1.25,
             int16: Int16Weights::NONE,
             silu_knots: DEFAULT_SILU_KNOTS,
+            exact_products: false,
         }
     }
 }
@@ -633,7 +638,11 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
     push_words(
         &mut global,
         &[
-            tables::TAG,
+            if opts.exact_products {
+                tables::TAG_EXACT_PRODUCTS
+            } else {
+                tables::TAG
+            },
             rq_z.ma,
             rq_z.mb,
             rq_z.shift as i32,

@@ -372,6 +372,71 @@ fn engines_on_worst_case_int16_weight_models() {
     });
 }
 
+/// The same with exact SwiGLU products (the `down` projections sum `w * silu * up` of the
+/// extreme values into `i128`), with int8 and with int16 weights.
+#[test]
+fn engines_on_worst_case_exact_product_models() {
+    use trm_nostd::fixed::tables::TAG_EXACT_PRODUCTS;
+    worst_case_engines(|c| {
+        fixed_common::fixed_model_tagged(
+            c,
+            3,
+            Fill::Extreme,
+            Weights::I8,
+            |_| false,
+            TAG_EXACT_PRODUCTS,
+        )
+    });
+    worst_case_engines(|c| {
+        fixed_common::fixed_model_tagged(
+            c,
+            3,
+            Fill::Extreme,
+            Weights::I16,
+            |_| true,
+            TAG_EXACT_PRODUCTS,
+        )
+    });
+}
+
+/// The exact-product dots at the largest length with the extreme values, against `i128`
+/// sums, and `Requant::apply_i128` on the totals.
+#[test]
+fn exact_product_dots_at_the_largest_length() {
+    use trm_nostd::fixed::kernels::{dot_w8_prod, dot_w16_prod};
+    let n = max_dot_len();
+    for (w, s, u) in [
+        (-32768i16, -32768i16, -32768i16),
+        (32767, 32767, 32767),
+        (-32768, -32768, 32767),
+    ] {
+        let ws: Vec<u8> = std::iter::repeat_n(w.to_le_bytes(), n).flatten().collect();
+        let w8: Vec<u8> = vec![(w >> 8) as i8 as u8; n];
+        let sv = vec![s; n];
+        let uv = vec![u; n];
+        let term16 = w as i128 * s as i128 * u as i128;
+        let term8 = (w >> 8) as i128 * s as i128 * u as i128;
+        let t16 = dot_w16_prod(&ws, &sv, &uv);
+        let t8 = dot_w8_prod(&w8, &sv, &uv);
+        assert_eq!(t16, term16 * n as i128, "w16 {w} {s} {u}");
+        assert_eq!(t8, term8 * n as i128, "w8 {w} {s} {u}");
+        // The largest multiplier: the exact product rounded, saturated to i64.
+        let rq = Requant {
+            mult: i32::MAX,
+            shift: 40,
+        };
+        let exact = (t16 * i32::MAX as i128 + (1i128 << 39)) >> 40;
+        let want = exact.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        assert_eq!(rq.apply_i128(t16), want);
+    }
+    let rq = Requant {
+        mult: i32::MAX,
+        shift: 0,
+    };
+    assert_eq!(rq.apply_i128(i128::MAX), i64::MAX);
+    assert_eq!(rq.apply_i128(i128::MIN), i64::MIN);
+}
+
 fn is_matrix(id: TensorId) -> bool {
     matches!(
         id,

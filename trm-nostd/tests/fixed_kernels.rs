@@ -374,3 +374,26 @@ fn silu_tables_of_every_size_against_f64() {
     assert_eq!(silu_knot_bits(256), None);
     assert_eq!(silu_knot_bits(8193), None);
 }
+
+/// The exact-product dots against a plain `i128` sum on random values and lengths (including
+/// ragged inputs: the shortest of the three decides).
+#[test]
+fn exact_product_dots_against_i128() {
+    use trm_nostd::fixed::kernels::{dot_w8_prod, dot_w16_prod};
+    let mut rng = Rng(0x0005_EED0_FD07);
+    for len in (0..70).chain([255, 256, 257, 4099]) {
+        let s: Vec<i16> = (0..len).map(|_| rng.next() as i16).collect();
+        let u: Vec<i16> = (0..len + 3).map(|_| rng.next() as i16).collect();
+        let w16: Vec<i16> = (0..len).map(|_| rng.next() as i16).collect();
+        let w8: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let wb: Vec<u8> = w16.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let want16: i128 = (0..len)
+            .map(|k| w16[k] as i128 * s[k] as i128 * u[k] as i128)
+            .sum();
+        let want8: i128 = (0..len)
+            .map(|k| (w8[k] as i8) as i128 * s[k] as i128 * u[k] as i128)
+            .sum();
+        assert_eq!(dot_w16_prod(&wb, &s, &u), want16, "len {len}");
+        assert_eq!(dot_w8_prod(&w8, &s, &u), want8, "len {len}");
+    }
+}

@@ -25,7 +25,11 @@
 //!   option): products `<= 2^30`, summed in `i64` (`n * 2^30 < 2^63` for `n < 2^33`; a model
 //!   has `n <= 2^22`, so `|total| <= 2^52`).
 //! - [`Requant::apply`]: `|acc| < 2^63`, `mult < 2^31`: the product fits `i128` with room for
-//!   the rounding term; the result saturates to `i64`.
+//!   the rounding term; the result saturates to `i64`. [`Requant::apply_i128`]: `|acc| <=
+//!   2^96` (clamped), product `< 2^127`.
+//! - [`dot_w8_prod`] / [`dot_w16_prod`] (exact SwiGLU products): terms `|w * s * u| <= 2^37`
+//!   / `2^45`, `i64` partial sums of [`PROD_CHUNK`] = `2^16` terms (`< 2^61`), `i128` total
+//!   (`<= 2^22 * 2^45 = 2^67`).
 //! - [`rms_norm`]: inputs are clamped residuals, `|v| <= `[`RESIDUAL_MAX`]` = 2^21 - 1`, rows
 //!   `n <= 2^16` ([`Config::validate`](crate::Config::validate) bounds every size by 2^16),
 //!   so the sum of squares is `< 2^58`; with the eps term (`<= `[`EPS_TERM_MAX`]` = 2^60`) the
@@ -165,6 +169,51 @@ pub fn dot_w16_a16(w: &[u8], a: &[i16]) -> i64 {
     total
 }
 
+/// Elements per `i64` partial sum of the exact-product dots ([`dot_w8_prod`],
+/// [`dot_w16_prod`]): terms `|w s u| <= 2^15 * 2^30 = 2^45`, so `2^16` of them stay below
+/// `2^61`.
+pub const PROD_CHUNK: usize = 1 << 16;
+
+/// `sum_k w[k] * (s[k] * u[k])` over `min(w.len(), s.len(), u.len())` elements: int8 weights
+/// times the exact SwiGLU products of int16 `silu(gate)` and `up` values (files with exact
+/// products, [`tables::TAG_EXACT_PRODUCTS`](super::tables::TAG_EXACT_PRODUCTS)). Terms
+/// `|w s u| <= 2^37`, summed in `i64` per [`PROD_CHUNK`] and in `i128` overall.
+#[inline]
+pub fn dot_w8_prod(w: &[u8], s: &[i16], u: &[i16]) -> i128 {
+    let mut total = 0i128;
+    for ((wc, sc), uc) in w
+        .chunks(PROD_CHUNK)
+        .zip(s.chunks(PROD_CHUNK))
+        .zip(u.chunks(PROD_CHUNK))
+    {
+        let mut acc = 0i64;
+        for ((&wb, &a), &b) in wc.iter().zip(sc).zip(uc) {
+            acc += (wb as i8) as i64 * (a as i32 * b as i32) as i64;
+        }
+        total += acc as i128;
+    }
+    total
+}
+
+/// [`dot_w8_prod`] with int16 weights (little-endian byte pairs): terms `|w s u| <= 2^45`.
+#[inline]
+pub fn dot_w16_prod(w: &[u8], s: &[i16], u: &[i16]) -> i128 {
+    let mut total = 0i128;
+    for ((wc, sc), uc) in w
+        .chunks(2 * PROD_CHUNK)
+        .zip(s.chunks(PROD_CHUNK))
+        .zip(u.chunks(PROD_CHUNK))
+    {
+        let mut acc = 0i64;
+        for ((wb, &a), &b) in wc.chunks_exact(2).zip(sc).zip(uc) {
+            let wv = i16::from_le_bytes([wb[0], wb[1]]) as i64;
+            acc += wv * (a as i32 as i64 * b as i64);
+        }
+        total += acc as i128;
+    }
+    total
+}
+
 /// `sum_k a[k] * b[k]` of two int16 vectors in `i64`.
 #[inline]
 pub fn dot_a16_a16(a: &[i16], b: &[i16]) -> i64 {
@@ -201,6 +250,36 @@ impl Requant {
             self.shift
         };
         let r = round_shift_i128(acc as i128 * self.mult as i128, shift);
+        if r > i64::MAX as i128 {
+            i64::MAX
+        } else if r < i64::MIN as i128 {
+            i64::MIN
+        } else {
+            r as i64
+        }
+    }
+}
+
+impl Requant {
+    /// [`Requant::apply`] of an `i128` accumulator (the exact-product dots): `|acc| < 2^96`
+    /// keeps `acc * mult` in `i128`; larger values saturate first. The result saturates to
+    /// `i64`.
+    #[inline]
+    pub const fn apply_i128(&self, acc: i128) -> i64 {
+        const LIM: i128 = 1 << 96;
+        let acc = if acc > LIM {
+            LIM
+        } else if acc < -LIM {
+            -LIM
+        } else {
+            acc
+        };
+        let shift = if self.shift > MAX_SHIFT {
+            MAX_SHIFT
+        } else {
+            self.shift
+        };
+        let r = round_shift_i128(acc * self.mult as i128, shift);
         if r > i64::MAX as i128 {
             i64::MAX
         } else if r < i64::MIN as i128 {
@@ -363,7 +442,13 @@ impl I16Table<'_> {
 #[inline]
 pub fn silu(table: I16Table<'_>, q: i16) -> i16 {
     let b = silu_knot_bits(table.len()).unwrap_or(SILU_KNOT_BITS_MIN);
-    let step = 16 - b;
+    silu_spaced(table, 16 - b, q)
+}
+
+/// [`silu`] with the knot spacing `2^step` given (`step = 16 - b` for a table of `2^b + 1`
+/// knots), so a loop over one table works it out once.
+#[inline]
+pub fn silu_spaced(table: I16Table<'_>, step: u32, q: i16) -> i16 {
     let u = (q as i32 + 32768) as u32;
     let k = (u >> step) as usize;
     let f = (u & ((1 << step) - 1)) as i64;

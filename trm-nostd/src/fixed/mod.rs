@@ -67,8 +67,8 @@ use crate::format::Model;
 use crate::tensor::{DType, LayerTensor, TensorId, TensorSource};
 use core::fmt;
 use kernels::{
-    I16Table, Requant, Requant2, SILU_TABLE_LEN, attention_row, q_halt_positive, rms_norm, rope,
-    sat_residual, sat16, sat32, softmax_q30,
+    I16Table, Requant, Requant2, SILU_KNOT_BITS_MIN, SILU_TABLE_LEN, attention_row,
+    q_halt_positive, rms_norm, rope, sat_residual, sat16, sat32, softmax_q30,
 };
 // The hot kernels through the optimized implementations (bit-identical to the reference ones).
 use optimized::{dot_a16_a16, dot_w8_a16, dot_w16_a16};
@@ -220,14 +220,28 @@ struct MatQ<'a> {
     cols: usize,
     /// int16 weights.
     wide: bool,
+    /// Bytes per row (`cols`, or `2 cols` when `wide`).
+    stride: usize,
     table: Words<'a>,
 }
 
 impl<'a> MatQ<'a> {
     #[inline]
     fn row(&self, o: usize) -> &'a [u8] {
-        let n = if self.wide { 2 * self.cols } else { self.cols };
-        self.data.get(o * n..(o + 1) * n).unwrap_or(&[])
+        self.data
+            .get(o * self.stride..(o + 1) * self.stride)
+            .unwrap_or(&[])
+    }
+
+    /// `requant_o(rq(sum_k W[o, k] s[k] u[k]))`: the exact-product SwiGLU down projection.
+    #[inline]
+    fn out_prod(&self, o: usize, rq: Requant, s: &[i16], u: &[i16]) -> i64 {
+        let acc = if self.wide {
+            kernels::dot_w16_prod(self.row(o), s, u)
+        } else {
+            kernels::dot_w8_prod(self.row(o), s, u)
+        };
+        self.table.channel(o).apply(rq.apply_i128(acc))
     }
 
     /// `requant_o(W[o] . a)`.
@@ -276,6 +290,8 @@ struct WeightsQ<'a> {
     q_weight: MatQ<'a>,
     q_bias: [i32; 2],
     global: Words<'a>,
+    /// SwiGLU products kept exact ([`tables::TAG_EXACT_PRODUCTS`]).
+    exact_products: bool,
     layers: [LayerQ<'a>; MAX_LAYERS],
 }
 
@@ -422,6 +438,7 @@ fn matq<'a>(
         rows,
         cols,
         wide,
+        stride: if wide { 2 * cols } else { cols },
         table,
     })
 }
@@ -497,7 +514,8 @@ impl<'a> FixedEngine<'a> {
         } else {
             0
         };
-        let global_ok = global.word(0) == tables::TAG
+        let tag = global.word(0);
+        let global_ok = (tag == tables::TAG || tag == tables::TAG_EXACT_PRODUCTS)
             && global.requant2(1).is_valid()
             && global.requant(4).is_valid()
             && global.uword(9) as usize == rope_half
@@ -521,6 +539,7 @@ impl<'a> FixedEngine<'a> {
             q_weight: matq(model, &c, TensorId::QHeadWeight, head_len)?,
             q_bias: [bias(0), bias(1)],
             global,
+            exact_products: tag == tables::TAG_EXACT_PRODUCTS,
             layers: [LayerQ::default(); MAX_LAYERS],
         };
         for (i, lw) in w.layers.iter_mut().enumerate().take(c.l_layers as usize) {
@@ -831,12 +850,12 @@ fn net(c: &Config, w: &WeightsQ<'_>, b: &mut Bufs<'_>, h: &mut [i16]) {
             let d = c.d();
             let ht = &mut b.work[..l * d];
             transpose(h, l, d, ht);
-            swiglu_residual_rms(&lw.mix_a, &lw.mix_b, ht, d, b.gu, b.res);
+            swiglu_residual_rms(&lw.mix_a, &lw.mix_b, ht, d, w.exact_products, b.gu, b.res);
             transpose(ht, d, l, h);
         } else {
             attention_mixer(c, w, lw, h, b);
         }
-        swiglu_residual_rms(&lw.gate_up, &lw.down, h, l, b.gu, b.res);
+        swiglu_residual_rms(&lw.gate_up, &lw.down, h, l, w.exact_products, b.gu, b.res);
     }
 }
 
@@ -851,6 +870,9 @@ fn transpose(src: &[i16], rows: usize, cols: usize, dst: &mut [i16]) {
 
 /// `h[r] = rms(h[r] + down(silu(gate(h[r])) * up(h[r])))` over `rows` rows of `n = down.rows`.
 ///
+/// The product `silu(gate) * up` is requantized to int16 before `down`, or, with
+/// `exact_products`, kept exact: `down` then sums `w * silu * up` and requantizes the total.
+///
 /// Rows go in blocks of as many as `gu` (`[block, 2 inter]`) and `res` (`[block, n]`) hold;
 /// each weight row is applied to every row of a block before the next weight row, so the
 /// weights stream once per block. Every output is the same expression as row by row.
@@ -859,6 +881,7 @@ fn swiglu_residual_rms(
     down: &MatQ<'_>,
     h: &mut [i16],
     rows: usize,
+    exact_products: bool,
     gu: &mut [i16],
     res: &mut [i32],
 ) {
@@ -870,6 +893,7 @@ fn swiglu_residual_rms(
     let silu_t: I16Table<'_> = gate_up
         .table
         .i16s(base + 2, knots.unwrap_or(SILU_TABLE_LEN));
+    let silu_step = 16 - kernels::silu_knot_bits(silu_t.len()).unwrap_or(SILU_KNOT_BITS_MIN);
     let dbase = tables::channel_words(n);
     let eps = down.table.u64_at(dbase);
     let gw = 2 * inter;
@@ -886,26 +910,84 @@ fn swiglu_residual_rms(
                 g[o] = sat16(gate_up.out(o, row));
             }
         }
-        for g in gu.chunks_exact_mut(gw) {
-            let (gate, up) = g.split_at_mut(inter);
-            for (g, u) in gate.iter_mut().zip(up.iter()) {
-                let s = kernels::silu(silu_t, *g);
-                *g = sat16(prod_rq.apply(s as i64 * *u as i64));
+        // One loop per kind of product, so the int16 one stays as lean as it was.
+        if exact_products {
+            // gate <- silu(gate); the products are formed inside `down`.
+            silu_pass(silu_step, gu, gw, inter, silu_t, None);
+            for o in 0..n {
+                for ((rr, row), g) in res
+                    .chunks_exact_mut(n)
+                    .zip(hb.chunks_exact(n))
+                    .zip(gu.chunks_exact(gw))
+                {
+                    let (s, u) = g.split_at(inter);
+                    let delta = down.out_prod(o, prod_rq, s, u);
+                    rr[o] = sat_residual((row[o] as i64).saturating_add(delta));
+                }
             }
-        }
-        // res: [r, n] = rows + down(prod) at the rows' scale, then the norm.
-        for o in 0..n {
-            for ((rr, row), g) in res
-                .chunks_exact_mut(n)
-                .zip(hb.chunks_exact(n))
-                .zip(gu.chunks_exact(gw))
-            {
-                rr[o] = sat_residual(row[o] as i64 + down.out(o, &g[..inter]));
+        } else {
+            // gate <- the int16 product.
+            silu_pass(silu_step, gu, gw, inter, silu_t, Some(prod_rq));
+            // res: [r, n] = rows + down(prod) at the rows' scale, then the norm.
+            for o in 0..n {
+                for ((rr, row), g) in res
+                    .chunks_exact_mut(n)
+                    .zip(hb.chunks_exact(n))
+                    .zip(gu.chunks_exact(gw))
+                {
+                    let delta = down.out(o, &g[..inter]);
+                    rr[o] = sat_residual((row[o] as i64).saturating_add(delta));
+                }
             }
         }
         for (rr, row) in res.chunks_exact(n).zip(hb.chunks_exact_mut(n)) {
             rms_norm(rr, eps, row);
         }
+    }
+}
+
+/// Over rows `[gate | up]` of `gu` (`gw = 2 inter` values each): `gate <- silu(gate)`, or with
+/// `prod` the int16 product `gate <- prod(silu(gate) * up)`. The knot spacing `2^step` of the
+/// table becomes a constant of the loop (a variable shift per value cost 2% of a step on
+/// Cortex-M4F).
+fn silu_pass(
+    step: u32,
+    gu: &mut [i16],
+    gw: usize,
+    inter: usize,
+    table: I16Table<'_>,
+    prod: Option<Requant>,
+) {
+    fn pass<const STEP: u32>(
+        gu: &mut [i16],
+        gw: usize,
+        inter: usize,
+        table: I16Table<'_>,
+        prod: Option<Requant>,
+    ) {
+        for g in gu.chunks_exact_mut(gw) {
+            let (gate, up) = g.split_at_mut(inter);
+            match prod {
+                Some(rq) => {
+                    for (g, u) in gate.iter_mut().zip(up.iter()) {
+                        let s = kernels::silu_spaced(table, STEP, *g);
+                        *g = sat16(rq.apply(s as i64 * *u as i64));
+                    }
+                }
+                None => {
+                    for g in gate.iter_mut() {
+                        *g = kernels::silu_spaced(table, STEP, *g);
+                    }
+                }
+            }
+        }
+    }
+    match step {
+        4 => pass::<4>(gu, gw, inter, table, prod),
+        5 => pass::<5>(gu, gw, inter, table, prod),
+        6 => pass::<6>(gu, gw, inter, table, prod),
+        7 => pass::<7>(gu, gw, inter, table, prod),
+        _ => pass::<8>(gu, gw, inter, table, prod),
     }
 }
 
@@ -972,7 +1054,7 @@ fn attention_mixer(c: &Config, w: &WeightsQ<'_>, lw: &LayerQ<'_>, h: &mut [i16],
                 .zip(hb.chunks_exact(d))
                 .zip(ab.chunks_exact(stride))
             {
-                r[o] = sat_residual(row[o] as i64 + o_m.out(o, &a[..d]));
+                r[o] = sat_residual((row[o] as i64).saturating_add(o_m.out(o, &a[..d])));
             }
         }
         for (r, row) in res.chunks_exact(d).zip(hb.chunks_exact_mut(d)) {

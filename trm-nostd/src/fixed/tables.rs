@@ -7,7 +7,7 @@
 //!
 //! | tensor | table words |
 //! |---|---|
-//! | `embed_tokens` (I16, x units) | the [global block](GLOBAL_WORDS): [`TAG`], input requant of `z + y + x` (`ma`, `mb`, `shift`), input requant of `y + z` (`mult`, `shift`), the x, state and net-input scales as f32 bits, `P`; then `P` Q15 cosines and `P` Q15 sines (`P = seq_total * head_dim / 2`, 0 without RoPE) |
+//! | `embed_tokens` (I16, x units) | the [global block](GLOBAL_WORDS): [`TAG`] (or [`TAG_EXACT_PRODUCTS`]), input requant of `z + y + x` (`ma`, `mb`, `shift`), input requant of `y + z` (`mult`, `shift`), the x, state and net-input scales as f32 bits, `P`; then `P` Q15 cosines and `P` Q15 sines (`P = seq_total * head_dim / 2`, 0 without RoPE) |
 //! | `lm_head`, `q_head.weight` (I8) | [channel block](channel_words), then the output scale as f32 bits |
 //! | SwiGLU `gate_up` (I8, `mlp` and `mlp_t`) | channel block (gate rows to the gate scale, up rows to the up scale), the product requant `silu(gate) * up` (`mult`, `shift`), then the SiLU knots (gate scale in and out): [`SILU_TABLE_LEN`] = 257 classic, or `2^b + 1` up to 4097 ([`gate_up_silu_knots`]) |
 //! | `qkv_proj` (I8) | channel block (q, k, v rows to their scales), then the score requant `q . k` to Q16 `log2(e) * score / sqrt(hd)` (`mult`, `shift`) |
@@ -26,6 +26,13 @@ use super::kernels::{
 
 /// First word of the global block: "FIX1".
 pub const TAG: i32 = i32::from_le_bytes(*b"FIX1");
+
+/// First word of the global block of a file with exact SwiGLU products: "FIX2". The layout is
+/// [`TAG`]'s; only the SwiGLU changes: `silu(gate) * up` is not requantized to int16 but kept
+/// exact (`i32`) into the `down` projection ([`kernels::dot_w8_prod`](super::kernels::dot_w8_prod)),
+/// whose `i128` total then takes the product requant and the channel requant in turn. Builds
+/// that predate it refuse such files (an invalid table) rather than misread them.
+pub const TAG_EXACT_PRODUCTS: i32 = i32::from_le_bytes(*b"FIX2");
 
 /// Words of the global block before the RoPE tables.
 pub const GLOBAL_WORDS: usize = 10;

@@ -111,6 +111,19 @@ pub fn fixed_model_with(
     weights: Weights,
     wide: impl Fn(TensorId) -> bool,
 ) -> Vec<u8> {
+    fixed_model_tagged(c, seed, fill, weights, wide, tables::TAG)
+}
+
+/// [`fixed_model_with`] with the global block's tag `tag` ([`tables::TAG`], or
+/// [`tables::TAG_EXACT_PRODUCTS`] for exact SwiGLU products; the tables are the same).
+pub fn fixed_model_tagged(
+    c: &Config,
+    seed: u64,
+    fill: Fill,
+    weights: Weights,
+    wide: impl Fn(TensorId) -> bool,
+    tag: i32,
+) -> Vec<u8> {
     let mut rng = Rng(seed);
     let (d, l) = (c.d(), c.seq_total());
     let extreme = fill == Fill::Extreme;
@@ -242,7 +255,7 @@ pub fn fixed_model_with(
                 };
                 let ryz = small_rq(0.5);
                 let mut t = vec![
-                    tables::TAG,
+                    tag,
                     r2.ma,
                     r2.mb,
                     r2.shift as i32,
