@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Trains and exports the project's demo models on CPU, then runs the float-vs-fixed parity gate
-# on 1000 held-out puzzles of each task:
+# on 1000 held-out puzzles of each task, for the default fixed export (model-fixed.trm) and the
+# most precise one (precise-fixed.trm: int16 weights, 4097-knot SiLU, exact products):
 #
 #   scripts/demo-models.sh easy      # 6-blank generated Sudoku, mlp_t D=32, 1 layer (~3 min alone)
 #   scripts/demo-models.sh extreme   # Sudoku-Extreme 1k (x100 augmentations), mlp_t D=64, 2 layers
@@ -56,6 +57,15 @@ case "${1:-}" in
 esac
 
 $EXPORT export "$D/run" -o "$D/" --dtype f32,fixed --calib-dataset "$calib" --calib 256
-# shellcheck disable=SC2086 # GATE is a list of options
-$EXPORT verify --float "$D/model-f32.trm" --fixed "$D/model-fixed.trm" --dataset "$test" \
-  --limit 1000 --json "$D/verify.json" $GATE | tee "$D/verify.txt"
+# The most precise fixed settings too (docs/EXPORT.md, "Precision options").
+$EXPORT export "$D/run" -o "$D/precise" --dtype fixed --calib-dataset "$calib" --calib 256 \
+  --int16-weights all --silu-knots 4097 --exact-products
+status=0
+for v in fixed precise; do
+  fixed="$D/model-fixed.trm"; [ "$v" = precise ] && fixed="$D/precise-fixed.trm"
+  echo "== verify $fixed against $D/model-f32.trm"
+  # shellcheck disable=SC2086 # GATE is a list of options
+  $EXPORT verify --float "$D/model-f32.trm" --fixed "$fixed" --dataset "$test" \
+    --limit 1000 --json "$D/verify-$v.json" $GATE | tee "$D/verify-$v.txt" || status=1
+done
+exit $status

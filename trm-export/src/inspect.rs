@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use trm_nostd::fixed::FixedEngine;
-use trm_nostd::{Config, FloatEngine, Model, NumericScheme};
+use trm_nostd::{Config, DType, FloatEngine, LayerTensor, Model, NumericScheme, TensorId};
 
 /// One tensor of the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,8 +68,65 @@ pub struct Inspection {
     pub macs_per_act_step: u64,
     /// Fixed models: real value of one integer unit of x, y/z, logits and q.
     pub scales: Option<[f32; 4]>,
+    /// Fixed models: the precision options the file was exported with.
+    pub precision: Option<FixedPrecision>,
     /// The tensors.
     pub tensors: Vec<TensorInfo>,
+}
+
+/// The precision options of a fixed file (`trm-export export --int16-weights`,
+/// `--silu-knots`, `--exact-products`), read back from its tensors and tables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FixedPrecision {
+    /// Weight matrices stored as int8.
+    pub int8_matrices: usize,
+    /// Weight matrices stored as int16.
+    pub int16_matrices: usize,
+    /// The SiLU table sizes found (one per SwiGLU; normally all equal).
+    pub silu_knots: Vec<usize>,
+    /// Whether SwiGLU products are kept exact (global tag `FIX2`).
+    pub exact_products: bool,
+}
+
+fn fixed_precision(model: &Model<'_>) -> FixedPrecision {
+    use trm_nostd::fixed::tables;
+    let c = model.config();
+    let (mut int8_matrices, mut int16_matrices) = (0, 0);
+    let mut silu_knots = Vec::new();
+    for (id, v) in model.tensors() {
+        let TensorId::Layer { tensor, .. } = id else {
+            if matches!(id, TensorId::LmHead | TensorId::QHeadWeight) {
+                match v.dtype {
+                    DType::I16 => int16_matrices += 1,
+                    _ => int8_matrices += 1,
+                }
+            }
+            continue;
+        };
+        match v.dtype {
+            DType::I16 => int16_matrices += 1,
+            _ => int8_matrices += 1,
+        }
+        if matches!(tensor, LayerTensor::MlpGateUp | LayerTensor::MlpTGateUp) {
+            let words = model.quant_table(id).map_or(0, |t| t.len() / 4);
+            let rows = id.shape(c).rows as usize;
+            if let Some(k) = tables::gate_up_silu_knots(rows, words)
+                && !silu_knots.contains(&k)
+            {
+                silu_knots.push(k);
+            }
+        }
+    }
+    let tag = model
+        .quant_table(TensorId::EmbedTokens)
+        .and_then(|t| t.get(..4))
+        .map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    FixedPrecision {
+        int8_matrices,
+        int16_matrices,
+        silu_knots,
+        exact_products: tag == tables::TAG_EXACT_PRODUCTS,
+    }
 }
 
 /// Inspects a parsed model. Fails when a fixed model's tables do not build an engine.
@@ -133,6 +190,7 @@ pub fn inspect(model: &Model<'_>) -> anyhow::Result<Inspection> {
         arena,
         macs_per_act_step: c.macs_per_act_step(),
         scales,
+        precision: fixed.then(|| fixed_precision(model)),
         tensors,
     })
 }
@@ -198,6 +256,17 @@ impl Inspection {
         if let Some([x, st, lg, q]) = self.scales {
             line(format!(
                 "scales (real = int * scale): x {x:.3e}, y/z {st:.3e}, logits {lg:.3e}, q {q:.3e}"
+            ));
+        }
+        if let Some(p) = &self.precision {
+            let knots: Vec<String> = p.silu_knots.iter().map(usize::to_string).collect();
+            line(format!(
+                "precision: {} int8 + {} int16 weight matrices, SiLU tables of {} knots, SwiGLU \
+                 products {}",
+                p.int8_matrices,
+                p.int16_matrices,
+                knots.join("/"),
+                if p.exact_products { "exact" } else { "int16" }
             ));
         }
         line(format!("MACs per ACT step: {}", self.macs_per_act_step));

@@ -494,7 +494,8 @@ pub struct QuantizeOptions {
     pub silu_knots: usize,
     /// Keep the SwiGLU products `silu(gate) * up` exact into the `down` projection instead of
     /// rounding them to int16 ([`tables::TAG_EXACT_PRODUCTS`]): the largest activation error
-    /// of the integer path gone, for a slower `down` (no SIMD kernel yet).
+    /// of the integer path gone, for a `down` projection that runs twice (over the two int16
+    /// halves of each product).
     pub exact_products: bool,
 }
 

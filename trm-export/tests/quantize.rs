@@ -329,6 +329,17 @@ fn int16_weights_are_stored_as_chosen_and_cut_the_error() {
             );
         }
         assert_eq!(matrices, 2 + 4 * c.l_layers as usize, "{name}");
+        // `inspect` reads the options back.
+        for (m, n16) in [(&mn, 0), (&mw, matrices), (&mm, 2 * c.l_layers as usize)] {
+            let p = trm_export::inspect::inspect(m).unwrap().precision.unwrap();
+            assert_eq!(
+                (p.int8_matrices, p.int16_matrices),
+                (matrices - n16, n16),
+                "{name}"
+            );
+            assert_eq!(p.silu_knots, vec![trm_export::quantize::DEFAULT_SILU_KNOTS]);
+            assert!(!p.exact_products);
+        }
 
         let mut worst = [(0f64, 0f64); 2];
         for p in &ps {
@@ -394,6 +405,11 @@ fn exact_products_cut_the_error_further() {
         };
         assert_eq!(tag(&narrow), TAG, "{name}");
         assert_eq!(tag(&exact), TAG_EXACT_PRODUCTS, "{name}");
+        let p = trm_export::inspect::inspect(&Model::parse(&exact).unwrap())
+            .unwrap()
+            .precision
+            .unwrap();
+        assert!(p.exact_products && p.int8_matrices == 0 && p.silu_knots == vec![4097]);
         let mut worst = [(0f64, 0f64); 2];
         for p in &ps {
             for (k, bytes) in [&narrow, &exact].into_iter().enumerate() {

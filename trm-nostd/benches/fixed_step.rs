@@ -1,7 +1,8 @@
 //! One ACT step of the integer engine, batch 1, one thread, beside the float engine, for the
 //! paper's Sudoku configs (mlp_t and attention, D=512) and the D=128 mlp_t one: every kernel
-//! implementation this machine supports (`portable`, `avx2`, `avx512`), with int8 weights and
-//! (`fixed-<isa>-i16-fast` rows) every weight matrix int16, then the float engine.
+//! implementation this machine supports (`portable`, `avx2`, `avx512`), with int8 weights,
+//! (`fixed-<isa>-i16-fast` rows) every weight matrix int16, and (`-i16-exact-fast`) int16
+//! weights with exact SwiGLU products, then the float engine.
 //!
 //! `cargo bench -p trm-nostd --bench fixed_step` (a filter selects rows, e.g.
 //! `-- sudoku_mlp_t/avx2`). The fixed models are synthetic: random int8 weights with
@@ -36,6 +37,15 @@ fn bench_config(c: &mut Criterion, name: &str, config: Config) {
     let model = Model::parse(&bytes).expect("parse");
     let wide_bytes = fixed_model_with(&config, 1, Fill::Random, Weights::I16, |_| true);
     let wide_model = Model::parse(&wide_bytes).expect("parse");
+    let exact_bytes = fixed_common::fixed_model_tagged(
+        &config,
+        1,
+        Fill::Random,
+        Weights::I16,
+        |_| true,
+        trm_nostd::fixed::tables::TAG_EXACT_PRODUCTS,
+    );
+    let exact_model = Model::parse(&exact_bytes).expect("parse");
     // Both scratch sizes: the device's minimum (one row per weight pass) and the host's fast one
     // (FAST_ROWS rows per pass, as the float engine's `scratch_len_fast`); int16 weights with the
     // fast one.
@@ -46,6 +56,11 @@ fn bench_config(c: &mut Criterion, name: &str, config: Config) {
             "i16-fast",
             FixedEngine::scratch_len_fast(&config),
             &wide_model,
+        ),
+        (
+            "i16-exact-fast",
+            FixedEngine::scratch_len_fast(&config),
+            &exact_model,
         ),
     ] {
         let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);

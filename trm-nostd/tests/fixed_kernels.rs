@@ -397,3 +397,62 @@ fn exact_product_dots_against_i128() {
         assert_eq!(dot_w8_prod(&w8, &s, &u), want8, "len {len}");
     }
 }
+
+/// The engine's exact-product path (split each product into int16 halves, two dots through
+/// every supported kernel implementation, recombine) equals the specification dots, on random
+/// values and on the extremes (`s = u = -32768`: `p = 2^30`).
+#[test]
+fn split_products_through_every_kernel_equal_the_spec() {
+    use trm_nostd::fixed::kernels::{dot_w8_prod, dot_w16_prod, prod_from_halves, split_product};
+    use trm_nostd::fixed::optimized::Isa;
+    for (s, u) in [
+        (-32768i16, -32768i16),
+        (32767, -32768),
+        (32767, 32767),
+        (-1, 1),
+        (0, 5),
+    ] {
+        let (lo, hi) = split_product(s, u);
+        assert_eq!(
+            hi as i64 * 65536 + lo as i64,
+            s as i64 * u as i64,
+            "{s} {u}"
+        );
+    }
+    let mut rng = Rng(0x0005_EED1_FD07);
+    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_supported()).collect();
+    for len in (0..40).chain([255, 1031]) {
+        for extreme in [false, true] {
+            let pick = |rng: &mut Rng| -> i16 {
+                if extreme {
+                    if rng.next() % 2 == 0 { -32768 } else { 32767 }
+                } else {
+                    rng.next() as i16
+                }
+            };
+            let s: Vec<i16> = (0..len).map(|_| pick(&mut rng)).collect();
+            let u: Vec<i16> = (0..len).map(|_| pick(&mut rng)).collect();
+            let w16: Vec<i16> = (0..len).map(|_| pick(&mut rng)).collect();
+            let w8: Vec<u8> = w16.iter().map(|v| (*v >> 8) as u8).collect();
+            let wb: Vec<u8> = w16.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let (lo, hi): (Vec<i16>, Vec<i16>) =
+                s.iter().zip(&u).map(|(a, b)| split_product(*a, *b)).unzip();
+            let want8 = dot_w8_prod(&w8, &s, &u);
+            let want16 = dot_w16_prod(&wb, &s, &u);
+            for isa in &isas {
+                let d8 = |a: &[i16]| isa.dot_w8_a16(&w8, a).unwrap();
+                assert_eq!(
+                    prod_from_halves(d8(&lo), d8(&hi)),
+                    want8,
+                    "{isa:?} len {len}"
+                );
+                let d16 = |a: &[i16]| isa.dot_w16_a16(&wb, a);
+                assert_eq!(
+                    prod_from_halves(d16(&lo), d16(&hi)),
+                    want16,
+                    "{isa:?} len {len}"
+                );
+            }
+        }
+    }
+}

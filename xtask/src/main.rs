@@ -112,10 +112,10 @@ fn file_bytes(config: &Config, dtype: DType) -> Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-/// Exact `.trm` size of a fixed-point file (int8 weights, int16 activations, the exporter's
-/// default SiLU tables): writes one with zero data and zero tables of the lengths
-/// `trm_nostd::fixed::tables` defines.
-fn fixed_file_bytes(c: &Config) -> Result<u64> {
+/// Exact `.trm` size of a fixed-point file (int8 weights, int16 activations, SiLU tables of
+/// `silu_knots` entries; the table uses the exporter's default): writes one with zero data and
+/// zero tables of the lengths `trm_nostd::fixed::tables` defines.
+fn fixed_file_bytes(c: &Config, silu_knots: usize) -> Result<u64> {
     let mut w = ModelWriter::new(*c, FIXED_I8_I16)?;
     for id in TensorId::all(c) {
         let rows = id.shape(c).rows as usize;
@@ -134,13 +134,9 @@ fn fixed_file_bytes(c: &Config) -> Result<u64> {
             TensorId::LmHead | TensorId::QHeadWeight => (DType::I8, tables::head_words(rows)),
             TensorId::QHeadBias => (DType::I32, 0),
             TensorId::Layer { tensor, .. } => match tensor {
-                LayerTensor::MlpTGateUp | LayerTensor::MlpGateUp => (
-                    DType::I8,
-                    tables::gate_up_words_knots(
-                        rows,
-                        trm_nostd::fixed::prepare::DEFAULT_SILU_KNOTS,
-                    ),
-                ),
+                LayerTensor::MlpTGateUp | LayerTensor::MlpGateUp => {
+                    (DType::I8, tables::gate_up_words_knots(rows, silu_knots))
+                }
                 LayerTensor::QkvProj => (DType::I8, tables::qkv_words(rows)),
                 LayerTensor::OProj | LayerTensor::MlpTDown | LayerTensor::MlpDown => {
                     (DType::I8, tables::down_words(rows))
@@ -175,7 +171,7 @@ fn rows() -> Result<Vec<Row>> {
                 c,
                 f32b: file_bytes(&c, DType::F32)?,
                 bf16b: file_bytes(&c, DType::BF16)?,
-                fixedb: fixed_file_bytes(&c)?,
+                fixedb: fixed_file_bytes(&c, trm_nostd::fixed::prepare::DEFAULT_SILU_KNOTS)?,
                 float_arena: FloatEngine::scratch_len(&c) as u64 * 4,
                 // The firmware app packs the i16 part into whole f32 words.
                 fixed_arena: fx.i16s.div_ceil(2) as u64 * 4 + fx.i32s as u64 * 4,
@@ -332,7 +328,17 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         let m = trm_nostd::Model::parse(&bytes).unwrap();
         assert!(m.scheme().is_fixed());
-        assert_eq!(fixed_file_bytes(m.config()).unwrap(), bytes.len() as u64);
+        // Its SiLU tables' size (the committed model predates the 1025-knot default).
+        let c = m.config();
+        let id = trm_nostd::TensorId::Layer {
+            layer: 0,
+            tensor: trm_nostd::LayerTensor::MlpGateUp,
+        };
+        let words = m.quant_table(id).unwrap().len() / 4;
+        let rows = id.shape(c).rows as usize;
+        let knots = trm_nostd::fixed::tables::gate_up_silu_knots(rows, words).unwrap();
+        assert_eq!(knots, 257);
+        assert_eq!(fixed_file_bytes(c, knots).unwrap(), bytes.len() as u64);
     }
 
     /// ELF sizes of a file written here: one code section, one data section, one bss section.

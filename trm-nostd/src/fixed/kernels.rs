@@ -177,7 +177,9 @@ pub const PROD_CHUNK: usize = 1 << 16;
 /// `sum_k w[k] * (s[k] * u[k])` over `min(w.len(), s.len(), u.len())` elements: int8 weights
 /// times the exact SwiGLU products of int16 `silu(gate)` and `up` values (files with exact
 /// products, [`tables::TAG_EXACT_PRODUCTS`](super::tables::TAG_EXACT_PRODUCTS)). Terms
-/// `|w s u| <= 2^37`, summed in `i64` per [`PROD_CHUNK`] and in `i128` overall.
+/// `|w s u| <= 2^37`, summed in `i64` per [`PROD_CHUNK`] and in `i128` overall. This is the
+/// specification; the engine computes the same total from [`split_product`] halves through
+/// the optimized int16 kernels (test `split_products_through_every_kernel_equal_the_spec`).
 #[inline]
 pub fn dot_w8_prod(w: &[u8], s: &[i16], u: &[i16]) -> i128 {
     let mut total = 0i128;
@@ -212,6 +214,27 @@ pub fn dot_w16_prod(w: &[u8], s: &[i16], u: &[i16]) -> i128 {
         total += acc as i128;
     }
     total
+}
+
+/// Splits the exact SwiGLU product `p = s * u` (`|p| <= 2^30`) into two int16 halves with
+/// `p = hi * 2^16 + lo`: `lo` is `p`'s low 16 bits read as two's complement, `hi = (p - lo) /
+/// 2^16` (`|hi| <= 2^14 + 1`). Returns `(lo, hi)`. So `sum w p = 2^16 sum w hi + sum w lo`: two
+/// int16-activation dots, which the optimized kernels run, give [`dot_w8_prod`] /
+/// [`dot_w16_prod`] exactly ([`prod_from_halves`]).
+#[inline]
+pub const fn split_product(s: i16, u: i16) -> (i16, i16) {
+    let p = s as i32 * u as i32;
+    let lo = p as i16;
+    let hi = ((p - lo as i32) >> 16) as i16;
+    (lo, hi)
+}
+
+/// `2^16 * hi_dot + lo_dot` in `i128`: the exact-product total from the dots of the weights
+/// with the `hi` and the `lo` halves of [`split_product`] (`|hi_dot| <= 2^22 * 2^15 * (2^14 +
+/// 1)`, so the total stays `< 2^68`).
+#[inline]
+pub const fn prod_from_halves(lo_dot: i64, hi_dot: i64) -> i128 {
+    ((hi_dot as i128) << 16) + lo_dot as i128
 }
 
 /// `sum_k a[k] * b[k]` of two int16 vectors in `i64`.

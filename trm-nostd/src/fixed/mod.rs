@@ -233,14 +233,18 @@ impl<'a> MatQ<'a> {
             .unwrap_or(&[])
     }
 
-    /// `requant_o(rq(sum_k W[o, k] s[k] u[k]))`: the exact-product SwiGLU down projection.
+    /// `requant_o(rq(sum_k W[o, k] p[k]))`: the exact-product SwiGLU down projection, from the
+    /// halves of `p = 2^16 hi + lo` ([`kernels::split_product`]): two dots through the
+    /// optimized kernels, equal to [`kernels::dot_w8_prod`] / [`kernels::dot_w16_prod`].
     #[inline]
-    fn out_prod(&self, o: usize, rq: Requant, s: &[i16], u: &[i16]) -> i64 {
-        let acc = if self.wide {
-            kernels::dot_w16_prod(self.row(o), s, u)
+    fn out_prod(&self, o: usize, rq: Requant, lo: &[i16], hi: &[i16]) -> i64 {
+        let row = self.row(o);
+        let (lo_dot, hi_dot) = if self.wide {
+            (dot_w16_a16(row, lo), dot_w16_a16(row, hi))
         } else {
-            kernels::dot_w8_prod(self.row(o), s, u)
+            (dot_w8_a16(row, lo), dot_w8_a16(row, hi))
         };
+        let acc = kernels::prod_from_halves(lo_dot, hi_dot);
         self.table.channel(o).apply(rq.apply_i128(acc))
     }
 
@@ -912,16 +916,22 @@ fn swiglu_residual_rms(
         }
         // One loop per kind of product, so the int16 one stays as lean as it was.
         if exact_products {
-            // gate <- silu(gate); the products are formed inside `down`.
+            // [gate | up] <- [lo | hi] of the exact product silu(gate) * up.
             silu_pass(silu_step, gu, gw, inter, silu_t, None);
+            for g in gu.chunks_exact_mut(gw) {
+                let (gate, up) = g.split_at_mut(inter);
+                for (s, u) in gate.iter_mut().zip(up.iter_mut()) {
+                    (*s, *u) = kernels::split_product(*s, *u);
+                }
+            }
             for o in 0..n {
                 for ((rr, row), g) in res
                     .chunks_exact_mut(n)
                     .zip(hb.chunks_exact(n))
                     .zip(gu.chunks_exact(gw))
                 {
-                    let (s, u) = g.split_at(inter);
-                    let delta = down.out_prod(o, prod_rq, s, u);
+                    let (lo, hi) = g.split_at(inter);
+                    let delta = down.out_prod(o, prod_rq, lo, hi);
                     rr[o] = sat_residual((row[o] as i64).saturating_add(delta));
                 }
             }
