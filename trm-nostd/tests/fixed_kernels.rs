@@ -425,7 +425,11 @@ fn split_products_through_every_kernel_equal_the_spec() {
         for extreme in [false, true] {
             let pick = |rng: &mut Rng| -> i16 {
                 if extreme {
-                    if rng.next() % 2 == 0 { -32768 } else { 32767 }
+                    if rng.next().is_multiple_of(2) {
+                        -32768
+                    } else {
+                        32767
+                    }
                 } else {
                     rng.next() as i16
                 }
