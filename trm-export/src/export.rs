@@ -19,7 +19,8 @@ use trm_nostd::{Config, DType, Model, TensorId, TensorSource};
 
 use crate::puzzles::{PuzzleRow, PuzzleSource, to_tokens};
 use crate::quantize::{
-    Calibration, DEFAULT_SILU_KNOTS, Int16Weights, QuantizeOptions, calibrate, quantize,
+    Calibration, DEFAULT_SILU_KNOTS, Int16Weights, QuantizeOptions, calibrate,
+    quantize_with_warnings,
 };
 use crate::reference::{ImportOptions, import_reference};
 
@@ -156,6 +157,9 @@ pub struct Quantized {
     pub arena: ScratchLen,
     /// Seconds spent calibrating and quantizing.
     pub seconds: f64,
+    /// What calibration found beyond the integer ranges (see
+    /// [`quantize_with_warnings`](crate::quantize::quantize_with_warnings)).
+    pub warnings: Vec<String>,
 }
 
 /// Calibrates `float` (a float `.trm` file) on `rows` (every ACT step, no halting) and
@@ -188,7 +192,7 @@ pub fn quantize_float_model(
         .collect();
     let t = Instant::now();
     let cal = calibrate(&c, &m, &set, c.halt_max_steps)?;
-    let out = quantize(&c, &m, &cal, opts)?;
+    let (out, warnings) = quantize_with_warnings(&c, &m, &cal, opts)?;
     let fixed = Model::parse(&out).context("the written fixed model does not parse")?;
     let need = FixedEngine::scratch_len(&c);
     let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
@@ -206,6 +210,7 @@ pub fn quantize_float_model(
         scales,
         arena: need,
         seconds: t.elapsed().as_secs_f64(),
+        warnings,
     })
 }
 
@@ -229,8 +234,9 @@ pub fn calibration_text(cal: &Calibration, mlp_t: bool, margin: f64) -> String {
             )
         };
         s.push_str(&format!(
-            "  block {i}: {mixer} | SwiGLU gate {:.4} up {:.4} prod {:.4} | out {:.4}\n",
-            b.gate, b.up, b.prod, b.out
+            "  block {i}: {mixer} | SwiGLU gate {:.4} up {:.4} prod {:.4} | out {:.4} | \
+             pre-norm residuals {:.4} / {:.4}\n",
+            b.gate, b.up, b.prod, b.out, b.mix_residual, b.residual
         ));
     }
     s

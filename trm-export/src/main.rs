@@ -368,6 +368,9 @@ fn quantize_cmd(
     let q = export::quantize_float_model(&bytes, &rows, &opts)
         .with_context(|| format!("quantizing {}", model.display()))?;
     write(output, &q.bytes)?;
+    for w in &q.warnings {
+        eprintln!("warning: {w}");
+    }
     print!(
         "{}",
         export::calibration_text(&q.calibration, m.config().mlp_t, margin)
@@ -447,6 +450,9 @@ fn export_cmd(
             println!(
                 "  scales (real = int * scale): x {x:.3e}, y/z {s:.3e}, logits {l:.3e}, q {qs:.3e}"
             );
+            for w in &q.warnings {
+                eprintln!("warning: {w}");
+            }
         }
     }
     Ok(())

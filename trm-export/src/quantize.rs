@@ -54,6 +54,11 @@ pub struct BlockSites {
     pub prod: f32,
     /// The block output (bounded by `sqrt(D)`; reported).
     pub out: f32,
+    /// The sequence mixer's pre-norm residual `h + mixer(h)` (checked against
+    /// [`RESIDUAL_MAX`](trm_nostd::fixed::kernels::RESIDUAL_MAX) at the block input's scale).
+    pub mix_residual: f32,
+    /// The channel SwiGLU's pre-norm residual `h + swiglu(h)`.
+    pub residual: f32,
 }
 
 /// Largest `|value|` per activation site over a calibration run.
@@ -139,13 +144,13 @@ impl Calibrator<'_> {
         h: &mut [f32],
         rows: usize,
         eps: f32,
-    ) -> [f32; 3] {
+    ) -> [f32; 4] {
         let n = down.rows();
         let inter = down.cols();
         let mut wrow = vec![0f32; n.max(inter)];
         let mut gu = vec![0f32; rows * 2 * inter];
         fk::linear(gate_up, &mut wrow, h, n, rows, &mut gu, 2 * inter);
-        let mut m = [0f32; 3];
+        let mut m = [0f32; 4];
         for row in gu.chunks_exact_mut(2 * inter) {
             let (g, u) = row.split_at_mut(inter);
             m[0] = m[0].max(amax(g));
@@ -158,6 +163,7 @@ impl Calibrator<'_> {
         let mut out = vec![0f32; rows * n];
         fk::linear(down, &mut wrow, &gu, 2 * inter, rows, &mut out, n);
         for (hr, o) in h.chunks_exact_mut(n).zip(out.chunks_exact(n)) {
+            m[3] = m[3].max(residual_max(hr, o));
             fk::add_rms_norm(hr, o, eps);
         }
         m
@@ -181,6 +187,7 @@ impl Calibrator<'_> {
                 b.mix_gate = b.mix_gate.max(m[0]);
                 b.mix_up = b.mix_up.max(m[1]);
                 b.mix_prod = b.mix_prod.max(m[2]);
+                b.mix_residual = b.mix_residual.max(m[3]);
                 fk::transpose(&ht, d, l, &mut h);
             } else {
                 let heads = c.num_heads as usize;
@@ -219,6 +226,7 @@ impl Calibrator<'_> {
                 let mut out = vec![0f32; l * d];
                 fk::linear(&lw.mix_b, &mut wrow, &qkv, 3 * d, l, &mut out, d);
                 for (hr, o) in h.chunks_exact_mut(d).zip(out.chunks_exact(d)) {
+                    b.mix_residual = b.mix_residual.max(residual_max(hr, o));
                     fk::add_rms_norm(hr, o, eps);
                 }
             }
@@ -226,6 +234,7 @@ impl Calibrator<'_> {
             b.gate = b.gate.max(m[0]);
             b.up = b.up.max(m[1]);
             b.prod = b.prod.max(m[2]);
+            b.residual = b.residual.max(m[3]);
             b.out = b.out.max(amax(&h));
         }
         self.cal.states = self.cal.states.max(amax(&h));
@@ -572,6 +581,11 @@ fn site(margin: f64, max: f32, what: &str) -> anyhow::Result<f64> {
     Ok(margin * (max as f64).max(1e-6) / 32767.0)
 }
 
+/// `max |h + o|` of a row and its block output (before the norm).
+fn residual_max(h: &[f32], o: &[f32]) -> f32 {
+    h.iter().zip(o).fold(0f32, |m, (a, b)| m.max((a + b).abs()))
+}
+
 /// Quantizes a float model into a `Fixed` `.trm` file (see the module documentation).
 pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
     c: &Config,
@@ -579,6 +593,30 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
     cal: &Calibration,
     opts: &QuantizeOptions,
 ) -> anyhow::Result<Vec<u8>> {
+    Ok(quantize_with_warnings(c, src, cal, opts)?.0)
+}
+
+/// [`quantize`], also returning warnings: the calibrated pre-norm residuals (with the margin)
+/// that exceed [`RESIDUAL_MAX`](trm_nostd::fixed::kernels::RESIDUAL_MAX) units of their block
+/// input's scale, where the integer engine would saturate.
+pub fn quantize_with_warnings<'a, S: TensorSource<'a> + ?Sized>(
+    c: &Config,
+    src: &S,
+    cal: &Calibration,
+    opts: &QuantizeOptions,
+) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let mut check_residual = |what: String, max: f32, scale: f64| {
+        let units = opts.margin * max as f64 / scale;
+        let limit = kernels::RESIDUAL_MAX as f64;
+        if units > limit {
+            warnings.push(format!(
+                "{what}: pre-norm residuals reach {:.2}x the integer range ({units:.3e} of \
+                 {limit:.3e} units, margin included); larger values saturate",
+                units / limit
+            ));
+        }
+    };
     c.validate()?;
     let margin = opts.margin;
     let Some(silu_bits) = kernels::silu_knot_bits(opts.silu_knots) else {
@@ -772,6 +810,9 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
             w.add_raw(b_id, wdt(wide.mixer), data, t)?;
             norm_scale(d)
         };
+        let mixer = if c.mlp_t { "token mixer" } else { "attention" };
+        check_residual(format!("block {i} {mixer}"), b.mix_residual, s_h);
+        check_residual(format!("block {i} SwiGLU"), b.residual, s_mid);
         let (sg, su, sp) = (
             site(margin, b.gate, "gate")?,
             site(margin, b.up, "up")?,
@@ -789,7 +830,7 @@ pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
             wide.mlp,
         )?;
     }
-    Ok(w.finish()?)
+    Ok((w.finish()?, warnings))
 }
 
 /// A SwiGLU over rows of `n` values at scale `s_h`, residual at `s_h`.
