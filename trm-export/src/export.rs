@@ -18,10 +18,7 @@ use trm_nostd::sudoku::CELLS;
 use trm_nostd::{Config, DType, Model, TensorId, TensorSource};
 
 use crate::puzzles::{PuzzleRow, PuzzleSource, to_tokens};
-use crate::quantize::{
-    Calibration, DEFAULT_SILU_KNOTS, Int16Weights, QuantizeOptions, calibrate,
-    quantize_with_warnings,
-};
+use crate::quantize::{Calibration, QuantizeOptions, calibrate, quantize_with_warnings};
 use crate::reference::{ImportOptions, import_reference};
 
 /// A `.trm` format `export` writes.
@@ -249,14 +246,8 @@ pub struct CalibSettings {
     pub source: Option<PuzzleSource>,
     /// How many puzzles.
     pub count: usize,
-    /// Headroom over each calibrated maximum.
-    pub margin: f64,
-    /// The weight matrices stored as int16.
-    pub int16: Int16Weights,
-    /// Entries of each SiLU table.
-    pub silu_knots: usize,
-    /// Exact SwiGLU products.
-    pub exact_products: bool,
+    /// Margin and precision options of the quantization.
+    pub quantize: QuantizeOptions,
 }
 
 impl Default for CalibSettings {
@@ -264,10 +255,7 @@ impl Default for CalibSettings {
         CalibSettings {
             source: None,
             count: 64,
-            margin: QuantizeOptions::default().margin,
-            int16: Int16Weights::NONE,
-            silu_knots: DEFAULT_SILU_KNOTS,
-            exact_products: false,
+            quantize: QuantizeOptions::default(),
         }
     }
 }
@@ -344,13 +332,7 @@ pub fn export(
                 let (source, rows) = calib_source
                     .as_ref()
                     .context("calibration source missing")?;
-                let opts = QuantizeOptions {
-                    margin: calib.margin,
-                    int16: calib.int16,
-                    silu_knots: calib.silu_knots,
-                    exact_products: calib.exact_products,
-                };
-                let q = quantize_float_model(&float, rows, &opts)?;
+                let q = quantize_float_model(&float, rows, &calib.quantize)?;
                 (q.bytes.clone(), Some((q, source.clone())))
             }
         };

@@ -84,6 +84,38 @@ impl From<Halt> for HaltMode {
     }
 }
 
+/// Quantization options of `export` (for its fixed format) and `quantize`.
+#[derive(Debug, clap::Args)]
+struct QuantArgs {
+    /// Fixed: headroom over each calibrated maximum (1.25: 25% beyond the largest value).
+    #[arg(long, default_value_t = QuantizeOptions::default().margin)]
+    margin: f64,
+    /// Fixed: weight matrices stored as int16 instead of int8: `none`, `all`, or a comma list
+    /// of `mixer` (mlp_t token mixer / attention projections), `mlp` (channel SwiGLU), `heads`
+    /// (lm_head, q_head). Twice the flash for those matrices, finer rounding.
+    #[arg(long, default_value = "none")]
+    int16_weights: Int16Weights,
+    /// Fixed: entries of each SiLU table (257, 513, 1025, 2049 or 4097; 2 bytes each per
+    /// SwiGLU): more knots, smaller interpolation error.
+    #[arg(long, default_value_t = DEFAULT_SILU_KNOTS)]
+    silu_knots: usize,
+    /// Fixed: keep the SwiGLU products exact into the down projection instead of rounding them
+    /// to int16 (more accurate; the down projection runs twice).
+    #[arg(long)]
+    exact_products: bool,
+}
+
+impl QuantArgs {
+    fn options(&self) -> QuantizeOptions {
+        QuantizeOptions {
+            margin: self.margin,
+            int16: self.int16_weights,
+            silu_knots: self.silu_knots,
+            exact_products: self.exact_products,
+        }
+    }
+}
+
 /// Puzzles of a command: exactly one of the three.
 #[derive(Debug, clap::Args)]
 struct PuzzleArgs {
@@ -135,22 +167,8 @@ enum Command {
         /// Fixed: how many calibration puzzles.
         #[arg(long, default_value_t = 64)]
         calib: usize,
-        /// Fixed: headroom over each calibrated maximum (1.25: 25% beyond the largest value).
-        #[arg(long, default_value_t = CalibSettings::default().margin)]
-        margin: f64,
-        /// Fixed: weight matrices stored as int16 instead of int8: `none`, `all`, or a comma
-        /// list of `mixer` (mlp_t token mixer / attention projections), `mlp` (channel SwiGLU),
-        /// `heads` (lm_head, q_head). Twice the flash for those matrices, finer rounding.
-        #[arg(long, default_value = "none")]
-        int16_weights: Int16Weights,
-        /// Fixed: entries of each SiLU table (257, 513, 1025, 2049 or 4097; 2 bytes each per
-        /// SwiGLU): more knots, smaller interpolation error.
-        #[arg(long, default_value_t = DEFAULT_SILU_KNOTS)]
-        silu_knots: usize,
-        /// Fixed: keep the SwiGLU products exact (i32) into the down projection instead of
-        /// rounding them to int16 (more accurate, slower down projection).
-        #[arg(long)]
-        exact_products: bool,
+        #[command(flatten)]
+        quant: QuantArgs,
         /// Puzzle tokens per example, when the dataset's dataset.json is not found and the
         /// weights do not tell (attention models).
         #[arg(long)]
@@ -202,22 +220,8 @@ enum Command {
         /// How many calibration puzzles.
         #[arg(long, default_value_t = 64)]
         calib: usize,
-        /// Headroom over each calibrated maximum (1.25: 25% beyond the largest value seen).
-        #[arg(long, default_value_t = CalibSettings::default().margin)]
-        margin: f64,
-        /// Weight matrices stored as int16 instead of int8: `none`, `all`, or a comma
-        /// list of `mixer` (mlp_t token mixer / attention projections), `mlp` (channel SwiGLU),
-        /// `heads` (lm_head, q_head). Twice the flash for those matrices, finer rounding.
-        #[arg(long, default_value = "none")]
-        int16_weights: Int16Weights,
-        /// Fixed: entries of each SiLU table (257, 513, 1025, 2049 or 4097; 2 bytes each per
-        /// SwiGLU): more knots, smaller interpolation error.
-        #[arg(long, default_value_t = DEFAULT_SILU_KNOTS)]
-        silu_knots: usize,
-        /// Fixed: keep the SwiGLU products exact (i32) into the down projection instead of
-        /// rounding them to int16 (more accurate, slower down projection).
-        #[arg(long)]
-        exact_products: bool,
+        #[command(flatten)]
+        quant: QuantArgs,
         /// Output `.trm` file.
         #[arg(short, long)]
         output: PathBuf,
@@ -403,10 +407,7 @@ fn export_cmd(
     calib_dataset: Option<PathBuf>,
     calib_puzzles: Option<PathBuf>,
     calib: usize,
-    margin: f64,
-    int16: Int16Weights,
-    silu_knots: usize,
-    exact_products: bool,
+    quantize: QuantizeOptions,
     seq_len: Option<u32>,
 ) -> anyhow::Result<()> {
     let weights = export::load_float_weights(path, &ImportOptions { seq_len })?;
@@ -417,10 +418,7 @@ fn export_cmd(
             (None, None) => None,
         },
         count: calib,
-        margin,
-        int16,
-        silu_knots,
-        exact_products,
+        quantize,
     };
     let formats: Vec<Format> = formats.into_iter().map(Format::from).collect();
     println!("read {}", weights.source.display());
@@ -438,13 +436,15 @@ fn export_cmd(
                 PuzzleSource::One(_) => "one puzzle".to_string(),
             };
             println!(
-                "  calibrated on {} puzzles of {from} x {} ACT steps in {:.1}s (margin {margin}, \
-                 int16 weights: {}, SiLU knots {})",
+                "  calibrated on {} puzzles of {from} x {} ACT steps in {:.1}s (margin {}, int16 \
+                 weights: {}, SiLU knots {}, exact products: {})",
                 q.calibration.puzzles,
                 q.calibration.steps,
                 q.seconds,
-                int16.name(),
-                silu_knots
+                quantize.margin,
+                quantize.int16.name(),
+                quantize.silu_knots,
+                quantize.exact_products
             );
             let [x, s, l, qs] = q.scales;
             println!(
@@ -523,10 +523,7 @@ fn main() -> anyhow::Result<()> {
             calib_dataset,
             calib_puzzles,
             calib,
-            margin,
-            int16_weights,
-            silu_knots,
-            exact_products,
+            quant,
             seq_len,
         } => {
             export_cmd(
@@ -536,10 +533,7 @@ fn main() -> anyhow::Result<()> {
                 calib_dataset,
                 calib_puzzles,
                 calib,
-                margin,
-                int16_weights,
-                silu_knots,
-                exact_products,
+                quant.options(),
                 seq_len,
             )?;
             0
@@ -573,20 +567,11 @@ fn main() -> anyhow::Result<()> {
             dataset,
             puzzles,
             calib,
-            margin,
-            int16_weights,
-            silu_knots,
-            exact_products,
+            quant,
             output,
         } => {
             let source = PuzzleSource::from_options(puzzles, dataset, None)?;
-            let opts = QuantizeOptions {
-                margin,
-                int16: int16_weights,
-                silu_knots,
-                exact_products,
-            };
-            quantize_cmd(&model, source, calib, opts, &output)?;
+            quantize_cmd(&model, source, calib, quant.options(), &output)?;
             0
         }
         Command::Puzzles {

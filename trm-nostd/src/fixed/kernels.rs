@@ -107,6 +107,24 @@ pub const fn div_round(n: i64, d: i64) -> i64 {
     q as i64
 }
 
+/// Saturates an `i128` to `i64`.
+#[inline]
+const fn sat_i64(r: i128) -> i64 {
+    if r > i64::MAX as i128 {
+        i64::MAX
+    } else if r < i64::MIN as i128 {
+        i64::MIN
+    } else {
+        r as i64
+    }
+}
+
+/// A requant shift limited to [`MAX_SHIFT`].
+#[inline]
+const fn clamp_shift(shift: u32) -> u32 {
+    if shift > MAX_SHIFT { MAX_SHIFT } else { shift }
+}
+
 /// Saturates to `i16`.
 #[inline]
 pub const fn sat16(x: i64) -> i16 {
@@ -270,19 +288,10 @@ impl Requant {
     /// `round(acc * mult / 2^shift)` (the rounding rule), saturated to `i64`.
     #[inline]
     pub const fn apply(&self, acc: i64) -> i64 {
-        let shift = if self.shift > MAX_SHIFT {
-            MAX_SHIFT
-        } else {
-            self.shift
-        };
-        let r = round_shift_i128(acc as i128 * self.mult as i128, shift);
-        if r > i64::MAX as i128 {
-            i64::MAX
-        } else if r < i64::MIN as i128 {
-            i64::MIN
-        } else {
-            r as i64
-        }
+        sat_i64(round_shift_i128(
+            acc as i128 * self.mult as i128,
+            clamp_shift(self.shift),
+        ))
     }
 }
 
@@ -300,19 +309,10 @@ impl Requant {
         } else {
             acc
         };
-        let shift = if self.shift > MAX_SHIFT {
-            MAX_SHIFT
-        } else {
-            self.shift
-        };
-        let r = round_shift_i128(acc * self.mult as i128, shift);
-        if r > i64::MAX as i128 {
-            i64::MAX
-        } else if r < i64::MIN as i128 {
-            i64::MIN
-        } else {
-            r as i64
-        }
+        sat_i64(round_shift_i128(
+            acc * self.mult as i128,
+            clamp_shift(self.shift),
+        ))
     }
 }
 
@@ -339,20 +339,8 @@ impl Requant2 {
     /// is exact in `i128`).
     #[inline]
     pub const fn apply(&self, a: i64, b: i64) -> i64 {
-        let shift = if self.shift > MAX_SHIFT {
-            MAX_SHIFT
-        } else {
-            self.shift
-        };
         let s = a as i128 * self.ma as i128 + b as i128 * self.mb as i128;
-        let r = round_shift_i128(s, shift);
-        if r > i64::MAX as i128 {
-            i64::MAX
-        } else if r < i64::MIN as i128 {
-            i64::MIN
-        } else {
-            r as i64
-        }
+        sat_i64(round_shift_i128(s, clamp_shift(self.shift)))
     }
 }
 
