@@ -419,8 +419,8 @@ fn mat16<'a>(m: &Model<'a>, c: &Config, id: TensorId) -> Result<Mat16<'a>, Fixed
     })
 }
 
-/// A weight matrix (int8, or int16 where the scheme allows it) whose table has exactly
-/// a length `words(rows, len)` accepts and a valid channel block.
+/// A weight matrix (int8, or int16 where the scheme allows it) whose table length
+/// `words(rows, len)` accepts and whose channel block is valid.
 fn matq<'a>(
     m: &Model<'a>,
     c: &Config,
