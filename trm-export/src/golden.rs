@@ -22,11 +22,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use anyhow::{Context as _, anyhow, bail, ensure};
-use trm_fw_app::{Console, HaltMode, NoCounter, Options, Report};
+use trm_fw_app::{Console, HaltMode, NoCounter, Report};
 use trm_nostd::Model;
 
 use crate::puzzles::PuzzleRow;
-use crate::solve::{app_puzzles, app_scratch};
+use crate::solve::run_app_on_host;
 
 /// The first characters of every golden file.
 pub const MAGIC: &str = "# trm-golden v1";
@@ -73,22 +73,15 @@ pub fn run_app(
     step_digests: bool,
     boards: bool,
 ) -> (String, Report) {
-    let list = app_puzzles(rows);
-    let mut scratch = app_scratch(model);
-    let opts = Options {
-        board: "host",
+    let mut out = StringConsole::default();
+    let report = run_app_on_host(
+        &mut out,
+        &mut NoCounter,
+        model,
+        rows,
         halt,
         step_digests,
         boards,
-    };
-    let mut out = StringConsole::default();
-    let report = trm_fw_app::run(
-        &mut out,
-        &mut NoCounter,
-        Some(model),
-        &list,
-        &mut scratch,
-        &opts,
     );
     (out.0, report)
 }

@@ -117,10 +117,7 @@ fn fixed_precision(model: &Model<'_>) -> FixedPrecision {
             }
         }
     }
-    let tag = model
-        .quant_table(TensorId::EmbedTokens)
-        .and_then(|t| t.get(..4))
-        .map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let tag = tables::Words(model.quant_table(TensorId::EmbedTokens).unwrap_or(&[])).word(0);
     FixedPrecision {
         int8_matrices,
         int16_matrices,

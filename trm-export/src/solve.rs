@@ -158,14 +158,6 @@ pub fn run_puzzles(
     step_digests: bool,
     boards: bool,
 ) -> RunSummary {
-    let list = app_puzzles(rows);
-    let mut scratch = app_scratch(model);
-    let opts = Options {
-        board: "host",
-        halt,
-        step_digests,
-        boards,
-    };
     let mut console = CheckingConsole {
         out,
         boards,
@@ -175,13 +167,14 @@ pub fn run_puzzles(
         pending: None,
         sum: RunSummary::default(),
     };
-    let report = trm_fw_app::run(
+    let report = run_app_on_host(
         &mut console,
         counter,
-        Some(model),
-        &list,
-        &mut scratch,
-        &opts,
+        model,
+        rows,
+        halt,
+        step_digests,
+        boards,
     );
     if !console.partial.is_empty() {
         let rest = std::mem::take(&mut console.partial);
@@ -193,8 +186,30 @@ pub fn run_puzzles(
     sum
 }
 
+/// Runs the firmware app on `rows` with `model` (board name `host`, the fastest scratch),
+/// printing to `console`: what `run` and `golden` share.
+pub fn run_app_on_host(
+    console: &mut dyn Console,
+    counter: &mut dyn Counter,
+    model: &[u8],
+    rows: &[PuzzleRow],
+    halt: HaltMode,
+    step_digests: bool,
+    boards: bool,
+) -> Report {
+    let list = app_puzzles(rows);
+    let mut scratch = app_scratch(model);
+    let opts = Options {
+        board: "host",
+        halt,
+        step_digests,
+        boards,
+    };
+    trm_fw_app::run(console, counter, Some(model), &list, &mut scratch, &opts)
+}
+
 /// The rows as the firmware app's puzzles (borrowed).
-pub fn app_puzzles(rows: &[PuzzleRow]) -> Vec<Puzzle<'_>> {
+fn app_puzzles(rows: &[PuzzleRow]) -> Vec<Puzzle<'_>> {
     rows.iter()
         .map(|r| Puzzle {
             name: &r.name,
@@ -206,7 +221,7 @@ pub fn app_puzzles(rows: &[PuzzleRow]) -> Vec<Puzzle<'_>> {
 
 /// A scratch arena of the fastest size `model` allows (results are identical for any size);
 /// empty when the model does not parse (the app then reports the reader's error).
-pub fn app_scratch(model: &[u8]) -> Vec<f32> {
+fn app_scratch(model: &[u8]) -> Vec<f32> {
     let len = Model::parse(model)
         .map(|m| trm_fw_app::scratch_len_fast(&m))
         .unwrap_or(0);

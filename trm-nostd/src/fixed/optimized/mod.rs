@@ -197,7 +197,7 @@ pub fn dot_a16_a16(a: &[i16], b: &[i16]) -> i64 {
 /// [`kernels::dot_w16_a16`] with the [`selected`] implementation (the same result).
 #[inline]
 pub fn dot_w16_a16(w: &[u8], a: &[i16]) -> i64 {
-    selected().dot_w16_a16(w, a)
+    selected().dot_w16_a16_unchecked(w, a)
 }
 
 impl Isa {
@@ -208,11 +208,19 @@ impl Isa {
     /// exact sum, so the result never depends on the path.
     #[inline]
     pub fn dot_w16_a16(self, w: &[u8], a: &[i16]) -> i64 {
+        if !self.is_supported() {
+            return kernels::dot_w16_a16(w, a);
+        }
+        self.dot_w16_a16_unchecked(w, a)
+    }
+
+    /// [`Isa::dot_w16_a16`] for an implementation known to be supported (the engine's
+    /// [`selected`] one): no support check per row.
+    #[inline]
+    fn dot_w16_a16_unchecked(self, w: &[u8], a: &[i16]) -> i64 {
         let even = &w[..w.len() & !1];
         match bytemuck::try_cast_slice::<u8, i16>(even) {
-            Ok(ws) if cfg!(target_endian = "little") && self.is_supported() => {
-                self.dot_a16_a16_unchecked(ws, a)
-            }
+            Ok(ws) if cfg!(target_endian = "little") => self.dot_a16_a16_unchecked(ws, a),
             _ => kernels::dot_w16_a16(w, a),
         }
     }
