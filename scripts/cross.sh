@@ -16,9 +16,11 @@
 #                               model (TRM_MODEL unset: ../models/sudoku-d32-fixed.trm)
 #   scripts/cross.sh all        lib, then qemu for both QEMU boards, then boards
 #   scripts/cross.sh check      host checks of the firmware workspace with the rustup toolchain:
-#                               rustfmt --check, clippy -D warnings and tests of the board-agnostic
-#                               app and the build helper; then `boards` (Debian's toolchain), so
-#                               the test command proves the real boards build
+#                               rustfmt --check of the board crates, clippy -D warnings and tests
+#                               of the build helper; then `boards` (Debian's toolchain), so the
+#                               test command proves the real boards build. The board-agnostic app
+#                               (trm-fw-app) is a member of the host workspace: its fmt, clippy and
+#                               tests run there (scripts/test.sh), its target builds here
 #
 # The firmware embeds what the environment says at build time (see
 # firmware-examples/embed): TRM_MODEL (a .trm path, or several separated by ':', one run each),
@@ -137,13 +139,14 @@ run_qemu() {
 
 host_check() {
   # The host toolchain (rustup) on purpose: clippy and rustfmt are not in Debian's rustc-web.
-  # `-p` on every command: `cargo fmt --all` would also rewrite the path dependency trm-nostd.
-  local pk=(-p trm-fw-app -p trm-fw-embed -p trm-fw-qemu-mps2-an386 -p trm-fw-qemu-virt-riscv32
+  # `-p` on every command: `cargo fmt --all` would also rewrite the path dependencies (trm-nostd,
+  # trm-fw-app), which the host workspace formats.
+  local pk=(-p trm-fw-embed -p trm-fw-qemu-mps2-an386 -p trm-fw-qemu-virt-riscv32
     -p trm-fw-stm32h743-nucleo -p trm-fw-rp2040-pico)
-  local host=(-p trm-fw-app -p trm-fw-embed)
+  local host=(-p trm-fw-embed)
   (cd firmware-examples && cargo fmt "${pk[@]}" -- --check) || fail firmware-fmt
   (cd firmware-examples && cargo clippy -q "${host[@]}" --all-targets -- -D warnings) || fail firmware-clippy
-  (cd firmware-examples && cargo test -q "${host[@]}") || fail firmware-app-tests
+  (cd firmware-examples && cargo test -q "${host[@]}") || fail firmware-host-tests
   log "ok firmware host checks"
 }
 

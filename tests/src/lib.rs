@@ -14,14 +14,17 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// The shared folder (`$TRM_SHARED`, else `<workspace>/../shared`); an error says how to set it.
+/// How to point the tests at the shared folder, for the errors that find it missing.
+const SET_TRM_SHARED: &str = "set TRM_SHARED to the shared folder (the one holding data/ and \
+     reference-fixtures/; by default ../shared beside the repository)";
+
+/// The shared folder ([`trm_data::layout::shared_dir`]: `$TRM_SHARED`, else
+/// `<workspace>/../shared`); an error says how to set it.
 pub fn shared_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("TRM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared"));
+    let dir = trm_data::layout::shared_dir();
     if !dir.is_dir() {
         bail!(
-            "shared material not found at {} (set TRM_SHARED to the folder holding reference-fixtures/ and data/)",
+            "shared material not found at {}: {SET_TRM_SHARED}",
             dir.display()
         );
     }
@@ -32,7 +35,10 @@ pub fn shared_dir() -> Result<PathBuf> {
 pub fn reference_fixture(name: &str) -> Result<PathBuf> {
     let dir = shared_dir()?.join("reference-fixtures").join(name);
     if !dir.is_dir() {
-        bail!("reference fixture {} is missing", dir.display());
+        bail!(
+            "reference fixture {} is missing: {SET_TRM_SHARED}",
+            dir.display()
+        );
     }
     Ok(dir)
 }
@@ -246,9 +252,9 @@ impl RefFixture {
     }
 
     /// The fixture imported the way a user imports a reference checkpoint:
-    /// `trm_export::reference::reference_to_trm` of its folder, `.trm` bytes stored as `dtype`.
+    /// `trm_export::export::reference_to_trm` of its folder, `.trm` bytes stored as `dtype`.
     pub fn trm_bytes(&self, dtype: trm_nostd::DType) -> Result<Vec<u8>> {
-        trm_export::reference::reference_to_trm(&self.dir, dtype)
+        trm_export::export::reference_to_trm(&self.dir, dtype)
     }
 }
 

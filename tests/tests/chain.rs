@@ -4,7 +4,7 @@
 //! 2. training: a tiny mlp_t TRM, a few dozen optimizer steps of trm-train's loop
 //!    (`trm_train::run::train`) on the CPU; not a learning test, but the training loss must go
 //!    down;
-//! 3. export: the `step_N/` checkpoint folder into an f32 `.trm` (trm-export's importer,
+//! 3. export: the `step_N/` checkpoint folder into an f32 `.trm` (trm-reference's importer,
 //!    `reference_to_trm`), then quantized to a fixed-point `.trm` (`trm_export::quantize`,
 //!    calibrated on training puzzles, as `trm-export quantize` does);
 //! 4. host: the float and fixed engines of trm-nostd on held-out puzzles;
@@ -34,14 +34,14 @@ use tch::{Device, nn};
 use trm_data::layout::Split;
 use trm_data::sudoku::SudokuOptions;
 use trm_data::sudoku_gen::generate_dataset;
-use trm_export::engine::{HostEngine, Scratch};
+use trm_export::engine::arena_for;
 use trm_export::puzzles::{PuzzleRow, read_dataset_split};
 use trm_export::quantize::{QuantizeOptions, calibrate, quantize};
+use trm_nostd::act::should_stop;
 use trm_nostd::digest::digest_tokens;
-use trm_nostd::float::{FloatEngine, HaltMode, recursion};
 use trm_nostd::format::Model;
 use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
-use trm_nostd::{Config, DType};
+use trm_nostd::{AnyEngine, Config, DType, Engine, FloatEngine, HaltMode};
 use trm_tests::qemu::{self, MPS2};
 use trm_tests::tch_model::{flat, input_embeddings};
 use trm_tests::{argmax, argmax_agreement, max_abs_diff, rel_err};
@@ -122,17 +122,17 @@ impl Solve {
 fn host_solves(bytes: &[u8], questions: &[Tokens]) -> Vec<Solve> {
     let model = Model::parse(bytes).expect("host parse");
     let c = *model.config();
-    let stop = |k: u32| recursion::should_stop(HaltMode::AllSteps, k, c.halt_max_steps, false);
-    let mut scratch = Scratch::for_model(&model);
-    let mut e = HostEngine::new(&model, &mut scratch).expect("host engine");
+    let stop = |k: u32| should_stop(HaltMode::AllSteps, k, c.halt_max_steps, false);
+    let mut arena = arena_for(&model);
+    let mut e = AnyEngine::new(&model, &mut arena).expect("host engine");
     questions
         .iter()
         .map(|q| {
-            e.start(q).expect("start");
+            e.start(q, 0).expect("start");
             let mut steps = Vec::new();
             loop {
                 let s = e.step();
-                let (y, z) = e.state_digests();
+                let (y, z) = (e.y_digest(), e.z_digest());
                 steps.push((s.q_bits, s.halt, y, z));
                 if stop(s.step) {
                     break;
@@ -141,11 +141,11 @@ fn host_solves(bytes: &[u8], questions: &[Tokens]) -> Vec<Solve> {
             let mut tokens = [PAD; CELLS];
             e.predict(&mut tokens).expect("predict");
             let mut logits = vec![0f32; CELLS * c.vocab_size as usize];
-            e.logits_into(&mut logits).expect("logits");
+            e.logits_real(&mut logits).expect("logits");
             Solve {
                 steps,
                 tokens,
-                y: e.state_digests().0,
+                y: e.y_digest(),
                 logits,
             }
         })
@@ -153,7 +153,7 @@ fn host_solves(bytes: &[u8], questions: &[Tokens]) -> Vec<Solve> {
 }
 
 /// The `TRM-STEP`, `TRM-DIGEST` and `TRM-RESULT` lines the firmware must print for these solves
-/// (firmware-examples/app's documented output format).
+/// (trm-fw-app's documented output format).
 fn expected_lines(solves: &[Solve], questions: &[Tokens], answers: &[Tokens]) -> Vec<String> {
     let mut lines = Vec::new();
     for (i, ((s, q), a)) in solves.iter().zip(questions).zip(answers).enumerate() {
@@ -273,7 +273,7 @@ fn tiny_model_through_the_whole_chain() {
     lap("training");
 
     // 3. Export: the checkpoint folder through the importer, then quantized.
-    let f32_bytes = trm_export::reference::reference_to_trm(&ckpt_dir, DType::F32)
+    let f32_bytes = trm_export::export::reference_to_trm(&ckpt_dir, DType::F32)
         .expect("reference_to_trm of our checkpoint");
     let f32_model = Model::parse(&f32_bytes).expect("f32 model parses");
     let c: Config = *f32_model.config();
@@ -341,7 +341,7 @@ fn tiny_model_through_the_whole_chain() {
     let tch = tch_steps(&tch_model, &inputs, &ids);
 
     let (s, v) = (c.seq_len as usize, c.vocab_size as usize);
-    let mut scratch = vec![0f32; FloatEngine::scratch_len_fast(&c)];
+    let mut scratch = vec![0f32; FloatEngine::scratch_len_fast(&c).f32s];
     let mut engine = FloatEngine::new(&c, &f32_model, &mut scratch).expect("float engine");
     let steps = c.halt_max_steps as usize;
     let mut logits = vec![vec![0f32; N_TEST * s * v]; steps];

@@ -26,11 +26,11 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use trm_nostd::act::should_stop;
 use trm_nostd::digest::{digest_f32, digest_tokens};
-use trm_nostd::float::{FloatEngine, HaltMode, recursion};
 use trm_nostd::format::{Model, NumericScheme, write_model};
 use trm_nostd::sudoku::{self, CELLS, PAD};
-use trm_nostd::{Config, DType, PosEncoding, TensorId};
+use trm_nostd::{Config, DType, Engine, FloatEngine, HaltMode, PosEncoding, TensorId};
 use trm_tests::qemu::{
     self, Board, MPS2, RISCV32, Record, cross_firmware, model_list, records, runs, tools_ready,
     with_tag,
@@ -39,11 +39,11 @@ use trm_tests::qemu::{
 /// Wall-clock limit of one QEMU run.
 const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// `data/` of the shared folder (`$TRM_SHARED`); missing, the test fails saying how to set it.
 fn data_dir() -> PathBuf {
-    std::env::var_os("TRM_DATA_DIR").map_or_else(
-        || trm_tests::shared_dir().expect("shared data").join("data"),
-        PathBuf::from,
-    )
+    trm_tests::shared_dir()
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .join("data")
 }
 
 /// The Sudoku CSV the firmware tests embed puzzles from.
@@ -55,7 +55,7 @@ fn puzzles_csv() -> PathBuf {
 fn csv_rows(n: usize) -> Vec<(String, String, String)> {
     let path = puzzles_csv();
     let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set TRM_DATA_DIR)", path.display()));
+        .unwrap_or_else(|e| panic!("{}: {e} (set TRM_SHARED)", path.display()));
     text.lines()
         .skip(1)
         .take(n)
@@ -216,7 +216,7 @@ fn bad_models_on(board: &Board, test: &str) {
     // over a 3000-token puzzle prefix needs [3081, 32] x, y, z and a [3081, 96] qkv buffer.
     let mut wide = small_attention(PosEncoding::Rope);
     wide.puzzle_emb_len = 3000;
-    let wide_need = FloatEngine::scratch_len(&wide);
+    let wide_need = FloatEngine::scratch_len(&wide).f32s;
     assert!(wide_need > BOARD_SCRATCH_F32, "{wide_need}");
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
@@ -312,7 +312,7 @@ struct HostSolve {
 fn host_solve(model_bytes: &[u8], question: &str) -> HostSolve {
     let model = Model::parse(model_bytes).expect("host parse");
     let c = *model.config();
-    let mut scratch = vec![0.0f32; FloatEngine::scratch_len(&c)];
+    let mut scratch = vec![0.0f32; FloatEngine::scratch_len(&c).f32s];
     let mut engine = FloatEngine::new(&c, &model, &mut scratch).expect("engine");
     let mut q = [PAD; CELLS];
     sudoku::parse_puzzle(question, &mut q).expect("question");
@@ -325,7 +325,7 @@ fn host_solve(model_bytes: &[u8], question: &str) -> HostSolve {
             digest_f32(engine.y()),
             digest_f32(engine.z()),
         ));
-        if recursion::should_stop(HaltMode::AllSteps, s.step, c.halt_max_steps, s.q_halt > 0.0) {
+        if should_stop(HaltMode::AllSteps, s.step, c.halt_max_steps, s.q_halt > 0.0) {
             break;
         }
     }

@@ -1,121 +1,54 @@
-//! Golden files, host vs microcontroller: the project's own demo models
-//! (`firmware-examples/models/sudoku-d32-{f32,fixed}.trm`, trained and exported by
-//! `scripts/demo-models.sh`) solve a fixed set of generated Sudoku puzzles on the host, which
-//! writes a golden file per model (`trm_export::golden::write_golden`, the `trm-export golden`
-//! command's code). The QEMU firmware embeds both models and both golden files
-//! (`TRM_MODEL`, `TRM_GOLDEN`) and checks its own per-ACT-step digests of y and z, its q_halt
-//! bits, its final tokens and its predictions against them on the device; the test also compares
-//! the device's console output with the golden files here, line by line.
+//! Golden files, host vs microcontroller: the committed regression fixtures
+//! (`tests/fixtures/golden/`, see its README) run on the emulated boards. The fixtures are the
+//! project's demo models (`firmware-examples/models/sudoku-d32-{f32,fixed}.trm`, trained and
+//! exported by `scripts/demo-models.sh`), a third model quantized from the float demo model with
+//! every precision option (int16 weights for the mixer and heads, int8 for the rest; 4097-knot
+//! SiLU tables; exact SwiGLU products), six generated Sudoku puzzles and the golden file of each
+//! model on them (written by `trm-export golden`, i.e. `trm_export::golden::write_golden`;
+//! `golden_host.rs` checks that the host engines still write them byte for byte). The QEMU
+//! firmware embeds the models and the committed golden files (`TRM_MODEL`, `TRM_GOLDEN`) and
+//! checks its own per-ACT-step digests of y and z, its q_halt bits, its final tokens and its
+//! predictions against them on the device; the test also compares the device's console output
+//! with the golden files here, line by line. So a kernel change that alters the host and the
+//! device alike still fails.
 //!
 //! - `golden_mps2` (Cortex-M4F, `thumbv7em-none-eabihf`, the fixed models through the DSP
-//!   kernels) and `golden_riscv32` (RV32IMAFC): both models, and a third one quantized here
-//!   from the float demo model with every precision option (int16 weights for the mixer and
-//!   heads, int8 for the rest; 4097-knot SiLU tables; exact SwiGLU products), match their
-//!   golden files bit for bit.
+//!   kernels) and `golden_riscv32` (RV32IMAFC): the three models match their committed golden
+//!   files bit for bit.
 //! - `golden_mismatch_fails` (Cortex-M4F): a golden file with one digit of one y digest changed
 //!   makes the firmware print `TRM-ERROR stage=golden` naming that line and exit 1.
 //!
 //! Needs what `tests/firmware_qemu.rs` needs (scripts/setup.sh); TRM_SKIP_QEMU=1 skips.
 
+mod golden_fixtures;
+
+use golden_fixtures::{FixtureModel, PUZZLES, models, puzzles_path};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use trm_data::sudoku_gen::SudokuGenerator;
-use trm_export::export::quantize_float_model;
-use trm_export::golden::{Golden, parse_golden, write_golden};
-use trm_export::puzzles::PuzzleRow;
-use trm_export::quantize::QuantizeOptions;
-use trm_fw_app::HaltMode;
+use trm_export::golden::{Golden, parse_golden};
 use trm_tests::qemu::{
     self, Board, MPS2, RISCV32, model_list, records, runs, tools_ready, with_tag,
 };
 
 /// Wall-clock limit of one QEMU run.
 const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
-/// Puzzles per run: enough to see solved and unsolved ones, few enough for CI.
-const PUZZLES: usize = 6;
 
-/// The two demo models, float then fixed.
-fn demo_models() -> Vec<PathBuf> {
-    let dir = trm_tests::workspace_root().join("firmware-examples/models");
-    vec![
-        dir.join("sudoku-d32-f32.trm"),
-        dir.join("sudoku-d32-fixed.trm"),
-    ]
-}
-
-/// The demo models and, written to `dir`, the float demo model quantized with int16 weights in
-/// the mixer and heads (int8 in the channel SwiGLU), 4097-knot SiLU tables and exact SwiGLU
-/// products, calibrated on 16 generated puzzles (not those solved): the int16-weight kernels,
-/// the large SiLU tables and both exact-product kernels on the device.
-fn models_with_int16(dir: &Path) -> Vec<PathBuf> {
-    let mut models = demo_models();
-    let float = std::fs::read(&models[0]).expect("float demo model");
-    let calib = generated(16, 77);
-    let opts = QuantizeOptions {
-        int16: "mixer,heads".parse().expect("groups"),
-        silu_knots: 4097,
-        exact_products: true,
-        ..QuantizeOptions::default()
-    };
-    let q = quantize_float_model(&float, &calib, &opts).expect("quantize");
-    let path = dir.join("sudoku-d32-fixed-i16mix.trm");
-    std::fs::write(&path, &q.bytes).expect("write model");
-    models.push(path);
-    models
-}
-
-/// `n` generated 6-blank puzzles (the demo model's task) with their solutions.
-fn generated(n: usize, seed: u64) -> Vec<PuzzleRow> {
-    let mut generator = SudokuGenerator::new(seed, 6).expect("generator");
-    let digits = |g: &[u8; 81]| -> String {
-        g.iter()
-            .map(|&d| if d == 0 { '.' } else { char::from(b'0' + d) })
-            .collect()
-    };
-    (0..n)
-        .map(|i| {
-            let g = generator.next_puzzle().expect("puzzle");
-            PuzzleRow {
-                name: format!("gen{i}"),
-                question: digits(&g.puzzle),
-                answer: Some(digits(&g.solution)),
-            }
-        })
-        .collect()
-}
-
-/// Generated 6-blank puzzles (the demo model's task) with their solutions, as rows and as the
-/// CSV the firmware build reads.
-fn puzzles(dir: &Path) -> (Vec<PuzzleRow>, PathBuf) {
-    let rows = generated(PUZZLES, 20_261_129);
-    let mut csv = String::from("source,question,answer,rating\n");
-    for r in &rows {
-        let answer = r.answer.as_deref().unwrap_or_default();
-        csv.push_str(&format!("{},{},{answer},0\n", r.name, r.question));
-    }
-    let path = dir.join("golden-puzzles.csv");
-    std::fs::write(&path, csv).expect("write CSV");
-    (rows, path)
-}
-
-/// Host golden files of `models` on `rows`: (path, parsed) per model.
-fn golden_files(
-    models: &[PathBuf],
-    dir: &Path,
-    rows: &[PuzzleRow],
-    tag: &str,
-) -> Vec<(PathBuf, Golden)> {
-    models
+/// The committed golden files of `fixtures`: (path, parsed) per model.
+fn golden_files(fixtures: &[FixtureModel]) -> Vec<(PathBuf, Golden)> {
+    fixtures
         .iter()
-        .enumerate()
-        .map(|(i, model)| {
-            let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
-            let text = write_golden(&bytes, rows, HaltMode::AllSteps).expect("host golden file");
-            let path = dir.join(format!("golden-{tag}-{i}.txt"));
-            std::fs::write(&path, &text).expect("write golden");
-            (path, parse_golden(&text).expect("parse own golden file"))
+        .map(|f| {
+            let text = std::fs::read_to_string(&f.golden)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.golden.display()));
+            let g = parse_golden(&text).unwrap_or_else(|e| panic!("{}: {e}", f.golden.display()));
+            (f.golden.clone(), g)
         })
         .collect()
+}
+
+/// The fixtures' model files.
+fn model_paths(fixtures: &[FixtureModel]) -> Vec<PathBuf> {
+    fixtures.iter().map(|f| f.model.clone()).collect()
 }
 
 /// Builds the firmware for `board` with `models` and their golden files, runs it under QEMU
@@ -149,13 +82,11 @@ fn golden_matches_on(board: &Board, test: &str) {
     if !tools_ready(test, board) {
         return;
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let (rows, csv) = puzzles(&dir);
-    let models = models_with_int16(&dir);
-    let golden = golden_files(&models, &dir, &rows, board.arg);
+    let fixtures = models();
+    let models = model_paths(&fixtures);
+    let golden = golden_files(&fixtures);
     let paths: Vec<PathBuf> = golden.iter().map(|(p, _)| p.clone()).collect();
-    let (code, out) = run_with_golden(board, &models, &csv, &paths, test);
+    let (code, out) = run_with_golden(board, &models, &puzzles_path(), &paths, test);
     assert_eq!(code, 0, "exit code\n{out}");
     let blocks: Vec<&str> = out
         .split("TRM-BANNER")
@@ -218,12 +149,12 @@ fn golden_mismatch_fails() {
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
     std::fs::create_dir_all(&dir).expect("tmp dir");
-    let (rows, csv) = puzzles(&dir);
-    let models = demo_models();
-    let golden = golden_files(&models, &dir, &rows, "bad");
-    // Change one hex digit of the y digest of the fixed model's third TRM-STEP line.
-    let (path, _) = &golden[1];
-    let text = std::fs::read_to_string(path).expect("read golden");
+    // The two demo models with their committed golden files, the fixed model's copied to `dir`
+    // with one hex digit of the y digest of its third TRM-STEP line changed.
+    let fixtures = &models()[..2];
+    let models = model_paths(fixtures);
+    let mut paths: Vec<PathBuf> = fixtures.iter().map(|f| f.golden.clone()).collect();
+    let text = std::fs::read_to_string(&paths[1]).expect("read golden");
     let mut steps = 0;
     let mut changed = None;
     let lines: Vec<String> = text
@@ -244,9 +175,9 @@ fn golden_mismatch_fails() {
         })
         .collect();
     let changed = changed.expect("a third TRM-STEP line");
-    std::fs::write(path, lines.join("\n") + "\n").expect("write golden");
-    let paths: Vec<PathBuf> = golden.iter().map(|(p, _)| p.clone()).collect();
-    let (code, out) = run_with_golden(&MPS2, &models, &csv, &paths, test);
+    paths[1] = dir.join("golden-bad-fixed.txt");
+    std::fs::write(&paths[1], lines.join("\n") + "\n").expect("write golden");
+    let (code, out) = run_with_golden(&MPS2, &models, &puzzles_path(), &paths, test);
     assert_eq!(code, 1, "exit code\n{out}");
     let all = runs(records(&out));
     assert_eq!(all.len(), 2, "{out}");

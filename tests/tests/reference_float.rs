@@ -27,7 +27,9 @@
 //! one core per fixture).
 
 use trm_nostd::float::OwnedWeights;
-use trm_nostd::{Config, DType, FloatEngine, HaltMode, Model, Shape, TensorId, TensorSource};
+use trm_nostd::{
+    Config, DType, Engine, FloatEngine, HaltMode, Model, Shape, TensorId, TensorSource,
+};
 use trm_tests::{RefFixture, argmax_agreement, max_abs_diff, rel_err, top_two_margin};
 
 /// Step-1 tolerance, and the floor of the later steps' bound.
@@ -118,7 +120,7 @@ fn check_fixture(name: &str, free_run: usize, solve: bool) {
     let (s, v) = (c.seq_len as usize, c.vocab_size as usize);
     let steps = c.halt_max_steps;
     assert_eq!(steps, 16);
-    let mut scratch = vec![0.0; FloatEngine::scratch_len_fast(&c)];
+    let mut scratch = vec![0.0; FloatEngine::scratch_len_fast(&c).f32s];
     let mut engine = FloatEngine::new(&c, &model, &mut scratch).expect("engine");
 
     // Step 1, every puzzle: the strict check.

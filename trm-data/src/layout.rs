@@ -659,13 +659,135 @@ pub fn read_identifiers(dataset_dir: &Path) -> Result<Vec<String>, LayoutError> 
 
 /// Writes a dataset directory atomically: every file goes into a temporary directory beside
 /// the target (`.<name>.tmp-<pid>-<n>`), and [`DatasetWriter::commit`] renames it into place.
-/// Dropping the writer without committing removes the temporary directory.
+/// Dropping the writer without committing removes the temporary directory; one left by a
+/// killed process is removed by the next writer of the same target
+/// ([`clean_stale_temporaries`]).
 #[derive(Debug)]
 pub struct DatasetWriter {
     target: PathBuf,
     tmp: PathBuf,
     overwrite: bool,
     committed: bool,
+    stale: Vec<StaleTemporary>,
+}
+
+/// A temporary directory that a build of a dataset left beside it (killed before it finished).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleTemporary {
+    /// The directory (`.<name>.tmp-<pid>-<n>`, or `...<n>.old`: the previous dataset, moved
+    /// aside while the new one was renamed into place).
+    pub path: PathBuf,
+    /// The process that wrote it.
+    pub pid: u32,
+    /// What was done with it.
+    pub action: StaleAction,
+}
+
+/// What [`clean_stale_temporaries`] did with a [`StaleTemporary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleAction {
+    /// Its process no longer runs: removed.
+    Removed,
+    /// The previous dataset moved aside, and the target does not exist: kept, so that it can
+    /// be renamed back.
+    KeptPreviousDataset,
+    /// Whether its process still runs cannot be told on this system (no `/proc`): kept.
+    KeptUnknownProcess,
+}
+
+impl std::fmt::Display for StaleTemporary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.path.display();
+        let pid = self.pid;
+        match self.action {
+            StaleAction::Removed => write!(
+                f,
+                "removed {p}, left by process {pid} (no longer running) when it was killed"
+            ),
+            StaleAction::KeptPreviousDataset => write!(
+                f,
+                "kept {p}: the previous dataset, moved aside by process {pid} (no longer \
+                 running), which was killed before the new one was in place; rename it back or \
+                 delete it"
+            ),
+            StaleAction::KeptUnknownProcess => write!(
+                f,
+                "kept {p}, left by process {pid}: whether that process still runs cannot be \
+                 told here; delete it if it does not"
+            ),
+        }
+    }
+}
+
+/// Whether process `pid` runs on this host: `None` where this cannot be told (no `/proc`).
+fn process_alive(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return None;
+    }
+    Some(proc.join(pid.to_string()).exists())
+}
+
+/// The writer's pid in the name of a temporary directory of `name` (`.<name>.tmp-<pid>-<n>`,
+/// optionally `.old`), and whether it is an `.old` aside.
+fn parse_temporary(name: &str, entry: &str) -> Option<(u32, bool)> {
+    let rest = entry
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix(".tmp-")?;
+    let (rest, old) = match rest.strip_suffix(".old") {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    let (pid, serial) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(serial) {
+        return None;
+    }
+    Some((pid.parse().ok()?, old))
+}
+
+/// Removes the temporary directories that builds of `target` left beside it when they were
+/// killed (`.<name>.tmp-<pid>-<n>`): those whose process no longer runs on this host. A
+/// directory of a running process (this one included) is never touched; an `.old` aside (the
+/// previous dataset) is kept when `target` does not exist; where processes cannot be looked up
+/// (no `/proc`), nothing is removed. Returns what was found and done, for the caller to report.
+pub fn clean_stale_temporaries(target: &Path) -> Result<Vec<StaleTemporary>, LayoutError> {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(Vec::new());
+    };
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let entries = match fs::read_dir(&parent) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&parent)(e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(&parent))?;
+        let Some((pid, old)) = parse_temporary(&name, &entry.file_name().to_string_lossy()) else {
+            continue;
+        };
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let action = match process_alive(pid) {
+            Some(true) => continue,
+            None => StaleAction::KeptUnknownProcess,
+            Some(false) if old && !target.exists() => StaleAction::KeptPreviousDataset,
+            Some(false) => {
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                StaleAction::Removed
+            }
+        };
+        found.push(StaleTemporary { path, pid, action });
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
 }
 
 impl DatasetWriter {
@@ -687,6 +809,7 @@ impl DatasetWriter {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        let stale = clean_stale_temporaries(target)?;
         static SERIAL: AtomicUsize = AtomicUsize::new(0);
         let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
         let tmp = parent.join(format!(".{name}.tmp-{}-{serial}", std::process::id()));
@@ -699,7 +822,13 @@ impl DatasetWriter {
             tmp,
             overwrite,
             committed: false,
+            stale,
         })
+    }
+
+    /// What [`clean_stale_temporaries`] found beside the target when this writer was created.
+    pub fn stale_temporaries(&self) -> &[StaleTemporary] {
+        &self.stale
     }
 
     /// The temporary directory being written (for extra files a builder wants to add).

@@ -5,10 +5,13 @@
 //! - [`layout`]: the layout itself (metadata, atomic writer, reader), [`npy`]: `.npy` files.
 //! - [`sudoku`], [`maze`]: the `build-dataset` builders; [`sudoku_gen`]: a Sudoku generator
 //!   and exact solver.
+//! - [`cli`]: the `build-dataset` command line, shared by this crate's `build-dataset` binary
+//!   and `trm-train build-dataset`.
 #![deny(missing_docs)]
 
 pub mod arc;
 pub mod arc_eval;
+pub mod cli;
 pub mod input;
 pub mod layout;
 pub mod maze;

@@ -26,15 +26,16 @@ use std::path::{Path, PathBuf};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use trm_nostd::sudoku::{self as codec, BLANK, DIGIT_OFFSET, ParseError, Violation};
 
 use crate::input::{BuildError, read_csv};
 use crate::layout::{DEFAULT_SET, DatasetMetadata, DatasetWriter, PuzzleSet, TokenDtype};
 use crate::progress::Progress;
 
 /// Cells of a Sudoku grid.
-pub const CELLS: usize = 81;
+pub const CELLS: usize = codec::CELLS;
 /// Token vocabulary: pad + "0".."9".
-pub const VOCAB_SIZE: u32 = 11;
+pub const VOCAB_SIZE: u32 = codec::VOCAB as u32;
 
 /// A 9x9 grid, row-major, digits 1-9 and 0 for a blank.
 pub type Grid = [u8; CELLS];
@@ -83,6 +84,9 @@ fn field_err(path: &Path, line: u64, field: &str, msg: String) -> BuildError {
     }
 }
 
+/// Parses an 81-character field with trm-nostd's codec (`.` or `0` blank, `1`..`9` digits):
+/// the length first, then the first bad character (a blank is bad where `blanks_allowed` is
+/// false).
 fn parse_grid(
     path: &Path,
     line: u64,
@@ -99,48 +103,39 @@ fn parse_grid(
             format!("bad length {len} (expected {CELLS})"),
         ));
     }
-    let mut grid = [0u8; CELLS];
-    for (i, (c, cell)) in text.chars().zip(grid.iter_mut()).enumerate() {
-        *cell = match c {
-            '1'..='9' => c as u8 - b'0',
-            '.' | '0' if blanks_allowed => 0,
-            _ => {
-                return Err(field_err(
-                    path,
-                    line,
-                    field,
-                    format!(
-                        "bad character {c:?} at position {i} (row {}, column {})",
-                        i / 9 + 1,
-                        i % 9 + 1
-                    ),
-                ));
-            }
-        };
+    let mut tokens = [codec::PAD; CELLS];
+    // The codec stops at the first character that is neither a blank nor a digit, having
+    // written the tokens before it.
+    let mut first_bad = match codec::parse_puzzle(text, &mut tokens) {
+        Ok(_) => CELLS,
+        Err(ParseError::BadChar { position, .. }) => position,
+        // The length was checked above.
+        Err(other) => return Err(field_err(path, line, field, other.to_string())),
+    };
+    if !blanks_allowed && let Some(blank) = tokens[..first_bad].iter().position(|&t| t == BLANK) {
+        first_bad = blank;
     }
+    if let Some(c) = text.chars().nth(first_bad) {
+        return Err(field_err(
+            path,
+            line,
+            field,
+            format!(
+                "bad character {c:?} at position {first_bad} (row {}, column {})",
+                first_bad / 9 + 1,
+                first_bad % 9 + 1
+            ),
+        ));
+    }
+    let mut grid = [0u8; CELLS];
+    codec::tokens_to_digits(&tokens, &mut grid)
+        .map_err(|e| field_err(path, line, field, e.to_string()))?;
     Ok(grid)
 }
 
-/// Whether `grid` is a complete, valid Sudoku solution.
+/// Whether `grid` is a complete, valid Sudoku solution (trm-nostd's check, no givens).
 pub fn is_valid_solution(grid: &Grid) -> bool {
-    let mut rows = [0u16; 9];
-    let mut cols = [0u16; 9];
-    let mut boxes = [0u16; 9];
-    for (i, &d) in grid.iter().enumerate() {
-        if !(1..=9).contains(&d) {
-            return false;
-        }
-        let bit = 1u16 << d;
-        let (r, c) = (i / 9, i % 9);
-        let b = r / 3 * 3 + c / 3;
-        if rows[r] & bit != 0 || cols[c] & bit != 0 || boxes[b] & bit != 0 {
-            return false;
-        }
-        rows[r] |= bit;
-        cols[c] |= bit;
-        boxes[b] |= bit;
-    }
-    true
+    codec::is_valid_solution(&grid_to_tokens(grid), &[BLANK; CELLS])
 }
 
 /// Reads and checks a Sudoku CSV: lengths, characters, that every answer is a valid solution
@@ -161,16 +156,23 @@ pub fn read_sudoku_csv(path: &Path) -> Result<Vec<SudokuRecord>, BuildError> {
                 "not a valid Sudoku solution".into(),
             ));
         }
-        if let Some(i) = (0..CELLS).find(|&i| question[i] != 0 && question[i] != answer[i]) {
-            return Err(field_err(
-                path,
-                line,
-                "answer",
-                format!(
-                    "inconsistent with question at position {i}: given {} but answer {}",
-                    question[i], answer[i]
-                ),
-            ));
+        // A valid solution: the only violation left is a changed given (the first one).
+        match codec::check_solution(&grid_to_tokens(&answer), &grid_to_tokens(&question)) {
+            Ok(()) => {}
+            Err(Violation::GivenChanged {
+                position, given, ..
+            }) => {
+                return Err(field_err(
+                    path,
+                    line,
+                    "answer",
+                    format!(
+                        "inconsistent with question at position {position}: given {given} but answer {}",
+                        answer[position]
+                    ),
+                ));
+            }
+            Err(other) => return Err(field_err(path, line, "answer", other.to_string())),
         }
         let rating = match row.fields[2].as_deref() {
             None => None,
@@ -290,9 +292,10 @@ impl SudokuTransform {
     }
 }
 
-/// Maps a grid (0 = blank) to tokens (digit + 1).
+/// Maps a grid (0 = blank) to tokens (digit + 1, trm-nostd's vocabulary); a value above 9
+/// maps to a token that is no digit.
 pub fn grid_to_tokens(grid: &Grid) -> [u8; CELLS] {
-    grid.map(|d| d + 1)
+    grid.map(|d| d.wrapping_add(DIGIT_OFFSET))
 }
 
 /// One built split: the set, its metadata, and the transform of each example (identity for

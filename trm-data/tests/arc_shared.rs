@@ -1,9 +1,11 @@
 //! The ARC builder and evaluator on ARC-AGI-1 from the shared data folder (`$TRM_SHARED`, else
-//! `<workspace>/../shared`): training + evaluation + concept, test set evaluation, 8
+//! `../shared` beside the repository; missing, the tests fail): training + evaluation + concept, test set evaluation, 8
 //! augmentations. Compared with digests of the reference builder's output
 //! (`tests/fixtures/arc/gen_reference.py --shared`), and checked for structure: shapes, vocab,
 //! groups, every augmented example transforming back to its original, identifiers and test
 //! puzzles consistent.
+
+mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,18 +16,16 @@ use trm_data::arc::{
     build_arc_dataset, crop_seq, grid_to_seq, load_subset, read_test_puzzles,
 };
 use trm_data::arc_eval::ArcEvaluator;
-use trm_data::layout::{DatasetMetadata, Split, read_identifiers, shared_dir};
+use trm_data::layout::{DatasetMetadata, Split, read_identifiers};
 
 const SUBSETS: [&str; 3] = ["training", "evaluation", "concept"];
 
 fn arc_prefix() -> String {
-    let dir = shared_dir().join("data/arc");
-    assert!(
-        dir.join("arc-agi_training_challenges.json").is_file(),
-        "ARC data not found in {} (set TRM_SHARED to the shared folder)",
-        dir.display()
-    );
-    dir.join("arc-agi").to_string_lossy().into_owned()
+    let training = common::shared("data/arc/arc-agi_training_challenges.json");
+    training
+        .with_file_name("arc-agi")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn build(out: &Path) -> ArcBuildConfig {

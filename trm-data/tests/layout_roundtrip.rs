@@ -1,12 +1,14 @@
 //! The dataset layout: byte-identical npy/json output against files NumPy and Python wrote,
 //! round trips, atomic writes and error paths.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use trm_data::layout::{
     DEFAULT_SET, DatasetMetadata, DatasetWriter, LayoutError, PuzzleSet, Split, SplitStats,
-    python_float_repr, read_identifiers, shared_dir, to_python_json,
+    python_float_repr, read_identifiers, to_python_json,
 };
 use trm_data::npy;
 
@@ -56,7 +58,7 @@ fn npy_writer_matches_numpy_bytes() {
     // Written by the reference Sudoku builder (numpy.save), 20 rows.
     assert_npy_rewrites_identically(&fixtures().join("sudoku-ref/out/train"));
     // Written by the reference Maze builder, 1000 rows of 900.
-    assert_npy_rewrites_identically(&shared_dir().join("data/maze-hard/npy/train"));
+    assert_npy_rewrites_identically(&common::shared("data/maze-hard/npy/train"));
 }
 
 #[test]
@@ -308,7 +310,7 @@ fn open_rejects_inconsistent_data() {
 
 #[test]
 fn reads_reference_built_shared_datasets() {
-    let maze = Split::open(&shared_dir().join("data/maze-hard/npy/test")).unwrap();
+    let maze = Split::open(&common::shared("data/maze-hard/npy/test")).unwrap();
     let set = maze.set(DEFAULT_SET).unwrap();
     assert_eq!((set.num_examples(), set.seq_len()), (1000, 900));
     assert_eq!(set.num_groups(), maze.metadata.total_groups);
@@ -346,4 +348,74 @@ fn token_dtypes_round_trip() {
         let back = Split::open(&target.join("train")).unwrap();
         assert_eq!(back.set(DEFAULT_SET).unwrap(), &set);
     }
+}
+
+/// The pid of a process that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn a_new_writer_removes_temporaries_of_dead_writers_only() {
+    use trm_data::layout::{StaleAction, StaleTemporary, clean_stale_temporaries};
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("ds");
+    let dead = dead_pid();
+    let stale = tmp.path().join(format!(".ds.tmp-{dead}-3"));
+    fs::create_dir_all(stale.join("train")).unwrap();
+    // The previous dataset moved aside by a writer killed between its two renames: kept while
+    // the target is missing (it is the only copy), removed once a dataset is in place.
+    let aside = tmp.path().join(format!(".ds.tmp-{dead}-2.old"));
+    fs::create_dir_all(aside.join("train")).unwrap();
+    // This process is alive: its name pattern is never touched.
+    let mine = tmp
+        .path()
+        .join(format!(".ds.tmp-{}-999", std::process::id()));
+    fs::create_dir(&mine).unwrap();
+    // Not a writer's temporary directory.
+    let unrelated = tmp.path().join(format!(".ds.tmp-{dead}-x"));
+    fs::create_dir(&unrelated).unwrap();
+
+    let found = clean_stale_temporaries(&target).unwrap();
+    assert_eq!(
+        found,
+        vec![
+            StaleTemporary {
+                path: aside.clone(),
+                pid: dead,
+                action: StaleAction::KeptPreviousDataset
+            },
+            StaleTemporary {
+                path: stale.clone(),
+                pid: dead,
+                action: StaleAction::Removed
+            },
+        ]
+    );
+    assert!(!stale.exists() && aside.is_dir() && mine.is_dir() && unrelated.is_dir());
+    assert!(
+        found[1].to_string().contains("no longer running"),
+        "{}",
+        found[1]
+    );
+
+    // With the target in place, the writer removes the aside and reports it.
+    fs::create_dir(&target).unwrap();
+    let set = sample_set();
+    let mut w = DatasetWriter::create(&target, true).unwrap();
+    assert_eq!(
+        w.stale_temporaries(),
+        [StaleTemporary {
+            path: aside.clone(),
+            pid: dead,
+            action: StaleAction::Removed
+        }]
+    );
+    w.write_split("train", &sample_metadata(&set), &[(DEFAULT_SET, &set)])
+        .unwrap();
+    w.commit().unwrap();
+    assert!(!aside.exists() && mine.is_dir());
 }

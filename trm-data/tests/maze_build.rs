@@ -1,15 +1,17 @@
 //! The Maze builder against the reference-built Maze-Hard arrays, its dihedral augmentation
 //! (against the reference's transforms) and input validation.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use trm_data::input::BuildError;
-use trm_data::layout::{DEFAULT_SET, DatasetMetadata, Split, read_identifiers, shared_dir};
+use trm_data::layout::{DEFAULT_SET, DatasetMetadata, Split, read_identifiers};
 use trm_data::maze::{self, MazeOptions, MazeSource, dihedral, read_maze_csv};
 
 fn maze_dir() -> PathBuf {
-    shared_dir().join("data/maze-hard")
+    common::shared("data/maze-hard")
 }
 
 #[test]

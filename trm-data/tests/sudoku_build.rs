@@ -1,18 +1,20 @@
 //! The Sudoku builder against the reference builder's own output, its augmentation (inverse
 //! check), options and input validation.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use trm_data::input::BuildError;
-use trm_data::layout::{DEFAULT_SET, Split, shared_dir};
+use trm_data::layout::{DEFAULT_SET, Split};
 use trm_data::sudoku::{
     self, Grid, SudokuOptions, SudokuSource, SudokuTransform, is_valid_solution, read_sudoku_csv,
 };
 
 fn sudoku_1k() -> PathBuf {
-    shared_dir().join("data/sudoku-extreme/sudoku-extreme-1k")
+    common::shared("data/sudoku-extreme/sudoku-extreme-1k")
 }
 
 /// Header + the first `n` data lines of `src`, written to `dst`.
@@ -327,7 +329,7 @@ fn validation_names_file_line_and_field() {
 #[test]
 fn missing_rating_column_is_an_option_error_only_with_min_difficulty() {
     // The decoded TRM 1k CSV has only question,answer.
-    let trm = shared_dir().join("data/sudoku-extreme/trm-1k-npy/train.csv");
+    let trm = common::shared("data/sudoku-extreme/trm-1k-npy/train.csv");
     let tmp = tempfile::tempdir().unwrap();
     head_csv(&trm, &tmp.path().join("train.csv"), 5);
     head_csv(&trm, &tmp.path().join("test.csv"), 5);

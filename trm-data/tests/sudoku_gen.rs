@@ -1,9 +1,11 @@
 //! The exact solver on published hard puzzles, and the generator's guarantees.
 
+mod common;
+
 use std::fs;
 
 use rand::SeedableRng;
-use trm_data::layout::{DEFAULT_SET, Split, shared_dir};
+use trm_data::layout::{DEFAULT_SET, Split};
 use trm_data::sudoku::{Grid, SudokuOptions, is_valid_solution, read_sudoku_csv};
 use trm_data::sudoku_gen::{
     GenError, MAX_BLANKS, SudokuGenerator, count_solutions, generate, generate_dataset, solve,
@@ -21,9 +23,9 @@ fn parse_line(line: &str) -> Grid {
 #[test]
 fn solver_finds_the_given_answer_of_test_hard_and_it_is_unique() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = fs::read_to_string(
-        shared_dir().join("data/sudoku-extreme/sudoku-extreme-1k/test_hard.csv"),
-    )
+    let src = fs::read_to_string(common::shared(
+        "data/sudoku-extreme/sudoku-extreme-1k/test_hard.csv",
+    ))
     .unwrap();
     let head: Vec<&str> = src.lines().take(101).collect();
     let path = tmp.path().join("head.csv");
@@ -42,7 +44,7 @@ fn solver_finds_the_given_answer_of_test_hard_and_it_is_unique() {
 fn solver_counts_multiple_solutions_and_conflicts() {
     // tdoku's serg benchmark: puzzles with 2 or more solutions (see its PROVENANCE.md).
     let text =
-        fs::read_to_string(shared_dir().join("data/sudoku-hard/puzzles7_serg_benchmark")).unwrap();
+        fs::read_to_string(common::shared("data/sudoku-hard/puzzles7_serg_benchmark")).unwrap();
     let puzzles: Vec<Grid> = text
         .lines()
         .map(str::trim)

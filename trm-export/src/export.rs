@@ -6,20 +6,32 @@
 //! Output naming ([`output_path`]): `-o DIR` (an existing directory, or a path ending in `/`)
 //! writes `DIR/model-<format>.trm`; any other `-o PREFIX` writes `PREFIX-<format>.trm`.
 //!
-//! The fixed file is exactly what `import-reference --dtype f32` followed by `quantize` gives.
+//! The fixed file is exactly what `import-reference --dtype f32` followed by `quantize` gives,
+//! except for the source record.
+//!
+//! Every file records its source ([`Origin`], the `.trm` format's optional source record): the
+//! checkpoint file read (as `<folder>/<file>`), its size and its CRC-32C (for our trainer's
+//! checkpoints, the manifest's, verified before anything is read). From a float `.trm` file,
+//! its own record is kept, or, when it has none, the `.trm` file itself is recorded. `verify`
+//! warns when two files do not record the same source.
+//!
+//! Writing is all or nothing: every file is built in memory first, then written into a
+//! temporary folder beside the output and fsynced, and only then renamed into place (files it
+//! replaces are moved aside first and put back if a rename fails). A failure leaves the output
+//! folder as it was.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow, bail};
-use trm_nostd::fixed::{FixedEngine, ScratchLen};
-use trm_nostd::format::{NumericScheme, write_model};
+use trm_nostd::format::{MAX_SOURCE_NAME, ModelWriter, NumericScheme, SourceRecord, write_model};
 use trm_nostd::sudoku::CELLS;
 use trm_nostd::{Config, DType, Model, TensorId, TensorSource};
+use trm_nostd::{Engine, FixedEngine, ScratchLen};
+use trm_reference::checkpoint::{ImportOptions, import_reference};
 
 use crate::puzzles::{PuzzleRow, PuzzleSource, to_tokens};
-use crate::quantize::{Calibration, QuantizeOptions, calibrate, quantize_with_warnings};
-use crate::reference::{ImportOptions, import_reference};
+use crate::quantize::{Calibration, QuantizeOptions, calibrate, quantize_with_source};
 
 /// A `.trm` format `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,6 +80,80 @@ pub fn output_path(out: &Path, format: Format) -> PathBuf {
     }
 }
 
+/// Where a model's weights come from: the contents of its `.trm` source record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file read, as `<folder>/<file>` (at most
+    /// [`MAX_SOURCE_NAME`] bytes, no control characters).
+    pub weights: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its CRC-32C.
+    pub crc32c: u32,
+}
+
+impl Origin {
+    /// The origin of the file `path` with this size and CRC-32C: its name is the last two
+    /// components of the path, control characters replaced by `?`, cut to
+    /// [`MAX_SOURCE_NAME`] bytes.
+    pub fn new(path: &Path, bytes: u64, crc32c: u32) -> Self {
+        let parts: Vec<String> = path
+            .components()
+            .rev()
+            .take(2)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let mut weights: String = parts
+            .iter()
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("/")
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        while weights.len() > MAX_SOURCE_NAME {
+            weights.remove(0);
+        }
+        if weights.is_empty() {
+            weights.push('?');
+        }
+        Origin {
+            weights,
+            bytes,
+            crc32c,
+        }
+    }
+
+    /// As the `.trm` record.
+    pub fn record(&self) -> SourceRecord<'_> {
+        SourceRecord {
+            weights: &self.weights,
+            bytes: self.bytes,
+            crc32c: self.crc32c,
+        }
+    }
+
+    /// From a `.trm` record.
+    pub fn from_record(r: &SourceRecord<'_>) -> Self {
+        Origin {
+            weights: r.weights.to_string(),
+            bytes: r.bytes,
+            crc32c: r.crc32c,
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} bytes, CRC-32C {:08x})",
+            self.weights, self.bytes, self.crc32c
+        )
+    }
+}
+
 /// The float weights of a checkpoint, as f32.
 #[derive(Debug, Clone)]
 pub struct FloatWeights {
@@ -77,20 +163,25 @@ pub struct FloatWeights {
     pub tensors: Vec<(TensorId, Vec<f32>)>,
     /// What was read (the checkpoint file or the `.trm` file).
     pub source: PathBuf,
+    /// What the written files record as their source.
+    pub origin: Origin,
     /// The training split of the checkpoint's dataset, when found (the default calibration
     /// set).
     pub train_split: Option<PathBuf>,
 }
 
 impl FloatWeights {
-    /// The weights as a `.trm` file of `dtype` (F32, F16 or BF16).
+    /// The weights as a `.trm` file of `dtype` (F32, F16 or BF16), recording their origin.
     pub fn to_trm(&self, dtype: DType) -> anyhow::Result<Vec<u8>> {
-        write_model(
-            self.config,
-            NumericScheme::Float(dtype),
-            self.tensors.iter().map(|(id, v)| (*id, v.as_slice())),
-        )
-        .with_context(|| format!("writing {} as {dtype:?} .trm", self.source.display()))
+        let write = || {
+            let mut w = ModelWriter::new(self.config, NumericScheme::Float(dtype))?;
+            for (id, v) in &self.tensors {
+                w.add(*id, v)?;
+            }
+            w.set_source(&self.origin.record())?;
+            w.finish()
+        };
+        write().with_context(|| format!("writing {} as {dtype:?} .trm", self.source.display()))
     }
 }
 
@@ -119,10 +210,19 @@ pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Resul
                 Ok((id, values))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let origin = match m.source() {
+            Some(r) => Origin::from_record(&r),
+            None => Origin::new(
+                path,
+                bytes.len() as u64,
+                trm_reference::run_checkpoint::crc32c(&bytes),
+            ),
+        };
         return Ok(FloatWeights {
             config: c,
             tensors,
             source: path.to_path_buf(),
+            origin,
             train_split: None,
         });
     }
@@ -135,10 +235,33 @@ pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Resul
         .map(Path::to_path_buf);
     Ok(FloatWeights {
         config: m.config,
+        origin: Origin::new(&m.checkpoint, m.digest.bytes, m.digest.crc32c),
         tensors: m.tensors,
         source: m.checkpoint,
         train_split,
     })
+}
+
+/// Imports a reference checkpoint (see [`import_reference`]) and writes it as a `.trm` file
+/// storing every tensor as `dtype` (F32, F16 or BF16).
+pub fn reference_to_trm(path: &Path, dtype: DType) -> anyhow::Result<Vec<u8>> {
+    reference_to_trm_with(path, dtype, &ImportOptions::default())
+}
+
+/// [`reference_to_trm`] with explicit [`ImportOptions`].
+pub fn reference_to_trm_with(
+    path: &Path,
+    dtype: DType,
+    options: &ImportOptions,
+) -> anyhow::Result<Vec<u8>> {
+    let model = import_reference(path, options)?;
+    let bytes = write_model(
+        model.config,
+        NumericScheme::Float(dtype),
+        model.tensors.iter().map(|(id, v)| (*id, v.as_slice())),
+    )
+    .with_context(|| format!("writing {} as .trm", model.checkpoint.display()))?;
+    Ok(bytes)
 }
 
 /// A quantized model and what its export found.
@@ -155,17 +278,28 @@ pub struct Quantized {
     /// Seconds spent calibrating and quantizing.
     pub seconds: f64,
     /// What calibration found beyond the integer ranges (see
-    /// [`quantize_with_warnings`](crate::quantize::quantize_with_warnings)).
+    /// [`quantize_with_warnings`]).
     pub warnings: Vec<String>,
 }
 
 /// Calibrates `float` (a float `.trm` file) on `rows` (every ACT step, no halting) and
 /// quantizes it with `opts` (margin, int16 weight groups); the written file is checked by
-/// building the fixed engine on it.
+/// building the fixed engine on it. The float file's source record, if any, is kept.
 pub fn quantize_float_model(
     float: &[u8],
     rows: &[PuzzleRow],
     opts: &QuantizeOptions,
+) -> anyhow::Result<Quantized> {
+    quantize_float_model_recording(float, rows, opts, None)
+}
+
+/// [`quantize_float_model`], recording `fallback` as the source when the float file has no
+/// source record of its own (`quantize` records the float file itself).
+pub fn quantize_float_model_recording(
+    float: &[u8],
+    rows: &[PuzzleRow],
+    opts: &QuantizeOptions,
+    fallback: Option<&Origin>,
 ) -> anyhow::Result<Quantized> {
     let margin = opts.margin;
     let m = Model::parse(float).context("parsing the float model")?;
@@ -189,7 +323,8 @@ pub fn quantize_float_model(
         .collect();
     let t = Instant::now();
     let cal = calibrate(&c, &m, &set, c.halt_max_steps)?;
-    let (out, warnings) = quantize_with_warnings(&c, &m, &cal, opts)?;
+    let source = m.source().or(fallback.map(Origin::record));
+    let (out, warnings) = quantize_with_source(&c, &m, &cal, opts, source.as_ref())?;
     let fixed = Model::parse(&out).context("the written fixed model does not parse")?;
     let need = FixedEngine::scratch_len(&c);
     let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
@@ -248,6 +383,8 @@ pub struct CalibSettings {
     pub count: usize,
     /// Margin and precision options of the quantization.
     pub quantize: QuantizeOptions,
+    /// The calibration's budget of multiply-accumulates ([`crate::budget`]).
+    pub max_macs: u64,
 }
 
 impl Default for CalibSettings {
@@ -256,6 +393,7 @@ impl Default for CalibSettings {
             source: None,
             count: 64,
             quantize: QuantizeOptions::default(),
+            max_macs: crate::budget::DEFAULT_MAX_MACS,
         }
     }
 }
@@ -299,6 +437,7 @@ pub fn export(
             ),
         };
         let rows = source.load(calib.count).context("calibration puzzles")?;
+        crate::budget::check(&weights.config, rows.len(), calib.max_macs, "calibration")?;
         Some((source, rows))
     } else {
         None
@@ -312,7 +451,8 @@ pub fn export(
     if out.as_os_str().to_string_lossy().ends_with('/') {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     }
-    let mut written = Vec::new();
+    // Every file in memory first: a failure (calibration, quantization) writes nothing.
+    let mut built = Vec::new();
     let mut f32_bytes: Option<Vec<u8>> = None;
     for &format in &formats {
         let path = output_path(out, format);
@@ -332,19 +472,133 @@ pub fn export(
                 let (source, rows) = calib_source
                     .as_ref()
                     .context("calibration source missing")?;
-                let q = quantize_float_model(&float, rows, &calib.quantize)?;
+                let q = quantize_float_model(&float, rows, &calib.quantize)
+                    .context("the fixed format (no file was written)")?;
                 (q.bytes.clone(), Some((q, source.clone())))
             }
         };
-        std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-        written.push(Written {
+        built.push((format, path, bytes, quantized));
+    }
+    let files: Vec<(&Path, &[u8])> = built
+        .iter()
+        .map(|(_, p, b, _)| (p.as_path(), b.as_slice()))
+        .collect();
+    write_all_or_none(&files)?;
+    Ok(built
+        .into_iter()
+        .map(|(format, path, bytes, quantized)| Written {
             format,
             path,
             bytes: bytes.len(),
             quantized,
-        });
+        })
+        .collect())
+}
+
+/// Writes every `(path, bytes)` or none (see the module documentation). The paths share one
+/// folder; the temporary folder is made there (same file system: renames are atomic).
+pub fn write_all_or_none(files: &[(&Path, &[u8])]) -> anyhow::Result<()> {
+    let Some((first, _)) = files.first() else {
+        return Ok(());
+    };
+    let dir = match first.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    for (p, _) in files {
+        let parent = p.parent().filter(|q| !q.as_os_str().is_empty());
+        if parent.unwrap_or(Path::new(".")) != dir {
+            bail!("{} is not in {}", p.display(), dir.display());
+        }
+        if p.is_dir() {
+            bail!(
+                "{} is a folder, not a file that can be replaced",
+                p.display()
+            );
+        }
     }
-    Ok(written)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tmp = dir.join(format!(".trm-export-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let result = stage_and_place(files, &tmp);
+    // Best effort: after success the folder holds only replaced files; after a failure, staged
+    // files (and the replaced files the error names, if they could not be put back: kept).
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    } else {
+        let _ = remove_staged(&tmp, files.len());
+    }
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    result
+}
+
+/// Removes the new files staged in `tmp` and the folder, when nothing else is left there.
+fn remove_staged(tmp: &Path, n: usize) -> std::io::Result<()> {
+    for i in 0..n {
+        let _ = std::fs::remove_file(tmp.join(format!("new-{i}")));
+    }
+    std::fs::remove_dir(tmp)
+}
+
+/// Writes the files into `tmp` (fsynced), moves the files they replace aside into `tmp`, and
+/// renames the new ones into place; on a failure, undoes what was placed and puts the old
+/// files back.
+fn stage_and_place(files: &[(&Path, &[u8])], tmp: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    for (i, (p, bytes)) in files.iter().enumerate() {
+        let staged = tmp.join(format!("new-{i}"));
+        let mut f = std::fs::File::create(&staged)
+            .with_context(|| format!("writing {} (staged in {})", p.display(), tmp.display()))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {} (staged in {})", p.display(), tmp.display()))?;
+    }
+    let mut aside = Vec::new();
+    let mut placed = Vec::new();
+    let mut place = || -> anyhow::Result<()> {
+        for (i, (p, _)) in files.iter().enumerate() {
+            if std::fs::symlink_metadata(p).is_ok() {
+                std::fs::rename(p, tmp.join(format!("old-{i}")))
+                    .with_context(|| format!("moving {} aside", p.display()))?;
+                aside.push(i);
+            }
+        }
+        for (i, (p, _)) in files.iter().enumerate() {
+            std::fs::rename(tmp.join(format!("new-{i}")), p)
+                .with_context(|| format!("writing {}", p.display()))?;
+            placed.push(i);
+        }
+        Ok(())
+    };
+    let result = place();
+    if result.is_err() {
+        for &i in &placed {
+            let _ = std::fs::remove_file(files[i].0);
+        }
+        let mut lost = Vec::new();
+        for &i in &aside {
+            if std::fs::rename(tmp.join(format!("old-{i}")), files[i].0).is_err() {
+                lost.push(format!(
+                    "{} (kept as {})",
+                    files[i].0.display(),
+                    tmp.join(format!("old-{i}")).display()
+                ));
+            }
+        }
+        if !lost.is_empty() {
+            return result.with_context(|| {
+                format!(
+                    "and the files replaced could not be put back: {}",
+                    lost.join(", ")
+                )
+            });
+        }
+    }
+    result
 }
 
 #[cfg(test)]

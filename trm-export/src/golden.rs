@@ -24,8 +24,9 @@ use std::fmt;
 use anyhow::{Context as _, anyhow, bail, ensure};
 use trm_fw_app::{Console, HaltMode, NoCounter, Report};
 use trm_nostd::Model;
+use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
 
-use crate::puzzles::PuzzleRow;
+use crate::puzzles::{PuzzleRow, check_answers};
 use crate::solve::run_app_on_host;
 
 /// The first characters of every golden file.
@@ -87,17 +88,20 @@ pub fn run_app(
 }
 
 /// Writes the golden file of `model` (the `.trm` bytes) on `rows` (see the module
-/// documentation). Fails when the app reports an error (bad model, bad puzzle string), with the
-/// app's `TRM-ERROR` lines in the message.
+/// documentation). Fails when there is no puzzle (a golden file must check something), when a
+/// row's answer is not a solution of its question (naming the row and why), and when the app
+/// reports an error (bad model, bad puzzle string), with the app's `TRM-ERROR` lines and the
+/// puzzles' names in the message.
 pub fn write_golden(model: &[u8], rows: &[PuzzleRow], halt: HaltMode) -> anyhow::Result<String> {
     let parsed = Model::parse(model).map_err(|e| anyhow!("the model does not parse: {e}"))?;
+    ensure!(
+        !rows.is_empty(),
+        "no puzzles: a golden file needs at least one (an empty puzzle set, or --limit 0?)"
+    );
+    check_answers(rows)?;
     let (output, report) = run_app(model, rows, halt, true, false);
     if !report.success() {
-        let errors: Vec<&str> = output
-            .lines()
-            .filter(|l| l.starts_with("TRM-ERROR"))
-            .collect();
-        bail!("the app reported errors:\n{}", errors.join("\n"));
+        bail!("{}", app_errors(&output, report.errors, rows));
     }
     let mut text = format!(
         "{MAGIC} model_crc={:08x} halt={} puzzles={} scheme={} model_bytes={}\n",
@@ -138,6 +142,27 @@ pub fn write_golden(model: &[u8], rows: &[PuzzleRow], halt: HaltMode) -> anyhow:
     Ok(text)
 }
 
+/// The app's `TRM-ERROR` lines of `output`, each with the name of the puzzle it names; never
+/// empty (a run that counted errors without saying which is reported as such).
+fn app_errors(output: &str, count: usize, rows: &[PuzzleRow]) -> String {
+    let mut text = format!("the app reported {count} error(s):");
+    let mut any = false;
+    for line in output.lines().filter(|l| l.starts_with("TRM-ERROR")) {
+        any = true;
+        let name = fields(line)
+            .get("puzzle")
+            .and_then(|p| p.parse::<usize>().ok())
+            .and_then(|p| rows.get(p))
+            .map(|r| format!(" (puzzle `{}`)", r.name))
+            .unwrap_or_default();
+        text.push_str(&format!("\n  {line}{name}"));
+    }
+    if !any {
+        text.push_str("\n  (no TRM-ERROR line: the app counted errors without saying which)");
+    }
+    text
+}
+
 /// One `TRM-` line of a golden file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoldenLine {
@@ -172,6 +197,10 @@ pub struct GoldenStep {
 pub struct GoldenPuzzle {
     /// The puzzle as the app read it (name, question, and the answer comment when present).
     pub row: PuzzleRow,
+    /// 1-based line number of its `TRM-PUZZLE` line.
+    pub line_no: usize,
+    /// 1-based line number of its answer comment, when present.
+    pub answer_line_no: Option<usize>,
     /// Every `TRM-STEP`.
     pub steps: Vec<GoldenStep>,
     /// `TRM-DIGEST`'s `steps`.
@@ -265,6 +294,10 @@ pub fn parse_golden(text: &str) -> anyhow::Result<Golden> {
     let count: usize = get("puzzles")?
         .parse()
         .map_err(|_| anyhow!("line 1: puzzles is not a number"))?;
+    ensure!(
+        count > 0,
+        "line 1: puzzles=0: a golden file without puzzles checks nothing"
+    );
 
     let mut g = Golden {
         model_crc,
@@ -292,7 +325,10 @@ pub fn parse_golden(text: &str) -> anyhow::Result<Golden> {
                     .ok_or_else(|| at(anyhow!("answer comment without an answer")))?;
                 let count = g.puzzles.len();
                 match g.puzzles.last_mut() {
-                    Some(last) if count == p + 1 => last.row.answer = Some(a.clone()),
+                    Some(last) if count == p + 1 && last.answer_line_no.is_none() => {
+                        last.row.answer = Some(a.clone());
+                        last.answer_line_no = Some(line_no);
+                    }
                     _ => return Err(at(anyhow!("answer comment for puzzle {p} out of place"))),
                 }
             }
@@ -317,6 +353,8 @@ pub fn parse_golden(text: &str) -> anyhow::Result<Golden> {
                         question: field(&f, "question").map_err(at)?.to_string(),
                         answer: None,
                     },
+                    line_no,
+                    answer_line_no: None,
                     steps: Vec::new(),
                     steps_run: 0,
                     tokens: 0,
@@ -469,10 +507,52 @@ pub enum CheckOutcome {
     },
     /// A line differs.
     Differs(Mismatch),
+    /// A puzzle of the golden file cannot have been written by `golden`: its question or
+    /// answer does not parse, or the answer is not a solution of the question (an edited file).
+    BadPuzzle {
+        /// The line of the bad question or answer.
+        line_no: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The first puzzle of `golden` whose question or answer the app would refuse (see
+/// [`CheckOutcome::BadPuzzle`]).
+fn bad_puzzle(golden: &Golden) -> Option<CheckOutcome> {
+    for (i, p) in golden.puzzles.iter().enumerate() {
+        let bad = |line_no: usize, reason: String| {
+            Some(CheckOutcome::BadPuzzle {
+                line_no,
+                reason: format!("puzzle {i} (`{}`): {reason}", p.row.name),
+            })
+        };
+        let mut q: Tokens = [PAD; CELLS];
+        if let Err(e) = sudoku::parse_puzzle(&p.row.question, &mut q) {
+            return bad(p.line_no, format!("question: {e}"));
+        }
+        if let (Some(a), Some(line_no)) = (&p.row.answer, p.answer_line_no) {
+            let mut t: Tokens = [PAD; CELLS];
+            if let Err(e) = sudoku::parse_puzzle(a, &mut t) {
+                return bad(line_no, format!("answer: {e}"));
+            }
+            if let Err(v) = sudoku::check_solution(&t, &q) {
+                return bad(
+                    line_no,
+                    format!(
+                        "the answer is not a solution of the question (line {}): {v}",
+                        p.line_no
+                    ),
+                );
+            }
+        }
+    }
+    None
 }
 
 /// Re-runs `golden`'s puzzles (with their answers and halting mode) on `model` and compares
-/// every `TRM-` line (`TRM-PUZZLE` included) with the file.
+/// every `TRM-` line (`TRM-PUZZLE` included) with the file. A puzzle whose question or answer
+/// the app would refuse (the file was edited) is a [`CheckOutcome::BadPuzzle`] naming its line.
 pub fn check_golden(golden: &Golden, model: &[u8]) -> anyhow::Result<CheckOutcome> {
     let crc = trm_nostd::format::crc32(model);
     if crc != golden.model_crc {
@@ -480,6 +560,9 @@ pub fn check_golden(golden: &Golden, model: &[u8]) -> anyhow::Result<CheckOutcom
             golden: golden.model_crc,
             model: crc,
         });
+    }
+    if let Some(bad) = bad_puzzle(golden) {
+        return Ok(bad);
     }
     let text = write_golden(model, &golden.rows(), golden.halt)?;
     Ok(match golden.compare_tags(&text, &ALL_TAGS) {

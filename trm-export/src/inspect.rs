@@ -1,10 +1,13 @@
 //! `inspect`: what a `.trm` file holds and what running it takes: config, numeric scheme,
-//! sizes (flash bytes, parameters), the RAM arena of its engine and of the firmware app, and the
-//! tensors.
+//! the source checkpoint it was exported from (when recorded), sizes (flash bytes, parameters),
+//! the RAM arena of its engine and of the firmware app, the work of an ACT step and of a
+//! puzzle (multiply-accumulates), and the tensors.
 
 use serde::Serialize;
-use trm_nostd::fixed::FixedEngine;
-use trm_nostd::{Config, DType, FloatEngine, LayerTensor, Model, NumericScheme, TensorId};
+use trm_nostd::{
+    AnyEngine, Config, DType, Engine, FixedEngine, FloatEngine, LayerTensor, Model, NumericScheme,
+    TensorId,
+};
 
 /// One tensor of the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +69,11 @@ pub struct Inspection {
     pub arena: Arena,
     /// Multiply-accumulates of one ACT step.
     pub macs_per_act_step: u64,
+    /// Multiply-accumulates of one puzzle at most (`halt_max_steps` ACT steps): what the run
+    /// budget (`--max-macs`) counts.
+    pub macs_per_puzzle: u64,
+    /// The checkpoint file the weights were exported from, when the file records it.
+    pub source: Option<crate::verify::SourceInfo>,
     /// Fixed models: real value of one integer unit of x, y/z, logits and q.
     pub scales: Option<[f32; 4]>,
     /// Fixed models: the precision options the file was exported with.
@@ -139,16 +147,16 @@ pub fn inspect(model: &Model<'_>) -> anyhow::Result<Inspection> {
             fixed_i16s: Some(need.i16s),
             fixed_i32s: Some(need.i32s),
             fixed_bytes: Some(need.bytes()),
-            app_scratch_bytes: trm_fw_app::scratch_len(model) * 4,
+            app_scratch_bytes: AnyEngine::arena_len(model) * 4,
         }
     } else {
         Arena {
-            float_min_bytes: Some(FloatEngine::scratch_len(&c) * 4),
-            float_fast_bytes: Some(FloatEngine::scratch_len_fast(&c) * 4),
+            float_min_bytes: Some(FloatEngine::scratch_len(&c).bytes()),
+            float_fast_bytes: Some(FloatEngine::scratch_len_fast(&c).bytes()),
             fixed_i16s: None,
             fixed_i32s: None,
             fixed_bytes: None,
-            app_scratch_bytes: trm_fw_app::scratch_len(model) * 4,
+            app_scratch_bytes: AnyEngine::arena_len(model) * 4,
         }
     };
     let scales = if fixed {
@@ -186,6 +194,12 @@ pub fn inspect(model: &Model<'_>) -> anyhow::Result<Inspection> {
         stored_values: s.stored_elements,
         arena,
         macs_per_act_step: c.macs_per_act_step(),
+        macs_per_puzzle: c.macs_per_puzzle(),
+        source: model.source().map(|r| crate::verify::SourceInfo {
+            weights: r.weights.to_string(),
+            bytes: r.bytes,
+            crc32c: format!("{:08x}", r.crc32c),
+        }),
         scales,
         precision: fixed.then(|| fixed_precision(model)),
         tensors,
@@ -230,6 +244,13 @@ impl Inspection {
             "flash: {} bytes (metadata {}, tensor data {}), crc32 {}",
             self.flash_bytes, self.metadata_bytes, self.tensor_bytes, self.crc32
         ));
+        match &self.source {
+            Some(src) => line(format!(
+                "source: {} ({} bytes, CRC-32C {})",
+                src.weights, src.bytes, src.crc32c
+            )),
+            None => line("source: not recorded".to_string()),
+        }
         line(format!(
             "parameters: {} trained ({} stored values)",
             self.parameters, self.stored_values
@@ -266,7 +287,13 @@ impl Inspection {
                 if p.exact_products { "exact" } else { "int16" }
             ));
         }
-        line(format!("MACs per ACT step: {}", self.macs_per_act_step));
+        line(format!(
+            "MACs per ACT step: {} ({:.3e}); per puzzle, {} ACT steps at most: {:.3e}",
+            self.macs_per_act_step,
+            self.macs_per_act_step as f64,
+            c.halt_max_steps,
+            self.macs_per_puzzle as f64
+        ));
         line(format!("tensors ({}):", self.tensors.len()));
         for t in &self.tensors {
             let table = if t.table_bytes > 0 {

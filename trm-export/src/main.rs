@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use trm_export::export::{self, CalibSettings, Format};
+use trm_export::budget::{DEFAULT_MAX_MACS, parse_max_macs};
+use trm_export::export::{self, CalibSettings, Format, Origin, reference_to_trm_with};
 use trm_export::golden::{self, CheckOutcome};
 use trm_export::puzzles::{PuzzleSource, read_dataset_split, to_tokens};
 use trm_export::quantize::{DEFAULT_SILU_KNOTS, Int16Weights, QuantizeOptions};
-use trm_export::reference::{ImportOptions, reference_to_trm_with};
-use trm_export::verify::{self, Thresholds};
+use trm_export::verify::{self, CONTRADICTING_ANSWERS, Thresholds};
 use trm_fw_app::{Counter, HaltMode};
 use trm_nostd::{DType, Model};
+use trm_reference::checkpoint::ImportOptions;
 
 /// Exit status of a failed check (a broken `verify` threshold, a `golden --check` difference).
 const EXIT_CHECK_FAILED: i32 = 3;
@@ -84,11 +85,51 @@ impl From<Halt> for HaltMode {
     }
 }
 
+/// A number parsed as a finite f64 (NaN and infinities refused), then checked by `check`.
+fn finite(s: &str, check: fn(f64) -> Result<f64, String>) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    check(v)
+}
+
+/// A threshold that is a fraction: a finite number in [0, 1].
+fn fraction(s: &str) -> Result<f64, String> {
+    finite(s, verify::check_fraction)
+}
+
+/// A threshold that is a finite number >= 0.
+fn non_negative(s: &str) -> Result<f64, String> {
+    finite(s, verify::check_non_negative)
+}
+
+/// The quantization margin: a finite number >= 1.
+fn margin(s: &str) -> Result<f64, String> {
+    finite(s, |v| {
+        if v.is_finite() && v >= 1.0 {
+            Ok(v)
+        } else {
+            Err(format!("{v} is not a finite number >= 1"))
+        }
+    })
+}
+
+/// The run budget of a command that runs models (see `trm_export::budget`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct BudgetArgs {
+    /// Refuse, before any work, to run more than this many multiply-accumulates in all
+    /// (puzzles x models x `halt_max_steps` ACT steps each; `inspect` shows a model's MACs per
+    /// puzzle). Accepts `1e15`. The default, 1e14, is a few hours on one host core.
+    #[arg(long, default_value_t = DEFAULT_MAX_MACS, value_parser = parse_max_macs)]
+    max_macs: u64,
+}
+
 /// Quantization options of `export` (for its fixed format) and `quantize`.
 #[derive(Debug, clap::Args)]
 struct QuantArgs {
     /// Fixed: headroom over each calibrated maximum (1.25: 25% beyond the largest value).
-    #[arg(long, default_value_t = QuantizeOptions::default().margin)]
+    #[arg(long, default_value_t = QuantizeOptions::default().margin, value_parser = margin)]
     margin: f64,
     /// Fixed: weight matrices stored as int16 instead of int8: `none`, `all`, or a comma list
     /// of `mixer` (mlp_t token mixer / attention projections), `mlp` (channel SwiGLU), `heads`
@@ -173,6 +214,8 @@ enum Command {
         /// weights do not tell (attention models).
         #[arg(long)]
         seq_len: Option<u32>,
+        #[command(flatten)]
+        budget: BudgetArgs,
     },
     /// Imports a reference (SamsungSAILMontreal/TinyRecursiveModels) checkpoint: a folder with
     /// `all_config.yaml` and `step_N` files (the latest is read), or one `step_N` file.
@@ -225,6 +268,8 @@ enum Command {
         /// Output `.trm` file.
         #[arg(short, long)]
         output: PathBuf,
+        #[command(flatten)]
+        budget: BudgetArgs,
     },
     /// Prints a `.trm` file's config, scheme, sizes (flash bytes, parameters), RAM arenas
     /// (float f32 arena, fixed i16/i32 arena, firmware app scratch) and tensors.
@@ -239,7 +284,8 @@ enum Command {
     /// fixed), through the same app code as the firmware: the `TRM-` lines equal the device's
     /// bit for bit (timing aside). With boards, each prediction is followed by its checks
     /// (valid grid, givens kept, answer matched); a summary line with the exact accuracy ends
-    /// the output. Exits 1 when the run had errors (bad model or puzzle string).
+    /// the output. Exits 1 when the run had errors (bad model or puzzle string; each also on
+    /// stderr, with its puzzle).
     Run {
         /// The model file.
         #[arg(short, long)]
@@ -258,6 +304,8 @@ enum Command {
         /// Do not print the boards (nor their checks), only the `TRM-` lines and the summary.
         #[arg(long)]
         no_boards: bool,
+        #[command(flatten)]
+        budget: BudgetArgs,
     },
     /// Writes a golden file: per-ACT-step digests of y and z and the final tokens of a model on
     /// a puzzle set (the app's lines of `run --step-digests --no-boards`; format in
@@ -286,10 +334,14 @@ enum Command {
         /// Check this golden file against the model instead of writing one.
         #[arg(long)]
         check: Option<PathBuf>,
+        #[command(flatten)]
+        budget: BudgetArgs,
     },
     /// Float vs fixed on the same puzzles, every ACT step: cell and exact accuracy of each,
     /// answer, cell and halting-step agreement, per-step drift of y and z. Prints a table
-    /// (and JSON with --json); exits 3 naming each broken threshold: a CI gate.
+    /// (and JSON with --json); exits 3 naming each broken threshold: a CI gate. Reference
+    /// answers that contradict their givens fail the gate too; a warning says when the two
+    /// files do not record the same source checkpoint.
     Verify {
         /// The float model (the reference).
         #[arg(long = "float")]
@@ -313,21 +365,23 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
         /// Fail below this fraction of identical predicted grids (e.g. 0.99).
-        #[arg(long)]
+        #[arg(long, value_parser = fraction)]
         min_answer_agreement: Option<f64>,
         /// Fail below this fraction of identical predicted cells (e.g. 0.999).
-        #[arg(long)]
+        #[arg(long, value_parser = fraction)]
         min_cell_agreement: Option<f64>,
         /// Fail when exact accuracy drops by more than this fraction (0.005 = half a point).
-        #[arg(long)]
+        #[arg(long, value_parser = fraction)]
         max_exact_drop: Option<f64>,
         /// Fail when max |fixed - float| of y or z at any step exceeds this multiple of the
         /// float state's RMS.
-        #[arg(long)]
+        #[arg(long, value_parser = non_negative)]
         max_state_drift: Option<f64>,
         /// Fail below this fraction of puzzles whose halting step agrees.
-        #[arg(long)]
+        #[arg(long, value_parser = fraction)]
         min_halt_agreement: Option<f64>,
+        #[command(flatten)]
+        budget: BudgetArgs,
     },
 }
 
@@ -361,6 +415,7 @@ fn quantize_cmd(
     calib: usize,
     opts: QuantizeOptions,
     output: &Path,
+    budget: BudgetArgs,
 ) -> anyhow::Result<()> {
     let margin = opts.margin;
     let bytes = read(model)?;
@@ -369,7 +424,14 @@ fn quantize_cmd(
         anyhow::bail!("{} is already a fixed-point model", model.display());
     }
     let rows = source.load(calib)?;
-    let q = export::quantize_float_model(&bytes, &rows, &opts)
+    trm_export::budget::check(m.config(), rows.len(), budget.max_macs, "calibration")?;
+    // The float file's own source record is kept; without one, the float file is the source.
+    let fallback = Origin::new(
+        model,
+        bytes.len() as u64,
+        trm_reference::run_checkpoint::crc32c(&bytes),
+    );
+    let q = export::quantize_float_model_recording(&bytes, &rows, &opts, Some(&fallback))
         .with_context(|| format!("quantizing {}", model.display()))?;
     write(output, &q.bytes)?;
     for w in &q.warnings {
@@ -409,6 +471,7 @@ fn export_cmd(
     calib: usize,
     quantize: QuantizeOptions,
     seq_len: Option<u32>,
+    budget: BudgetArgs,
 ) -> anyhow::Result<()> {
     let weights = export::load_float_weights(path, &ImportOptions { seq_len })?;
     let settings = CalibSettings {
@@ -419,9 +482,11 @@ fn export_cmd(
         },
         count: calib,
         quantize,
+        max_macs: budget.max_macs,
     };
     let formats: Vec<Format> = formats.into_iter().map(Format::from).collect();
     println!("read {}", weights.source.display());
+    println!("source recorded in the files: {}", weights.origin);
     for w in export::export(&weights, &formats, &settings, output)? {
         println!(
             "wrote {} ({}, {} bytes)",
@@ -465,13 +530,15 @@ fn golden_cmd(
     halt: Halt,
     output: Option<PathBuf>,
     check: Option<PathBuf>,
+    budget: BudgetArgs,
 ) -> anyhow::Result<i32> {
     let bytes = read(model)?;
-    parse(&bytes, model)?;
+    let config = *parse(&bytes, model)?.config();
     if let Some(file) = check {
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
         let g = golden::parse_golden(&text).with_context(|| format!("in {}", file.display()))?;
+        trm_export::budget::check(&config, g.puzzles.len(), budget.max_macs, "golden check")?;
         return Ok(match golden::check_golden(&g, &bytes)? {
             CheckOutcome::Same { lines } => {
                 println!(
@@ -495,9 +562,18 @@ fn golden_cmd(
                 eprintln!("golden check FAILED ({}): {m}", file.display());
                 EXIT_CHECK_FAILED
             }
+            CheckOutcome::BadPuzzle { line_no, reason } => {
+                eprintln!(
+                    "golden check FAILED ({}): line {line_no}: {reason} (the file was edited: \
+                     `golden` never writes such a puzzle)",
+                    file.display()
+                );
+                EXIT_CHECK_FAILED
+            }
         });
     }
     let rows = source.source()?.load(limit)?;
+    trm_export::budget::check(&config, rows.len(), budget.max_macs, "golden run")?;
     let text = golden::write_golden(&bytes, &rows, halt.into())
         .with_context(|| format!("running {}", model.display()))?;
     let out = output.context("give -o FILE or --check FILE")?;
@@ -525,6 +601,7 @@ fn main() -> anyhow::Result<()> {
             calib,
             quant,
             seq_len,
+            budget,
         } => {
             export_cmd(
                 &path,
@@ -535,6 +612,7 @@ fn main() -> anyhow::Result<()> {
                 calib,
                 quant.options(),
                 seq_len,
+                budget,
             )?;
             0
         }
@@ -569,9 +647,10 @@ fn main() -> anyhow::Result<()> {
             calib,
             quant,
             output,
+            budget,
         } => {
             let source = PuzzleSource::from_options(puzzles, dataset, None)?;
-            quantize_cmd(&model, source, calib, quant.options(), &output)?;
+            quantize_cmd(&model, source, calib, quant.options(), &output, budget)?;
             0
         }
         Command::Puzzles {
@@ -580,12 +659,17 @@ fn main() -> anyhow::Result<()> {
             output,
         } => {
             let rows = read_dataset_split(&dataset, limit)?;
-            let mut csv = String::from("source,question,answer,rating\n");
+            // Through the csv crate: a name holding a comma or a quote is quoted.
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(["source", "question", "answer", "rating"])?;
             for r in &rows {
                 let answer = r.answer.as_deref().unwrap_or("");
-                csv.push_str(&format!("{},{},{answer},0\n", r.name, r.question));
+                w.write_record([r.name.as_str(), &r.question, answer, "0"])?;
             }
-            write(&output, csv.as_bytes())?;
+            let csv = w
+                .into_inner()
+                .map_err(|e| anyhow::anyhow!("{}", e.error()))?;
+            write(&output, &csv)?;
             println!("wrote {} puzzles to {}", rows.len(), output.display());
             0
         }
@@ -596,13 +680,20 @@ fn main() -> anyhow::Result<()> {
             halt,
             step_digests,
             no_boards,
+            budget,
         } => {
             let bytes = read(&model)?;
             let rows = source.source()?.load(limit)?;
+            // A model that does not parse is reported by the app (its TRM-ERROR line).
+            if let Ok(m) = Model::parse(&bytes) {
+                trm_export::budget::check(m.config(), rows.len(), budget.max_macs, "run")?;
+            }
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
+            let mut stderr = std::io::stderr();
             let sum = trm_export::solve::run_puzzles(
                 &mut lock,
+                &mut stderr,
                 &mut Clock(std::time::Instant::now()),
                 &bytes,
                 &rows,
@@ -619,7 +710,8 @@ fn main() -> anyhow::Result<()> {
             halt,
             output,
             check,
-        } => golden_cmd(&model, source, limit, halt, output, check)?,
+            budget,
+        } => golden_cmd(&model, source, limit, halt, output, check, budget)?,
         Command::Verify {
             float,
             fixed,
@@ -633,12 +725,17 @@ fn main() -> anyhow::Result<()> {
             max_exact_drop,
             max_state_drift,
             min_halt_agreement,
+            budget,
         } => {
             let fb = read(&float)?;
             let qb = read(&fixed)?;
             let fm = parse(&fb, &float)?;
             let qm = parse(&qb, &fixed)?;
             let rows = source.source()?.load(limit)?;
+            // Both models, every puzzle, every ACT step.
+            for m in [&fm, &qm] {
+                trm_export::budget::check(m.config(), 2 * rows.len(), budget.max_macs, "verify")?;
+            }
             let puzzles = to_tokens(&rows)?;
             let thresholds = Thresholds {
                 min_answer_agreement,
@@ -649,6 +746,9 @@ fn main() -> anyhow::Result<()> {
             };
             let report = verify::verify(&fm, &qm, &puzzles, halt.into(), &thresholds, threads)?;
             print!("{}", report.table());
+            if let Some(w) = &report.sources.warning {
+                eprintln!("verify: warning: {w}");
+            }
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report)?;
                 if path.as_os_str() == "-" {
@@ -661,10 +761,27 @@ fn main() -> anyhow::Result<()> {
                 0
             } else {
                 for f in &report.failures {
-                    eprintln!(
-                        "verify: threshold --{} broken: {} (limit {})",
-                        f.threshold, f.value, f.limit
-                    );
+                    if f.threshold == CONTRADICTING_ANSWERS {
+                        let names: Vec<String> = report
+                            .contradicting_examples
+                            .iter()
+                            .map(|c| {
+                                let name = rows.get(c.puzzle).map_or("?", |r| r.name.as_str());
+                                format!("puzzle {} (`{name}`): {}", c.puzzle, c.reason)
+                            })
+                            .collect();
+                        eprintln!(
+                            "verify: {} puzzles have a reference answer that is not a solution \
+                             of their question; first: {}",
+                            report.contradicting_answers,
+                            names.join("; ")
+                        );
+                    } else {
+                        eprintln!(
+                            "verify: threshold --{} broken: {} (limit {})",
+                            f.threshold, f.value, f.limit
+                        );
+                    }
                 }
                 EXIT_CHECK_FAILED
             }

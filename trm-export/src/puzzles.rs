@@ -16,53 +16,104 @@ pub struct PuzzleRow {
 }
 
 /// Reads up to `limit` puzzles from a CSV whose header names a `question` column (and optionally
-/// `answer` and `source`), as the Sudoku-Extreme files do. Errors name the file and line.
+/// `answer` and `source`), as the Sudoku-Extreme files do. The CSV is read by the `csv` crate
+/// (as trm-data reads it): quoted fields may hold commas, fields are trimmed, and every row must
+/// have exactly the header's number of fields. Errors name the file and line.
 pub fn read_csv(path: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = text.lines();
-    let header = lines
-        .next()
-        .with_context(|| format!("{}: empty file", path.display()))?;
-    let cols: Vec<&str> = header.trim().split(',').map(str::trim).collect();
-    let find = |name: &str| cols.iter().position(|c| *c == name);
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .trim(csv::Trim::All)
+        .from_reader(std::io::BufReader::new(file));
+    let at = |e: &csv::Error| {
+        let line = e.position().map_or(0, |p| p.line());
+        format!("{}:{line}", path.display())
+    };
+    let header = reader
+        .headers()
+        .map_err(|e| anyhow!("{}: {}", at(&e), csv_reason(&e)))?
+        .clone();
+    if header.is_empty() {
+        bail!("{}: empty file", path.display());
+    }
+    let find = |name: &str| header.iter().position(|c| c == name);
     let Some(q) = find("question") else {
         bail!(
-            "{}:1: header has no `question` column (found: {header})",
-            path.display()
+            "{}:1: header has no `question` column (found: {})",
+            path.display(),
+            header.iter().collect::<Vec<_>>().join(",")
         );
     };
     let a = find("answer");
     let s = find("source");
     let mut rows = Vec::new();
-    for (i, line) in lines.enumerate().take(limit) {
-        let lineno = i + 2;
-        let f: Vec<&str> = line.trim().split(',').collect();
-        let question = f
-            .get(q)
-            .with_context(|| format!("{}:{lineno}: missing field `question`", path.display()))?;
-        if question.len() != 81 {
+    let mut record = csv::StringRecord::new();
+    while rows.len() < limit {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => bail!("{}: {}", at(&e), csv_reason(&e)),
+        }
+        let lineno = record.position().map_or(0, |p| p.line());
+        let question = record.get(q).unwrap_or("");
+        if question.chars().count() != CELLS {
             bail!(
-                "{}:{lineno}: field `question` has {} characters, expected 81",
+                "{}:{lineno}: field `question` has {} characters, expected {CELLS}",
                 path.display(),
-                question.len()
+                question.chars().count()
             );
         }
         let name = s
-            .and_then(|s| f.get(s))
+            .and_then(|s| record.get(s))
             .map(|v| v.replace(|c: char| c.is_whitespace(), "_"))
             .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| format!("row{}", i + 1));
+            .unwrap_or_else(|| format!("row{}", rows.len() + 1));
         rows.push(PuzzleRow {
             name,
             question: question.to_string(),
             answer: a
-                .and_then(|a| f.get(a))
-                .map(|v| v.to_string())
+                .and_then(|a| record.get(a))
+                .map(str::to_string)
                 .filter(|v| !v.is_empty()),
         });
     }
     Ok(rows)
+}
+
+/// A CSV error's reason, without the position (the caller prefixes `file:line`).
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!(
+            "{len} fields, the header has {expected_len} (every row must have exactly the header's columns; quote fields that hold commas)"
+        ),
+        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Checks that every row's answer, when it has one, is a solution of its question (the givens
+/// kept, every unit complete): what the firmware app requires of reference answers. The error
+/// names the first bad row (index and name) and why. Unparsable strings are left to the app.
+pub fn check_answers(rows: &[PuzzleRow]) -> Result<()> {
+    for (i, r) in rows.iter().enumerate() {
+        let Some(a) = &r.answer else { continue };
+        let (mut q, mut t): (Tokens, Tokens) = ([PAD; CELLS], [PAD; CELLS]);
+        if sudoku::parse_puzzle(&r.question, &mut q).is_err()
+            || sudoku::parse_puzzle(a, &mut t).is_err()
+        {
+            continue;
+        }
+        if let Err(v) = sudoku::check_solution(&t, &q) {
+            bail!(
+                "puzzle {i} (`{}`): the answer is not a solution of the question: {v}",
+                r.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Sudoku puzzles of a dataset split in the reference layout (e.g. `<dataset>/test`): up to
@@ -200,5 +251,60 @@ mod tests {
         let err = read_csv(&path, 10).unwrap_err().to_string();
         assert!(err.contains("no `question` column"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn csv_quoting_is_honoured_and_column_counts_are_exact() {
+        let dir = std::env::temp_dir().join(format!("trm-puzzles-q-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let q = ".".repeat(80) + "1";
+        let path = dir.join("p.csv");
+        // A quoted source holding a comma, CRLF line ends, spaces around fields, a blank line.
+        std::fs::write(
+            &path,
+            format!("source , question,answer\r\n\"a, b\",{q} ,\r\n\r\nc,\"{q}\",\n"),
+        )
+        .unwrap();
+        let rows = read_csv(&path, 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].name, "a,_b");
+        assert_eq!(rows[0].question, q);
+        assert_eq!(rows[1].name, "c");
+        assert_eq!(rows[1].question, q);
+        // An extra column, and a missing one: refused with the line.
+        for (text, line) in [
+            (format!("source,question\nx,{q}\ny,{q},extra\n"), 3),
+            (format!("source,question,answer\nx,{q},\n{q}\n"), 3),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = read_csv(&path, 10).unwrap_err().to_string();
+            assert!(err.contains(&format!("p.csv:{line}:")), "{err}");
+            assert!(err.contains("fields, the header has"), "{err}");
+        }
+        // Empty file and header-only file.
+        std::fs::write(&path, "").unwrap();
+        let err = read_csv(&path, 10).unwrap_err().to_string();
+        assert!(err.contains("empty file"), "{err}");
+        std::fs::write(&path, "question,answer\n").unwrap();
+        assert!(read_csv(&path, 10).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn answers_contradicting_their_givens_are_named() {
+        let a = "534678912672195348198342567859761423426853791713924856961537284287419635345286179";
+        let good = format!("5{}", ".".repeat(80));
+        let bad = format!("6{}", ".".repeat(80));
+        let row = |name: &str, q: &str| PuzzleRow {
+            name: name.to_string(),
+            question: q.to_string(),
+            answer: Some(a.to_string()),
+        };
+        check_answers(&[row("ok", &good)]).unwrap();
+        let err = check_answers(&[row("ok", &good), row("row2", &bad)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("puzzle 1 (`row2`)"), "{err}");
+        assert!(err.contains("cell 0 changes given 6 to 5"), "{err}");
     }
 }

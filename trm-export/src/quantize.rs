@@ -1,33 +1,32 @@
 //! Quantization at export: a float model (any [`TensorSource`]) becomes a `Fixed` `.trm` file
 //! (format version 2) for [`trm_nostd::fixed::FixedEngine`].
 //!
-//! 1. Calibration ([`calibrate`]): the float network runs on a sample of puzzles, recording the
-//!    largest `|value|` at every activation site (x, the network input `z + y + x` / `y + z`,
-//!    y and z, SwiGLU gate / up / product of every block and mixer, attention q, k (before and
-//!    after RoPE), v and scores, logits, halting logits). The instrumented forward pass uses the
-//!    float engine's own kernels in the float engine's order; the test
-//!    `quantize::calibration_replays_the_float_engine` checks that its states equal
-//!    [`FloatEngine`](trm_nostd::FloatEngine)'s bit for bit, so the recorded values are the float engine's.
+//! 1. Calibration ([`calibrate`]): the float engine ([`FloatEngine`]) runs on a sample of
+//!    puzzles with an [`Observer`] that records the largest `|value|` at every activation site
+//!    ([`Site`]: the network input `z + y + x` / `y + z`, SwiGLU gate / up / product of every
+//!    block and mixer, attention q, k (before and after RoPE), v and scores, pre-norm
+//!    residuals, block outputs, halting logits); x, y and z at the start and the logits come
+//!    from the engine's accessors. The recorded values are the float engine's own.
 //! 2. Scales: block outputs and the states y, z use the post-norm bound `|v| <= sqrt(n)`
 //!    (scale `sqrt(n) / 32767`, no calibration and no saturation); x uses the exact bound of
 //!    its embedding tables; the other sites `margin * max / 32767` (int16) or `margin * max /
 //!    2^24` (the i32 logits).
 //! 3. Prepare ([`quantize`]): int8 symmetric per-output-channel weights (int16 for the
 //!    matrices [`Int16Weights`] names: the scheme is then
-//!    [`FIXED_I16_I16`](trm_nostd::format::FIXED_I16_I16)), every real multiplier
+//!    [`FIXED_I16_I16`]), every real multiplier
 //!    folded into [`Requant`] mantissas and shifts, SiLU
 //!    and Q15 RoPE tables, RMSNorm eps terms, written as the tables of
 //!    [`trm_nostd::fixed::tables`].
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use trm_nostd::fixed::kernels::{self, NORM_ONE, Requant};
 use trm_nostd::fixed::prepare;
 use trm_nostd::fixed::tables::{self, push_i16s, push_words};
-use trm_nostd::float::MatRef;
-use trm_nostd::float::kernels as fk;
-use trm_nostd::float::recursion::{self, Recurrence};
-use trm_nostd::format::{FIXED_I8_I16, FIXED_I16_I16, ModelWriter};
-use trm_nostd::{Config, DType, LayerTensor, PosEncoding, TensorId, TensorSource};
+use trm_nostd::float::{Observer, Site, Sublayer};
+use trm_nostd::format::{FIXED_I8_I16, FIXED_I16_I16, ModelWriter, SourceRecord};
+use trm_nostd::{
+    Config, DType, Engine, FloatEngine, LayerTensor, PosEncoding, TensorId, TensorSource,
+};
 
 /// Largest `|value|` seen at each activation site of one block.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -74,7 +73,7 @@ pub struct Calibration {
     pub blocks: Vec<BlockSites>,
     /// Logits.
     pub logits: f32,
-    /// Halting logits (q_halt, q_continue).
+    /// Halting logits (q_halt, q_continue) before the bias.
     pub q: f32,
     /// Puzzles run.
     pub puzzles: usize,
@@ -84,27 +83,6 @@ pub struct Calibration {
 
 fn amax(v: &[f32]) -> f32 {
     v.iter().fold(0f32, |m, x| m.max(x.abs()))
-}
-
-fn mat<'a, S: TensorSource<'a> + ?Sized>(
-    src: &S,
-    c: &Config,
-    id: TensorId,
-) -> anyhow::Result<MatRef<'a>> {
-    if !id.present(c) {
-        return Ok(MatRef::empty());
-    }
-    let v = src
-        .tensor(id)
-        .with_context(|| format!("missing tensor {id}"))?;
-    MatRef::new(&v).with_context(|| format!("tensor {id}: not a float tensor of its shape"))
-}
-
-struct LayerF<'a> {
-    mix_a: MatRef<'a>,
-    mix_b: MatRef<'a>,
-    gate_up: MatRef<'a>,
-    down: MatRef<'a>,
 }
 
 fn layer_ids(c: &Config, i: usize) -> [TensorId; 4] {
@@ -125,286 +103,97 @@ fn layer_ids(c: &Config, i: usize) -> [TensorId; 4] {
     ]
 }
 
-/// The float network with recording hooks, driven by the shared [`Recurrence`] schedule.
-struct Calibrator<'a> {
-    c: Config,
-    layers: Vec<LayerF<'a>>,
-    x: Vec<f32>,
-    y: Vec<f32>,
-    z: Vec<f32>,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+/// Records the largest `|value|` per [`Site`] of the float engine's steps.
+struct Recorder {
     cal: Calibration,
+    /// Index of the last block (its output is the network's output: a state).
+    last: u8,
 }
 
-impl Calibrator<'_> {
-    fn swiglu(
-        gate_up: &MatRef<'_>,
-        down: &MatRef<'_>,
-        h: &mut [f32],
-        rows: usize,
-        eps: f32,
-    ) -> [f32; 4] {
-        let n = down.rows();
-        let inter = down.cols();
-        let mut wrow = vec![0f32; n.max(inter)];
-        let mut gu = vec![0f32; rows * 2 * inter];
-        fk::linear(gate_up, &mut wrow, h, n, rows, &mut gu, 2 * inter);
-        let mut m = [0f32; 4];
-        for row in gu.chunks_exact_mut(2 * inter) {
-            let (g, u) = row.split_at_mut(inter);
-            m[0] = m[0].max(amax(g));
-            m[1] = m[1].max(amax(u));
-            for (g, u) in g.iter_mut().zip(u.iter()) {
-                *g = fk::silu(*g) * *u;
-            }
-            m[2] = m[2].max(amax(&row[..inter]));
-        }
-        let mut out = vec![0f32; rows * n];
-        fk::linear(down, &mut wrow, &gu, 2 * inter, rows, &mut out, n);
-        for (hr, o) in h.chunks_exact_mut(n).zip(out.chunks_exact(n)) {
-            m[3] = m[3].max(residual_max(hr, o));
-            fk::add_rms_norm(hr, o, eps);
-        }
-        m
-    }
+/// `*m = max(*m, v)`.
+fn raise(m: &mut f32, v: f32) {
+    *m = m.max(v);
+}
 
-    fn net(&mut self, which: bool) {
-        let c = self.c;
-        let (l, d) = (c.seq_total(), c.d());
-        let eps = c.rms_norm_eps;
-        let mut h = if which {
-            std::mem::take(&mut self.z)
-        } else {
-            std::mem::take(&mut self.y)
-        };
-        for (i, lw) in self.layers.iter().enumerate() {
-            let b = &mut self.cal.blocks[i];
-            if c.mlp_t {
-                let mut ht = vec![0f32; l * d];
-                fk::transpose(&h, l, d, &mut ht);
-                let m = Self::swiglu(&lw.mix_a, &lw.mix_b, &mut ht, d, eps);
-                b.mix_gate = b.mix_gate.max(m[0]);
-                b.mix_up = b.mix_up.max(m[1]);
-                b.mix_prod = b.mix_prod.max(m[2]);
-                b.mix_residual = b.mix_residual.max(m[3]);
-                fk::transpose(&ht, d, l, &mut h);
-            } else {
-                let heads = c.num_heads as usize;
-                let hd = c.head_dim();
-                let mut wrow = vec![0f32; d];
-                let mut qkv = vec![0f32; 3 * l * d];
-                fk::linear(&lw.mix_a, &mut wrow, &h, d, l, &mut qkv, 3 * d);
-                for row in qkv.chunks_exact(3 * d) {
-                    b.q = b.q.max(amax(&row[..d]));
-                    b.k = b.k.max(amax(&row[d..2 * d]));
-                    b.v = b.v.max(amax(&row[2 * d..]));
+impl Observer for Recorder {
+    fn observe(&mut self, site: Site, values: &[f32]) {
+        let m = amax(values);
+        let cal = &mut self.cal;
+        match site {
+            Site::NetInput => raise(&mut cal.input, m),
+            Site::QHead => raise(&mut cal.q, m),
+            _ => {
+                if site == (Site::BlockOutput { layer: self.last }) {
+                    raise(&mut cal.states, m);
                 }
-                if !self.cos.is_empty() {
-                    for (r, row) in qkv.chunks_exact_mut(3 * d).enumerate() {
-                        let cos = &self.cos[r * hd..(r + 1) * hd];
-                        let sin = &self.sin[r * hd..(r + 1) * hd];
-                        for head in row[..2 * d].chunks_exact_mut(hd) {
-                            fk::apply_rope(head, cos, sin);
-                        }
-                        b.q = b.q.max(amax(&row[..d]));
-                        b.k = b.k.max(amax(&row[d..2 * d]));
-                    }
-                }
-                let scale = 1.0 / libm_sqrt(hd as f32);
-                for i in 0..l {
-                    for hh in 0..heads {
-                        let q = &qkv[i * 3 * d + hh * hd..][..hd];
-                        for j in 0..l {
-                            let k = &qkv[j * 3 * d + d + hh * hd..][..hd];
-                            b.scores = b.scores.max((fk::dot(q, k) * scale).abs());
-                        }
-                    }
-                }
-                let mut scores = vec![0f32; l];
-                fk::attention(&mut qkv, l, heads, hd, &mut scores);
-                let mut out = vec![0f32; l * d];
-                fk::linear(&lw.mix_b, &mut wrow, &qkv, 3 * d, l, &mut out, d);
-                for (hr, o) in h.chunks_exact_mut(d).zip(out.chunks_exact(d)) {
-                    b.mix_residual = b.mix_residual.max(residual_max(hr, o));
-                    fk::add_rms_norm(hr, o, eps);
+                let block = site.layer().and_then(|l| cal.blocks.get_mut(l as usize));
+                if let Some(slot) = block.and_then(|b| block_slot(b, site)) {
+                    raise(slot, m);
                 }
             }
-            let m = Self::swiglu(&lw.gate_up, &lw.down, &mut h, l, eps);
-            b.gate = b.gate.max(m[0]);
-            b.up = b.up.max(m[1]);
-            b.prod = b.prod.max(m[2]);
-            b.residual = b.residual.max(m[3]);
-            b.out = b.out.max(amax(&h));
-        }
-        self.cal.states = self.cal.states.max(amax(&h));
-        if which {
-            self.z = h;
-        } else {
-            self.y = h;
         }
     }
 }
 
-/// `sqrtf` (IEEE square root is correctly rounded: equal to `libm::sqrtf`).
-fn libm_sqrt(v: f32) -> f32 {
-    v.sqrt()
+/// The statistic of block `b` that `site` (one of that block's sites) feeds.
+fn block_slot(b: &mut BlockSites, site: Site) -> Option<&mut f32> {
+    use Sublayer::{Mixer, Mlp};
+    Some(match site {
+        Site::Gate { sub: Mixer, .. } => &mut b.mix_gate,
+        Site::Up { sub: Mixer, .. } => &mut b.mix_up,
+        Site::Product { sub: Mixer, .. } => &mut b.mix_prod,
+        Site::Residual { sub: Mixer, .. } => &mut b.mix_residual,
+        Site::Gate { sub: Mlp, .. } => &mut b.gate,
+        Site::Up { sub: Mlp, .. } => &mut b.up,
+        Site::Product { sub: Mlp, .. } => &mut b.prod,
+        Site::Residual { sub: Mlp, .. } => &mut b.residual,
+        // As projected and, with RoPE, as rotated.
+        Site::Query { .. } => &mut b.q,
+        Site::Key { .. } => &mut b.k,
+        Site::Value { .. } => &mut b.v,
+        Site::Scores { .. } => &mut b.scores,
+        Site::BlockOutput { .. } => &mut b.out,
+        Site::NetInput | Site::QHead => return None,
+    })
 }
 
-impl Recurrence for Calibrator<'_> {
-    fn update_z(&mut self) {
-        for ((z, y), x) in self.z.iter_mut().zip(&self.y).zip(&self.x) {
-            *z += *y + *x;
-        }
-        self.cal.input = self.cal.input.max(amax(&self.z));
-        self.net(true);
-    }
-
-    fn update_y(&mut self) {
-        for (y, z) in self.y.iter_mut().zip(&self.z) {
-            *y += *z;
-        }
-        self.cal.input = self.cal.input.max(amax(&self.y));
-        self.net(false);
-    }
-}
-
-/// One calibration run's states after each ACT step, for the replay test.
-pub type StepStates = Vec<(Vec<f32>, Vec<f32>)>;
-
-/// Runs the float network on `puzzles` (tokens, puzzle id) for `steps` ACT steps each (all
-/// steps, no halting) and records the largest `|value|` per site. Also returns the (y, z) of
-/// every step of the first puzzle, which the tests compare with the float engine.
-pub fn calibrate_with_states<'a, S: TensorSource<'a> + ?Sized>(
-    c: &Config,
-    src: &S,
-    puzzles: &[(Vec<u8>, u32)],
-    steps: u32,
-) -> anyhow::Result<(Calibration, StepStates)> {
-    c.validate()?;
-    let layers = (0..c.l_layers as usize)
-        .map(|i| {
-            let [a, b, g, d] = layer_ids(c, i);
-            Ok(LayerF {
-                mix_a: mat(src, c, a)?,
-                mix_b: mat(src, c, b)?,
-                gate_up: mat(src, c, g)?,
-                down: mat(src, c, d)?,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let lm = mat(src, c, TensorId::LmHead)?;
-    let qw = mat(src, c, TensorId::QHeadWeight)?;
-    let (l, d) = (c.seq_total(), c.d());
-    let emb = mat(src, c, TensorId::EmbedTokens)?;
-    let pos = mat(src, c, TensorId::EmbedPos)?;
-    let pz = mat(src, c, TensorId::PuzzleEmb)?;
-    let h_init = mat(src, c, TensorId::HInit)?;
-    let l_init = mat(src, c, TensorId::LInit)?;
-    let (mut cos, mut sin) = (Vec::new(), Vec::new());
-    if !c.mlp_t && c.pos_encodings == PosEncoding::Rope {
-        cos = vec![0f32; l * c.head_dim()];
-        sin = vec![0f32; l * c.head_dim()];
-        fk::rope_tables(c.head_dim(), c.rope_theta, &mut cos, &mut sin);
-    }
-    let mut cal = Calibrator {
-        c: *c,
-        layers,
-        x: Vec::new(),
-        y: Vec::new(),
-        z: Vec::new(),
-        cos,
-        sin,
-        cal: Calibration {
-            blocks: vec![BlockSites::default(); c.l_layers as usize],
-            steps,
-            ..Calibration::default()
-        },
-    };
-    let mut states = Vec::new();
-    for (pi, (tokens, pid)) in puzzles.iter().enumerate() {
-        cal.x = float_x(c, &emb, &pos, &pz, tokens, *pid)?;
-        cal.y = vec![0f32; l * d];
-        cal.z = vec![0f32; l * d];
-        for (y, z) in cal.y.chunks_exact_mut(d).zip(cal.z.chunks_exact_mut(d)) {
-            h_init.row_into(0, y);
-            l_init.row_into(0, z);
-        }
-        cal.cal.x = cal.cal.x.max(amax(&cal.x));
-        cal.cal.states = cal.cal.states.max(amax(&cal.y)).max(amax(&cal.z));
-        for _ in 0..steps {
-            recursion::act_step_cycles(&mut cal, c.h_cycles, c.l_cycles);
-            for t in 0..l {
-                let y = &cal.y[t * d..(t + 1) * d];
-                if t >= c.puzzle_emb_len as usize {
-                    for k in 0..c.vocab_size as usize {
-                        cal.cal.logits = cal.cal.logits.max(lm.dot_row(k, y).abs());
-                    }
-                }
-            }
-            let y0 = &cal.y[..d];
-            for k in 0..2 {
-                cal.cal.q = cal.cal.q.max(qw.dot_row(k, y0).abs());
-            }
-            if pi == 0 {
-                states.push((cal.y.clone(), cal.z.clone()));
-            }
-        }
-        cal.cal.puzzles += 1;
-    }
-    Ok((cal.cal, states))
-}
-
-/// The float engine's input embedding, in its arithmetic (`FloatEngine::start`): prefix and
-/// token rows, `LEARNED_POS_SCALE * (v + pos)` with learned positions, then `* sqrt(D)` (f32).
-fn float_x(
-    c: &Config,
-    emb: &MatRef<'_>,
-    pos: &MatRef<'_>,
-    pz: &MatRef<'_>,
-    tokens: &[u8],
-    pid: u32,
-) -> anyhow::Result<Vec<f32>> {
-    let (l, d) = (c.seq_total(), c.d());
-    if tokens.len() != c.seq_len as usize
-        || tokens.iter().any(|&t| t as u32 >= c.vocab_size)
-        || pid >= c.num_puzzle_identifiers
-    {
-        bail!("calibration puzzle does not fit the config");
-    }
-    let mut x = vec![0f32; l * d];
-    let ndim = c.puzzle_emb_ndim as usize;
-    if ndim > 0 {
-        pz.row_into(pid as usize, &mut x[..ndim]);
-    }
-    let prefix = c.puzzle_emb_len as usize;
-    for (t, &tok) in tokens.iter().enumerate() {
-        emb.row_into(tok as usize, &mut x[(prefix + t) * d..(prefix + t + 1) * d]);
-    }
-    if c.pos_encodings == PosEncoding::Learned {
-        let mut p = vec![0f32; d];
-        for (r, row) in x.chunks_exact_mut(d).enumerate() {
-            pos.row_into(r, &mut p);
-            for (v, q) in row.iter_mut().zip(&p) {
-                *v = trm_nostd::float::LEARNED_POS_SCALE * (*v + *q);
-            }
-        }
-    }
-    let scale = (d as f64).sqrt() as f32;
-    for v in x.iter_mut() {
-        *v *= scale;
-    }
-    Ok(x)
-}
-
-/// [`calibrate_with_states`] without the states.
+/// Runs the float engine on `puzzles` (tokens, puzzle id) for `steps` ACT steps each (all
+/// steps, no halting) with an observer that records the largest `|value|` per site; x, the
+/// start states and the logits are read from the engine.
 pub fn calibrate<'a, S: TensorSource<'a> + ?Sized>(
     c: &Config,
     src: &S,
     puzzles: &[(Vec<u8>, u32)],
     steps: u32,
 ) -> anyhow::Result<Calibration> {
-    Ok(calibrate_with_states(c, src, puzzles, steps)?.0)
+    c.validate()?;
+    let mut scratch = vec![0f32; FloatEngine::scratch_len_fast(c).f32s];
+    let mut engine = FloatEngine::new(c, src, &mut scratch)
+        .map_err(|e| anyhow!("the float engine refuses the model: {e}"))?;
+    let mut rec = Recorder {
+        cal: Calibration {
+            blocks: vec![BlockSites::default(); c.l_layers as usize],
+            steps,
+            ..Calibration::default()
+        },
+        last: (c.l_layers - 1) as u8,
+    };
+    let mut logits = vec![0f32; c.seq_len as usize * c.vocab_size as usize];
+    for (tokens, pid) in puzzles {
+        engine
+            .start(tokens, *pid)
+            .map_err(|e| anyhow!("calibration puzzle does not fit the config: {e}"))?;
+        let cal = &mut rec.cal;
+        raise(&mut cal.x, amax(engine.x()));
+        raise(&mut cal.states, amax(engine.y()).max(amax(engine.z())));
+        for _ in 0..steps {
+            engine.step_observed(&mut rec);
+            engine.logits(&mut logits)?;
+            raise(&mut rec.cal.logits, amax(&logits));
+        }
+        rec.cal.puzzles += 1;
+    }
+    Ok(rec.cal)
 }
 
 /// Which weight matrices are stored as int16 instead of int8 (per output channel either way).
@@ -581,11 +370,6 @@ fn site(margin: f64, max: f32, what: &str) -> anyhow::Result<f64> {
     Ok(margin * (max as f64).max(1e-6) / 32767.0)
 }
 
-/// `max |h + o|` of a row and its block output (before the norm).
-fn residual_max(h: &[f32], o: &[f32]) -> f32 {
-    h.iter().zip(o).fold(0f32, |m, (a, b)| m.max((a + b).abs()))
-}
-
 /// Quantizes a float model into a `Fixed` `.trm` file (see the module documentation).
 pub fn quantize<'a, S: TensorSource<'a> + ?Sized>(
     c: &Config,
@@ -604,6 +388,18 @@ pub fn quantize_with_warnings<'a, S: TensorSource<'a> + ?Sized>(
     src: &S,
     cal: &Calibration,
     opts: &QuantizeOptions,
+) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
+    quantize_with_source(c, src, cal, opts, None)
+}
+
+/// [`quantize_with_warnings`], recording `source` (the checkpoint the float weights came from)
+/// in the written file.
+pub fn quantize_with_source<'a, S: TensorSource<'a> + ?Sized>(
+    c: &Config,
+    src: &S,
+    cal: &Calibration,
+    opts: &QuantizeOptions,
+    source: Option<&SourceRecord<'_>>,
 ) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
     let mut warnings = Vec::new();
     let mut check_residual = |what: String, max: f32, scale: f64| {
@@ -829,6 +625,9 @@ pub fn quantize_with_warnings<'a, S: TensorSource<'a> + ?Sized>(
             eps,
             wide.mlp,
         )?;
+    }
+    if let Some(r) = source {
+        w.set_source(r)?;
     }
     Ok((w.finish()?, warnings))
 }

@@ -2,6 +2,10 @@
 //! lines are the device's, bit for bit, timing aside), and adds for humans, after each
 //! predicted board, the checks of the prediction (a valid Sudoku grid? the givens kept? the
 //! reference answer matched?) and, at the end, a summary line with the exact accuracy.
+//!
+//! The transcript goes to one writer (stdout); the app's `TRM-ERROR` lines are also written to
+//! a second one (stderr), with the name of the puzzle they concern, so errors are never only
+//! in the transcript.
 
 use trm_fw_app::{Console, Counter, HaltMode, Options, Puzzle, Report};
 use trm_nostd::Model;
@@ -82,6 +86,9 @@ pub fn verdict(question: &str, prediction: &str, correct: Option<usize>) -> Stri
 /// A console that prints the app's output and adds the checks after each predicted board.
 struct CheckingConsole<'w> {
     out: &'w mut dyn std::io::Write,
+    err: &'w mut dyn std::io::Write,
+    rows: &'w [PuzzleRow],
+    errors_seen: usize,
     boards: bool,
     partial: String,
     question: String,
@@ -130,6 +137,15 @@ impl CheckingConsole<'_> {
                     let _ = writeln!(self.out, "{v}");
                 }
             }
+            "TRM-ERROR" => {
+                self.errors_seen += 1;
+                let name = field(line, "puzzle")
+                    .and_then(|p| p.parse::<usize>().ok())
+                    .and_then(|p| self.rows.get(p))
+                    .map(|r| format!(" (puzzle `{}`)", r.name))
+                    .unwrap_or_default();
+                let _ = writeln!(self.err, "error: {line}{name}");
+            }
             _ => {}
         }
         let _ = writeln!(self.out, "{line}");
@@ -146,11 +162,12 @@ impl Console for CheckingConsole<'_> {
     }
 }
 
-/// Runs `model` on `rows` through the firmware app, printing to `out`; see the module
-/// documentation. `counter` times each solve.
+/// Runs `model` on `rows` through the firmware app, printing to `out` and the errors also to
+/// `err`; see the module documentation. `counter` times each solve.
 #[allow(clippy::too_many_arguments)]
 pub fn run_puzzles(
     out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
     counter: &mut dyn Counter,
     model: &[u8],
     rows: &[PuzzleRow],
@@ -160,6 +177,9 @@ pub fn run_puzzles(
 ) -> RunSummary {
     let mut console = CheckingConsole {
         out,
+        err,
+        rows,
+        errors_seen: 0,
         boards,
         partial: String::new(),
         question: String::new(),
@@ -183,6 +203,13 @@ pub fn run_puzzles(
     let mut sum = console.sum;
     sum.report = report;
     let _ = writeln!(console.out, "{}", sum.line());
+    if report.errors > 0 && console.errors_seen == 0 {
+        let _ = writeln!(
+            console.err,
+            "error: the app reported {} errors without a TRM-ERROR line",
+            report.errors
+        );
+    }
     sum
 }
 
@@ -222,8 +249,7 @@ fn app_puzzles(rows: &[PuzzleRow]) -> Vec<Puzzle<'_>> {
 /// A scratch arena of the fastest size `model` allows (results are identical for any size);
 /// empty when the model does not parse (the app then reports the reader's error).
 fn app_scratch(model: &[u8]) -> Vec<f32> {
-    let len = Model::parse(model)
-        .map(|m| trm_fw_app::scratch_len_fast(&m))
-        .unwrap_or(0);
-    vec![0f32; len]
+    Model::parse(model)
+        .map(|m| crate::engine::arena_for(&m))
+        .unwrap_or_default()
 }

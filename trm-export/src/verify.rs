@@ -12,20 +12,31 @@
 //! `mean |b - a|` where `a` is the float model's value and `b` the other model's (a fixed model's
 //! integers times the file's state scale), and `rms(a)`; `rel_max = max / rms(a)` is the
 //! scale-free figure the `max_state_drift` threshold bounds.
+//!
+//! Thresholds must be finite and in range ([`Thresholds::validate`]), and every comparison of
+//! the gate is written so that a NaN figure fails it. Two checks are not options: puzzles whose
+//! reference answer is not a solution of their question (the accuracies would be measured
+//! against wrong answers) fail the gate as [`CONTRADICTING_ANSWERS`], with examples in the
+//! report; and the report says, with a warning ([`Sources`]), when the two files do not record
+//! the same source checkpoint (a stale file beside a fresh one).
 
+use std::cmp::Ordering;
 use std::time::Instant;
 
-use anyhow::{bail, ensure};
+use anyhow::{anyhow, bail, ensure};
 use serde::Serialize;
-use trm_nostd::float::recursion::should_stop;
+use trm_nostd::act::should_stop;
 use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
-use trm_nostd::{DType, Model};
+use trm_nostd::{AnyEngine, DType, Model};
 
 pub use trm_nostd::HaltMode;
 
-use crate::engine::{HostEngine, Scratch, check_sudoku_model};
+use crate::engine::{arena_for, check_sudoku_model};
 use crate::golden::halt_name;
 use crate::puzzles::TokenPuzzle;
+
+/// The gate failure of puzzles whose reference answer contradicts their givens.
+pub const CONTRADICTING_ANSWERS: &str = "answers-contradicting-givens";
 
 /// Thresholds of the gate; `None` is not checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -40,6 +51,139 @@ pub struct Thresholds {
     pub max_state_drift: Option<f64>,
     /// Smallest fraction of puzzles whose halting step agrees.
     pub min_halt_agreement: Option<f64>,
+}
+
+impl Thresholds {
+    /// Checks that every threshold given is a finite number in its range: the fractions
+    /// (agreements, exact drop) in [0, 1], the state drift >= 0. The error names the option.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let fractions = [
+            ("min-answer-agreement", self.min_answer_agreement),
+            ("min-cell-agreement", self.min_cell_agreement),
+            ("min-halt-agreement", self.min_halt_agreement),
+            ("max-exact-drop", self.max_exact_drop),
+        ];
+        for (name, v) in fractions {
+            if let Some(v) = v {
+                check_fraction(v).map_err(|e| anyhow!("--{name}: {e}"))?;
+            }
+        }
+        if let Some(v) = self.max_state_drift {
+            check_non_negative(v).map_err(|e| anyhow!("--max-state-drift: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `v` is a finite number in [0, 1].
+pub fn check_fraction(v: f64) -> Result<f64, String> {
+    if v.is_finite() && (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is not a fraction: give a finite number from 0 to 1"
+        ))
+    }
+}
+
+/// `v` is a finite number >= 0.
+pub fn check_non_negative(v: f64) -> Result<f64, String> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a finite number >= 0"))
+    }
+}
+
+/// The source record of one model file (see `trm_nostd::format::SourceRecord`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceInfo {
+    /// The checkpoint file the weights were exported from (`<folder>/<file>`).
+    pub weights: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its CRC-32C, 8 hex digits.
+    pub crc32c: String,
+}
+
+/// Where the two models come from, and the warning when that does not show one checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sources {
+    /// The float model's source record.
+    pub float: Option<SourceInfo>,
+    /// The other model's source record.
+    pub fixed: Option<SourceInfo>,
+    /// Whether both records name the same checkpoint file (same size and CRC-32C), or the
+    /// other model records the float file itself as its source (quantized from it).
+    pub same_checkpoint: bool,
+    /// Why the pair may not be from one checkpoint (different records, or a record missing);
+    /// `None` when it is.
+    pub warning: Option<String>,
+}
+
+fn source_info(m: &Model<'_>) -> Option<SourceInfo> {
+    m.source().map(|r| SourceInfo {
+        weights: r.weights.to_string(),
+        bytes: r.bytes,
+        crc32c: format!("{:08x}", r.crc32c),
+    })
+}
+
+/// Compares the source records of the two files (see [`Sources`]).
+pub fn sources(float: &Model<'_>, fixed: &Model<'_>) -> Sources {
+    let (f, q) = (float.source(), fixed.source());
+    let digest = |r: &trm_nostd::format::SourceRecord<'_>| (r.bytes, r.crc32c);
+    let same = match (f, q) {
+        (Some(a), Some(b)) => digest(&a) == digest(&b),
+        _ => false,
+    };
+    // Quantized from the float file itself (a float .trm without a record as the source).
+    let from_float_file = q.is_some_and(|b| {
+        b.bytes == float.bytes().len() as u64
+            && b.crc32c == trm_reference::run_checkpoint::crc32c(float.bytes())
+    });
+    let name = |r: &trm_nostd::format::SourceRecord<'_>| {
+        format!("{} (crc32c {:08x}, {} bytes)", r.weights, r.crc32c, r.bytes)
+    };
+    let warning = match (f, q) {
+        _ if same || from_float_file => None,
+        (Some(a), Some(b)) => Some(format!(
+            "the two models were exported from different checkpoints: --float from {}, --fixed \
+             from {}",
+            name(&a),
+            name(&b)
+        )),
+        (Some(_), None) => Some(
+            "--fixed records no source checkpoint: it may not come from the checkpoint of \
+             --float (re-export both with `trm-export export --dtype f32,fixed`)"
+                .to_string(),
+        ),
+        (None, Some(_)) => Some(
+            "--float records no source checkpoint: it may not be the model --fixed was \
+             exported from (re-export both with `trm-export export --dtype f32,fixed`)"
+                .to_string(),
+        ),
+        (None, None) => Some(
+            "neither model records its source checkpoint: cannot tell whether they come from \
+             the same one (files written by `trm-export export` record it)"
+                .to_string(),
+        ),
+    };
+    Sources {
+        float: source_info(float),
+        fixed: source_info(fixed),
+        same_checkpoint: same || from_float_file,
+        warning,
+    }
+}
+
+/// A puzzle whose reference answer is not a solution of its question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContradictingAnswer {
+    /// Its index among the puzzles.
+    pub puzzle: usize,
+    /// Why (the first violation).
+    pub reason: String,
 }
 
 /// One model's results.
@@ -127,6 +271,12 @@ pub struct VerifyReport {
     pub max_rel_drift: f64,
     /// Indices of the first puzzles (at most 20) whose predicted grids differ.
     pub disagreeing: Vec<usize>,
+    /// Puzzles whose reference answer is not a solution of their question (a gate failure).
+    pub contradicting_answers: usize,
+    /// The first of them (at most 20).
+    pub contradicting_examples: Vec<ContradictingAnswer>,
+    /// The two files' source records, and a warning when they do not show one checkpoint.
+    pub sources: Sources,
     /// The thresholds checked.
     pub thresholds: Thresholds,
     /// Broken thresholds (empty: the gate passes).
@@ -160,12 +310,12 @@ fn scheme_name(m: &Model<'_>) -> String {
 }
 
 fn run_one(
-    engines: &mut [HostEngine<'_>; 2],
+    engines: &mut [AnyEngine<'_>; 2],
     p: &TokenPuzzle,
     halt: HaltMode,
     bufs: &mut [Vec<f64>; 4],
 ) -> anyhow::Result<PuzzleOutcome> {
-    let steps = engines[0].halt_max_steps();
+    let steps = engines[0].config().halt_max_steps;
     let mut out = PuzzleOutcome {
         pred: [[PAD; CELLS]; 2],
         halt_step: [None; 2],
@@ -173,7 +323,8 @@ fn run_one(
         sums: Vec::with_capacity(steps as usize),
     };
     for e in engines.iter_mut() {
-        e.start(&p.question)?;
+        // Puzzle identifier 0, as the firmware app runs every puzzle.
+        e.start(&p.question, 0)?;
     }
     for _ in 0..steps {
         for (k, e) in engines.iter_mut().enumerate() {
@@ -187,8 +338,8 @@ fn run_one(
             }
         }
         let [ya, za, yb, zb] = bufs;
-        engines[0].states_into(ya, za);
-        engines[1].states_into(yb, zb);
+        engines[0].states_real(ya, za)?;
+        engines[1].states_real(yb, zb)?;
         let sums = |a: &[f64], b: &[f64]| {
             a.iter()
                 .zip(b)
@@ -240,6 +391,7 @@ pub fn verify(
         cq.halt_max_steps
     );
     ensure!(!puzzles.is_empty(), "no puzzles to verify on");
+    thresholds.validate()?;
     let with_answer = puzzles.iter().filter(|p| p.answer.is_some()).count();
     if with_answer < puzzles.len() && thresholds.max_exact_drop.is_some() {
         bail!(
@@ -261,11 +413,11 @@ pub fn verify(
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || -> anyhow::Result<Vec<PuzzleOutcome>> {
-                    let mut sa = Scratch::for_model(float);
-                    let mut sb = Scratch::for_model(fixed);
+                    let mut sa = arena_for(float);
+                    let mut sb = arena_for(fixed);
                     let mut engines = [
-                        HostEngine::new(float, &mut sa)?,
-                        HostEngine::new(fixed, &mut sb)?,
+                        AnyEngine::new(float, &mut sa).map_err(|e| anyhow!("--float: {e}"))?,
+                        AnyEngine::new(fixed, &mut sb).map_err(|e| anyhow!("--fixed: {e}"))?,
                     ];
                     let n = engines[0].state_len();
                     ensure!(
@@ -391,6 +543,19 @@ fn summarize(
         (Some(a), Some(b)) => Some(a - b),
         _ => None,
     };
+    let mut contradicting_answers = 0;
+    let mut contradicting_examples = Vec::new();
+    for (i, p) in puzzles.iter().enumerate() {
+        if let Some(Err(v)) = p.answer.map(|a| sudoku::check_solution(&a, &p.question)) {
+            contradicting_answers += 1;
+            if contradicting_examples.len() < 20 {
+                contradicting_examples.push(ContradictingAnswer {
+                    puzzle: i,
+                    reason: v.to_string(),
+                });
+            }
+        }
+    }
     let mut report = VerifyReport {
         puzzles: n,
         with_answer,
@@ -405,6 +570,9 @@ fn summarize(
         drift,
         max_rel_drift,
         disagreeing,
+        contradicting_answers,
+        contradicting_examples,
+        sources: sources(float, fixed),
         thresholds: *thresholds,
         failures: Vec::new(),
         seconds,
@@ -414,12 +582,24 @@ fn summarize(
     report
 }
 
-/// The thresholds `report` breaks.
+/// The thresholds `report` breaks, and [`CONTRADICTING_ANSWERS`] when a reference answer
+/// contradicts its givens. Each comparison is written so that NaN (figure or limit) fails.
 pub fn check(report: &VerifyReport, t: &Thresholds) -> Vec<Failure> {
     let mut out = Vec::new();
+    if report.contradicting_answers > 0 {
+        out.push(Failure {
+            threshold: CONTRADICTING_ANSWERS.to_string(),
+            limit: 0.0,
+            value: report.contradicting_answers as f64,
+        });
+    }
     let mut at_least = |name: &str, limit: Option<f64>, value: f64| {
         if let Some(limit) = limit
-            && (value.is_nan() || value < limit)
+            // A NaN figure compares as neither: it fails.
+            && !matches!(
+                value.partial_cmp(&limit),
+                Some(Ordering::Greater | Ordering::Equal)
+            )
         {
             out.push(Failure {
                 threshold: name.to_string(),
@@ -445,7 +625,10 @@ pub fn check(report: &VerifyReport, t: &Thresholds) -> Vec<Failure> {
     );
     let mut at_most = |name: &str, limit: Option<f64>, value: f64| {
         if let Some(limit) = limit
-            && (value.is_nan() || value > limit)
+            && !matches!(
+                value.partial_cmp(&limit),
+                Some(Ordering::Less | Ordering::Equal)
+            )
         {
             out.push(Failure {
                 threshold: name.to_string(),
@@ -536,6 +719,16 @@ impl VerifyReport {
                 self.disagreeing.len(),
                 self.disagreeing
             ));
+        }
+        if self.contradicting_answers > 0 {
+            line(format!(
+                "{} puzzles have a reference answer that is not a solution of their question \
+                 (their accuracies are meaningless); first:",
+                self.contradicting_answers
+            ));
+            for c in &self.contradicting_examples {
+                line(format!("  puzzle {}: {}", c.puzzle, c.reason));
+            }
         }
         if self.failures.is_empty() {
             line("gate: PASS".to_string());

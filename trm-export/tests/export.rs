@@ -1,13 +1,38 @@
 //! `trm-export export`: every format from one checkpoint, each file identical to what the
-//! library's separate steps give (import, then calibrate + quantize for `fixed`), with both
-//! output namings and the default calibration split of the checkpoint's `data_paths`.
+//! library's separate steps give (import, then calibrate + quantize for `fixed`) plus the
+//! source record naming the checkpoint file, with both output namings and the default
+//! calibration split of the checkpoint's `data_paths`; our checkpoints verified against their
+//! manifest first; all requested files written or none.
 
 mod common;
 
-use common::{tiny, write_our_checkpoint};
+use std::path::Path;
+
+use common::{tiny, write_manifest, write_our_checkpoint};
+use trm_export::export::reference_to_trm;
 use trm_export::puzzles::read_dataset_split;
-use trm_export::reference::reference_to_trm;
-use trm_nostd::DType;
+use trm_nostd::format::SourceRecord;
+use trm_nostd::{DType, Model};
+use trm_reference::run_checkpoint::crc32c;
+
+/// The source record of the file at `path`, named `name`.
+fn record_of<'a>(name: &'a str, path: &Path) -> SourceRecord<'a> {
+    let bytes = std::fs::read(path).unwrap();
+    SourceRecord {
+        weights: name,
+        bytes: bytes.len() as u64,
+        crc32c: crc32c(&bytes),
+    }
+}
+
+/// The entries of `dir` whose name starts with `.trm-export-` (temporary folders).
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".trm-export-"))
+        .collect()
+}
 
 #[test]
 fn export_writes_every_format_from_our_checkpoint() {
@@ -15,6 +40,11 @@ fn export_writes_every_format_from_our_checkpoint() {
     let dir = tiny::temp_dir("export");
     let run = dir.join("run");
     write_our_checkpoint(&fixture, &run, 3);
+    write_manifest(&run, 3);
+    let rec = record_of(
+        "step_3/model.safetensors",
+        &run.join("step_3/model.safetensors"),
+    );
     let rows = tiny::puzzles(1, 40, 7);
     let csv = dir.join("calib.csv");
     tiny::write_csv(&csv, &rows);
@@ -36,10 +66,23 @@ fn export_writes_every_format_from_our_checkpoint() {
     assert!(o.status.success(), "{}", tiny::text(&o));
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let f32_bytes = reference_to_trm(&fixture, DType::F32).unwrap();
-    assert!(read("m-f32.trm") == f32_bytes);
-    assert!(read("m-f16.trm") == reference_to_trm(&fixture, DType::F16).unwrap());
-    assert!(read("m-bf16.trm") == reference_to_trm(&fixture, DType::BF16).unwrap());
-    assert!(read("m-fixed.trm") == tiny::fixed_model(&f32_bytes, &rows));
+    let with = |d: DType| tiny::float_with_source(&reference_to_trm(&fixture, d).unwrap(), &rec);
+    assert!(read("m-f32.trm") == with(DType::F32));
+    assert!(read("m-f16.trm") == with(DType::F16));
+    assert!(read("m-bf16.trm") == with(DType::BF16));
+    assert!(read("m-fixed.trm") == tiny::fixed_model_with_source(&f32_bytes, &rows, &rec));
+    // The record names the checkpoint file; inspect shows it.
+    let m = read("m-fixed.trm");
+    assert_eq!(Model::parse(&m).unwrap().source(), Some(rec));
+    let inspected = tiny::cli(&["inspect", dir.join("m-fixed.trm").to_str().unwrap()]);
+    assert!(
+        tiny::text(&inspected).contains(&format!(
+            "source: step_3/model.safetensors ({} bytes, CRC-32C {:08x})",
+            rec.bytes, rec.crc32c
+        )),
+        "{}",
+        tiny::text(&inspected)
+    );
     for f in ["f32", "f16", "bf16", "fixed"] {
         assert!(
             tiny::text(&o).contains(&format!("m-{f}.trm")),
@@ -89,11 +132,15 @@ fn export_to_a_folder_calibrates_on_the_checkpoint_training_split() {
     let got = std::fs::read(dir.join("models/model-fixed.trm")).unwrap();
     let rows = read_dataset_split(&fixture.join("data/train"), 1).unwrap();
     let f32_bytes = reference_to_trm(&fixture, DType::F32).unwrap();
-    assert!(got == tiny::fixed_model(&f32_bytes, &rows));
+    let rec = record_of("sudoku-mlp_t-d64-f32/step_0", &fixture.join("step_0"));
+    assert!(got == tiny::fixed_model_with_source(&f32_bytes, &rows, &rec));
 
-    // A float .trm is a valid source too; a fixed one is refused.
+    // A float .trm is a valid source too (without a record of its own, the file itself is
+    // recorded); a fixed one is refused.
     let f32_path = dir.join("f.trm");
     std::fs::write(&f32_path, &f32_bytes).unwrap();
+    let name = format!("{}/f.trm", dir.file_name().unwrap().to_str().unwrap());
+    let rec = record_of(&name, &f32_path);
     let o = tiny::cli(&[
         "export",
         f32_path.to_str().unwrap(),
@@ -104,7 +151,18 @@ fn export_to_a_folder_calibrates_on_the_checkpoint_training_split() {
     ]);
     assert!(o.status.success(), "{}", tiny::text(&o));
     let bf16 = std::fs::read(dir.join("models/model-bf16.trm")).unwrap();
-    assert!(bf16 == reference_to_trm(&fixture, DType::BF16).unwrap());
+    let want = tiny::float_with_source(&reference_to_trm(&fixture, DType::BF16).unwrap(), &rec);
+    assert!(bf16 == want);
+    // From a .trm with a record, the record is kept.
+    let o = tiny::cli(&[
+        "export",
+        dir.join("models/model-bf16.trm").to_str().unwrap(),
+        "-o",
+        dir.join("again").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", tiny::text(&o));
+    let again = std::fs::read(dir.join("again-f32.trm")).unwrap();
+    assert_eq!(Model::parse(&again).unwrap().source(), Some(rec));
     let o = tiny::cli(&[
         "export",
         dir.join("models/model-fixed.trm").to_str().unwrap(),
@@ -117,5 +175,90 @@ fn export_to_a_folder_calibrates_on_the_checkpoint_training_split() {
         "{}",
         tiny::text(&o)
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn export_refuses_our_checkpoint_when_its_manifest_checksums_fail() {
+    let fixture = common::reference_fixtures().join("sudoku-mlp_t-d64-f32");
+    let dir = tiny::temp_dir("export-crc");
+    let run = dir.join("run");
+    write_our_checkpoint(&fixture, &run, 5);
+    write_manifest(&run, 5);
+    let weights = run.join("step_5/model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x01;
+    std::fs::write(&weights, &bytes).unwrap();
+    for source in [run.clone(), run.join("step_5"), weights.clone()] {
+        let o = tiny::cli(&[
+            "export",
+            source.to_str().unwrap(),
+            "-o",
+            dir.join("m").to_str().unwrap(),
+        ]);
+        let t = tiny::text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains(&weights.display().to_string()), "{t}");
+        assert!(t.contains("CRC-32C"), "{t}");
+        assert!(!dir.join("m-f32.trm").exists());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn export_writes_every_requested_file_or_none() {
+    let dir = tiny::temp_dir("export-atomic");
+    let c = tiny::config();
+    let float = dir.join("float.trm");
+    std::fs::write(&float, tiny::float_model(&c, 3, 0.0)).unwrap();
+    // An older set in the output folder.
+    let out = dir.join("models");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("model-f32.trm"), b"old f32").unwrap();
+    std::fs::write(out.join("model-fixed.trm"), b"old fixed").unwrap();
+    // Calibration puzzles the fixed format cannot use (a question with a bad character): the
+    // fixed file fails after the f32 one was built.
+    let rows = tiny::puzzles(2, 30, 1);
+    let mut bad = rows.clone();
+    bad[1].question = format!("x{}", &bad[1].question[1..]);
+    let csv = dir.join("bad.csv");
+    tiny::write_csv(&csv, &bad);
+    let args = |csv: &Path| {
+        vec![
+            "export".to_string(),
+            float.to_str().unwrap().to_string(),
+            "-o".to_string(),
+            format!("{}/", out.display()),
+            "--dtype".to_string(),
+            "f32,bf16,fixed".to_string(),
+            "--calib-puzzles".to_string(),
+            csv.to_str().unwrap().to_string(),
+        ]
+    };
+    let run = |a: Vec<String>| tiny::cli(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(args(&csv));
+    let t = tiny::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("no file was written"), "{t}");
+    assert_eq!(
+        std::fs::read(out.join("model-f32.trm")).unwrap(),
+        b"old f32"
+    );
+    assert_eq!(
+        std::fs::read(out.join("model-fixed.trm")).unwrap(),
+        b"old fixed"
+    );
+    assert!(!out.join("model-bf16.trm").exists());
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+    // With good puzzles the whole set replaces the old one, and nothing else is left.
+    let good = dir.join("good.csv");
+    tiny::write_csv(&good, &rows);
+    let o = run(args(&good));
+    assert!(o.status.success(), "{}", tiny::text(&o));
+    for f in ["model-f32.trm", "model-bf16.trm", "model-fixed.trm"] {
+        Model::parse(&std::fs::read(out.join(f)).unwrap()).unwrap();
+    }
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,9 +8,8 @@ mod common;
 use common::tiny;
 use trm_export::golden::{self, CheckOutcome, parse_golden};
 use trm_nostd::digest::{digest_f32, digest_i16, digest_tokens};
-use trm_nostd::fixed::FixedEngine;
 use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
-use trm_nostd::{FloatEngine, Model};
+use trm_nostd::{Engine, FixedEngine, FloatEngine, Model};
 
 /// Per step (q_halt bits, y digest, z digest), then (steps run, tokens digest) of one puzzle,
 /// computed with the engines directly.
@@ -36,7 +35,7 @@ fn direct(model: &[u8], question: &str, early: bool) -> (Vec<(u32, u32, u32)>, u
         e.predict(&mut pred).unwrap();
     } else {
         // The minimum scratch here (the app uses the fast size): results must not depend on it.
-        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c)];
+        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c).f32s];
         let mut e = FloatEngine::new(&c, &m, &mut scratch).unwrap();
         e.start(&q, 0).unwrap();
         for k in 1..=c.halt_max_steps {

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 
 use common::write_our_checkpoint;
 
-use trm_export::reference::{find_checkpoint, reference_to_trm};
+use trm_export::export::reference_to_trm;
 use trm_nostd::DType;
+use trm_reference::checkpoint::find_checkpoint;
 
 #[test]
 fn our_checkpoint_folders_import_like_reference_files() {

@@ -1,13 +1,17 @@
 //! Quantization at export and the fixed engine against the float engine on small random models
-//! of both variants: calibration replays the float engine exactly, the quantized file parses as
-//! format version 2, and the integer engine tracks the float one (per-step drift of y and z and
-//! prediction agreement are measured and printed; the assertions are the documented bounds).
+//! of both variants: calibration observes every site of the float engine, the quantized file
+//! parses as format version 2, and the integer engine tracks the float one (per-step drift of y
+//! and z and prediction agreement are measured and printed; the assertions are the documented
+//! bounds).
 
-use trm_export::quantize::{QuantizeOptions, calibrate, calibrate_with_states, quantize};
-use trm_nostd::fixed::FixedEngine;
-use trm_nostd::float::OwnedWeights;
+use std::collections::{BTreeMap, BTreeSet};
+
+use trm_export::quantize::{QuantizeOptions, calibrate, quantize};
+use trm_nostd::float::{Observer, OwnedWeights, Site, Sublayer};
 use trm_nostd::format::Model;
-use trm_nostd::{Config, DType, FloatEngine, HaltMode, PosEncoding};
+use trm_nostd::{
+    Config, DType, Engine, FixedEngine, FloatEngine, HaltMode, LayerTensor, PosEncoding, TensorId,
+};
 
 fn small(mlp_t: bool, pos: PosEncoding) -> Config {
     Config {
@@ -57,26 +61,153 @@ fn puzzles(c: &Config, n: usize, seed: u64) -> Vec<(Vec<u8>, u32)> {
         .collect()
 }
 
+/// Per site of one ACT step: how often the float engine reports it, and the lengths it
+/// reports.
+type SiteLog = BTreeMap<Site, (usize, BTreeSet<usize>)>;
+
+#[derive(Default)]
+struct SiteRecorder(SiteLog);
+
+impl Observer for SiteRecorder {
+    fn observe(&mut self, site: Site, values: &[f32]) {
+        let e = self.0.entry(site).or_default();
+        e.0 += 1;
+        e.1.insert(values.len());
+    }
+}
+
+/// Every site the quantizer calibrates, with the number of times one ACT step reports it and
+/// the length the fixed engine's tensors give its values (a matrix's output rows: `gate_up`
+/// gives gate and up, `down` the residual, `qkv_proj` q, k and v).
+fn expected_sites(c: &Config) -> BTreeMap<Site, (usize, usize)> {
+    let (l, d) = (c.seq_total(), c.d());
+    let rows = |layer: u8, t: LayerTensor| TensorId::Layer { layer, tensor: t }.shape(c).rows;
+    let nets = (c.h_cycles * (c.l_cycles + 1)) as usize;
+    let mut want = BTreeMap::new();
+    want.insert(Site::NetInput, (nets, l * d));
+    want.insert(
+        Site::QHead,
+        (1, TensorId::QHeadWeight.shape(c).rows as usize),
+    );
+    for layer in 0..c.l_layers as u8 {
+        let swiglu = |want: &mut BTreeMap<Site, (usize, usize)>, sub, gu, down, n_rows| {
+            let inter = rows(layer, gu) as usize / 2;
+            let n = rows(layer, down) as usize;
+            for site in [
+                Site::Gate { layer, sub },
+                Site::Up { layer, sub },
+                Site::Product { layer, sub },
+            ] {
+                want.insert(site, (nets * n_rows, inter));
+            }
+            want.insert(Site::Residual { layer, sub }, (nets * n_rows, n));
+        };
+        if c.mlp_t {
+            // Over the transposed state: D rows of L values.
+            let (gu, down) = (LayerTensor::MlpTGateUp, LayerTensor::MlpTDown);
+            swiglu(&mut want, Sublayer::Mixer, gu, down, d);
+        } else {
+            let qkv = rows(layer, LayerTensor::QkvProj) as usize / 3;
+            let mut rotations = vec![false];
+            if c.pos_encodings == PosEncoding::Rope {
+                rotations.push(true);
+            }
+            for rotated in rotations {
+                want.insert(Site::Query { layer, rotated }, (nets * l, qkv));
+                want.insert(Site::Key { layer, rotated }, (nets * l, qkv));
+            }
+            want.insert(Site::Value { layer }, (nets * l, qkv));
+            let heads = c.num_heads as usize;
+            want.insert(Site::Scores { layer }, (nets * l * heads, l));
+            let o = rows(layer, LayerTensor::OProj) as usize;
+            want.insert(
+                Site::Residual {
+                    layer,
+                    sub: Sublayer::Mixer,
+                },
+                (nets * l, o),
+            );
+        }
+        let (gu, down) = (LayerTensor::MlpGateUp, LayerTensor::MlpDown);
+        swiglu(&mut want, Sublayer::Mlp, gu, down, l);
+        want.insert(Site::BlockOutput { layer }, (nets, l * d));
+    }
+    want
+}
+
+/// The float engine reports every site the quantizer calibrates, on every row, with the
+/// lengths of the fixed engine's matrices, and nothing else.
 #[test]
-fn calibration_replays_the_float_engine() {
+fn observer_sees_every_site_the_quantizer_needs() {
     for (name, c) in variants() {
         let w = OwnedWeights::random(&c, 11, DType::F32);
         let src = w.source();
-        let ps = puzzles(&c, 2, 5);
-        let (cal, states) = calibrate_with_states(&c, &src, &ps, 3).unwrap();
-        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c)];
+        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c).f32s];
         let mut fe = FloatEngine::new(&c, &src, &mut scratch).unwrap();
-        fe.start(&ps[0].0, ps[0].1).unwrap();
-        for (k, (y, z)) in states.iter().enumerate() {
-            fe.step();
-            assert_eq!(fe.y(), &y[..], "{name}: y after step {}", k + 1);
-            assert_eq!(fe.z(), &z[..], "{name}: z after step {}", k + 1);
+        let p = &puzzles(&c, 1, 5)[0];
+        fe.start(&p.0, p.1).unwrap();
+        let mut rec = SiteRecorder::default();
+        fe.step_observed(&mut rec);
+        let got: BTreeMap<Site, (usize, usize)> = rec
+            .0
+            .iter()
+            .map(|(site, (n, lens))| {
+                assert_eq!(lens.len(), 1, "{name}: {site:?} reported lengths {lens:?}");
+                (*site, (*n, *lens.first().unwrap()))
+            })
+            .collect();
+        assert_eq!(got, expected_sites(&c), "{name}");
+    }
+}
+
+/// The calibration's maxima are those of the float engine's run: x and the logits equal a
+/// plain run's, the states bound every y and z it reaches, and the recorded sites are set.
+#[test]
+fn calibration_records_the_float_engine_run() {
+    for (name, c) in variants() {
+        let w = OwnedWeights::random(&c, 11, DType::F32);
+        let src = w.source();
+        let ps = puzzles(&c, 3, 5);
+        let steps = 3;
+        let cal = calibrate(&c, &src, &ps, steps).unwrap();
+        assert_eq!((cal.puzzles, cal.steps), (3, steps), "{name}");
+        let amax = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c).f32s];
+        let mut fe = FloatEngine::new(&c, &src, &mut scratch).unwrap();
+        let mut logits = vec![0f32; c.seq_len as usize * c.vocab_size as usize];
+        let (mut x, mut lmax, mut states) = (0f32, 0f32, 0f32);
+        for (tokens, pid) in &ps {
+            fe.start(tokens, *pid).unwrap();
+            x = x.max(amax(fe.x()));
+            for _ in 0..steps {
+                fe.step();
+                fe.logits(&mut logits).unwrap();
+                lmax = lmax.max(amax(&logits));
+                states = states.max(amax(fe.y())).max(amax(fe.z()));
+            }
         }
-        assert_eq!(cal.puzzles, 2);
-        assert!(cal.input > 0.0 && cal.blocks.iter().all(|b| b.gate > 0.0 && b.prod > 0.0));
+        assert_eq!((cal.x, cal.logits), (x, lmax), "{name}");
+        assert!(cal.states >= states, "{name}: {} < {states}", cal.states);
+        assert!(cal.input > 0.0 && cal.q > 0.0, "{name}");
+        for b in &cal.blocks {
+            assert!(b.gate > 0.0 && b.up > 0.0 && b.prod > 0.0 && b.residual > 0.0);
+            assert!(b.mix_residual > 0.0, "{name}");
+            if c.mlp_t {
+                assert!(
+                    b.mix_gate > 0.0 && b.mix_up > 0.0 && b.mix_prod > 0.0,
+                    "{name}"
+                );
+            } else {
+                assert!(
+                    b.q > 0.0 && b.k > 0.0 && b.v > 0.0 && b.scores > 0.0,
+                    "{name}"
+                );
+            }
+        }
         // Block outputs obey the post-norm bound.
         let bound = (c.d() as f32).sqrt();
         assert!(cal.blocks.iter().all(|b| b.out <= bound * 1.0001), "{name}");
+        assert!(cal.states <= bound * 1.0001, "{name}");
         println!("{name}: {cal:?}");
     }
 }
@@ -101,7 +232,7 @@ fn drift(fixed: &[i16], scale: f32, float: &[f32]) -> f64 {
 /// weights and int16 activations alone, before any recurrence amplifies it.
 #[test]
 fn one_network_application_error() {
-    use trm_nostd::float::Recurrence;
+    use trm_nostd::act::Recurrence;
     for (name, c) in variants() {
         let w = OwnedWeights::random(&c, 21, DType::F32);
         let src = w.source();
@@ -112,7 +243,7 @@ fn one_network_application_error() {
         let need = FixedEngine::scratch_len(&c);
         let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
         let mut qe = FixedEngine::new(&model, &mut s16, &mut s32).unwrap();
-        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c)];
+        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c).f32s];
         let mut fe = FloatEngine::new(&c, &src, &mut scratch).unwrap();
         fe.start(&ps[0].0, ps[0].1).unwrap();
         qe.start(&ps[0].0, ps[0].1).unwrap();
@@ -153,7 +284,7 @@ fn fixed_engine_tracks_the_float_engine() {
         let need = FixedEngine::scratch_len(&c);
         let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
         let mut qe = FixedEngine::new(&model, &mut s16, &mut s32).unwrap();
-        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c)];
+        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c).f32s];
         let mut fe = FloatEngine::new(&c, &src, &mut scratch).unwrap();
 
         let test = puzzles(&c, 6, 99);
@@ -242,13 +373,13 @@ fn one_application_error(
     bytes: &[u8],
     p: &(Vec<u8>, u32),
 ) -> (f64, f64) {
-    use trm_nostd::float::Recurrence;
+    use trm_nostd::act::Recurrence;
     let src = w.source();
     let model = Model::parse(bytes).unwrap();
     let need = FixedEngine::scratch_len(c);
     let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
     let mut qe = FixedEngine::new(&model, &mut s16, &mut s32).unwrap();
-    let mut scratch = vec![0f32; FloatEngine::scratch_len(c)];
+    let mut scratch = vec![0f32; FloatEngine::scratch_len(c).f32s];
     let mut fe = FloatEngine::new(c, &src, &mut scratch).unwrap();
     fe.start(&p.0, p.1).unwrap();
     qe.start(&p.0, p.1).unwrap();

@@ -6,10 +6,9 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use std::sync::OnceLock;
 use trm_export::quantize::{QuantizeOptions, calibrate, quantize};
-use trm_nostd::fixed::FixedEngine;
 use trm_nostd::float::OwnedWeights;
 use trm_nostd::format::{Header, Model, crc32};
-use trm_nostd::{Config, DType, PosEncoding};
+use trm_nostd::{Config, DType, Engine, FixedEngine, PosEncoding};
 
 fn bases() -> &'static [Vec<u8>] {
     static B: OnceLock<Vec<Vec<u8>>> = OnceLock::new();

@@ -19,10 +19,9 @@ mod fixed_common;
 use fixed_common::{Fill, fixed_model};
 use std::hint::black_box;
 use std::time::Instant;
-use trm_nostd::Config;
-use trm_nostd::fixed::FixedEngine;
 use trm_nostd::fixed::optimized::{self, Isa};
 use trm_nostd::format::Model;
+use trm_nostd::{Config, Engine, FixedEngine};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

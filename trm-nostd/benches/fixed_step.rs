@@ -16,11 +16,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use fixed_common::{Fill, Weights, fixed_model, fixed_model_with};
 use std::hint::black_box;
 use std::time::Duration;
-use trm_nostd::fixed::FixedEngine;
 use trm_nostd::fixed::optimized::{self, Isa};
 use trm_nostd::float::OwnedWeights;
 use trm_nostd::format::Model;
-use trm_nostd::{Config, DType, FloatEngine};
+use trm_nostd::{Config, DType, Engine, FixedEngine, FloatEngine};
 
 fn bench_config(c: &mut Criterion, name: &str, config: Config) {
     let tokens: Vec<u8> = (0..config.seq_len)
@@ -76,7 +75,7 @@ fn bench_config(c: &mut Criterion, name: &str, config: Config) {
     optimized::select(Isa::best());
 
     let weights = OwnedWeights::random(&config, 1, DType::F32);
-    let mut scratch = vec![0.0f32; FloatEngine::scratch_len_fast(&config)];
+    let mut scratch = vec![0.0f32; FloatEngine::scratch_len_fast(&config).f32s];
     let mut fe = FloatEngine::new(&config, &weights.source(), &mut scratch).expect("float engine");
     fe.start(&tokens, 0).expect("start");
     group.bench_function(format!("{name}/float-f32"), |b| {

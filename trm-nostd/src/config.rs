@@ -72,6 +72,17 @@ pub enum ConfigError {
     BadFloat(&'static str),
     /// `puzzle_emb_ndim` does not fit in `puzzle_emb_len * hidden_size` values.
     PuzzleEmbTooWide,
+    /// One puzzle (`halt_max_steps` ACT steps) would take more work than the engines run in
+    /// sane time: more multiply-accumulates than [`MAX_MACS_PER_PUZZLE`], or more block
+    /// applications than [`MAX_BLOCK_RUNS_PER_PUZZLE`].
+    TooMuchWork {
+        /// What is counted (`multiply-accumulates`, `block applications`).
+        what: &'static str,
+        /// The count for one puzzle.
+        count: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -90,6 +101,11 @@ impl fmt::Display for ConfigError {
                 f,
                 "config: puzzle_emb_ndim exceeds puzzle_emb_len * hidden_size"
             ),
+            ConfigError::TooMuchWork { what, count, limit } => write!(
+                f,
+                "config: one puzzle (halt_max_steps ACT steps) takes {count} {what}, more than \
+                 the engines' limit of {limit}"
+            ),
         }
     }
 }
@@ -98,6 +114,20 @@ impl core::error::Error for ConfigError {}
 
 /// Limit on every size field, so that products of sizes always fit in `usize` on 32-bit targets.
 pub const MAX_DIM: u32 = 1 << 16;
+
+/// Most multiply-accumulates one puzzle may take (`halt_max_steps` ACT steps of
+/// [`Config::macs_per_act_step`]): 2^45, about 3.5e13. The paper's largest configs are far
+/// below: ARC-AGI and Maze-Hard (attention, D=512, 900 + 16 tokens, H_cycles 3, L_cycles 4,
+/// 16 steps) take about 1.9e12 (an 18x margin), Sudoku-Extreme mlp_t (D=512) 2.1e11 (170x).
+/// At the host engines' 10 GMAC/s or so, one puzzle at the limit takes about an hour; the
+/// format's other maxima (1024 cycles and steps, 64 layers) together would take years.
+pub const MAX_MACS_PER_PUZZLE: u64 = 1 << 45;
+
+/// Most applications of the network's blocks one puzzle may take (`halt_max_steps * H_cycles *
+/// (L_cycles + 1) * L_layers`): 2^20. The paper's configs take 672 (Sudoku: 16 * 3 * 7 * 2) and
+/// 480 (ARC, Maze); the bound keeps tiny but deeply recursive configs, whose cost is the
+/// per-application overhead rather than multiply-accumulates, in sane time too.
+pub const MAX_BLOCK_RUNS_PER_PUZZLE: u64 = 1 << 20;
 
 /// `ceil(a / b) * b`.
 const fn find_multiple(a: u64, b: u64) -> u64 {
@@ -236,6 +266,23 @@ impl Config {
         if self.seq_total() as u32 > MAX_DIM {
             return Err(ConfigError::TooLarge("seq_len + puzzle_emb_len"));
         }
+        // Last, with every size in range: the work of one puzzle.
+        for (what, count, limit) in [
+            (
+                "block applications",
+                self.block_runs_per_puzzle(),
+                MAX_BLOCK_RUNS_PER_PUZZLE,
+            ),
+            (
+                "multiply-accumulates",
+                self.macs_per_puzzle(),
+                MAX_MACS_PER_PUZZLE,
+            ),
+        ] {
+            if count > limit {
+                return Err(ConfigError::TooMuchWork { what, count, limit });
+            }
+        }
         Ok(())
     }
 
@@ -272,22 +319,44 @@ impl Config {
             .sum()
     }
 
-    /// Multiply-accumulates of one ACT step for batch 1 (matrix products only).
+    /// Multiply-accumulates of one ACT step for batch 1 (matrix products only). Saturates at
+    /// `u64::MAX` (only for configs [`Config::validate`] rejects).
     pub fn macs_per_act_step(&self) -> u64 {
         let l = self.seq_total() as u64;
         let d = self.d() as u64;
-        let per_block_mlp = l * (d * 2 * self.mlp_inter() as u64 + self.mlp_inter() as u64 * d);
+        let inter = self.mlp_inter() as u64;
+        let per_block_mlp = l.saturating_mul(d.saturating_mul(3).saturating_mul(inter));
         let mixer = if self.mlp_t {
             let lt = self.mlp_t_inter() as u64;
-            d * (l * 2 * lt + lt * l)
+            d.saturating_mul(l.saturating_mul(3).saturating_mul(lt))
         } else {
             // qkv + o projections, scores and weighted values
-            l * d * 3 * d + l * d * d + 2 * l * l * d
+            let proj = l.saturating_mul(d).saturating_mul(4 * d);
+            proj.saturating_add(l.saturating_mul(l).saturating_mul(2 * d))
         };
-        let per_net = self.l_layers as u64 * (per_block_mlp + mixer);
+        let per_net = (self.l_layers as u64).saturating_mul(per_block_mlp.saturating_add(mixer));
         let nets = self.h_cycles as u64 * (self.l_cycles as u64 + 1);
-        let heads = l * d * self.vocab_size as u64 + 2 * d;
-        per_net * nets + heads
+        let heads = l
+            .saturating_mul(d)
+            .saturating_mul(self.vocab_size as u64)
+            .saturating_add(2 * d);
+        per_net.saturating_mul(nets).saturating_add(heads)
+    }
+
+    /// Multiply-accumulates of one puzzle at most: `halt_max_steps` ACT steps (saturating).
+    pub fn macs_per_puzzle(&self) -> u64 {
+        self.macs_per_act_step()
+            .saturating_mul(self.halt_max_steps as u64)
+    }
+
+    /// Applications of a network block in one puzzle at most: `halt_max_steps * H_cycles *
+    /// (L_cycles + 1) * L_layers` (each H cycle runs the network L_cycles times on z and once
+    /// on y).
+    pub fn block_runs_per_puzzle(&self) -> u64 {
+        (self.halt_max_steps as u64)
+            .saturating_mul(self.h_cycles as u64)
+            .saturating_mul(self.l_cycles as u64 + 1)
+            .saturating_mul(self.l_layers as u64)
     }
 }
 
@@ -343,6 +412,88 @@ mod tests {
         let mut c = Config::sudoku_mlp_t();
         c.vocab_size = 300;
         assert_eq!(c.validate(), Err(ConfigError::TooLarge("vocab_size")));
+    }
+
+    /// The paper's ARC-AGI config (Maze-Hard has the same sizes but a vocabulary of 6).
+    fn arc_attention() -> Config {
+        let mut c = Config::sudoku_attention();
+        c.h_cycles = 3;
+        c.l_cycles = 4;
+        c.seq_len = 900;
+        c.vocab_size = 12;
+        c
+    }
+
+    #[test]
+    fn paper_configs_are_within_the_work_limits_with_margin() {
+        let arc = arc_attention();
+        arc.validate().unwrap();
+        let mut maze = arc;
+        maze.vocab_size = 6;
+        maze.validate().unwrap();
+        for (c, at_least) in [
+            (Config::sudoku_mlp_t(), 150),
+            (Config::sudoku_attention(), 100),
+            (arc, 15),
+            (maze, 15),
+        ] {
+            let macs = c.macs_per_puzzle();
+            assert!(macs * at_least < MAX_MACS_PER_PUZZLE, "{macs} x {at_least}");
+            assert!(c.block_runs_per_puzzle() * 1000 < MAX_BLOCK_RUNS_PER_PUZZLE);
+        }
+        // ARC: about 1.9e12 multiply-accumulates per puzzle.
+        let m = arc.macs_per_puzzle();
+        assert!((1_800_000_000_000..2_000_000_000_000).contains(&m), "{m}");
+        assert_eq!(Config::sudoku_mlp_t().block_runs_per_puzzle(), 672);
+    }
+
+    #[test]
+    fn configs_beyond_the_work_limits_are_rejected_naming_the_numbers() {
+        // Every recursion count at the old maxima: each within its own range, far beyond the
+        // work a puzzle may take.
+        let mut c = Config::sudoku_mlp_t_d128();
+        c.h_cycles = 1024;
+        c.l_cycles = 1024;
+        c.halt_max_steps = 1024;
+        let Err(ConfigError::TooMuchWork { what, count, limit }) = c.validate() else {
+            panic!("{:?}", c.validate());
+        };
+        assert_eq!(what, "block applications");
+        assert_eq!(count, 1024 * 1024 * 1025 * 2);
+        assert_eq!(limit, MAX_BLOCK_RUNS_PER_PUZZLE);
+        let text = c.validate().unwrap_err().to_string();
+        assert!(text.contains(&count.to_string()), "{text}");
+        // Few block applications, each huge: the multiply-accumulates bound.
+        let mut c = arc_attention();
+        c.hidden_size = 4096;
+        c.num_heads = 32;
+        c.puzzle_emb_ndim = 4096;
+        c.seq_len = 8000;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TooMuchWork {
+                what: "multiply-accumulates",
+                ..
+            })
+        ));
+        // The counts saturate instead of overflowing for any field values.
+        let mut c = Config::sudoku_attention();
+        for v in [
+            &mut c.hidden_size,
+            &mut c.seq_len,
+            &mut c.puzzle_emb_len,
+            &mut c.h_cycles,
+            &mut c.l_cycles,
+            &mut c.l_layers,
+            &mut c.halt_max_steps,
+            &mut c.vocab_size,
+        ] {
+            *v = u32::MAX;
+        }
+        c.expansion = 64.0;
+        assert_eq!(c.macs_per_puzzle(), u64::MAX);
+        assert_eq!(c.block_runs_per_puzzle(), u64::MAX);
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! - [`config`]: the architecture settings and their derived sizes;
 //! - [`tensor`]: the names, shapes and element types of every weight;
 //! - [`format`](mod@format): the `.trm` model file, read in place from flash without allocating;
+//! - [`engine`]: the interface both engines implement ([`Engine`]: start, step, logits, predict,
+//!   solve, scratch sizes), their errors ([`EngineError`]), and [`AnyEngine`], the engine of a
+//!   parsed model's scheme in one f32 arena;
+//! - [`act`]: the ACT step schedule both engines share ([`HaltMode`], when a solve stops);
 //! - [`float`]: the float engine (f32, `libm`, fixed summation order: bit-reproducible);
 //! - [`fixed`]: the fixed-point engine (int8 weights, int16 activations, integer only);
 //! - [`sudoku`]: puzzle codecs.
@@ -17,10 +21,11 @@
 //!
 //! What a firmware does: the model is embedded in flash 64-byte aligned, parsed in place, and
 //! the engine runs in a caller-owned arena. Only `core` is used here; on a board, `scratch`
-//! would be a `static` buffer sized with [`FloatEngine::scratch_len`] for the shipped model.
+//! would be a `static` buffer sized with [`FloatEngine::scratch_len`](Engine::scratch_len) for the
+//! shipped model ([`AnyEngine`] does the same for a model of either scheme).
 //!
 //! ```
-//! use trm_nostd::{EngineError, FloatEngine, HaltMode, Model};
+//! use trm_nostd::{Engine, EngineError, FloatEngine, HaltMode, Model};
 //!
 //! /// Solves one puzzle (`tokens`: `seq_len` token ids) and returns the ACT steps used.
 //! fn solve(
@@ -54,7 +59,7 @@
 //!
 //! let config = *Model::parse(MODEL).unwrap().config();
 //! let mut scratch = [0f32; 16 * 1024];
-//! assert!(FloatEngine::scratch_len(&config) <= scratch.len());
+//! assert!(FloatEngine::scratch_len(&config).f32s <= scratch.len());
 //! let seq = config.seq_len as usize;
 //! let mut tokens = [1u8; 128]; // token 1: a blank cell
 //! let mut answer = [0u8; 128];
@@ -69,16 +74,23 @@
 // each allowed there explicitly, every block with a SAFETY comment).
 #![deny(unsafe_code)]
 
+pub mod act;
 pub mod config;
 pub mod digest;
+pub mod engine;
 pub mod fixed;
 pub mod float;
 pub mod format;
 pub mod sudoku;
 pub mod tensor;
 
+pub use act::HaltMode;
 pub use config::{Config, ConfigError, PosEncoding};
 pub use digest::{digest_f32, digest_tokens};
-pub use float::{EngineError, FloatEngine, HaltMode, SolveSummary, StepOutput};
+pub use engine::{
+    AnyEngine, Engine, EngineError, Logit, ScratchLen, SolveSummary, StepOutput, StepReport,
+};
+pub use fixed::FixedEngine;
+pub use float::FloatEngine;
 pub use format::{FormatError, Model, NumericScheme};
 pub use tensor::{DType, LayerTensor, Shape, TensorId, TensorSource, TensorView};

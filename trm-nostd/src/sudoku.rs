@@ -309,15 +309,17 @@ mod tests {
 
     /// The shared Sudoku-Extreme 1k training split (read at test time, never copied).
     fn train_csv() -> String {
-        // The shared folder lies beside the workspace: `$TRM_SHARED/data`, else `../shared/data`.
-        let dir =
-            std::env::var("TRM_DATA_DIR").unwrap_or_else(|_| match std::env::var("TRM_SHARED") {
-                Ok(shared) => std::format!("{shared}/data"),
-                Err(_) => std::format!("{}/../../shared/data", env!("CARGO_MANIFEST_DIR")),
-            });
-        let path = std::format!("{dir}/sudoku-extreme/sudoku-extreme-1k/train.csv");
+        // The shared folder: `$TRM_SHARED`, else `../shared` beside the repository.
+        let shared = std::env::var("TRM_SHARED")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| std::format!("{}/../../shared", env!("CARGO_MANIFEST_DIR")));
+        let path = std::format!("{shared}/data/sudoku-extreme/sudoku-extreme-1k/train.csv");
         std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("cannot read {path} ({e}); set TRM_DATA_DIR to the shared data folder")
+            panic!(
+                "cannot read {path} ({e}); set TRM_SHARED to the shared folder (the one holding \
+                 data/ and reference-fixtures/; by default ../shared beside the repository)"
+            )
         })
     }
 

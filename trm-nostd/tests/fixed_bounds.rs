@@ -9,28 +9,37 @@
 
 mod fixed_common;
 
-use fixed_common::{Fill, Weights, fixed_model, fixed_model_with, odd_attention, odd_mlp_t};
+use fixed_common::{
+    Fill, Weights, fixed_model, fixed_model_with, isas, odd_attention, odd_mlp_t, with_isa,
+};
 use trm_nostd::config::{MAX_DIM, swiglu_inter};
-use trm_nostd::fixed::FixedEngine;
 use trm_nostd::fixed::kernels::{
     ACC_CHUNK, EPS_TERM_MAX, I16Table, MAX_SHIFT, NORM_ONE, RESIDUAL_MAX, Requant, Requant2,
     attention_row, dot_a16_a16, dot_w8_a16, dot_w16_a16, exp2_neg_q30, rms_norm, rope, silu,
     softmax_q30,
 };
-use trm_nostd::fixed::optimized::{self, Isa};
+use trm_nostd::fixed::optimized;
 use trm_nostd::format::Model;
 use trm_nostd::{Config, DType, HaltMode, TensorId};
+use trm_nostd::{Engine, FixedEngine};
 
 /// The longest dot product the engine can run: the SwiGLU `down` rows of the widest valid
 /// config (D = 2^16, expansion 64), longer than any other row (D, L, the mlp_t width).
 fn max_dot_len() -> usize {
     let n = swiglu_inter(MAX_DIM, 64.0) as usize;
-    // And the config is accepted (so this is a size the engine really runs).
+    // And the config is accepted (so this is a size the engine really runs): the widest one,
+    // with the least recursion and sequence, so that it is within the work limits of a puzzle
+    // (`MAX_MACS_PER_PUZZLE`).
     let mut c = Config::sudoku_mlp_t();
     c.hidden_size = MAX_DIM;
     c.num_heads = 1;
     c.expansion = 64.0;
     c.puzzle_emb_ndim = 0;
+    c.seq_len = 1;
+    c.l_layers = 1;
+    c.h_cycles = 1;
+    c.l_cycles = 1;
+    c.halt_max_steps = 1;
     c.validate().expect("widest config is valid");
     assert_eq!(c.mlp_inter(), n);
     // An mlp_t token mixer over the longest sequence is narrower.
@@ -46,10 +55,6 @@ fn overflow_checks_on() -> bool {
     std::panic::catch_unwind(|| std::hint::black_box(i32::MAX) + std::hint::black_box(1)).is_err()
 }
 
-fn supported() -> Vec<Isa> {
-    Isa::ALL.into_iter().filter(|i| i.is_supported()).collect()
-}
-
 #[test]
 fn dot_w8_a16_at_the_largest_length() {
     let n = max_dot_len();
@@ -59,7 +64,7 @@ fn dot_w8_a16_at_the_largest_length() {
     );
     // The documented bound: |total| <= n 2^22 < 2^63.
     assert!((n as i128) << 22 < i64::MAX as i128);
-    let isas = supported();
+    let isas = isas();
     for (w, a) in [
         (-128i8, i16::MIN),
         (-128, i16::MAX),
@@ -105,7 +110,7 @@ fn dot_w16_a16_at_the_largest_length() {
     let n = max_dot_len();
     // The documented bound: |total| <= n 2^30 < 2^63.
     assert!((n as i128) << 30 < i64::MAX as i128);
-    let isas = supported();
+    let isas = isas();
     // Weights as little-endian pairs, at an even address (each implementation's int16 kernel)
     // and at an odd one (the reference).
     let check = |w: &[i16], a: &[i16], exact: i128, what: &str| {
@@ -163,7 +168,7 @@ fn dot_a16_a16_at_the_largest_head() {
     // One head of the widest model: head_dim = D = 2^16.
     let n = MAX_DIM as usize;
     assert!((n as i128) << 30 < i64::MAX as i128);
-    let isas = supported();
+    let isas = isas();
     for (a, b) in [
         (i16::MIN, i16::MIN),
         (i16::MIN, i16::MAX),
@@ -470,19 +475,19 @@ fn worst_case_engines(build: impl Fn(&Config) -> Vec<u8>) {
         let need = FixedEngine::scratch_len(&config);
         let tokens = vec![(config.vocab_size - 1) as u8; config.seq_len as usize];
         let mut results = Vec::new();
-        for isa in supported() {
-            assert!(optimized::select(isa));
-            let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
-            let mut engine = FixedEngine::new(&model, &mut s16, &mut s32).expect("engine");
-            let mut answer = vec![0u8; config.seq_len as usize];
-            let summary = engine
-                .solve(&tokens, 1, HaltMode::AllSteps, &mut answer)
-                .expect("solve");
-            let mut logits = vec![0i32; config.seq_len as usize * config.vocab_size as usize];
-            engine.logits(&mut logits).expect("logits");
-            results.push((summary, answer, logits, engine.y().to_vec()));
+        for isa in isas() {
+            results.push(with_isa(isa, || {
+                let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+                let mut engine = FixedEngine::new(&model, &mut s16, &mut s32).expect("engine");
+                let mut answer = vec![0u8; config.seq_len as usize];
+                let summary = engine
+                    .solve(&tokens, 1, HaltMode::AllSteps, &mut answer)
+                    .expect("solve");
+                let mut logits = vec![0i32; config.seq_len as usize * config.vocab_size as usize];
+                engine.logits(&mut logits).expect("logits");
+                (summary, answer, logits, engine.y().to_vec())
+            }));
         }
-        optimized::select(Isa::best());
         for r in &results[1..] {
             assert!(r == &results[0], "implementations differ on the worst case");
         }

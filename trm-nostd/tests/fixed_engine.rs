@@ -1,7 +1,7 @@
 //! The integer engine with int16 weight matrices (scheme `FIXED_I16_I16`):
 //!
 //! - an int16 matrix in an int8-only (`FIXED_I8_I16`) file is refused
-//!   (`FixedError::BadTensor`), for every weight matrix, while the same tensors in a
+//!   (`EngineError::BadTensor`), for every weight matrix, while the same tensors in a
 //!   `FIXED_I16_I16` file run;
 //! - int16 weights equal to the int8 model's times `2^k` (k = 0: the same values; k = 8: the
 //!   high byte only), with each channel shift `+ k`, give exactly the int8 engine's steps,
@@ -13,11 +13,13 @@
 
 mod fixed_common;
 
-use fixed_common::{Fill, Weights, fixed_model, fixed_model_with, odd_attention, odd_mlp_t};
-use trm_nostd::fixed::optimized::{self, Isa};
-use trm_nostd::fixed::{FixedEngine, FixedError, FixedStepOutput, ScratchLen};
+use fixed_common::{
+    Fill, Weights, fixed_model, fixed_model_with, isas, odd_attention, odd_mlp_t, with_isa,
+};
 use trm_nostd::format::{FIXED_I8_I16, FIXED_I16_I16, Model, ModelWriter, NumericScheme};
-use trm_nostd::{Config, DType, TensorId, TensorSource};
+use trm_nostd::{
+    Config, DType, Engine, EngineError, FixedEngine, ScratchLen, StepOutput, TensorId, TensorSource,
+};
 
 fn is_matrix(id: TensorId) -> bool {
     matches!(
@@ -42,7 +44,7 @@ fn rewrite(bytes: &[u8], scheme: NumericScheme) -> Vec<u8> {
     w.finish().expect("finish")
 }
 
-fn engine_result(bytes: &[u8], scratch: ScratchLen) -> Result<(), FixedError> {
+fn engine_result(bytes: &[u8], scratch: ScratchLen) -> Result<(), EngineError> {
     let model = Model::parse(bytes).expect("parse");
     let (mut s16, mut s32) = (vec![0i16; scratch.i16s], vec![0i32; scratch.i32s]);
     FixedEngine::new(&model, &mut s16, &mut s32).map(|_| ())
@@ -68,7 +70,7 @@ fn int16_matrix_in_an_int8_file_is_refused() {
             assert_eq!(Model::parse(&narrow).unwrap().scheme(), FIXED_I8_I16);
             assert_eq!(
                 engine_result(&narrow, need),
-                Err(FixedError::BadTensor(id)),
+                Err(EngineError::BadTensor(id)),
                 "{id} as FIXED_I8_I16"
             );
         }
@@ -80,7 +82,7 @@ fn int16_matrix_in_an_int8_file_is_refused() {
 }
 
 /// One ACT step's observable results.
-type Trace = Vec<(FixedStepOutput, Vec<i16>, Vec<i16>, Vec<i32>)>;
+type Trace = Vec<(StepOutput<i32>, Vec<i16>, Vec<i16>, Vec<i32>)>;
 
 /// Steps, states and logits of `halt_max_steps` steps from one start.
 fn run(c: &Config, bytes: &[u8], scratch: ScratchLen) -> Trace {
@@ -139,17 +141,17 @@ fn int16_weights_times_2k_equal_the_int8_engine() {
                             assert_eq!((v16.dtype, v16.data), (DType::I8, v8.data), "{id}");
                         }
                     }
-                    for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
-                        assert!(optimized::select(isa));
-                        for &scratch in &scratches {
-                            assert!(
-                                run(&c, &wide, scratch) == want,
-                                "k={k} every_other={every_other} {fill:?} {} {scratch:?}",
-                                isa.name()
-                            );
-                        }
+                    for isa in isas() {
+                        with_isa(isa, || {
+                            for &scratch in &scratches {
+                                assert!(
+                                    run(&c, &wide, scratch) == want,
+                                    "k={k} every_other={every_other} {fill:?} {} {scratch:?}",
+                                    isa.name()
+                                );
+                            }
+                        });
                     }
-                    optimized::select(Isa::best());
                 }
             }
         }
@@ -194,36 +196,37 @@ fn int16_logits_equal_an_i128_recomputation() {
             FixedEngine::scratch_len(&c),
             FixedEngine::scratch_len_fast(&c),
         ];
-        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
-            assert!(optimized::select(isa));
-            for scratch in scratches {
-                let (mut s16, mut s32) = (vec![0i16; scratch.i16s], vec![0i32; scratch.i32s]);
-                let mut engine = FixedEngine::new(&m, &mut s16, &mut s32).unwrap();
-                let tokens: Vec<u8> = (0..c.seq_len).map(|i| (i % c.vocab_size) as u8).collect();
-                engine.start(&tokens, 0).unwrap();
-                let y0 = engine.y().to_vec();
-                engine.step();
-                engine.step();
-                let y = engine.y();
-                assert_ne!(y, &y0[..], "y does not move");
-                let mut logits = vec![0i32; c.seq_len as usize * v];
-                engine.logits(&mut logits).unwrap();
-                let mut nonzero = 0;
-                for t in 0..c.seq_len as usize {
-                    let p = c.puzzle_emb_len as usize + t;
-                    for k in 0..v {
-                        let acc: i128 = (0..d)
-                            .map(|j| weights[k * d + j] as i128 * y[p * d + j] as i128)
-                            .sum();
-                        let (mult, shift) = (table[1 + 2 * k], table[2 + 2 * k] as u32);
-                        let want = requant_i128(acc, mult, shift);
-                        assert_eq!(logits[t * v + k], want, "{} t={t} k={k}", isa.name());
-                        nonzero += (want != 0) as usize;
+        for isa in isas() {
+            with_isa(isa, || {
+                for scratch in scratches {
+                    let (mut s16, mut s32) = (vec![0i16; scratch.i16s], vec![0i32; scratch.i32s]);
+                    let mut engine = FixedEngine::new(&m, &mut s16, &mut s32).unwrap();
+                    let tokens: Vec<u8> =
+                        (0..c.seq_len).map(|i| (i % c.vocab_size) as u8).collect();
+                    engine.start(&tokens, 0).unwrap();
+                    let y0 = engine.y().to_vec();
+                    engine.step();
+                    engine.step();
+                    let y = engine.y();
+                    assert_ne!(y, &y0[..], "y does not move");
+                    let mut logits = vec![0i32; c.seq_len as usize * v];
+                    engine.logits(&mut logits).unwrap();
+                    let mut nonzero = 0;
+                    for t in 0..c.seq_len as usize {
+                        let p = c.puzzle_emb_len as usize + t;
+                        for k in 0..v {
+                            let acc: i128 = (0..d)
+                                .map(|j| weights[k * d + j] as i128 * y[p * d + j] as i128)
+                                .sum();
+                            let (mult, shift) = (table[1 + 2 * k], table[2 + 2 * k] as u32);
+                            let want = requant_i128(acc, mult, shift);
+                            assert_eq!(logits[t * v + k], want, "{} t={t} k={k}", isa.name());
+                            nonzero += (want != 0) as usize;
+                        }
                     }
+                    assert!(nonzero > logits.len() / 2, "logits mostly zero");
                 }
-                assert!(nonzero > logits.len() / 2, "logits mostly zero");
-            }
+            });
         }
-        optimized::select(Isa::best());
     }
 }

@@ -8,33 +8,21 @@
 
 mod fixed_common;
 
-use fixed_common::{Fill, Rng, Weights, fixed_model, fixed_model_with, odd_attention, odd_mlp_t};
-use trm_nostd::fixed::FixedEngine;
+use fixed_common::{
+    Fill, Rng, Weights, fixed_model, fixed_model_with, isas, odd_attention, odd_mlp_t, with_isa,
+};
 use trm_nostd::fixed::kernels;
 use trm_nostd::fixed::optimized::{self, Isa};
 use trm_nostd::format::Model;
+use trm_nostd::{Engine, FixedEngine, ScratchLen};
 
-/// The implementations that run here; on x86_64 the ones the CPU has must be among them (so a
-/// broken detection cannot make the comparisons vacuous).
+/// The implementations that run here ([`isas`]), printed so that the log says which ran.
 fn supported() -> Vec<Isa> {
-    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_supported()).collect();
-    #[cfg(target_arch = "x86_64")]
-    {
-        assert_eq!(
-            isas.contains(&Isa::Avx2),
-            std::is_x86_feature_detected!("avx2")
-        );
-        assert_eq!(
-            isas.contains(&Isa::Avx512),
-            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
-        );
-    }
-    assert!(isas.contains(&Isa::Portable));
-    assert!(!isas.contains(&Isa::ArmDsp) || cfg!(target_arch = "arm"));
+    let isas = isas();
     println!(
-        "implementations here: {:?}; selected: {:?}",
+        "implementations here: {:?}; the engine's default: {}",
         isas.iter().map(|i| i.name()).collect::<Vec<_>>(),
-        optimized::selected()
+        Isa::best().name()
     );
     isas
 }
@@ -194,16 +182,17 @@ fn select_changes_only_the_speed() {
             // (y, z, q_halt) after each step, per implementation.
             let mut runs = Vec::new();
             for &isa in &isas {
-                assert!(optimized::select(isa));
-                assert_eq!(optimized::selected(), isa);
-                let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
-                let mut engine = FixedEngine::new(&model, &mut s16, &mut s32).expect("engine");
-                engine.start(&tokens, 1).expect("start");
-                let mut trace = Vec::new();
-                for _ in 0..config.halt_max_steps {
-                    let s = engine.step();
-                    trace.push((engine.y().to_vec(), engine.z().to_vec(), s.q_halt));
-                }
+                let trace = with_isa(isa, || {
+                    let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+                    let mut engine = FixedEngine::new(&model, &mut s16, &mut s32).expect("engine");
+                    engine.start(&tokens, 1).expect("start");
+                    let mut trace = Vec::new();
+                    for _ in 0..config.halt_max_steps {
+                        let s = engine.step();
+                        trace.push((engine.y().to_vec(), engine.z().to_vec(), s.q_halt));
+                    }
+                    trace
+                });
                 runs.push((isa, trace));
             }
             let (_, first) = &runs[0];
@@ -221,8 +210,27 @@ fn select_changes_only_the_speed() {
             }
         }
     }
-    assert!(optimized::select(Isa::best()));
-    assert!(!optimized::select(Isa::ArmDsp) || cfg!(target_arch = "arm"));
+}
+
+/// `select` refuses an implementation this machine lacks and keeps the one it had.
+#[test]
+fn select_refuses_what_this_machine_lacks() {
+    let here = supported();
+    with_isa(Isa::Portable, || {
+        for isa in Isa::ALL {
+            assert_eq!(
+                optimized::select(isa),
+                here.contains(&isa),
+                "{}",
+                isa.name()
+            );
+            if !here.contains(&isa) {
+                assert_eq!(optimized::selected(), Isa::Portable, "{}", isa.name());
+            }
+            // Back to the choice `with_isa` made, for the next one.
+            assert!(optimized::select(Isa::Portable));
+        }
+    });
 }
 
 /// Row blocking (a scratch between `scratch_len` and `scratch_len_fast` and beyond) gives the
@@ -235,13 +243,15 @@ fn row_blocks_change_only_the_speed() {
         let small = FixedEngine::scratch_len(&config);
         let fast = FixedEngine::scratch_len_fast(&config);
         assert!(fast.i16s > small.i16s && fast.i32s > small.i32s);
-        let mid = trm_nostd::fixed::ScratchLen {
+        let mid = ScratchLen {
             i16s: (small.i16s + fast.i16s) / 2,
             i32s: (small.i32s + fast.i32s) / 2,
+            f32s: 0,
         };
-        let huge = trm_nostd::fixed::ScratchLen {
+        let huge = ScratchLen {
             i16s: fast.i16s * 4,
             i32s: fast.i32s * 4,
+            f32s: 0,
         };
         let tokens: Vec<u8> = (0..config.seq_len)
             .map(|i| (i * 3 % config.vocab_size) as u8)

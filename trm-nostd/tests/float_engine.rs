@@ -7,8 +7,8 @@ mod float_common;
 use float_common::{Fixture, assert_close};
 use trm_nostd::float::{OwnedWeights, kernels};
 use trm_nostd::{
-    Config, ConfigError, DType, EngineError, FloatEngine, HaltMode, PosEncoding, Shape, TensorId,
-    digest_f32,
+    Config, ConfigError, DType, Engine, EngineError, FloatEngine, HaltMode, PosEncoding,
+    ScratchLen, Shape, TensorId, digest_f32,
 };
 
 fn meta_config(f: &Fixture) -> Config {
@@ -74,9 +74,9 @@ fn check_tiny(name: &str, expected_dtype: DType) {
     let mut worst = 0.0f32;
     for fast in [false, true] {
         let len = if fast {
-            FloatEngine::scratch_len_fast(&c)
+            FloatEngine::scratch_len_fast(&c).f32s
         } else {
-            FloatEngine::scratch_len(&c)
+            FloatEngine::scratch_len(&c).f32s
         };
         let mut scratch = vec![f32::NAN; len];
         let mut e = FloatEngine::new(&c, &src, &mut scratch).expect("engine");
@@ -141,7 +141,7 @@ fn tiny_attention_learned_f32_matches_torch() {
 fn solve_modes_follow_q_halt() {
     let (f, c, w) = tiny("mlp_t");
     let src = w.source();
-    let mut scratch = vec![0.0; FloatEngine::scratch_len(&c)];
+    let mut scratch = vec![0.0; FloatEngine::scratch_len(&c).f32s];
     let mut e = FloatEngine::new(&c, &src, &mut scratch).expect("engine");
     let (tokens, id) = tokens_of(&f, 0);
     let mut out = vec![0u8; c.seq_len as usize];
@@ -167,7 +167,7 @@ fn solve_modes_follow_q_halt() {
 fn bad_inputs_are_errors() {
     let (_, c, w) = tiny("mlp_t");
     let src = w.source();
-    let mut scratch = vec![0.0; FloatEngine::scratch_len(&c)];
+    let mut scratch = vec![0.0; FloatEngine::scratch_len(&c).f32s];
     let mut e = FloatEngine::new(&c, &src, &mut scratch).expect("engine");
     let s = c.seq_len as usize;
     assert_eq!(
@@ -202,7 +202,7 @@ fn bad_inputs_are_errors() {
 #[test]
 fn bad_models_are_errors() {
     let (_, c, w) = tiny("rope");
-    let need = FloatEngine::scratch_len(&c);
+    let need = FloatEngine::scratch_len(&c).f32s;
     let mut scratch = vec![0.0; need];
     // Missing tensor.
     let qkv = TensorId::Layer {
@@ -253,8 +253,14 @@ fn bad_models_are_errors() {
     assert_eq!(
         FloatEngine::new(&c, &w.source(), &mut small).err(),
         Some(EngineError::ScratchTooSmall {
-            need,
-            got: need - 1
+            need: ScratchLen {
+                f32s: need,
+                ..ScratchLen::default()
+            },
+            got: ScratchLen {
+                f32s: need - 1,
+                ..ScratchLen::default()
+            }
         })
     );
     // Invalid config.
@@ -271,9 +277,9 @@ fn bad_models_are_errors() {
 #[test]
 fn documented_scratch_sizes() {
     let documented = [
-        (Config::sudoku_mlp_t(), 858_112usize, 8_140_800usize),
-        (Config::sudoku_attention(), 1_305_476, 2_638_724),
-        (Config::sudoku_mlp_t_d128(), 219_136, 790_528),
+        (Config::sudoku_mlp_t(), 858_112usize, 8_183_808usize),
+        (Config::sudoku_attention(), 1_305_476, 2_987_584),
+        (Config::sudoku_mlp_t_d128(), 219_136, 804_864),
     ];
     for (c, min_bytes, fast_bytes) in documented {
         // Independent count: x, y, z; work; RoPE tables; one weight row; scores; row blocks of
@@ -293,15 +299,29 @@ fn documented_scratch_sizes() {
         let wrow = wide_inter.max(wide_out);
         let base = 3 * l * d + work + rope + wrow + scores;
         let per_row = 2 * wide_inter + wide_out;
-        assert_eq!(FloatEngine::scratch_len(&c), base + 4 * per_row);
-        assert_eq!(FloatEngine::scratch_len_fast(&c), base + rows_max * per_row);
+        assert_eq!(FloatEngine::scratch_len(&c).f32s, base + 4 * per_row);
+        // The fast size replaces the weight row by a tile of 8 rows padded to 8-value chunks,
+        // and (attention) the scores of one row by those of every head plus their sums and a
+        // tile of 8 key rows.
+        let tile = 8 * wrow.div_ceil(8) * 8;
+        let heads = c.num_heads as usize;
+        let scores_fast = if c.mlp_t {
+            0
+        } else {
+            heads * l * l + heads * l + 8 * hd.div_ceil(8) * 8
+        };
+        let base_fast = 3 * l * d + work + rope + tile + scores_fast;
         assert_eq!(
-            4 * FloatEngine::scratch_len(&c),
+            FloatEngine::scratch_len_fast(&c).f32s,
+            base_fast + rows_max * per_row
+        );
+        assert_eq!(
+            4 * FloatEngine::scratch_len(&c).f32s,
             min_bytes,
             "docs are stale"
         );
         assert_eq!(
-            4 * FloatEngine::scratch_len_fast(&c),
+            4 * FloatEngine::scratch_len_fast(&c).f32s,
             fast_bytes,
             "docs are stale"
         );
@@ -309,14 +329,14 @@ fn documented_scratch_sizes() {
         // What new() carves.
         let w = OwnedWeights::random(&c, 5, DType::BF16);
         for len in [
-            FloatEngine::scratch_len(&c),
-            FloatEngine::scratch_len_fast(&c),
+            FloatEngine::scratch_len(&c).f32s,
+            FloatEngine::scratch_len_fast(&c).f32s,
         ] {
             let mut scratch = vec![0.0; len + 3];
             let e = FloatEngine::new(&c, &w.source(), &mut scratch).expect("engine");
             assert_eq!(e.scratch_used(), len);
         }
-        let mut scratch = vec![0.0; FloatEngine::scratch_len(&c)];
+        let mut scratch = vec![0.0; FloatEngine::scratch_len(&c).f32s];
         let e = FloatEngine::new(&c, &w.source(), &mut scratch).expect("engine");
         assert_eq!(e.row_block(), 4);
     }
@@ -342,7 +362,7 @@ fn random_model_is_reproducible_and_dtype_consistent() {
     let tokens: Vec<u8> = (0..81).map(|i| (i * 7 % 11) as u8).collect();
     let mut digests = Vec::new();
     for w in [&wb, &wf] {
-        let mut scratch = vec![0.0; FloatEngine::scratch_len(&c)];
+        let mut scratch = vec![0.0; FloatEngine::scratch_len(&c).f32s];
         let mut e = FloatEngine::new(&c, &w.source(), &mut scratch).expect("engine");
         e.start(&tokens, 0).expect("start");
         let out = e.step();

@@ -6,8 +6,9 @@ mod float_common;
 use float_common::{Fixture, assert_close, f32_bytes, view};
 use proptest::prelude::*;
 use trm_nostd::DType;
-use trm_nostd::float::MatRef;
 use trm_nostd::float::kernels::{self, BlockBuffers, SwigluBuffers};
+use trm_nostd::float::optimized::{self, Isa};
+use trm_nostd::float::{MatRef, Tap};
 
 const TOL: f32 = 1e-5;
 
@@ -69,26 +70,35 @@ fn swiglu_block_matches_torch() {
     );
     let (n, inter) = (shape[1], down.shape[1]);
     let want = f.vals("swiglu.out");
-    // Every row block size gives the same bits (and the torch values).
+    // Every row block size, weight buffer (one row or a whole tile) and kernel implementation
+    // gives the same bits (and the torch values).
     let mut first: Option<Vec<f32>> = None;
-    for rb in [1, 2, 4, 5, 6, 8] {
+    let wide = n.max(inter);
+    for (rb, isa, wlen) in [1, 2, 4, 5, 6, 8]
+        .into_iter()
+        .flat_map(|rb| supported().into_iter().map(move |isa| (rb, isa)))
+        .flat_map(|(rb, isa)| [wide, optimized::tile_len(wide)].map(|w| (rb, isa, w)))
+    {
         let mut h2 = h.clone();
-        let mut wrow = vec![0.0; n.max(inter)];
+        let mut wrow = vec![0.0; wlen];
         let mut gub = vec![0.0; rb * 2 * inter];
         let mut out = vec![0.0; rb * n];
         let mut bufs = SwigluBuffers {
             wrow: &mut wrow,
             gu: &mut gub,
             out: &mut out,
+            rows: rb,
+            isa,
         };
-        kernels::swiglu_residual_rms(&gu.m(), &down.m(), &mut h2, shape[0], rb, 1e-5, &mut bufs);
+        let (rows, tap) = (shape[0], &mut Tap::none());
+        kernels::swiglu_residual_rms(&gu.m(), &down.m(), &mut h2, rows, 1e-5, &mut bufs, tap);
         assert_close("swiglu", &h2, &want, TOL);
         match &first {
             None => first = Some(h2),
             Some(f0) => assert_eq!(
                 f0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 h2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "row block {rb} changed the result"
+                "row block {rb}, {isa:?}, weight buffer {wlen} changed the result"
             ),
         }
     }
@@ -121,16 +131,44 @@ fn rope_tables_and_application_match_torch() {
 #[test]
 fn attention_matches_torch_sdpa() {
     let f = ops();
-    let (mut qkv, shape) = f.f32("attn.qkv");
+    let (qkv, shape) = f.f32("attn.qkv");
     let (l, d) = (shape[0], shape[1] / 3);
     let (heads, hd) = (3, d / 3);
     let mut scores = vec![0.0; l];
-    kernels::attention(&mut qkv, l, heads, hd, &mut scores);
-    let got: Vec<f32> = qkv
-        .chunks_exact(3 * d)
-        .flat_map(|r| r[..d].to_vec())
-        .collect();
-    assert_close("attention", &got, &f.vals("attn.out"), TOL);
+    let mut first: Option<Vec<f32>> = None;
+    for isa in supported() {
+        let mut qkv = qkv.clone();
+        kernels::attention(isa, &mut qkv, l, heads, hd, &mut scores, &mut Tap::none());
+        let got: Vec<f32> = qkv
+            .chunks_exact(3 * d)
+            .flat_map(|r| r[..d].to_vec())
+            .collect();
+        assert_close("attention", &got, &f.vals("attn.out"), TOL);
+        let first = first.get_or_insert_with(|| got.clone());
+        assert_eq!(bits(first), bits(&got), "{isa:?} changed the result");
+    }
+}
+
+/// The kernel implementations this machine supports (the portable one first).
+fn supported() -> Vec<Isa> {
+    Isa::ALL.into_iter().filter(|i| i.is_supported()).collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Row blocks x implementations x weight buffers (one row of `wide` values, or a whole tile).
+fn block_variants(rows: &[usize], wide: usize) -> Vec<(usize, Isa, usize)> {
+    let mut v = Vec::new();
+    for &r in rows {
+        for isa in supported() {
+            for w in [wide, optimized::tile_len(wide)] {
+                v.push((r, isa, w));
+            }
+        }
+    }
+    v
 }
 
 /// Buffer sizes of a block test.
@@ -142,6 +180,7 @@ struct Sizes {
     out: usize,
     rope_hd: Option<usize>,
     rows: usize,
+    isa: Isa,
 }
 
 /// Runs a block kernel on NaN-filled buffers of the given sizes (a read of an unwritten value
@@ -155,6 +194,7 @@ fn block_buffers_test(sz: Sizes, run: impl FnOnce(&mut BlockBuffers<'_>)) {
         out,
         rope_hd,
         rows,
+        isa,
     } = sz;
     let mut workb = vec![f32::NAN; work];
     let (mut cos, mut sin) = match rope_hd {
@@ -178,6 +218,7 @@ fn block_buffers_test(sz: Sizes, run: impl FnOnce(&mut BlockBuffers<'_>)) {
         out: &mut outb,
         scores: &mut scores,
         rows,
+        isa,
     };
     run(&mut b);
 }
@@ -192,22 +233,26 @@ fn attention_block_matches_torch() {
         Mat::from(&f, "attn_block.o_w"),
     );
     for (rope, want) in [(true, "attn_block.out"), (false, "attn_block.out_nopos")] {
-        for rows in [1, 4, l] {
+        let mut first: Option<Vec<f32>> = None;
+        for (rows, isa, wrow) in block_variants(&[1, 4, l], d) {
             let mut h = h0.clone();
             let hd = rope.then_some(d / 2);
             let sz = Sizes {
                 l,
                 work: 3 * l * d,
-                wrow: d,
+                wrow,
                 gu: 0,
                 out: d,
                 rope_hd: hd,
                 rows,
+                isa,
             };
             block_buffers_test(sz, |b| {
-                kernels::attention_mixer(&qkv.m(), &o.m(), &mut h, l, 2, 1e-5, b)
+                kernels::attention_mixer(&qkv.m(), &o.m(), &mut h, 2, 1e-5, b, &mut Tap::none())
             });
             assert_close(want, &h, &f.vals(want), TOL);
+            let first = first.get_or_insert_with(|| h.clone());
+            assert_eq!(bits(first), bits(&h), "{rows} rows, {isa:?}, wrow {wrow}");
         }
     }
 }
@@ -219,21 +264,25 @@ fn mlp_t_block_matches_torch() {
     let (l, d) = (shape[0], shape[1]);
     let (gu, down) = (Mat::from(&f, "mlp_t.gate_up"), Mat::from(&f, "mlp_t.down"));
     let inter = down.shape[1];
-    for rows in [1, 3, d] {
+    let mut first: Option<Vec<f32>> = None;
+    for (rows, isa, wrow) in block_variants(&[1, 3, d], inter.max(l)) {
         let mut h = h0.clone();
         let sz = Sizes {
             l,
             work: l * d,
-            wrow: inter.max(l),
+            wrow,
             gu: 2 * inter,
             out: l,
             rope_hd: None,
             rows,
+            isa,
         };
         block_buffers_test(sz, |b| {
-            kernels::mlp_t_mixer(&gu.m(), &down.m(), &mut h, l, 1e-5, b)
+            kernels::mlp_t_mixer(&gu.m(), &down.m(), &mut h, l, 1e-5, b, &mut Tap::none())
         });
         assert_close("mlp_t block", &h, &f.vals("mlp_t.out"), TOL);
+        let first = first.get_or_insert_with(|| h.clone());
+        assert_eq!(bits(first), bits(&h), "{rows} rows, {isa:?}, wrow {wrow}");
     }
 }
 

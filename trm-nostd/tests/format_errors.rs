@@ -137,12 +137,15 @@ fn too_large() {
 
 #[test]
 fn reserved_flags() {
-    let mut p = parts();
-    p.flags = 1;
-    assert_eq!(
-        parse_parts(&p),
-        Err(FormatError::ReservedNonZero { what: "flags" })
-    );
+    // Bit 0 is the source record's (tests/format_source.rs); every other bit is reserved.
+    for bit in 1..16 {
+        let mut p = parts();
+        p.flags = 1 << bit;
+        assert_eq!(
+            parse_parts(&p),
+            Err(FormatError::ReservedNonZero { what: "flags" })
+        );
+    }
 }
 
 #[test]
@@ -264,6 +267,26 @@ fn invalid_config() {
     assert_eq!(
         parse_parts(&p),
         Err(FormatError::Config(ConfigError::Zero("hidden_size")))
+    );
+}
+
+#[test]
+fn config_beyond_the_work_limits() {
+    // Recursion counts each within its own range (the hostile file: about 19 days of
+    // `run`), together far beyond the work one puzzle may take: refused before anything runs.
+    let mut p = parts();
+    let c = &mut p.header.config;
+    c.h_cycles = 1024;
+    c.l_cycles = 1024;
+    c.halt_max_steps = 1024;
+    let runs = 1024 * 1024 * 1025 * c.l_layers as u64;
+    assert_eq!(
+        parse_parts(&p),
+        Err(FormatError::Config(ConfigError::TooMuchWork {
+            what: "block applications",
+            count: runs,
+            limit: trm_nostd::config::MAX_BLOCK_RUNS_PER_PUZZLE,
+        }))
     );
 }
 

@@ -1,6 +1,7 @@
 //! A libtorch trainer for Tiny Recursive Models (TRM, arXiv 2510.04871).
 //!
-//! - [`config`]: the run configuration with the reference's keys (YAML + `key=value` overrides);
+//! - [`config`]: the run configuration with the reference's keys (YAML + `key=value` overrides),
+//!   defined in [`trm_reference::config`] and re-exported here;
 //! - [`data`]: the reference's dataset sampling (`puzzle_dataset.py`), batch for batch;
 //! - [`model`]: the TRM network in tch, with the reference implementation's tensor names;
 //! - [`train`]: the train-mode ACT step and the loss head (stablemax cross entropy, Q-halt);
@@ -14,7 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod ckpt;
-pub mod config;
+pub use trm_reference::config;
 pub mod data;
 pub mod device;
 pub mod dist;

@@ -15,9 +15,10 @@ use trm_train::config::TrainConfig;
 use trm_train::device::DeviceChoice;
 use trm_train::dist::{Backend, ProcessGroup};
 use trm_train::info::LibtorchInfo;
-use trm_train::run::TrainRun;
+use trm_train::run::{EvalCheckpoint, TrainRun};
 
-use crate::cli::build_dataset::{self, BuildDatasetArgs};
+// `build-dataset` is trm-data's command line (also trm-data's own `build-dataset` binary).
+use trm_data::cli::{self as build_dataset, BuildDatasetArgs, error_chain};
 
 /// Train Tiny Recursive Models with libtorch.
 #[derive(Debug, Parser)]
@@ -59,8 +60,10 @@ struct TrainArgs {
     /// Where to run: auto, cpu, cuda, cuda:N.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
-    /// Stop with a checkpoint after this many optimizer steps (resume later).
-    #[arg(long)]
+    /// Stop with a checkpoint once the run reaches this optimizer step (counted from the
+    /// run's start; resume later). At least 1; a resumed run already at or past it runs no
+    /// step and writes nothing.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_steps: Option<u64>,
     /// No progress bar.
     #[arg(long)]
@@ -84,8 +87,10 @@ struct TrainArgs {
 
 #[derive(Debug, clap::Args)]
 struct EvaluateArgs {
-    /// A trm-train checkpoint (step_N folder or run folder) or a reference checkpoint (folder or
-    /// step_N file with all_config.yaml beside it).
+    /// A trm-train checkpoint (step_N folder, or run folder: its latest checkpoint, an error
+    /// if that one is damaged; name an older step_N folder to evaluate it) or a reference
+    /// checkpoint (folder or step_N file with all_config.yaml beside it). The checkpoint
+    /// evaluated is printed on stderr.
     #[arg(long)]
     checkpoint: PathBuf,
     /// Dataset folder(s) whose test split is evaluated.
@@ -159,7 +164,9 @@ fn run_train(args: TrainArgs) -> Result<()> {
         (Some(path), _) => TrainConfig::load(path, &args.overrides)
             .with_context(|| format!("loading {}", path.display()))?,
         (None, Some(dir)) => {
-            let (_, step_dir) = trm_train::ckpt::latest(dir)?
+            // The checkpoint training resumes from (it warns about newer damaged ones).
+            let (_, step_dir) = trm_train::ckpt::newest(dir)?
+                .usable
                 .with_context(|| format!("{} has no complete checkpoint", dir.display()))?;
             TrainConfig::load(
                 &step_dir.join(trm_train::config::ALL_CONFIG_FILE),
@@ -247,8 +254,10 @@ fn run_train(args: TrainArgs) -> Result<()> {
 fn run_evaluate(args: EvaluateArgs) -> Result<()> {
     trm_train::run::configure_threads()?;
     let device = args.device.resolve()?;
+    let checkpoint = EvalCheckpoint::resolve(&args.checkpoint)?;
+    eprintln!("evaluating {checkpoint}");
     let out =
-        trm_train::run::evaluate_checkpoint(&args.checkpoint, &args.data, device, args.batch_size)?;
+        trm_train::run::evaluate_checkpoint(&checkpoint, &args.data, device, args.batch_size)?;
     if args.json {
         let obj: serde_json::Map<String, serde_json::Value> = out
             .flat()
@@ -294,58 +303,5 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The error and its causes, `: `-separated (our context first, then the builder's error with
-/// its file, line and field). A cause is left out when the message before it already ends with
-/// it: several error types print their source inside their own message.
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if msg.ends_with(&text) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
-    }
-    msg
-}
-
-#[cfg(test)]
-mod tests {
-    use super::error_chain;
-
-    #[derive(Debug)]
-    struct Inner;
-    impl std::fmt::Display for Inner {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("disk full")
-        }
-    }
-    impl std::error::Error for Inner {}
-
-    #[derive(Debug)]
-    struct Outer(Inner);
-    impl std::fmt::Display for Outer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "a.csv: {}", self.0)
-        }
-    }
-    impl std::error::Error for Outer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn repeated_causes_are_printed_once() {
-        let e = anyhow::Error::new(Outer(Inner)).context("build");
-        assert_eq!(error_chain(&e), "build: a.csv: disk full");
-        let e = anyhow::Error::new(Inner).context("build");
-        assert_eq!(error_chain(&e), "build: disk full");
     }
 }

@@ -350,3 +350,60 @@ fn duplicate_names_are_rejected_and_nothing_is_published() {
     assert_eq!(ckpt::latest(root.path()).expect("latest"), None);
     assert_eq!(std::fs::read_dir(root.path()).expect("dir").count(), 0);
 }
+
+#[test]
+fn a_damaged_newest_checkpoint_is_reported_not_skipped() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (vs, _m) = model_vs(&[]);
+    let ten = ckpt::save(root.path(), &checkpoint(10, &vs)).expect("save 10");
+    let twenty = ckpt::save(root.path(), &checkpoint(20, &vs)).expect("save 20");
+    let n = ckpt::newest(root.path()).expect("newest");
+    assert_eq!(n.usable, Some((20, twenty.clone())));
+    assert!(n.unusable.is_empty());
+    assert_eq!(
+        ckpt::latest_strict(root.path()).expect("strict"),
+        Some((20, twenty.clone()))
+    );
+
+    // step_20 truncated: `latest` still silently gives step_10 (for callers that want the
+    // newest finished one); `newest` says what it skipped, `latest_strict` refuses.
+    let model = twenty.join(ckpt::MODEL_FILE);
+    let bytes = std::fs::read(&model).expect("read");
+    std::fs::write(&model, &bytes[..bytes.len() - 1]).expect("truncate");
+    assert_eq!(
+        ckpt::latest(root.path()).expect("latest"),
+        Some((10, ten.clone()))
+    );
+    let n = ckpt::newest(root.path()).expect("newest");
+    assert_eq!(n.usable, Some((10, ten.clone())));
+    match n.unusable.as_slice() {
+        [(20, dir, CkptError::Corrupt { path, .. })] => {
+            assert_eq!((dir, path), (&twenty, &model));
+        }
+        other => panic!("{other:?}"),
+    }
+    match ckpt::latest_strict(root.path()).expect_err("strict") {
+        CkptError::LatestUnusable { dir, older, reason } => {
+            assert_eq!((dir, older), (twenty.clone(), Some(ten.clone())));
+            assert!(matches!(*reason, CkptError::Corrupt { .. }));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A folder whose manifest names another step is not that step's checkpoint.
+    std::fs::remove_dir_all(&twenty).expect("rm 20");
+    let thirty = root.path().join("step_30");
+    std::fs::create_dir(&thirty).expect("mkdir");
+    for e in std::fs::read_dir(&ten).expect("read_dir") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), thirty.join(e.file_name())).expect("copy");
+    }
+    let n = ckpt::newest(root.path()).expect("newest");
+    assert_eq!(n.usable, Some((10, ten.clone())));
+    assert!(
+        matches!(&n.unusable[..], [(30, _, CkptError::Corrupt { reason, .. })] if reason.contains("step 10")),
+        "{:?}",
+        n.unusable
+    );
+    assert_eq!(ckpt::read_step(&thirty).expect("step"), 10);
+}

@@ -6,6 +6,8 @@
 //! - Structural properties on Sudoku datasets generated here (`trm_data::sudoku_gen`).
 //! - Errors that name what is wrong.
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -23,14 +25,6 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data")
 }
 
-fn reference_fixtures() -> PathBuf {
-    std::env::var_os("TRM_REFERENCE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference-fixtures")
-        })
-}
-
 fn reference_json() -> Value {
     let path = fixtures_dir().join("reference_batches.json");
     let text = std::fs::read_to_string(&path).expect("reference_batches.json");
@@ -39,10 +33,10 @@ fn reference_json() -> Value {
 
 fn resolve(path: &str) -> PathBuf {
     if let Some(rel) = path.strip_prefix("shared:") {
-        return trm_data::layout::shared_dir().join("data").join(rel);
+        return common::shared(&format!("data/{rel}"));
     }
     match path.strip_prefix("reference:") {
-        Some(name) => reference_fixtures().join(name).join("data"),
+        Some(name) => common::shared(&format!("reference-fixtures/{name}/data")),
         None => fixtures_dir().join(path),
     }
 }
@@ -484,7 +478,7 @@ fn errors_name_the_problem() {
     );
 
     let synth = fixtures_dir().join("synth_a");
-    let sudoku = reference_fixtures().join("sudoku-att-d64-f32").join("data");
+    let sudoku = common::shared("reference-fixtures/sudoku-att-d64-f32/data");
     let mut cfg = train_config(&synth, 4, 1, 0, 1);
     cfg.dataset_paths.push(sudoku.clone());
     let msg = open_err(cfg, "train");

@@ -346,6 +346,116 @@ fn run_logger_writes_jsonl_events_and_plots() {
     assert_eq!(jsonl.len(), 24);
 }
 
+/// `(kind, step)` of every line of a metrics file.
+fn jsonl_steps(dir: &Path) -> Vec<(String, u64)> {
+    read_jsonl(&dir.join(trm_train::logs::METRICS_FILE))
+        .expect("jsonl")
+        .into_iter()
+        .map(|r| (r.kind, r.step))
+        .collect()
+}
+
+/// `(step, first tag)` of every scalar event of the one event file in `dir`, after checking
+/// that it starts with the file-version event.
+fn event_steps(dir: &Path) -> Vec<(i64, String)> {
+    let records = read_records(&std::fs::read(event_file(dir)).expect("read")).expect("framing");
+    let first = decode_event(&records[0]).expect("event 0");
+    assert_eq!(first.file_version.as_deref(), Some("brain.Event:2"));
+    records[1..]
+        .iter()
+        .map(|r| {
+            let e = decode_event(r).expect("event");
+            (e.step, e.scalars[0].0.clone())
+        })
+        .collect()
+}
+
+/// Logs train steps `steps` (and an eval every 5th) as the loop does.
+fn log_steps(log: &mut RunLogger, steps: std::ops::RangeInclusive<u64>, value: f64) {
+    for step in steps {
+        log.log("train", step, &[("lm_loss", value)])
+            .expect("train");
+        if step % 5 == 0 {
+            log.log("eval", step, &[("all/exact_accuracy", value)])
+                .expect("eval");
+        }
+    }
+}
+
+#[test]
+fn resuming_drops_what_was_logged_after_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A run that logged steps 1..=8 and was killed after its checkpoint at step 5: its last
+    // metrics line and its last event cut short.
+    {
+        let mut log = RunLogger::create(dir.path()).expect("logger");
+        log_steps(&mut log, 1..=8, 1.0);
+        log.flush().expect("flush");
+    }
+    let metrics = dir.path().join(trm_train::logs::METRICS_FILE);
+    let mut text = std::fs::read(&metrics).expect("read");
+    text.extend_from_slice(b"{\"kind\": \"train\", \"st");
+    std::fs::write(&metrics, text).expect("torn line");
+    let events = event_file(dir.path());
+    let mut bytes = std::fs::read(&events).expect("read");
+    let whole = bytes.len();
+    bytes.extend_from_within(whole - 30..);
+    std::fs::write(&events, bytes).expect("torn event");
+
+    // Resumed from step 5: steps 6..=8 are logged again, each once in each file.
+    let (mut log, resumed) = RunLogger::resume(dir.path(), Some(5)).expect("resume");
+    assert_eq!(resumed.metrics_lines_dropped, 3 + 1, "{resumed:?}");
+    assert_eq!(resumed.events.events_dropped, 3, "{resumed:?}");
+    assert_eq!(resumed.events.files_replaced, 1);
+    assert!(resumed.changed_anything());
+    log_steps(&mut log, 6..=10, 2.0);
+    log.flush().expect("flush");
+    let mut want = Vec::new();
+    for step in 1..=10u64 {
+        want.push(("train".to_string(), step));
+        if step % 5 == 0 {
+            want.push(("eval".to_string(), step));
+        }
+    }
+    assert_eq!(jsonl_steps(dir.path()), want);
+    let tags: Vec<(i64, String)> = want
+        .iter()
+        .map(|(kind, step)| {
+            let tag = if kind == "train" {
+                "train/lm_loss"
+            } else {
+                "all/exact_accuracy"
+            };
+            (*step as i64, tag.to_string())
+        })
+        .collect();
+    assert_eq!(event_steps(dir.path()), tags);
+    // The values after step 5 are the resumed run's.
+    let after: Vec<f64> = read_jsonl(&metrics)
+        .expect("jsonl")
+        .into_iter()
+        .filter(|r| r.step > 5)
+        .map(|r| r.metrics[0].1.expect("finite"))
+        .collect();
+    assert!(after.iter().all(|v| *v == 2.0), "{after:?}");
+    drop(log);
+
+    // Nothing to drop: the files are kept as they are (one event stream still).
+    let before = std::fs::read(&metrics).expect("read");
+    let (log, resumed) = RunLogger::resume(dir.path(), Some(10)).expect("resume");
+    drop(log);
+    assert!(!resumed.changed_anything(), "{resumed:?}");
+    assert_eq!(std::fs::read(&metrics).expect("read"), before);
+    assert_eq!(event_steps(dir.path()), tags);
+
+    // A fresh start in the same folder: no earlier record survives.
+    let (log, resumed) = RunLogger::resume(dir.path(), None).expect("fresh");
+    drop(log);
+    assert_eq!(resumed.metrics_lines_dropped, want.len());
+    assert_eq!(jsonl_steps(dir.path()), Vec::new());
+    assert_eq!(event_steps(dir.path()), Vec::new());
+}
+
 #[test]
 fn progress_bar_is_quiet_off_a_terminal_and_measures_rate() {
     let start = std::time::Instant::now();

@@ -1,8 +1,13 @@
 //! Attention models with learned positions and with none reproduce the reference
-//! implementation's eval outputs at every ACT step. The fixtures are made by
-//! tests/fixtures/gen_pos_variants.py, which runs the reference's own model code.
+//! implementation's eval outputs at every ACT step, within the rounding noise of the CPU the
+//! fixtures were computed on. The fixtures are made by tests/fixtures/gen_pos_variants.py,
+//! which runs the reference's own model code.
+
+mod common;
 
 use std::path::PathBuf;
+
+use common::{NOISE_FACTOR, rel_to_max, spread};
 use tch::{Device, Kind, Tensor, nn};
 use trm_nostd::{Config, PosEncoding};
 use trm_train::model::{Trm, load_named_tensors};
@@ -29,12 +34,12 @@ fn config(pos: PosEncoding) -> Config {
     }
 }
 
-fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
-    ((a - b).abs() / b.abs().clamp_min(1e-2))
-        .max()
-        .double_value(&[])
-}
-
+/// Runs all ACT steps of the fixture `file` three times (plain, then with H_init and with
+/// L_init moved by one ulp: rounding-equivalent runs) and checks each step's logits and q_halt
+/// against the reference's within [`common::NOISE_FACTOR`] times the spread of those runs plus
+/// one ulp (relative to the largest expected value). The fixtures were computed on another CPU,
+/// whose matmul kernels round differently, and the recursion amplifies rounding from step to
+/// step; a wrong position encoding differs from the start by orders of magnitude more.
 fn run(pos: PosEncoding, file: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -46,34 +51,64 @@ fn run(pos: PosEncoding, file: &str) {
             .map(|(_, t)| t.shallow_clone())
             .unwrap_or_else(|| panic!("{file} lacks {k}"))
     };
-    let weights: Vec<(String, Tensor)> = all
-        .iter()
-        .filter(|(n, _)| n.starts_with("_orig_mod.model."))
-        .map(|(n, t)| (n.clone(), t.shallow_clone()))
-        .collect();
     let c = config(pos);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = Trm::new(&vs.root(), &c).unwrap();
-    load_named_tensors(&vs, weights).unwrap();
-
-    let _no_grad = tch::no_grad_guard();
     let inputs = take("batch.inputs");
-    let rows = model
-        .puzzle_rows(&take("batch.puzzle_identifiers"))
-        .unwrap();
-    let x = model.input_embeddings(&inputs, rows.as_ref()).unwrap();
-    let mut carry = model.initial_carry(inputs.size()[0]).unwrap();
+    let ids = take("batch.puzzle_identifiers");
+    let _no_grad = tch::no_grad_guard();
+    let nudges = [None, Some("inner.H_init"), Some("inner.L_init")];
+    let mut runs: Vec<_> = nudges
+        .iter()
+        .map(|nudge| {
+            let weights: Vec<(String, Tensor)> = all
+                .iter()
+                .filter(|(n, _)| n.starts_with("_orig_mod.model."))
+                .map(|(n, t)| (n.clone(), t.copy()))
+                .collect();
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = Trm::new(&vs.root(), &c).unwrap();
+            load_named_tensors(&vs, weights).unwrap();
+            if let Some(var) = nudge {
+                common::nudge_ulps(&vs, var, Kind::Float, 1);
+            }
+            let rows = model.puzzle_rows(&ids).unwrap();
+            let x = model.input_embeddings(&inputs, rows.as_ref()).unwrap();
+            let carry = model.initial_carry(inputs.size()[0]).unwrap();
+            (vs, model, x, carry)
+        })
+        .collect();
+    let floor = common::epsilon(Kind::Float);
     for step in 1..=c.halt_max_steps {
-        let (next, out) = model.act_step(&carry, &x).unwrap();
-        carry = next;
+        let outs: Vec<(Tensor, Tensor)> = runs
+            .iter_mut()
+            .map(|(_, model, x, carry)| {
+                let (next, out) = model.act_step(carry, x).unwrap();
+                *carry = next;
+                (out.logits.to_kind(Kind::Float), out.q_halt)
+            })
+            .collect();
         let want = take(&format!("expected.logits_step{step}"));
         let want_q = take(&format!("expected.q_halt_step{step}"));
-        assert_eq!(out.logits.size(), want.size());
-        let rl = max_rel(&out.logits.to_kind(Kind::Float), &want);
-        let rq = max_rel(&out.q_halt, &want_q);
-        println!("{file} step {step}: logits max rel {rl:.3e}, q_halt {rq:.3e}");
-        assert!(rl < 1e-5, "{file} step {step}: logits rel err {rl:e}");
-        assert!(rq < 1e-5, "{file} step {step}: q_halt rel err {rq:e}");
+        assert_eq!(outs[0].0.size(), want.size());
+        let checks = [
+            (
+                "logits",
+                rel_to_max(&outs[0].0, &want),
+                spread(&outs, |a, b| rel_to_max(&a.0, &b.0)),
+            ),
+            (
+                "q_halt",
+                rel_to_max(&outs[0].1, &want_q),
+                spread(&outs, |a, b| rel_to_max(&a.1, &b.1)),
+            ),
+        ];
+        for (what, err, noise) in checks {
+            println!("{file} step {step}: {what} error {err:.3e}, spread {noise:.3e}");
+            assert!(
+                err <= NOISE_FACTOR * noise + floor,
+                "{file} step {step}: {what} error {err:e} > {NOISE_FACTOR} x spread {noise:e} \
+                 + {floor:e}"
+            );
+        }
     }
 }
 

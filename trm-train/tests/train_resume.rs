@@ -177,4 +177,16 @@ fn sigkill_then_resume_reaches_the_same_weights() {
         "final weights differ after kill + resume"
     );
     assert!(read(&da, ckpt::EMA_FILE) == read(&db, ckpt::EMA_FILE));
+    // The logs hold each step once, as the uninterrupted run's do: what the killed run logged
+    // after its last checkpoint was dropped on resume, and there is one event stream.
+    let steps = |dir: &Path| -> Vec<(String, u64)> {
+        trm_train::logs::read_jsonl(&dir.join(trm_train::logs::METRICS_FILE))
+            .expect("metrics")
+            .into_iter()
+            .map(|r| (r.kind, r.step))
+            .collect()
+    };
+    assert_eq!(steps(&b), steps(&a));
+    let events = trm_train::logs::tensorboard::event_files(&b).expect("event files");
+    assert_eq!(events.len(), 1, "{events:?}");
 }

@@ -1,12 +1,27 @@
-//! The training step reproduces the reference's: on each shared fixture (see
-//! `../shared/reference-fixtures/README.md` beside the workspace), one train-mode ACT step from
-//! the initial carry on the fixture's 8 training puzzles gives the reference's loss, metrics and
-//! the gradient of loss / 8 for every trained parameter and for the batch's puzzle embedding
-//! rows. Also: the loss head against a hand computation, and the carry's bookkeeping across
-//! two steps against independent runs of the model.
+//! The training step against the reference's: on each shared fixture (see
+//! `reference-fixtures/README.md` in the shared folder, `$TRM_SHARED`, else `../shared` beside
+//! the repository), one train-mode ACT step from the initial carry on the fixture's 8 training
+//! puzzles gives the reference's loss, metrics and the gradient of loss / 8 for every trained
+//! parameter and for the batch's puzzle embedding rows. Also: the loss head against a hand
+//! computation, and the carry's bookkeeping across two steps against independent runs of the
+//! model.
+//!
+//! The fixtures were computed by the reference code on another machine, whose matmul kernels
+//! round differently (see `reference_fixtures.rs`). In f32 one ACT step keeps that difference
+//! small, and the f32 fixtures are held to fixed tolerances (1e-5 relative for loss and metrics,
+//! 1e-4 of the largest gradient element; the one-ulp noise of this step is ~1e-6 and ~5e-5).
+//! In bf16 the same rounding differences already reach ~50% of a gradient's size and flip
+//! halting decisions (so the counting metrics move by whole rows), so the bf16 fixture is judged
+//! against the measured noise instead: the spread of three rounding-equivalent steps (plain, and
+//! with H_init, resp. L_init, moved by one bf16 ulp), times [`common::NOISE_FACTOR`] (mean
+//! measures of gradients: [`common::MEAN_NOISE_FACTOR`]), plus one bf16 ulp of the value.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use common::{MEAN_NOISE_FACTOR, NOISE_FACTOR, epsilon, mean_rel, rel_to_max, spread};
 use tch::{Device, Kind, Tensor};
 use trm_train::model::{LoadedReference, load_reference};
 use trm_train::train::{
@@ -14,12 +29,9 @@ use trm_train::train::{
     act_loss, act_train_step, train_step,
 };
 
-fn fixtures_root() -> PathBuf {
-    std::env::var_os("TRM_REFERENCE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference-fixtures")
-        })
+/// One fixture's folder (missing: the test fails, saying how to set `TRM_SHARED`).
+fn fixture(name: &str) -> PathBuf {
+    common::shared(&format!("reference-fixtures/{name}"))
 }
 
 /// The fixture's training batch, read through trm-data (`ignore_label_id` mapped to -100).
@@ -59,31 +71,36 @@ impl Expected {
     }
 }
 
-/// max |a - b| / max |b| (the scale of the expected tensor).
-fn rel_to_max(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_kind(Kind::Double);
-    let b = b.to_kind(Kind::Double);
-    assert_eq!(a.size(), b.size());
-    let diff = (&a - &b).abs().max().double_value(&[]);
-    let scale = b.abs().max().double_value(&[]);
-    if scale == 0.0 { diff } else { diff / scale }
-}
-
 /// |a - b| / max(|b|, 1e-12) of two scalars.
 fn rel_scalar(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-12)
 }
 
-/// One train step on a fixture, compared with the reference's loss, metrics and gradients.
-/// `scalar_tol`: relative tolerance of loss and metrics; `grad_tol`: of gradients (max abs
-/// difference / max abs expected).
-fn run_fixture(name: &str, options: &TrainOptions, scalar_tol: f64, grad_tol: f64) {
-    let dir = fixtures_root().join(name);
-    assert!(dir.exists(), "fixture {} missing", dir.display());
-    let LoadedReference { vs, model, .. } =
-        load_reference(&dir.join("step_0"), Device::Cpu).unwrap();
-    let expected = Expected::read(&dir);
-    let batch = train_batch(&dir);
+/// What one train step on a fixture produced: loss and metrics under their fixture names
+/// (`train_loss`, `train_metric_<name>`), and gradients under the reference's names.
+struct StepResult {
+    scalars: Vec<(String, f64)>,
+    grads: Vec<(String, Tensor)>,
+}
+
+/// One train step on the fixture's batch from the initial carry, and the backward pass of
+/// loss / 8, with the fixture's checkpoint; with `nudge`, that variable moved by one ulp of the
+/// forward dtype first. Checks that the metric and gradient names are the fixture's.
+fn train_once(
+    dir: &Path,
+    expected: &Expected,
+    options: &TrainOptions,
+    nudge: Option<&str>,
+) -> StepResult {
+    let LoadedReference {
+        vs,
+        model,
+        forward_kind,
+    } = load_reference(&dir.join("step_0"), Device::Cpu).unwrap();
+    if let Some(var) = nudge {
+        common::nudge_ulps(&vs, var, forward_kind, 1);
+    }
+    let batch = train_batch(dir);
     let b = batch.puzzle_identifiers.size()[0];
     assert_eq!(b, 8);
 
@@ -95,25 +112,7 @@ fn run_fixture(name: &str, options: &TrainOptions, scalar_tol: f64, grad_tol: f6
         .f_backward()
         .unwrap();
 
-    println!(
-        "{name}: {:<58} {:>12} {:>12} {:>10}",
-        "quantity", "ours", "reference", "rel err"
-    );
-    let mut worst_scalar: f64 = 0.0;
-    let mut failures = Vec::new();
-    let mut check_scalar = |what: &str, ours: f64, want: f64| {
-        let r = rel_scalar(ours, want);
-        println!("{name}: {what:<58} {ours:>12.6} {want:>12.6} {r:>10.2e}");
-        worst_scalar = worst_scalar.max(r);
-        if r > scalar_tol {
-            failures.push(format!("{what}: ours {ours}, reference {want}, rel {r:e}"));
-        }
-    };
-    check_scalar(
-        "train_loss",
-        out.loss.double_value(&[]),
-        expected.get("train_loss").double_value(&[]),
-    );
+    let mut scalars = vec![("train_loss".to_owned(), out.loss.double_value(&[]))];
     let values = out.metrics.values().unwrap();
     let names: BTreeSet<&str> = values.iter().map(|(n, _)| *n).collect();
     let want_names: BTreeSet<String> = expected
@@ -129,13 +128,14 @@ fn run_fixture(name: &str, options: &TrainOptions, scalar_tol: f64, grad_tol: f6
             .collect::<BTreeSet<_>>(),
         "metric names differ"
     );
-    for (n, v) in &values {
-        let want = expected.get(&format!("train_metric_{n}")).double_value(&[]);
-        check_scalar(&format!("train_metric_{n}"), *v, want);
-    }
+    scalars.extend(
+        values
+            .iter()
+            .map(|(n, v)| (format!("train_metric_{n}"), *v)),
+    );
 
     // Gradients: every trained variable, and the puzzle embedding rows.
-    let mut ours: Vec<(String, Tensor)> = vs
+    let mut grads: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
         .filter(|(_, t)| t.requires_grad())
@@ -145,16 +145,47 @@ fn run_fixture(name: &str, options: &TrainOptions, scalar_tol: f64, grad_tol: f6
         .puzzle_local_weights
         .as_ref()
         .expect("fixture has a puzzle embedding");
-    ours.push(("inner.puzzle_emb.local_weights".into(), local.grad()));
-    ours.sort_by(|a, b| a.0.cmp(&b.0));
+    grads.push(("inner.puzzle_emb.local_weights".into(), local.grad()));
+    grads.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        ours.iter().map(|(n, _)| n.clone()).collect::<BTreeSet<_>>(),
+        grads
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect::<BTreeSet<_>>(),
         expected.grad_names(),
         "trained tensors differ from the reference's gradients"
     );
-    let mut worst_grad: f64 = 0.0;
-    for (n, g) in &ours {
+    for (n, g) in &grads {
         assert!(g.defined(), "{n}: no gradient");
+    }
+    StepResult { scalars, grads }
+}
+
+/// One train step on a fixture, compared with the reference's loss, metrics and gradients.
+/// `scalar_tol`: relative tolerance of loss and metrics; `grad_tol`: of gradients (max abs
+/// difference / max abs expected).
+fn run_fixture(name: &str, options: &TrainOptions, scalar_tol: f64, grad_tol: f64) {
+    let dir = fixture(name);
+    let expected = Expected::read(&dir);
+    let ours = train_once(&dir, &expected, options, None);
+
+    println!(
+        "{name}: {:<58} {:>12} {:>12} {:>10}",
+        "quantity", "ours", "reference", "rel err"
+    );
+    let mut worst_scalar: f64 = 0.0;
+    let mut failures = Vec::new();
+    for (what, v) in &ours.scalars {
+        let want = expected.get(what).double_value(&[]);
+        let r = rel_scalar(*v, want);
+        println!("{name}: {what:<58} {v:>12.6} {want:>12.6} {r:>10.2e}");
+        worst_scalar = worst_scalar.max(r);
+        if r > scalar_tol {
+            failures.push(format!("{what}: ours {v}, reference {want}, rel {r:e}"));
+        }
+    }
+    let mut worst_grad: f64 = 0.0;
+    for (n, g) in &ours.grads {
         let want = expected.get(&format!("grad.{n}"));
         let r = rel_to_max(g, &want);
         let scale = want.abs().max().double_value(&[]);
@@ -165,6 +196,70 @@ fn run_fixture(name: &str, options: &TrainOptions, scalar_tol: f64, grad_tol: f6
         }
     }
     println!("{name}: worst scalar rel {worst_scalar:.2e}, worst gradient rel {worst_grad:.2e}");
+    assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
+}
+
+/// One train step on a fixture, compared with the reference's within the measured noise: the
+/// spread of three rounding-equivalent steps (plain, H_init and L_init moved by one ulp).
+fn run_fixture_within_noise(name: &str, kind: Kind, options: &TrainOptions) {
+    let dir = fixture(name);
+    let expected = Expected::read(&dir);
+    let runs: Vec<StepResult> = [None, Some("inner.H_init"), Some("inner.L_init")]
+        .into_iter()
+        .map(|nudge| train_once(&dir, &expected, options, nudge))
+        .collect();
+    let floor = epsilon(kind);
+    let mut failures = Vec::new();
+    let mut worst: f64 = 0.0;
+    let mut judge = |what: &str, err: f64, factor: f64, spread: f64, floor: f64| {
+        let ratio = err / spread.max(floor).max(f64::MIN_POSITIVE);
+        worst = worst.max(ratio);
+        if err > factor * spread + floor {
+            failures.push(format!(
+                "{what}: fixture error {err:.3e} > {factor} x spread {spread:.3e} + {floor:.1e}"
+            ));
+        }
+        ratio
+    };
+
+    println!(
+        "{name}: {:<32} {:>10} {:>10} | {:>10} {:>10} {:>6}",
+        "quantity", "ours", "reference", "|error|", "spread", "ratio"
+    );
+    for (i, (what, v)) in runs[0].scalars.iter().enumerate() {
+        let want = expected.get(what).double_value(&[]);
+        let err = (v - want).abs();
+        let s = spread(&runs, |a, b| (a.scalars[i].1 - b.scalars[i].1).abs());
+        let ratio = judge(what, err, NOISE_FACTOR, s, floor * want.abs());
+        println!(
+            "{name}: {what:<32} {v:>10.5} {want:>10.5} | {err:>10.3e} {s:>10.3e} {ratio:>6.2}"
+        );
+    }
+    println!(
+        "{name}: {:<53} | max: error (spread) ratio | mean: error (spread) ratio",
+        "gradient"
+    );
+    for (i, (n, g)) in runs[0].grads.iter().enumerate() {
+        let want = expected.get(&format!("grad.{n}"));
+        let e_max = rel_to_max(g, &want);
+        let s_max = spread(&runs, |a, b| rel_to_max(&a.grads[i].1, &b.grads[i].1));
+        let e_mean = mean_rel(g, &want);
+        let s_mean = spread(&runs, |a, b| mean_rel(&a.grads[i].1, &b.grads[i].1));
+        let what = format!("grad.{n}");
+        let r_max = judge(&format!("{what} max"), e_max, NOISE_FACTOR, s_max, floor);
+        let r_mean = judge(
+            &format!("{what} mean"),
+            e_mean,
+            MEAN_NOISE_FACTOR,
+            s_mean,
+            floor,
+        );
+        println!(
+            "{name}: {what:<53} | {e_max:.2e} ({s_max:.2e}) {r_max:.2} | {e_mean:.2e} \
+             ({s_mean:.2e}) {r_mean:.2}"
+        );
+    }
+    println!("{name}: worst error / spread ratio {worst:.2}");
     assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
 }
 
@@ -189,12 +284,14 @@ fn attention_f32_train_step_matches_reference() {
     run_fixture("sudoku-att-d64-f32", &reference_options(), 1e-5, 1e-4);
 }
 
-/// bf16 activations. One bf16 ulp is 2^-8 = 3.9e-3 relative; the same libtorch ops in the
-/// same order reproduce the reference's rounding, so the tolerance is a tenth of an ulp for
-/// loss and metrics and one ulp for gradients.
+/// bf16 activations: within the measured rounding noise (see the file's comment).
 #[test]
 fn mlp_t_bf16_train_step_matches_reference() {
-    run_fixture("sudoku-mlp_t-d64-bf16", &reference_options(), 4e-4, 4e-3);
+    run_fixture_within_noise(
+        "sudoku-mlp_t-d64-bf16",
+        Kind::BFloat16,
+        &reference_options(),
+    );
 }
 
 /// Softmax in place of stablemax must not pass the parity check (the check can fail).
@@ -206,6 +303,17 @@ fn softmax_loss_fails_the_parity_check() {
         ..reference_options()
     };
     run_fixture("sudoku-mlp_t-d64-f32", &options, 1e-5, 1e-4);
+}
+
+/// Softmax in place of stablemax must not pass the bf16 check within the noise either.
+#[test]
+#[should_panic(expected = "train_loss")]
+fn softmax_loss_fails_the_bf16_noise_check() {
+    let options = TrainOptions {
+        loss: LossKind::Softmax,
+        ..reference_options()
+    };
+    run_fixture_within_noise("sudoku-mlp_t-d64-bf16", Kind::BFloat16, &options);
 }
 
 /// Stablemax's `s`: `x + 1` for x >= 0, `1 / (1 - x)` below, and its derivative.
@@ -404,7 +512,7 @@ fn softmax_and_q_continue_match_hand_computation() {
 /// their data and state and count a second step; logits equal independent runs of the model.
 #[test]
 fn carry_restarts_only_halted_rows() {
-    let dir = fixtures_root().join("sudoku-mlp_t-d64-f32");
+    let dir = fixture("sudoku-mlp_t-d64-f32");
     let loaded = load_reference(&dir.join("step_0"), Device::Cpu).unwrap();
     let model = &loaded.model;
     let first = train_batch(&dir);
@@ -468,7 +576,7 @@ fn carry_restarts_only_halted_rows() {
 /// step); with exploration probability 1 no sequence may halt after its first step.
 #[test]
 fn halting_rule_and_continue_target() {
-    let dir = fixtures_root().join("sudoku-mlp_t-d64-f32");
+    let dir = fixture("sudoku-mlp_t-d64-f32");
     let loaded = load_reference(&dir.join("step_0"), Device::Cpu).unwrap();
     let model = &loaded.model;
     let batch = train_batch(&dir);

@@ -9,10 +9,11 @@
 
 use anyhow::{Context, Result, bail};
 use object::{Object, ObjectSection, SectionFlags, SectionKind};
-use trm_nostd::fixed::FixedEngine;
 use trm_nostd::fixed::tables;
 use trm_nostd::format::{FIXED_I8_I16, ModelWriter, NumericScheme, write_model};
-use trm_nostd::{Config, DType, FloatEngine, LayerTensor, PosEncoding, TensorId};
+use trm_nostd::{
+    Config, DType, Engine, FixedEngine, FloatEngine, LayerTensor, PosEncoding, TensorId,
+};
 
 /// A board the firmware examples target.
 struct Board {
@@ -172,9 +173,9 @@ fn rows() -> Result<Vec<Row>> {
                 f32b: file_bytes(&c, DType::F32)?,
                 bf16b: file_bytes(&c, DType::BF16)?,
                 fixedb: fixed_file_bytes(&c, trm_nostd::fixed::prepare::DEFAULT_SILU_KNOTS)?,
-                float_arena: FloatEngine::scratch_len(&c) as u64 * 4,
-                // The firmware app packs the i16 part into whole f32 words.
-                fixed_arena: fx.i16s.div_ceil(2) as u64 * 4 + fx.i32s as u64 * 4,
+                float_arena: FloatEngine::scratch_len(&c).bytes() as u64,
+                // The firmware app's arena: the i16 part packed into whole f32 words.
+                fixed_arena: fx.f32_words() as u64 * 4,
             })
         })
         .collect()

@@ -3,78 +3,21 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-use trm_export::torch_pickle::{Tensor, TorchDType, load_torch_file};
+use trm_reference::run_checkpoint::{META_FILE, OPTIMIZER_FILE, RNG_FILE, file_digest};
+use trm_reference::torch::{TorchDType, load_torch_file};
 
-/// `trm-export/tests/fixtures`.
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// The reference fixtures folder: `$TRM_REFERENCE_FIXTURES`, else `shared/reference-fixtures`
-/// beside the repository. Panics (failing the test) when absent: these tests need it.
+/// The reference fixtures: `reference-fixtures/` of the shared folder
+/// ([`trm_data::layout::shared_dir`]: `$TRM_SHARED`, else `../shared` beside the repository).
+/// Panics (failing the test) when absent: these tests need it.
 pub fn reference_fixtures() -> PathBuf {
-    let dir = std::env::var_os("TRM_REFERENCE_FIXTURES").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference-fixtures"),
-        PathBuf::from,
-    );
+    let dir = trm_data::layout::shared_dir().join("reference-fixtures");
     assert!(
         dir.join("README.md").is_file(),
-        "reference fixtures not found at {} (set TRM_REFERENCE_FIXTURES)",
+        "reference fixtures not found at {}: set TRM_SHARED to the shared folder (the one \
+         holding data/ and reference-fixtures/; by default ../shared beside the repository)",
         dir.display()
     );
     dir
-}
-
-/// The reference fixture names, as recorded by gen_pickle_checks.py.
-pub const REFERENCE_FIXTURES: [&str; 3] = [
-    "sudoku-att-d64-f32",
-    "sudoku-mlp_t-d64-bf16",
-    "sudoku-mlp_t-d64-f32",
-];
-
-/// `pickle_checks.json`, written by gen_pickle_checks.py from what torch.load returns.
-pub fn checks() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("pickle_checks.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Every element widened to f64 (exact for every dtype the fixtures use).
-pub fn values_f64(t: &Tensor) -> Vec<f64> {
-    let s = t.dtype.size();
-    t.data
-        .chunks_exact(s)
-        .map(|b| match t.dtype {
-            TorchDType::F64 => f64::from_le_bytes(b.try_into().unwrap()),
-            TorchDType::F32 => f32::from_le_bytes(b.try_into().unwrap()) as f64,
-            TorchDType::F16 => half::f16::from_le_bytes([b[0], b[1]]).to_f64(),
-            TorchDType::BF16 => half::bf16::from_le_bytes([b[0], b[1]]).to_f64(),
-            TorchDType::I64 => i64::from_le_bytes(b.try_into().unwrap()) as f64,
-            TorchDType::I32 => i32::from_le_bytes(b.try_into().unwrap()) as f64,
-            TorchDType::I16 => i16::from_le_bytes([b[0], b[1]]) as f64,
-            TorchDType::I8 => b[0] as i8 as f64,
-            TorchDType::U8 | TorchDType::Bool => b[0] as f64,
-            other => panic!("unexpected dtype {other}"),
-        })
-        .collect()
-}
-
-/// The JSON number array as f64.
-pub fn json_f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-/// The JSON shape array.
-pub fn json_shape(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
 }
 
 pub mod tiny;
@@ -109,4 +52,34 @@ pub fn write_our_checkpoint(fixture: &Path, run: &Path, step: u64) {
     let bytes = safetensors::serialize(views, None).unwrap();
     std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
     std::fs::copy(fixture.join("all_config.yaml"), dir.join("all_config.yaml")).unwrap();
+}
+
+/// Completes `run/step_<step>` (from [`write_our_checkpoint`]) into a finished trm-train
+/// checkpoint: placeholder optimizer and RNG files, and the manifest trm-train writes (format
+/// in `trm_reference::run_checkpoint`) with every file's size and CRC-32C.
+pub fn write_manifest(run: &Path, step: u64) {
+    let dir = run.join(format!("step_{step}"));
+    std::fs::write(dir.join(OPTIMIZER_FILE), b"optimizer states").unwrap();
+    std::fs::write(dir.join(RNG_FILE), b"rng states").unwrap();
+    let mut files = serde_json::Map::new();
+    for f in [
+        "model.safetensors",
+        OPTIMIZER_FILE,
+        RNG_FILE,
+        "all_config.yaml",
+    ] {
+        let (bytes, crc) = file_digest(&dir.join(f)).unwrap();
+        files.insert(
+            f.to_string(),
+            serde_json::json!({ "bytes": bytes, "crc32c": crc }),
+        );
+    }
+    let meta = serde_json::json!({
+        "format": "trm-train-checkpoint",
+        "version": 1,
+        "step": step,
+        "files": files,
+        "extra": {},
+    });
+    std::fs::write(dir.join(META_FILE), meta.to_string()).unwrap();
 }

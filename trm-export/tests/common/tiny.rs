@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use trm_export::puzzles::PuzzleRow;
-use trm_export::quantize::{QuantizeOptions, calibrate, quantize};
+use trm_export::quantize::{QuantizeOptions, calibrate, quantize, quantize_with_source};
 use trm_nostd::float::OwnedWeights;
-use trm_nostd::format::{NumericScheme, write_model};
+use trm_nostd::format::{ModelWriter, NumericScheme, SourceRecord, write_model};
 use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
 use trm_nostd::{Config, DType, Model, PosEncoding, TensorId, TensorSource};
 
@@ -61,19 +61,55 @@ pub fn float_model(c: &Config, seed: u64, q_bias: f32) -> Vec<u8> {
     .unwrap()
 }
 
-/// `float` quantized by the library (calibrated on `rows`, every ACT step, default margin).
-pub fn fixed_model(float: &[u8], rows: &[PuzzleRow]) -> Vec<u8> {
+/// `bytes` (a float `.trm`) written again with `source` as its source record: the same
+/// config, storage type and values (every float type round-trips exactly through f32).
+pub fn float_with_source(bytes: &[u8], source: &SourceRecord<'_>) -> Vec<u8> {
+    let m = Model::parse(bytes).unwrap();
+    let c = *m.config();
+    let values: Vec<(TensorId, Vec<f32>)> = TensorId::all(&c)
+        .map(|id| {
+            let v = m.tensor(id).unwrap();
+            let n = id.shape(&c).numel();
+            (id, (0..n).map(|i| v.get_f32(i).unwrap()).collect())
+        })
+        .collect();
+    let mut w = ModelWriter::new(c, m.scheme()).unwrap();
+    for (id, v) in &values {
+        w.add(*id, v).unwrap();
+    }
+    w.set_source(source).unwrap();
+    w.finish().unwrap()
+}
+
+/// [`fixed_model`] recording `source`.
+pub fn fixed_model_with_source(
+    float: &[u8],
+    rows: &[PuzzleRow],
+    source: &SourceRecord<'_>,
+) -> Vec<u8> {
     let m = Model::parse(float).unwrap();
     let c = *m.config();
-    let set: Vec<(Vec<u8>, u32)> = rows
-        .iter()
+    let cal = calibrate(&c, &m, &calibration_set(rows), c.halt_max_steps).unwrap();
+    quantize_with_source(&c, &m, &cal, &QuantizeOptions::default(), Some(source))
+        .unwrap()
+        .0
+}
+
+fn calibration_set(rows: &[PuzzleRow]) -> Vec<(Vec<u8>, u32)> {
+    rows.iter()
         .map(|r| {
             let mut t: Tokens = [PAD; CELLS];
             sudoku::parse_puzzle(&r.question, &mut t).unwrap();
             (t.to_vec(), 0)
         })
-        .collect();
-    let cal = calibrate(&c, &m, &set, c.halt_max_steps).unwrap();
+        .collect()
+}
+
+/// `float` quantized by the library (calibrated on `rows`, every ACT step, default margin).
+pub fn fixed_model(float: &[u8], rows: &[PuzzleRow]) -> Vec<u8> {
+    let m = Model::parse(float).unwrap();
+    let c = *m.config();
+    let cal = calibrate(&c, &m, &calibration_set(rows), c.halt_max_steps).unwrap();
     quantize(&c, &m, &cal, &QuantizeOptions::default()).unwrap()
 }
 

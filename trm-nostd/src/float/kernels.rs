@@ -12,8 +12,18 @@
 //! blocking); each output still comes from one [`dot`]-ordered sum, so blocking never changes a
 //! result ([`dot4`] equals four [`dot`] calls bit for bit; a test checks it).
 //!
+//! These kernels are the specification. The block kernels below run the matrix products, the
+//! SiLU and the softmax exponentials through [`optimized`] with the [`Isa`] their buffers name:
+//! on x86_64 blocked AVX-512 / AVX2 versions that give the same bits (separate vector multiplies
+//! and adds in the same lane order, no fused multiply-add), elsewhere these kernels.
+//!
+//! The block kernels report their intermediate values to a [`Tap`] (an [`Observer`] and the
+//! block they run in); [`Tap::none`] reports nothing and compiles away.
+//!
 //! Shapes in comments follow llm.c: `// h: [rows, n]` is row-major with `n` contiguous.
 
+use crate::float::observer::{Observer, Site, Tap};
+use crate::float::optimized::{self, Isa};
 use crate::float::weights::MatRef;
 
 /// Partial sums per dot product.
@@ -148,11 +158,14 @@ pub fn rms_norm(v: &mut [f32], eps: f32) {
     }
 }
 
-/// `h = rms_norm(h + delta)` elementwise over one row.
-pub fn add_rms_norm(h: &mut [f32], delta: &[f32], eps: f32) {
+/// `h = rms_norm(h + delta)` elementwise over one row; the pre-norm `h + delta` is reported as
+/// the tap's [`Site::Residual`].
+pub fn add_rms_norm<O: Observer>(h: &mut [f32], delta: &[f32], eps: f32, tap: &mut Tap<O>) {
     for (a, b) in h.iter_mut().zip(delta) {
         *a += *b;
     }
+    let (layer, sub) = (tap.layer, tap.sub);
+    tap.see(Site::Residual { layer, sub }, h);
     rms_norm(h, eps);
 }
 
@@ -162,56 +175,66 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + libm::expf(-x))
 }
 
-/// Scratch of [`swiglu_residual_rms`] for a block of `rb` rows: `gu` holds `rb * 2 inter`
-/// values, `out` `rb * n`, `wrow` `max(n, inter)`.
+/// Scratch of [`swiglu_residual_rms`] for a block of `rows` rows: `gu` holds `rows * 2 inter`
+/// values, `out` `rows * n`, `wrow` `max(n, inter)` (or a whole weight tile,
+/// [`optimized::tile_len`]).
 #[derive(Debug)]
 pub struct SwigluBuffers<'s> {
-    /// One converted weight row.
+    /// One converted weight row, or the weight tile of the optimized products.
     pub wrow: &'s mut [f32],
     /// `[rb, 2 inter]`: gate_up outputs, then `silu(gate) * up` in the first half.
     pub gu: &'s mut [f32],
-    /// `[rb, n]`: the SwiGLU outputs of the block.
+    /// `[rows, n]`: the SwiGLU outputs of the block.
     pub out: &'s mut [f32],
+    /// Activation rows per block (`>= 1`; 0 counts as 1).
+    pub rows: usize,
+    /// The kernel implementation (every one gives the same results).
+    pub isa: Isa,
 }
 
 /// Post-norm SwiGLU sub-block over every row of `h: [rows, n]`, in place:
 /// `h[r] = rms_norm(h[r] + down(silu(gate(h[r])) * up(h[r])))`.
 ///
 /// `gate_up: [2 inter, n]` (gate rows first, then up rows), `down: [n, inter]`. Rows are
-/// independent, so they are processed in blocks of `rb` rows (the size of `bufs`); the block size
-/// never changes a result.
-pub fn swiglu_residual_rms(
+/// independent, so they are processed in blocks of `bufs.rows` rows; the block size never
+/// changes a result. Reports [`Site::Gate`], [`Site::Up`], [`Site::Product`] and
+/// [`Site::Residual`] of every row to `tap`. The products and the SiLU run on `bufs.isa`.
+pub fn swiglu_residual_rms<O: Observer>(
     gate_up: &MatRef<'_>,
     down: &MatRef<'_>,
     h: &mut [f32],
     rows: usize,
-    rb: usize,
     eps: f32,
     bufs: &mut SwigluBuffers<'_>,
+    tap: &mut Tap<O>,
 ) {
     let n = down.rows();
     let inter = down.cols();
-    let rb = rb.max(1);
+    let rb = bufs.rows.max(1);
+    let isa = bufs.isa;
+    let (layer, sub) = (tap.layer, tap.sub);
     let mut r0 = 0;
     while r0 < rows {
         let nb = rb.min(rows - r0);
         let block = &mut h[r0 * n..(r0 + nb) * n];
         // gu: [nb, 2 inter] = block @ gate_up^T
-        linear(gate_up, bufs.wrow, block, n, nb, bufs.gu, 2 * inter);
+        optimized::linear(isa, gate_up, bufs.wrow, block, n, nb, bufs.gu, 2 * inter);
         for r in 0..nb {
             let row = &mut bufs.gu[r * 2 * inter..(r + 1) * 2 * inter];
             let (gate, up) = row.split_at_mut(inter);
-            for (g, u) in gate.iter_mut().zip(up.iter()) {
-                *g = silu(*g) * *u;
-            }
+            tap.see(Site::Gate { layer, sub }, gate);
+            tap.see(Site::Up { layer, sub }, up);
+            optimized::silu_mul(isa, gate, up);
+            tap.see(Site::Product { layer, sub }, gate);
         }
         // out: [nb, n] = (silu(gate) * up) @ down^T
-        linear(down, bufs.wrow, bufs.gu, 2 * inter, nb, bufs.out, n);
+        optimized::linear(isa, down, bufs.wrow, bufs.gu, 2 * inter, nb, bufs.out, n);
         for r in 0..nb {
             add_rms_norm(
                 &mut block[r * n..(r + 1) * n],
                 &bufs.out[r * n..(r + 1) * n],
                 eps,
+                tap,
             );
         }
         r0 += nb;
@@ -261,11 +284,56 @@ pub fn apply_rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
 ///
 /// Per row `i` and head `h`: `s_j = dot(q_i, k_j) * (1 / sqrtf(hd))`, `p_j = expf(s_j - max s)`,
 /// `out = (sum_j p_j v_j) / (sum_j p_j)`, sums over `j` in increasing order. `scores` holds `l`
-/// values. RoPE, if any, is applied to q and k before the call.
-pub fn attention(qkv: &mut [f32], l: usize, heads: usize, hd: usize, scores: &mut [f32]) {
+/// values. RoPE, if any, is applied to q and k before the call. The scores `s_j` of every row
+/// and head are reported as [`Site::Scores`], row by row, each row's heads in order.
+///
+/// With an optimized `isa` and `scores` holding
+/// [`optimized::attention_len`]`(l, heads, hd)` values, the scores of all heads are computed
+/// first as one blocked product per head, then the softmax rows, then the weighted values as
+/// blocked products: the same operations on each value, so the same results.
+#[inline(never)]
+pub fn attention<O: Observer>(
+    isa: Isa,
+    qkv: &mut [f32],
+    l: usize,
+    heads: usize,
+    hd: usize,
+    scores: &mut [f32],
+    tap: &mut Tap<O>,
+) {
+    let layer = tap.layer;
     let d = heads * hd;
     let stride = 3 * d;
     let scale = 1.0 / libm::sqrtf(hd as f32);
+    if isa != Isa::Portable && scores.len() >= optimized::attention_len(l, heads, hd) {
+        let (all, rest) = scores.split_at_mut(heads * l * l);
+        let (sums, tile) = rest.split_at_mut(heads * l);
+        if optimized::attention_scores(isa, qkv, l, heads, hd, all, tile) {
+            for i in 0..l {
+                for h in 0..heads {
+                    let row = &mut all[(h * l + i) * l..(h * l + i + 1) * l];
+                    let mut max = f32::NEG_INFINITY;
+                    for s in row.iter_mut() {
+                        *s *= scale;
+                        if *s > max {
+                            max = *s;
+                        }
+                    }
+                    tap.see(Site::Scores { layer }, row);
+                    optimized::exp_sub(isa, row, max);
+                    let mut sum = 0.0f32;
+                    for s in row.iter() {
+                        sum += *s;
+                    }
+                    sums[h * l + i] = sum;
+                }
+            }
+            // The shapes fit (the scores ran), so this runs too and nothing falls through.
+            if optimized::attention_values(isa, qkv, l, heads, hd, all, sums) {
+                return;
+            }
+        }
+    }
     let scores = &mut scores[..l];
     for i in 0..l {
         for h in 0..heads {
@@ -279,9 +347,10 @@ pub fn attention(qkv: &mut [f32], l: usize, heads: usize, hd: usize, scores: &mu
                     max = v;
                 }
             }
+            tap.see(Site::Scores { layer }, scores);
+            optimized::exp_sub(isa, scores, max);
             let mut sum = 0.0f32;
-            for s in scores.iter_mut() {
-                *s = libm::expf(*s - max);
+            for s in scores.iter() {
                 sum += *s;
             }
             // q_i of this head is no longer needed: accumulate the output in its place.
@@ -339,6 +408,8 @@ pub struct BlockBuffers<'s> {
     pub scores: &'s mut [f32],
     /// Activation rows per block in the row-blocked products (`>= 1`).
     pub rows: usize,
+    /// The kernel implementation (every one gives the same results).
+    pub isa: Isa,
 }
 
 impl BlockBuffers<'_> {
@@ -347,62 +418,93 @@ impl BlockBuffers<'_> {
             wrow: self.wrow,
             gu: self.gu,
             out: self.out,
+            rows: self.rows,
+            isa: self.isa,
         }
     }
 }
 
-/// Channel SwiGLU sub-block on `h: [l, D]`: `h = rms(h + SwiGLU_D(h))`, with `D = down.rows()`.
-pub fn channel_mlp(
+/// Channel SwiGLU sub-block on `h: [l, D]`: `h = rms(h + SwiGLU_D(h))`, with `D = down.rows()`
+/// (reports as [`swiglu_residual_rms`]).
+pub fn channel_mlp<O: Observer>(
     gate_up: &MatRef<'_>,
     down: &MatRef<'_>,
     h: &mut [f32],
     l: usize,
     eps: f32,
     b: &mut BlockBuffers<'_>,
+    tap: &mut Tap<O>,
 ) {
-    let rows = b.rows;
-    swiglu_residual_rms(gate_up, down, h, l, rows, eps, &mut b.swiglu());
+    swiglu_residual_rms(gate_up, down, h, l, eps, &mut b.swiglu(), tap);
 }
 
 /// mlp_t token mixing on `h: [l, D]`: on the transposed `h^T: [D, l]`,
 /// `h^T = rms_over_l(h^T + SwiGLU_l(h^T))`, then transposed back. `gate_up: [2 inter_t, l]`,
-/// `down: [l, inter_t]`; `D = h.len() / l`.
-pub fn mlp_t_mixer(
+/// `down: [l, inter_t]`; `D = h.len() / l`. Reports as [`swiglu_residual_rms`] (rows of the
+/// transposed `h`: the residuals have `l` values).
+pub fn mlp_t_mixer<O: Observer>(
     gate_up: &MatRef<'_>,
     down: &MatRef<'_>,
     h: &mut [f32],
     l: usize,
     eps: f32,
     b: &mut BlockBuffers<'_>,
+    tap: &mut Tap<O>,
 ) {
     let d = h.len() / l.max(1);
-    let rows = b.rows;
     let ht = &mut b.work[..l * d];
-    transpose(h, l, d, ht);
+    optimized::transpose(b.isa, h, l, d, ht);
     let mut bufs = SwigluBuffers {
         wrow: b.wrow,
         gu: b.gu,
         out: b.out,
+        rows: b.rows,
+        isa: b.isa,
     };
-    swiglu_residual_rms(gate_up, down, ht, d, rows, eps, &mut bufs);
-    transpose(ht, d, l, h);
+    swiglu_residual_rms(gate_up, down, ht, d, eps, &mut bufs, tap);
+    optimized::transpose(b.isa, ht, d, l, h);
 }
 
 /// Attention mixing on `h: [l, D]`: `h = rms(h + o_proj(attn(rope(qkv_proj(h)))))`, with RoPE
-/// when `b.cos` is non-empty. `qkv: [3 D, D]` (q heads, k heads, v heads), `o: [D, D]`.
-pub fn attention_mixer(
+/// when `b.cos` is non-empty. `qkv: [3 D, D]` (q heads, k heads, v heads), `o: [D, D]`;
+/// `l = h.len() / D`. Reports [`Site::Query`], [`Site::Key`] (as projected, and rotated with
+/// RoPE), [`Site::Value`], [`Site::Scores`] and [`Site::Residual`].
+pub fn attention_mixer<O: Observer>(
     qkv_w: &MatRef<'_>,
     o_w: &MatRef<'_>,
     h: &mut [f32],
-    l: usize,
     heads: usize,
     eps: f32,
     b: &mut BlockBuffers<'_>,
+    tap: &mut Tap<O>,
 ) {
     let d = o_w.rows();
+    let l = h.len() / d.max(1);
     let hd = d / heads.max(1);
+    let layer = tap.layer;
     let qkv = &mut b.work[..3 * l * d];
-    linear(qkv_w, b.wrow, h, d, l, qkv, 3 * d);
+    optimized::linear(b.isa, qkv_w, b.wrow, h, d, l, qkv, 3 * d);
+    // (No slicing that could panic: with `Tap::none` the loop has no effect and is removed.)
+    for row in qkv.chunks_exact(3 * d) {
+        let mut parts = row.chunks_exact(d.max(1));
+        if let (Some(q), Some(k), Some(v)) = (parts.next(), parts.next(), parts.next()) {
+            tap.see(
+                Site::Query {
+                    layer,
+                    rotated: false,
+                },
+                q,
+            );
+            tap.see(
+                Site::Key {
+                    layer,
+                    rotated: false,
+                },
+                k,
+            );
+            tap.see(Site::Value { layer }, v);
+        }
+    }
     if !b.cos.is_empty() {
         for (r, row) in qkv.chunks_exact_mut(3 * d).enumerate() {
             let cos = &b.cos[r * hd..(r + 1) * hd];
@@ -411,18 +513,32 @@ pub fn attention_mixer(
             for head in row[..2 * d].chunks_exact_mut(hd) {
                 apply_rope(head, cos, sin);
             }
+            tap.see(
+                Site::Query {
+                    layer,
+                    rotated: true,
+                },
+                &row[..d],
+            );
+            tap.see(
+                Site::Key {
+                    layer,
+                    rotated: true,
+                },
+                &row[d..2 * d],
+            );
         }
     }
-    attention(qkv, l, heads, hd, b.scores);
+    attention(b.isa, qkv, l, heads, hd, b.scores, tap);
     let rb = b.rows.max(1);
     let mut r0 = 0;
     while r0 < l {
         let nb = rb.min(l - r0);
         let out = &mut b.out[..nb * d];
-        linear(o_w, b.wrow, &qkv[r0 * 3 * d..], 3 * d, nb, out, d);
+        optimized::linear(b.isa, o_w, b.wrow, &qkv[r0 * 3 * d..], 3 * d, nb, out, d);
         for r in 0..nb {
             let row = &mut h[(r0 + r) * d..(r0 + r + 1) * d];
-            add_rms_norm(row, &out[r * d..(r + 1) * d], eps);
+            add_rms_norm(row, &out[r * d..(r + 1) * d], eps, tap);
         }
         r0 += nb;
     }

@@ -1,7 +1,10 @@
-//! Borrowed weight matrices read in place, converted to f32 one row at a time.
+//! The float engine's weights: borrowed matrices read in place, converted to f32 one row at a
+//! time ([`MatRef`]), and the checks that bind a model's tensors to them (`Weights::bind`).
 
+use crate::config::Config;
+use crate::engine::{EngineError, MAX_LAYERS};
 use crate::float::kernels::{LANES, reduce_lanes};
-use crate::tensor::{DType, TensorView};
+use crate::tensor::{DType, LayerTensor, TensorId, TensorSource, TensorView};
 
 /// A row-major `[rows, cols]` float matrix borrowed from a [`TensorView`] (f32, f16 or bf16,
 /// little-endian). The engine never copies a whole matrix: it converts one row at a time into a
@@ -58,9 +61,20 @@ impl<'a> MatRef<'a> {
         self.dtype
     }
 
-    fn row_bytes(&self, r: usize) -> &'a [u8] {
+    /// The raw little-endian bytes of row `r` (empty when out of range).
+    pub(crate) fn row_bytes(&self, r: usize) -> &'a [u8] {
+        self.rows_bytes(r, 1)
+    }
+
+    /// The raw little-endian bytes of rows `first..first + count`, those that exist (rows are
+    /// contiguous).
+    pub(crate) fn rows_bytes(&self, first: usize, count: usize) -> &'a [u8] {
         let w = self.cols() * self.dtype.size();
-        self.data.get(r * w..r * w + w).unwrap_or(&[])
+        let end = first.saturating_add(count).min(self.rows());
+        if first >= end {
+            return &[];
+        }
+        self.data.get(first * w..end * w).unwrap_or(&[])
     }
 
     /// Converts row `r` into `out[..cols]` (an out-of-range row or short `out` converts what fits;
@@ -110,4 +124,105 @@ impl<'a> MatRef<'a> {
         }
         reduce_lanes(acc)
     }
+}
+
+/// The weights of one block.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LayerWeights<'a> {
+    /// qkv_proj (attention) or mlp_t gate_up.
+    pub(super) mix_a: MatRef<'a>,
+    /// o_proj (attention) or mlp_t down.
+    pub(super) mix_b: MatRef<'a>,
+    pub(super) gate_up: MatRef<'a>,
+    pub(super) down: MatRef<'a>,
+}
+
+const EMPTY_LAYER: LayerWeights<'static> = LayerWeights {
+    mix_a: MatRef::empty(),
+    mix_b: MatRef::empty(),
+    gate_up: MatRef::empty(),
+    down: MatRef::empty(),
+};
+
+/// Every weight of a model, borrowed in place.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Weights<'a> {
+    pub(super) embed_tokens: MatRef<'a>,
+    pub(super) embed_pos: MatRef<'a>,
+    pub(super) puzzle_emb: MatRef<'a>,
+    pub(super) h_init: MatRef<'a>,
+    pub(super) l_init: MatRef<'a>,
+    pub(super) lm_head: MatRef<'a>,
+    pub(super) q_weight: MatRef<'a>,
+    pub(super) q_bias: MatRef<'a>,
+    pub(super) layers: [LayerWeights<'a>; MAX_LAYERS],
+}
+
+impl<'a> Weights<'a> {
+    /// Binds and checks every tensor config `c` (already validated, at most [`MAX_LAYERS`]
+    /// blocks) needs: presence, shape, float dtype and byte length.
+    pub(super) fn bind<S: TensorSource<'a> + ?Sized>(
+        c: &Config,
+        weights: &S,
+    ) -> Result<Self, EngineError> {
+        let get = |id: TensorId| -> Result<MatRef<'a>, EngineError> {
+            if id.present(c) {
+                check_tensor(c, weights, id)
+            } else {
+                Ok(MatRef::empty())
+            }
+        };
+        let mut w = Weights {
+            embed_tokens: get(TensorId::EmbedTokens)?,
+            embed_pos: get(TensorId::EmbedPos)?,
+            puzzle_emb: get(TensorId::PuzzleEmb)?,
+            h_init: get(TensorId::HInit)?,
+            l_init: get(TensorId::LInit)?,
+            lm_head: get(TensorId::LmHead)?,
+            q_weight: get(TensorId::QHeadWeight)?,
+            q_bias: get(TensorId::QHeadBias)?,
+            layers: [EMPTY_LAYER; MAX_LAYERS],
+        };
+        for (i, lw) in w.layers.iter_mut().enumerate().take(c.l_layers as usize) {
+            let id = |tensor| TensorId::Layer {
+                layer: i as u8,
+                tensor,
+            };
+            let (a, b) = if c.mlp_t {
+                (LayerTensor::MlpTGateUp, LayerTensor::MlpTDown)
+            } else {
+                (LayerTensor::QkvProj, LayerTensor::OProj)
+            };
+            *lw = LayerWeights {
+                mix_a: get(id(a))?,
+                mix_b: get(id(b))?,
+                gate_up: get(id(LayerTensor::MlpGateUp))?,
+                down: get(id(LayerTensor::MlpDown))?,
+            };
+        }
+        Ok(w)
+    }
+}
+
+fn check_tensor<'a, S: TensorSource<'a> + ?Sized>(
+    c: &Config,
+    src: &S,
+    id: TensorId,
+) -> Result<MatRef<'a>, EngineError> {
+    let view = src.tensor(id).ok_or(EngineError::MissingTensor(id))?;
+    if !matches!(view.dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(EngineError::BadDType {
+            tensor: id,
+            dtype: view.dtype,
+        });
+    }
+    let expected = id.shape(c);
+    if view.shape.rows != expected.rows || view.shape.cols != expected.cols {
+        return Err(EngineError::BadShape {
+            tensor: id,
+            expected,
+            got: view.shape,
+        });
+    }
+    MatRef::new(&view).ok_or(EngineError::BadData(id))
 }

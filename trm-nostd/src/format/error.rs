@@ -51,7 +51,8 @@ pub enum FormatError {
         /// Checksum of the bytes.
         computed: u32,
     },
-    /// The header is not a postcard-encoded header of exactly `header_len` bytes.
+    /// The header is not a postcard-encoded header (followed by a valid source record when
+    /// [`FLAG_SOURCE`](super::FLAG_SOURCE) is set) of exactly `header_len` bytes.
     Header,
     /// The config in the header is invalid.
     Config(ConfigError),
@@ -177,7 +178,9 @@ impl fmt::Display for FormatError {
                 f,
                 ".trm file corrupted: header checksum {computed:#010x}, expected {stored:#010x}"
             ),
-            FormatError::Header => f.write_str(".trm file: the header does not decode"),
+            FormatError::Header => {
+                f.write_str(".trm file: the header (or its source record) does not decode")
+            }
             FormatError::Config(e) => write!(f, ".trm file: {e}"),
             FormatError::UnsupportedScheme(s) => {
                 write!(f, ".trm file: numeric scheme {s:?} is not supported")

@@ -13,12 +13,15 @@
 //!      0     8  magic: 89 54 52 4D 0D 0A 1A 0A  ("\x89TRM\r\n\x1a\n", as PNG: catches text-mode
 //!                 transfers and 7-bit channels)
 //!      8     2  format version (u16) = 1
-//!     10     2  flags (u16), must be 0 in version 1
-//!     12     4  header_len (u32): length of the postcard header that follows the preamble
+//!     10     2  flags (u16): bit 0 = FLAG_SOURCE (a source record follows the header); the
+//!                 other bits must be 0
+//!     12     4  header_len (u32): length of the postcard header (and source record) that
+//!                 follows the preamble
 //!     16     4  payload_offset (u32): where the payload starts; = align64(directory end)
 //!     20     4  meta_crc (u32): CRC-32 of bytes 24..payload_offset (header, directory, padding)
 //!     24     h  header: postcard encoding of `Header` (config, numeric scheme, tensor count,
-//!                 payload length, payload CRC-32)
+//!                 payload length, payload CRC-32); with FLAG_SOURCE, followed by the postcard
+//!                 encoding of a `SourceRecord` (both exactly fill the h bytes)
 //!   24+h  32*n  tensor directory: n = tensor_count fixed 32-byte entries (below)
 //!      .     .  zero padding up to payload_offset (a multiple of 64)
 //! payload_offset  payload_len  payload: the tensors, each at a 64-byte-aligned offset, zero
@@ -89,6 +92,20 @@
 //! reports [`FormatError::UnsupportedVersion`] ("update trm-nostd") for a quantized file rather
 //! than a puzzling decode error.
 //!
+//! # The source record (optional, any version)
+//!
+//! `trm-export export` records which checkpoint file the weights came from: a
+//! [`SourceRecord`] (the file as `<folder>/<name>`, its size and its CRC-32C, the checksum of
+//! trm-train's checkpoint manifests), so that two `.trm` files can be told apart when they were
+//! exported from different checkpoints (`trm-export verify` warns). It is optional: it is
+//! present exactly when flag bit 0 ([`FLAG_SOURCE`]) is set, and a file without it is byte for
+//! byte what writers produced before the record existed. The postcard header has no room for an
+//! optional field (it must fill `header_len` exactly, and the directory padding must be zero),
+//! hence the flag: files without the record stay readable by every reader, the version numbers
+//! and their rules are unchanged, and a reader from before the record refuses a file that has
+//! one with "flags must be zero" rather than misreading it. It is covered by the metadata
+//! checksum. Its name is at most [`MAX_SOURCE_NAME`] bytes of UTF-8 without control characters.
+//!
 //! # Checksums
 //!
 //! CRC-32 (ISO-HDLC, the zlib/PNG polynomial) over the metadata (`meta_crc`, in the preamble)
@@ -99,7 +116,8 @@
 //!
 //! With the `std` feature, `ModelWriter` builds a file from f32 tensors (converted with `half`,
 //! round to nearest even, for F16 and BF16 files), or, for `Fixed` files, from raw integer
-//! tensors with their quantization tables (`ModelWriter::add_raw`).
+//! tensors with their quantization tables (`ModelWriter::add_raw`), and with
+//! `ModelWriter::set_source` the optional source record.
 
 mod aligned;
 mod dir;
@@ -140,6 +158,36 @@ pub const PREAMBLE_LEN: usize = 24;
 
 /// Alignment of every tensor (and of the payload start), in bytes from the start of the file.
 pub const ALIGN: usize = 64;
+
+/// Flag bit 0: a [`SourceRecord`] follows the header (see the module documentation).
+pub const FLAG_SOURCE: u16 = 1;
+
+/// Longest [`SourceRecord::weights`], in bytes.
+pub const MAX_SOURCE_NAME: usize = 255;
+
+/// Which checkpoint file a model's weights were exported from (optional; see the module
+/// documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SourceRecord<'a> {
+    /// The file read, as `<folder>/<name>` (`step_1000/model.safetensors`, `run/step_26040`);
+    /// at most [`MAX_SOURCE_NAME`] bytes, no control characters.
+    pub weights: &'a str,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its CRC-32C (Castagnoli: the checksum of trm-train's checkpoint manifests).
+    pub crc32c: u32,
+}
+
+impl SourceRecord<'_> {
+    /// Whether the name is one a file may hold: 1 to [`MAX_SOURCE_NAME`] bytes, no control
+    /// characters.
+    pub fn is_valid(&self) -> bool {
+        !self.weights.is_empty()
+            && self.weights.len() <= MAX_SOURCE_NAME
+            && !self.weights.chars().any(char::is_control)
+    }
+}
 
 /// How the numbers of a model are stored and computed.
 ///

@@ -2,8 +2,8 @@
 
 use super::dir::{DirEntry, ENTRY_LEN, MAX_TENSOR_SLOTS, id_slot};
 use super::{
-    ALIGN, FORMAT_VERSION, FormatError, Header, MAGIC, MIN_FORMAT_VERSION, NumericScheme,
-    PREAMBLE_LEN, QUANT_TABLE_LE, align_up, crc32,
+    ALIGN, FLAG_SOURCE, FORMAT_VERSION, FormatError, Header, MAGIC, MIN_FORMAT_VERSION,
+    NumericScheme, PREAMBLE_LEN, QUANT_TABLE_LE, SourceRecord, align_up, crc32,
 };
 use crate::config::Config;
 use crate::tensor::{TensorId, TensorSource, TensorView};
@@ -19,6 +19,8 @@ pub struct Model<'a> {
     bytes: &'a [u8],
     header: Header,
     version: u16,
+    /// The source record, when the file has one.
+    source: Option<SourceRecord<'a>>,
     /// The directory: `tensor_count * ENTRY_LEN` bytes.
     dir: &'a [u8],
     payload_offset: usize,
@@ -30,6 +32,7 @@ impl fmt::Debug for Model<'_> {
         f.debug_struct("Model")
             .field("version", &self.version)
             .field("header", &self.header)
+            .field("source", &self.source)
             .field("file_bytes", &self.bytes.len())
             .field("payload_offset", &self.payload_offset)
             .field("tensor_count", &self.tensor_count())
@@ -138,14 +141,15 @@ fn range(bytes: &[u8], start: u64, end: u64) -> Option<&[u8]> {
 }
 
 /// The preamble and header, checked up to the header's own consistency (no directory yet).
-struct Front {
+struct Front<'a> {
     version: u16,
     header: Header,
+    source: Option<SourceRecord<'a>>,
     header_end: u64,
     payload_offset: u64,
 }
 
-fn read_front(bytes: &[u8]) -> Result<Front, FormatError> {
+fn read_front(bytes: &[u8]) -> Result<Front<'_>, FormatError> {
     let p = read_preamble(bytes)?;
     if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&p.version) {
         return Err(FormatError::UnsupportedVersion {
@@ -153,7 +157,7 @@ fn read_front(bytes: &[u8]) -> Result<Front, FormatError> {
             supported: FORMAT_VERSION,
         });
     }
-    if p.flags != 0 {
+    if p.flags & !FLAG_SOURCE != 0 {
         return Err(FormatError::ReservedNonZero { what: "flags" });
     }
     let available = bytes.len() as u64;
@@ -179,13 +183,22 @@ fn read_front(bytes: &[u8]) -> Result<Front, FormatError> {
         });
     }
     let header_bytes = range(bytes, PREAMBLE_LEN as u64, header_end).ok_or(FormatError::Header)?;
-    let header = match postcard::take_from_bytes::<Header>(header_bytes) {
-        Ok((h, [])) => h,
-        _ => return Err(FormatError::Header),
+    let Ok((header, rest)) = postcard::take_from_bytes::<Header>(header_bytes) else {
+        return Err(FormatError::Header);
+    };
+    // The source record is there exactly when its flag says so, and fills the rest.
+    let source = match (p.flags & FLAG_SOURCE != 0, rest) {
+        (false, []) => None,
+        (true, rest) => match postcard::take_from_bytes::<SourceRecord<'_>>(rest) {
+            Ok((r, [])) if r.is_valid() => Some(r),
+            _ => return Err(FormatError::Header),
+        },
+        (false, _) => return Err(FormatError::Header),
     };
     Ok(Front {
         version: p.version,
         header,
+        source,
         header_end,
         payload_offset,
     })
@@ -240,6 +253,7 @@ impl<'a> Model<'a> {
         let Front {
             version,
             header,
+            source,
             header_end,
             payload_offset,
         } = read_front(bytes)?;
@@ -377,6 +391,7 @@ impl<'a> Model<'a> {
             bytes,
             header,
             version,
+            source,
             dir,
             payload_offset: payload_offset as usize,
         })
@@ -411,6 +426,12 @@ impl<'a> Model<'a> {
     /// Format version of the file.
     pub fn version(&self) -> u16 {
         self.version
+    }
+
+    /// Which checkpoint file the weights were exported from, when the file records it (see
+    /// the [module documentation](super)).
+    pub fn source(&self) -> Option<SourceRecord<'a>> {
+        self.source
     }
 
     /// The whole file.

@@ -1,10 +1,14 @@
 //! Writing `.trm` files on a host (feature `std`).
 
 use super::dir::{DirEntry, ENTRY_LEN};
-use super::{Header, MAGIC, NumericScheme, PREAMBLE_LEN, QUANT_TABLE_LE, align_up, crc32};
+use super::{
+    FLAG_SOURCE, Header, MAGIC, MAX_SOURCE_NAME, NumericScheme, PREAMBLE_LEN, QUANT_TABLE_LE,
+    SourceRecord, align_up, crc32,
+};
 use crate::config::{Config, ConfigError};
 use crate::tensor::{DType, TensorId};
 use std::fmt;
+use std::string::String;
 use std::vec::Vec;
 
 /// Why [`ModelWriter`] refused to write a file.
@@ -43,6 +47,9 @@ pub enum WriteError {
     /// A quantization table given for a `Float` model, or one whose length is not a multiple
     /// of 4.
     QuantTable(TensorId),
+    /// The source record's name is empty, longer than [`MAX_SOURCE_NAME`] bytes, or holds a
+    /// control character.
+    SourceName,
 }
 
 impl fmt::Display for WriteError {
@@ -81,6 +88,11 @@ impl fmt::Display for WriteError {
             WriteError::QuantTable(t) => write!(
                 f,
                 "cannot write .trm: tensor {t}: quantization table not allowed or not whole words"
+            ),
+            WriteError::SourceName => write!(
+                f,
+                "cannot write .trm: the source record's name must be 1 to {MAX_SOURCE_NAME} \
+                 bytes without control characters"
             ),
         }
     }
@@ -122,6 +134,8 @@ pub struct ModelWriter<'t> {
     config: Config,
     scheme: NumericScheme,
     tensors: Vec<(TensorId, Data<'t>)>,
+    /// The source record: name, size, CRC-32C.
+    source: Option<(String, u64, u32)>,
 }
 
 /// One tensor's data as given to the writer.
@@ -148,7 +162,18 @@ impl<'t> ModelWriter<'t> {
             config,
             scheme,
             tensors: Vec::new(),
+            source: None,
         })
+    }
+
+    /// Records which checkpoint file the weights come from (a [`SourceRecord`]; see the
+    /// [module documentation](super)). Without it the file has no record.
+    pub fn set_source(&mut self, source: &SourceRecord<'_>) -> Result<&mut Self, WriteError> {
+        if !source.is_valid() {
+            return Err(WriteError::SourceName);
+        }
+        self.source = Some((source.weights.into(), source.bytes, source.crc32c));
+        Ok(self)
     }
 
     /// Adds one tensor's values (row-major, `id.shape(config).numel()` of them) to a `Float`
@@ -278,7 +303,18 @@ impl<'t> ModelWriter<'t> {
             payload_crc: crc32(&payload),
         };
         // Serializing a plain struct into a Vec cannot fail.
-        let header_bytes = postcard::to_stdvec(&header).map_err(|_| WriteError::TooLarge)?;
+        let mut header_bytes = postcard::to_stdvec(&header).map_err(|_| WriteError::TooLarge)?;
+        let mut flags = 0u16;
+        if let Some((weights, bytes, crc32c)) = &self.source {
+            let record = SourceRecord {
+                weights,
+                bytes: *bytes,
+                crc32c: *crc32c,
+            };
+            let more = postcard::to_stdvec(&record).map_err(|_| WriteError::TooLarge)?;
+            header_bytes.extend_from_slice(&more);
+            flags |= FLAG_SOURCE;
+        }
         let dir_end = (PREAMBLE_LEN + header_bytes.len() + ordered.len() * ENTRY_LEN) as u64;
         let payload_offset = align_up(dir_end);
         let file_len = payload_offset + payload.len() as u64;
@@ -288,7 +324,7 @@ impl<'t> ModelWriter<'t> {
         let mut out = Vec::with_capacity(file_len as usize);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.scheme.min_version().to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&to_u32(header_bytes.len() as u64)?.to_le_bytes());
         out.extend_from_slice(&to_u32(payload_offset)?.to_le_bytes());
         out.extend_from_slice(&[0; 4]); // metadata checksum, filled below

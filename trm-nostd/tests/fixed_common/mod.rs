@@ -10,13 +10,73 @@
 //!
 //! These models are not trained: they exercise the arithmetic (speed, bit-identity across
 //! kernel implementations, overflow), not accuracy.
+//!
+//! [`isas`] and [`with_isa`] are how the tests choose kernel implementations: the first lists
+//! the ones to test, the second runs engine code on one of them.
 #![allow(dead_code)]
 
+use std::sync::{Mutex, PoisonError};
+
 use trm_nostd::fixed::kernels::{Requant, Requant2, SILU_TABLE_LEN};
+use trm_nostd::fixed::optimized::{self, Isa};
 use trm_nostd::fixed::{prepare, tables};
 use trm_nostd::format::{FIXED_I8_I16, FIXED_I16_I16, ModelWriter};
 use trm_nostd::tensor::LayerTensor;
 use trm_nostd::{Config, DType, PosEncoding, TensorId};
+
+/// The kernel implementations the tests compare: every one of [`Isa::ALL`] this machine
+/// supports, the portable reference first. On x86_64 the CPU's own feature detection must
+/// agree, so that a broken detection cannot make the comparisons vacuous (an implementation
+/// added to [`Isa::ALL`] gets its line here).
+pub fn isas() -> Vec<Isa> {
+    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_supported()).collect();
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_eq!(
+            isas.contains(&Isa::Avx2),
+            std::is_x86_feature_detected!("avx2")
+        );
+        assert_eq!(
+            isas.contains(&Isa::Avx512),
+            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+        );
+        assert_eq!(
+            isas.contains(&Isa::Avx512Vnni),
+            isas.contains(&Isa::Avx512) && std::is_x86_feature_detected!("avx512vnni")
+        );
+    }
+    assert_eq!(isas.first(), Some(&Isa::Portable));
+    assert!(!isas.contains(&Isa::ArmDsp) || cfg!(target_arch = "arm"));
+    isas
+}
+
+/// Held by [`with_isa`]: the engine's kernel implementation is one process-wide choice
+/// ([`optimized::select`]) and the tests of one binary run on parallel threads.
+static ISA_CHOICE: Mutex<()> = Mutex::new(());
+
+/// Runs `f` with the engine's kernels on `isa` (which this machine must support), holding
+/// [`ISA_CHOICE`] so that no other test changes the choice meanwhile, then restores
+/// [`Isa::best`] (also when `f` panics). Tests that choose an implementation go through here,
+/// never through [`optimized::select`] directly; other tests may run engines at the same time
+/// (every implementation gives the same results, only the speed differs).
+pub fn with_isa<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
+    /// Restores the default choice when dropped, before the lock is released.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            optimized::select(Isa::best());
+        }
+    }
+    let _choice = ISA_CHOICE.lock().unwrap_or_else(PoisonError::into_inner);
+    let _restore = Restore;
+    assert!(
+        optimized::select(isa),
+        "{} is not supported here",
+        isa.name()
+    );
+    assert_eq!(optimized::selected(), isa);
+    f()
+}
 
 /// SplitMix64, so failures reproduce.
 pub struct Rng(pub u64);

@@ -32,6 +32,7 @@ use tch::{Device, Kind, Tensor, nn};
 use crate::config::{ALL_CONFIG_FILE, ConfigError, TrainConfig};
 use crate::logs::crc32c::crc32c;
 use crate::model::CheckpointError;
+use trm_reference::run_checkpoint;
 
 /// Weights file of a checkpoint.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -44,9 +45,9 @@ pub const RNG_FILE: &str = "rng.safetensors";
 /// The manifest, written last.
 pub const META_FILE: &str = "meta.json";
 /// `format` field of the manifest.
-const FORMAT: &str = "trm-train-checkpoint";
+const FORMAT: &str = run_checkpoint::MANIFEST_FORMAT;
 /// Manifest version.
-const VERSION: u64 = 1;
+const VERSION: u64 = run_checkpoint::MANIFEST_VERSION;
 /// Prefix of a checkpoint being written.
 const TMP_PREFIX: &str = ".tmp-step_";
 /// Prefix of a replaced checkpoint being deleted.
@@ -118,6 +119,16 @@ pub enum CkptError {
     Config(ConfigError),
     /// Restoring the model failed (names, shapes).
     Model(CheckpointError),
+    /// The newest `step_<N>` folder of a run is not a usable checkpoint, and the command
+    /// would otherwise have read it ([`latest_strict`]).
+    LatestUnusable {
+        /// The newest `step_<N>` folder.
+        dir: PathBuf,
+        /// Why it cannot be used.
+        reason: Box<CkptError>,
+        /// The newest finished checkpoint before it, if any (to name instead).
+        older: Option<PathBuf>,
+    },
 }
 
 impl fmt::Display for CkptError {
@@ -156,6 +167,21 @@ impl fmt::Display for CkptError {
             ),
             CkptError::Config(e) => write!(f, "checkpoint config: {e}"),
             CkptError::Model(e) => write!(f, "checkpoint model: {e}"),
+            CkptError::LatestUnusable { dir, reason, older } => {
+                write!(
+                    f,
+                    "the latest checkpoint, {}, cannot be used ({reason})",
+                    dir.display()
+                )?;
+                match older {
+                    Some(o) => write!(
+                        f,
+                        "; to use the newest finished one before it, name it: {}",
+                        o.display()
+                    ),
+                    None => f.write_str("; no earlier finished checkpoint exists"),
+                }
+            }
         }
     }
 }
@@ -167,6 +193,7 @@ impl std::error::Error for CkptError {
             CkptError::Tch { source, .. } => Some(source),
             CkptError::Config(e) => Some(e),
             CkptError::Model(e) => Some(e),
+            CkptError::LatestUnusable { reason, .. } => Some(reason.as_ref()),
             _ => None,
         }
     }
@@ -365,93 +392,38 @@ fn publish(root: &Path, tmp: &Path, step: u64) -> Result<PathBuf, CkptError> {
     Ok(dest)
 }
 
-/// The parsed manifest of a checkpoint folder.
-struct Meta {
-    step: u64,
-    files: Vec<(String, u64, u32)>,
-    extra: Map<String, Value>,
+/// The parsed manifest of a checkpoint folder: read and checked by
+/// [`trm_reference::run_checkpoint`], which trm-export's import shares, so that both accept
+/// exactly the same checkpoints.
+type Meta = run_checkpoint::Manifest;
+
+fn manifest_err(e: run_checkpoint::ManifestError) -> CkptError {
+    match e {
+        run_checkpoint::ManifestError::Io { path, source } => CkptError::Io { path, source },
+        run_checkpoint::ManifestError::Incomplete { path } => CkptError::Incomplete { path },
+        run_checkpoint::ManifestError::Corrupt { path, reason } => {
+            CkptError::Corrupt { path, reason }
+        }
+        other => CkptError::Corrupt {
+            path: PathBuf::new(),
+            reason: other.to_string(),
+        },
+    }
 }
 
 fn read_meta(dir: &Path) -> Result<Meta, CkptError> {
-    let path = dir.join(META_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CkptError::Incomplete {
-                path: dir.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    let corrupt = |reason: &str| CkptError::Corrupt {
-        path: path.clone(),
-        reason: reason.to_string(),
-    };
-    let v: Value = serde_json::from_str(&text).map_err(|e| corrupt(&e.to_string()))?;
-    if v["format"] != FORMAT {
-        return Err(corrupt("not a trm-train checkpoint manifest"));
-    }
-    if v["version"].as_u64() != Some(VERSION) {
-        return Err(corrupt(&format!(
-            "manifest version {}, this build reads {VERSION}",
-            v["version"]
-        )));
-    }
-    let step = v["step"].as_u64().ok_or_else(|| corrupt("no step"))?;
-    let files = v["files"]
-        .as_object()
-        .ok_or_else(|| corrupt("no file list"))?
-        .iter()
-        .map(|(name, d)| {
-            let bytes = d["bytes"].as_u64();
-            let crc = d["crc32c"].as_u64().and_then(|c| u32::try_from(c).ok());
-            match (bytes, crc) {
-                (Some(b), Some(c)) if !name.contains(['/', '\\']) && name != ".." => {
-                    Ok((name.clone(), b, c))
-                }
-                _ => Err(corrupt(&format!("bad entry for {name}"))),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let extra = match &v["extra"] {
-        Value::Object(m) => m.clone(),
-        Value::Null => Map::new(),
-        _ => return Err(corrupt("extra is not an object")),
-    };
-    Ok(Meta { step, files, extra })
+    run_checkpoint::read_manifest(dir).map_err(manifest_err)
 }
 
 /// Checks that every file of the manifest exists with its recorded size (and, with `crc`, its
-/// CRC-32C).
+/// CRC-32C), and that the manifest lists every file a checkpoint has.
 fn verify_files(dir: &Path, meta: &Meta, crc: bool) -> Result<(), CkptError> {
-    for (name, bytes, sum) in &meta.files {
-        let path = dir.join(name);
-        let len = fs::metadata(&path).map_err(io_err(&path))?.len();
-        if len != *bytes {
-            return Err(CkptError::Corrupt {
-                path,
-                reason: format!("{len} bytes, the manifest says {bytes} (truncated?)"),
-            });
-        }
-        if crc {
-            let (_, got) = file_digest(&path)?;
-            if got != *sum {
-                return Err(CkptError::Corrupt {
-                    path,
-                    reason: format!("CRC-32C {got:08x}, the manifest says {sum:08x}"),
-                });
-            }
-        }
-    }
-    for required in [MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, ALL_CONFIG_FILE] {
-        if !meta.files.iter().any(|(n, _, _)| n == required) {
-            return Err(CkptError::Corrupt {
-                path: dir.join(META_FILE),
-                reason: format!("the manifest does not list {required}"),
-            });
-        }
-    }
-    Ok(())
+    let depth = if crc {
+        run_checkpoint::Verify::Checksums
+    } else {
+        run_checkpoint::Verify::Sizes
+    };
+    run_checkpoint::verify_files(dir, meta, depth).map_err(manifest_err)
 }
 
 /// Finished checkpoints under `root` (folders `step_<N>` whose manifest is readable and whose
@@ -472,9 +444,7 @@ pub fn list(root: &Path) -> Result<Vec<(u64, PathBuf)>, CkptError> {
         if !dir.is_dir() {
             continue;
         }
-        let complete =
-            read_meta(&dir).is_ok_and(|m| m.step == step && verify_files(&dir, &m, false).is_ok());
-        if complete {
+        if check_finished(&dir, step).is_ok() {
             out.push((step, dir));
         }
     }
@@ -482,9 +452,97 @@ pub fn list(root: &Path) -> Result<Vec<(u64, PathBuf)>, CkptError> {
     Ok(out)
 }
 
-/// The finished checkpoint with the largest step under `root`, ignoring unfinished writes.
+/// The finished checkpoint with the largest step under `root`, ignoring unfinished writes and
+/// damaged checkpoints. Commands that pick "the latest" for the user go through [`newest`]
+/// (training resume, which says when it skips one) or [`latest_strict`] (evaluation).
 pub fn latest(root: &Path) -> Result<Option<(u64, PathBuf)>, CkptError> {
     Ok(list(root)?.pop())
+}
+
+/// The newest checkpoints of a run folder, as [`newest`] finds them.
+#[derive(Debug)]
+pub struct Newest {
+    /// The newest finished checkpoint (its step and folder), if any.
+    pub usable: Option<(u64, PathBuf)>,
+    /// The `step_<N>` folders newer than `usable` that are not finished checkpoints (a file
+    /// missing or of the wrong size, no readable manifest), newest first, with the reason.
+    pub unusable: Vec<(u64, PathBuf, CkptError)>,
+}
+
+/// Whether `dir` is a finished checkpoint of step `step`: its manifest is readable, names that
+/// step, and every file has its recorded size (CRCs are checked by [`load`]).
+fn check_finished(dir: &Path, step: u64) -> Result<(), CkptError> {
+    let meta = read_meta(dir)?;
+    if meta.step != step {
+        return Err(CkptError::Corrupt {
+            path: dir.join(META_FILE),
+            reason: format!("the manifest says step {}, the folder {step}", meta.step),
+        });
+    }
+    verify_files(dir, &meta, false)
+}
+
+/// The newest finished checkpoint under `root`, and every newer `step_<N>` folder that is not
+/// one (with why): what a command picking "the latest" must report rather than skip silently.
+/// A missing `root` has none.
+pub fn newest(root: &Path) -> Result<Newest, CkptError> {
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Newest {
+                usable: None,
+                unusable: Vec::new(),
+            });
+        }
+        Err(e) => return Err(io_err(root)(e)),
+    };
+    let mut steps = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(root))?;
+        if let Some(step) = entry.file_name().to_str().and_then(parse_step_dir)
+            && entry.path().is_dir()
+        {
+            steps.push((step, entry.path()));
+        }
+    }
+    steps.sort_by_key(|(step, _)| std::cmp::Reverse(*step));
+    let mut unusable = Vec::new();
+    for (step, dir) in steps {
+        match check_finished(&dir, step) {
+            Ok(()) => {
+                return Ok(Newest {
+                    usable: Some((step, dir)),
+                    unusable,
+                });
+            }
+            Err(e) => unusable.push((step, dir, e)),
+        }
+    }
+    Ok(Newest {
+        usable: None,
+        unusable,
+    })
+}
+
+/// The newest `step_<N>` folder under `root` as a checkpoint to read: `None` when there is no
+/// such folder, an error ([`CkptError::LatestUnusable`], naming the newest finished one before
+/// it) when it is not a finished checkpoint. For commands that must not fall back silently to
+/// an older step: the user names another checkpoint explicitly instead.
+pub fn latest_strict(root: &Path) -> Result<Option<(u64, PathBuf)>, CkptError> {
+    let n = newest(root)?;
+    match n.unusable.into_iter().next() {
+        Some((_, dir, reason)) => Err(CkptError::LatestUnusable {
+            dir,
+            reason: Box::new(reason),
+            older: n.usable.map(|(_, d)| d),
+        }),
+        None => Ok(n.usable),
+    }
+}
+
+/// The step recorded in the manifest of the checkpoint folder `dir`.
+pub fn read_step(dir: &Path) -> Result<u64, CkptError> {
+    Ok(read_meta(dir)?.step)
 }
 
 /// Keeps the newest `keep` finished checkpoints under `root` and removes older ones, plus any
@@ -524,7 +582,7 @@ fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, CkptError> {
 pub fn load(dir: &Path) -> Result<Checkpoint, CkptError> {
     let meta = read_meta(dir)?;
     verify_files(dir, &meta, true)?;
-    let has = |f: &str| meta.files.iter().any(|(n, _, _)| n == f);
+    let has = |f: &str| meta.has(f);
     let model = read_tensors(&dir.join(MODEL_FILE))?;
     let ema = if has(EMA_FILE) {
         Some(read_tensors(&dir.join(EMA_FILE))?)

@@ -1,4 +1,4 @@
-//! Subcommands of the `trm-train` binary that are more than a few lines.
+//! Subcommands of the `trm-train` binary that are more than a few lines (`build-dataset` is
+//! [`trm_data::cli`]).
 
-pub mod build_dataset;
 pub mod launch;

@@ -13,7 +13,12 @@
 //! - **test mode**: every example of every set, in order, in global batches of
 //!   `global_batch_size` rows, each rank taking its slice; a short local batch is padded to the
 //!   local batch size with `pad_id` inputs, ignored labels and the blank puzzle identifier.
-//!   [`DataBatch::real_rows`] counts the rows that are not padding.
+//!   [`DataBatch::real_rows`] counts the rows that are not padding. Padding never goes past the
+//!   data: a set smaller than one global batch is read in one batch of its own size (rounded up
+//!   to a multiple of the rank count), where the reference pads it to `global_batch_size` (its
+//!   evaluation `q_halt_loss` then also sums over those padding rows, every other metric
+//!   ignoring them). A set of at least `global_batch_size` examples is batched exactly as the
+//!   reference batches it.
 //!
 //! Labels equal to the dataset's `ignore_label_id` become [`IGNORE_LABEL_ID`] (-100).
 //!
@@ -255,12 +260,16 @@ pub struct BatchPlan {
     pub examples: Vec<usize>,
     /// Puzzle index (within the set) of each real row.
     pub puzzles: Vec<usize>,
+    /// Rows of this rank's batch, padding included: the local batch size, or in test mode for
+    /// a set smaller than one global batch, its share of that set (see the module docs).
+    pub rows: usize,
     /// Real rows of the *global* batch (all ranks); the reference's third yielded value.
     /// In train mode always `global_batch_size`; in test mode smaller for the last batch.
     pub global_effective_batch_size: usize,
 }
 
-/// One local batch, padded to the local batch size (`global_batch_size / num_replicas`).
+/// One local batch, padded to [`BatchPlan::rows`] rows (the local batch size
+/// `global_batch_size / num_replicas`, less for a test set smaller than one global batch).
 #[derive(Debug)]
 pub struct Batch {
     /// Input tokens, `i32 [local_batch, seq_len]`.
@@ -430,6 +439,32 @@ impl PuzzleDataset {
         self.iters = iters;
     }
 
+    /// The most examples one train-mode iteration can draw from each set, by set name:
+    /// `epochs_per_iter` times, for every group, the examples of its largest puzzle (for
+    /// one-example puzzles, exactly the set's examples times `epochs_per_iter`). A set whose
+    /// count is below `global_batch_size` never fills a batch (the last, partial batch of an
+    /// iteration is dropped), so it yields no training step at all.
+    pub fn max_train_rows_per_iter(&self) -> Vec<(&str, usize)> {
+        self.sets
+            .iter()
+            .map(|s| {
+                let per_epoch: usize = (0..s.data.num_groups())
+                    .map(|g| {
+                        s.data
+                            .group_puzzles(g)
+                            .map(|p| s.data.puzzle_examples(p).len())
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                (
+                    s.name.as_str(),
+                    per_epoch.saturating_mul(self.config.epochs_per_iter),
+                )
+            })
+            .collect()
+    }
+
     /// Global batches one train-mode iteration yields per set (drop-last), without drawing:
     /// for datasets whose puzzles have one example each (Sudoku, Maze) it is exact; with
     /// multi-example puzzles it is a lower bound (a group may fill several rows).
@@ -473,7 +508,7 @@ impl PuzzleDataset {
             .get(plan.set)
             .ok_or_else(|| DataError::Invalid(format!("no set {}", plan.set)))?
             .data;
-        let rows = self.local_batch_size.max(plan.examples.len());
+        let rows = plan.rows.max(plan.examples.len());
         let seq = self.metadata.seq_len;
         let m = &self.metadata;
         let mut inputs = vec![m.pad_id; rows * seq];
@@ -572,6 +607,12 @@ impl BatchPlans<'_> {
                 if st.start >= total {
                     return Ok(None);
                 }
+                // Never padded past the data: a set smaller than one global batch is one batch
+                // of its size, rounded up to split evenly over the ranks (for a set of at least
+                // `gbs` examples this is `gbs` itself).
+                let world = ds.config.num_replicas;
+                let gbs = gbs.min(total.div_ceil(world).saturating_mul(world));
+                let local = gbs / world;
                 let end = total.min(st.start + gbs);
                 let local_start = st.start + rank * local;
                 let local_end = (st.start + (rank + 1) * local).min(end);
@@ -581,6 +622,7 @@ impl BatchPlans<'_> {
                     set: self.set,
                     examples,
                     puzzles,
+                    rows: local,
                     global_effective_batch_size: end - st.start,
                 };
                 st.start += gbs;
@@ -622,6 +664,7 @@ impl BatchPlans<'_> {
                     set: self.set,
                     examples: examples[slice.clone()].to_vec(),
                     puzzles: puzzles[slice].to_vec(),
+                    rows: local,
                     global_effective_batch_size: gbs,
                 }))
             }

@@ -123,6 +123,60 @@ impl Drop for MetricsLog {
     }
 }
 
+/// Prepares the metrics file `path` for a run that continues from step `keep_through`
+/// (`None`: a fresh start): the lines of records of later steps are dropped (a run resumed from
+/// its checkpoint at step S logs every step after S again; for a fresh start, every record),
+/// and so is a last line cut short by a crash; other lines are kept as they are. The file is
+/// rewritten (a temporary file renamed over it) only when a line is dropped. Returns the number
+/// of lines dropped (0 for a missing file).
+pub fn truncate_after(path: &Path, keep_through: Option<u64>) -> std::io::Result<usize> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut dropped = 0;
+    let mut pieces = bytes.split(|&b| b == b'\n').peekable();
+    while let Some(line) = pieces.next() {
+        let last = pieces.peek().is_none();
+        if last && line.is_empty() {
+            break;
+        }
+        let record = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| serde_json::from_str::<Value>(l).ok())
+            .and_then(|v| Record::from_json(&v));
+        let keep = match (record, keep_through) {
+            (Some(r), Some(s)) => r.step <= s,
+            (Some(_), None) => false,
+            // Not a record: a line cut short by a crash (the last one) goes; any other line is
+            // not ours to judge, unless the run starts afresh.
+            (None, Some(_)) => !last && !line.is_empty(),
+            (None, None) => false,
+        };
+        if keep {
+            kept.extend_from_slice(line);
+            kept.push(b'\n');
+        } else if !line.is_empty() {
+            dropped += 1;
+        }
+    }
+    if kept.len() != bytes.len() {
+        let name = path
+            .file_name()
+            .map_or_else(|| "metrics".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&kept)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+    }
+    Ok(dropped)
+}
+
 /// Reads every record of a JSONL file. A last line cut short by a crash is skipped; any other
 /// unreadable line is an error naming its line number.
 pub fn read_jsonl(path: &Path) -> std::io::Result<Vec<Record>> {

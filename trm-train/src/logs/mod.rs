@@ -15,15 +15,44 @@ pub mod plot;
 pub mod progress;
 pub mod tensorboard;
 
-pub use jsonl::{MetricsLog, Record, read_jsonl};
+pub use jsonl::{MetricsLog, Record, read_jsonl, truncate_after};
 pub use plot::plot_curves;
 pub use progress::Progress;
-pub use tensorboard::EventWriter;
+pub use tensorboard::{EventWriter, EventsResumed};
 
 use std::path::{Path, PathBuf};
 
 /// The JSONL file name a [`RunLogger`] writes.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// What [`RunLogger::resume`] dropped from the logs already in the run folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogsResumed {
+    /// Lines of `metrics.jsonl` dropped.
+    pub metrics_lines_dropped: usize,
+    /// What happened to the TensorBoard event files.
+    pub events: EventsResumed,
+}
+
+impl LogsResumed {
+    /// Whether anything was dropped or merged (worth a note).
+    pub fn changed_anything(&self) -> bool {
+        self.metrics_lines_dropped > 0
+            || self.events.events_dropped > 0
+            || self.events.files_replaced > 1
+    }
+}
+
+impl std::fmt::Display for LogsResumed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "dropped {} line(s) of {METRICS_FILE} and {} TensorBoard event(s) logged after the \
+             step resumed from; {} event file(s) merged into one",
+            self.metrics_lines_dropped, self.events.events_dropped, self.events.files_replaced
+        )
+    }
+}
 
 /// Writes every record to `<dir>/metrics.jsonl` and to a TensorBoard event file in `<dir>`.
 #[derive(Debug)]
@@ -43,6 +72,30 @@ impl RunLogger {
             events: EventWriter::create(dir)?,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Opens the logs of a run in `dir` that continues from its checkpoint at step
+    /// `resumed_step` (`None`: a fresh start, from step 0): `metrics.jsonl` loses the records of
+    /// later steps ([`truncate_after`]; they are logged again) and the event files become one
+    /// stream holding the steps up to `resumed_step` ([`EventWriter::resume`]), so that a run
+    /// resumed after a crash logs every step once. Returns what was dropped, for a note.
+    pub fn resume(dir: &Path, resumed_step: Option<u64>) -> std::io::Result<(Self, LogsResumed)> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(METRICS_FILE);
+        let metrics_lines_dropped = truncate_after(&path, resumed_step)?;
+        let (events, ev) = EventWriter::resume(dir, resumed_step)?;
+        let logger = RunLogger {
+            jsonl: MetricsLog::append(&path)?,
+            events,
+            dir: dir.to_path_buf(),
+        };
+        Ok((
+            logger,
+            LogsResumed {
+                metrics_lines_dropped,
+                events: ev,
+            },
+        ))
     }
 
     /// Logs `metrics` of `kind` (`"train"`, `"eval"`) at `step`. TensorBoard tags are

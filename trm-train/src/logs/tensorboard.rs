@@ -97,6 +97,119 @@ fn hostname() -> String {
     }
 }
 
+/// Reads a varint at `*i`; `None` past the end or over ten bytes.
+fn get_varint(b: &[u8], i: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*i)?;
+        *i += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The `step` of an `Event` (0 when absent, as protobuf reads it) and whether it carries a
+/// `file_version`; `None` if the bytes are not a protobuf message.
+fn event_step(data: &[u8]) -> Option<(i64, bool)> {
+    let (mut i, mut step, mut version) = (0, 0i64, false);
+    while i < data.len() {
+        let k = get_varint(data, &mut i)?;
+        match (k >> 3, (k & 7) as u8) {
+            (2, VARINT) => step = get_varint(data, &mut i)? as i64,
+            (_, VARINT) => {
+                get_varint(data, &mut i)?;
+            }
+            (_, FIXED64) => i = i.checked_add(8)?,
+            (_, FIXED32) => i = i.checked_add(4)?,
+            (field, LEN) => {
+                let n = usize::try_from(get_varint(data, &mut i)?).ok()?;
+                version |= field == 3;
+                i = i.checked_add(n)?;
+            }
+            _ => return None,
+        }
+    }
+    (i == data.len()).then_some((step, version))
+}
+
+/// The events of an event file, as `(step, data)` (the file-version event left out), up to the
+/// first record that is cut short or fails its CRC (what a crash mid-write leaves).
+pub fn read_event_records(path: &Path) -> std::io::Result<Vec<(i64, Vec<u8>)>> {
+    let bytes = std::fs::read(path)?;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(header) = bytes.get(i..i + 12) {
+        let len_bytes: [u8; 8] = header[..8].try_into().unwrap_or_default();
+        let crc = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
+        if masked_crc32c(&len_bytes) != crc {
+            break;
+        }
+        let Ok(len) = usize::try_from(u64::from_le_bytes(len_bytes)) else {
+            break;
+        };
+        let start = i + 12;
+        let Some(end) = start.checked_add(len).filter(|e| e + 4 <= bytes.len()) else {
+            break;
+        };
+        let data = &bytes[start..end];
+        let crc = u32::from_le_bytes(bytes[end..end + 4].try_into().unwrap_or_default());
+        if masked_crc32c(data) != crc {
+            break;
+        }
+        match event_step(data) {
+            Some((_, true)) => {}
+            Some((step, false)) => out.push((step, data.to_vec())),
+            None => break,
+        }
+        i = end + 4;
+    }
+    Ok(out)
+}
+
+/// The TensorBoard event files directly in `logdir`, oldest first (by the seconds in their
+/// names, then by name length and name, so that `<base>.10` follows `<base>.9`).
+pub fn event_files(logdir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    const PREFIX: &str = "events.out.tfevents.";
+    let entries = match std::fs::read_dir(logdir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let secs: u64 = rest
+            .split('.')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        files.push((secs, name.len(), name, entry.path()));
+    }
+    files.sort();
+    Ok(files.into_iter().map(|(.., p)| p).collect())
+}
+
+/// What [`EventWriter::resume`] did with the event files it found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventsResumed {
+    /// Event files read and replaced by the new one.
+    pub files_replaced: usize,
+    /// Events carried over into the new file.
+    pub events_kept: usize,
+    /// Events left out: of later steps, or repeated.
+    pub events_dropped: usize,
+}
+
 /// Writes scalars to a new TensorBoard event file.
 #[derive(Debug)]
 pub struct EventWriter {
@@ -124,6 +237,47 @@ impl EventWriter {
         w.write_event(&encode_file_version_event(t, "brain.Event:2"))?;
         w.flush()?;
         Ok(w)
+    }
+
+    /// One event stream for a run that continues from step `keep_through` (`None`: a fresh
+    /// start): a new event file holding the events of the files already in `logdir` up to that
+    /// step (in order, exact repeats once), then what is logged next; the old files are removed
+    /// once the new one is on disk. TensorBoard then reads each step once, where a resumed run
+    /// would otherwise add a second file repeating the steps after its checkpoint. A crash
+    /// in between leaves files whose union is still right (the next resume reads them all).
+    pub fn resume(
+        logdir: &Path,
+        keep_through: Option<u64>,
+    ) -> std::io::Result<(Self, EventsResumed)> {
+        let old = event_files(logdir)?;
+        let mut report = EventsResumed {
+            files_replaced: old.len(),
+            ..EventsResumed::default()
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut kept = Vec::new();
+        for path in &old {
+            for (step, data) in read_event_records(path)? {
+                let within =
+                    keep_through.is_some_and(|s| u64::try_from(step).is_ok_and(|step| step <= s));
+                if within && seen.insert(data.clone()) {
+                    kept.push(data);
+                } else {
+                    report.events_dropped += 1;
+                }
+            }
+        }
+        report.events_kept = kept.len();
+        let mut w = Self::create(logdir)?;
+        for data in &kept {
+            w.write_event(data)?;
+        }
+        w.out.flush()?;
+        w.out.get_ref().sync_all()?;
+        for path in old.iter().filter(|p| **p != w.path) {
+            std::fs::remove_file(path)?;
+        }
+        Ok((w, report))
     }
 
     /// The file written.

@@ -3,7 +3,7 @@
 //! Two file kinds are read:
 //! - safetensors (ours, and any converted checkpoint), with reference tensor names;
 //! - the reference's `torch.save` state_dict (a zip archive holding `data.pkl`), read by
-//!   trm-export's pure-Rust reader (libtorch's unpickler rejects the pickled `OrderedDict`).
+//!   trm-reference's pure-Rust reader (libtorch's unpickler rejects the pickled `OrderedDict`).
 //!
 //! Names may carry the prefixes the reference adds (`_orig_mod.` from `torch.compile`,
 //! `model.` from the loss head wrapper); they are stripped before matching.
@@ -14,6 +14,9 @@ use std::fmt;
 use std::io::Read;
 use std::path::Path;
 use tch::{Device, Kind, Tensor, nn};
+
+// Defined with the reference's other names, in trm-reference.
+pub use trm_reference::names::strip_reference_prefix;
 
 /// Why a checkpoint or a reference config cannot be loaded.
 #[derive(Debug)]
@@ -59,7 +62,10 @@ impl fmt::Display for CheckpointError {
                 f,
                 "checkpoint tensor {name} has shape {found:?}, the model expects {expected:?}"
             ),
-            CheckpointError::Import(e) => write!(f, "reference import: {e:#}"),
+            // Each cause once (`{:#}` repeats those printed inside their parent's message).
+            CheckpointError::Import(e) => {
+                write!(f, "reference import: {}", trm_data::cli::error_chain(e))
+            }
             CheckpointError::Model(e) => write!(f, "{e}"),
         }
     }
@@ -89,18 +95,6 @@ impl From<tch::TchError> for CheckpointError {
     }
 }
 
-/// The prefixes the reference puts before its state_dict names.
-const PREFIXES: [&str; 2] = ["_orig_mod.", "model."];
-
-/// A reference name without the `_orig_mod.` / `model.` prefixes.
-pub fn strip_reference_prefix(name: &str) -> &str {
-    let mut n = name;
-    for p in PREFIXES {
-        n = n.strip_prefix(p).unwrap_or(n);
-    }
-    n
-}
-
 /// Reads every named tensor of a checkpoint file: a `torch.save` zip archive (detected by its
 /// `PK` magic) or safetensors.
 pub fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointError> {
@@ -109,9 +103,9 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointE
     let n = f.read(&mut magic)?;
     if n == 4 && magic == *b"PK\x03\x04" {
         // libtorch's own unpickler (Tensor::loadz_multi) rejects the OrderedDict that
-        // torch.save writes for a state_dict; trm-export's pure-Rust reader handles it.
+        // torch.save writes for a state_dict; trm-reference's pure-Rust reader handles it.
         let bytes = std::fs::read(path)?;
-        let named = trm_export::torch_pickle::load_torch_bytes(&bytes)
+        let named = trm_reference::torch::load_torch_bytes(&bytes)
             .map_err(|e| CheckpointError::Import(e.into()))?;
         named
             .into_iter()
@@ -181,10 +175,10 @@ pub fn forward_kind(name: &str) -> Option<Kind> {
 /// Loads a reference checkpoint (`path`: a checkpoint folder, whose latest `step_N` is read, or
 /// a checkpoint file, with `all_config.yaml` beside it) into a new model on `device`.
 ///
-/// The config and the tensors come from trm-export's importer (one reader of the reference's
+/// The config and the tensors come from trm-reference's importer (one reader of the reference's
 /// formats for the whole project); this only moves them into a [`nn::VarStore`].
 pub fn load_reference(path: &Path, device: Device) -> Result<LoadedReference, CheckpointError> {
-    let imported = trm_export::reference::import_reference(path, &Default::default())
+    let imported = trm_reference::checkpoint::import_reference(path, &Default::default())
         .map_err(CheckpointError::Import)?;
     let forward_kind = forward_kind(&imported.forward_dtype).ok_or_else(|| {
         CheckpointError::Import(anyhow::anyhow!(
@@ -221,9 +215,9 @@ pub fn load_reference(path: &Path, device: Device) -> Result<LoadedReference, Ch
     })
 }
 
-/// A tensor of a `torch.save` file (read by trm-export) as a tch tensor.
-fn torch_to_tch(t: trm_export::torch_pickle::Tensor) -> Result<Tensor, CheckpointError> {
-    use trm_export::torch_pickle::TorchDType as D;
+/// A tensor of a `torch.save` file (read by trm-reference) as a tch tensor.
+fn torch_to_tch(t: trm_reference::torch::Tensor) -> Result<Tensor, CheckpointError> {
+    use trm_reference::torch::TorchDType as D;
     let kind = match t.dtype {
         D::F64 => Kind::Double,
         D::F32 => Kind::Float,
@@ -248,15 +242,6 @@ fn torch_to_tch(t: trm_export::torch_pickle::Tensor) -> Result<Tensor, Checkpoin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strips_reference_prefixes() {
-        assert_eq!(
-            strip_reference_prefix("_orig_mod.model.inner.H_init"),
-            "inner.H_init"
-        );
-        assert_eq!(strip_reference_prefix("inner.H_init"), "inner.H_init");
-    }
 
     #[test]
     fn forward_kinds() {

@@ -142,31 +142,37 @@ pub fn evaluate_dist(
     }
     let summed = pg.reduce_sum_to(&Tensor::from_slice(&flat), 0)?;
     let summed = Vec::<f64>::try_from(&summed.f_to_device(Device::Cpu)?)?;
-    // Saved outputs: each rank's rows are [batches * local, ...]; gathered, they are
-    // [world, batches, local, ...] and the global order is batch-major.
+    // Saved outputs: each rank's rows are its batches one after the other (batch `b` has the
+    // same row count on every rank, smaller for a set smaller than one global batch); gathered,
+    // they are rank-major, and the global order is batch-major: for each batch, every rank's
+    // rows of it.
     let world = pg.world_size() as i64;
     let mut saved = BTreeMap::new();
     for (key, parts) in raw.saved {
         let mine = Tensor::f_cat(&parts, 0)?;
         let all = pg.all_gather_cat(&mine)?;
-        let batches = parts.len() as i64;
-        let mut shape = all.size();
-        let rows = shape.first().copied().unwrap_or(0);
-        if batches == 0 || rows % (world * batches) != 0 {
+        let sizes: Vec<i64> = parts
+            .iter()
+            .map(|t| t.size().first().copied().unwrap_or(0))
+            .collect();
+        let per_rank: i64 = sizes.iter().sum();
+        let rows = all.size().first().copied().unwrap_or(0);
+        if sizes.is_empty() || rows != world * per_rank {
             return Err(RunError::Invalid(format!(
-                "saved output {key}: {rows} rows do not split into {world} ranks x {batches} batches"
+                "saved output {key}: {rows} rows do not split into {world} ranks x {} batches \
+                 of {per_rank} rows in all",
+                sizes.len()
             )));
         }
-        let local = rows / (world * batches);
-        let mut view = vec![world, batches, local];
-        view.extend_from_slice(&shape[1..]);
-        shape[0] = rows;
-        let ordered = all
-            .f_reshape(&view)?
-            .f_transpose(0, 1)?
-            .f_contiguous()?
-            .f_reshape(&shape)?;
-        saved.insert(key, vec![ordered]);
+        let mut pieces = Vec::with_capacity(sizes.len() * world as usize);
+        let mut offset = 0;
+        for &n in &sizes {
+            for r in 0..world {
+                pieces.push(all.f_narrow(0, r * per_rank + offset, n)?);
+            }
+            offset += n;
+        }
+        saved.insert(key, vec![Tensor::f_cat(&pieces, 0)?]);
     }
     if pg.rank() != 0 {
         return Ok(EvalOutput {

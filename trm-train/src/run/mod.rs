@@ -19,7 +19,9 @@ pub mod eval;
 pub mod train;
 
 pub use eval::{EvalOutput, SetMetrics, evaluate};
-pub use train::{TrainRun, TrainSummary, check_world_size, evaluate_checkpoint, train};
+pub use train::{
+    EvalCheckpoint, TrainRun, TrainSummary, check_world_size, evaluate_checkpoint, train,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -420,16 +420,6 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
         dataset_config(cfg, false, epochs_per_iter, run.rank, run.world_size),
         "train",
     )?;
-    let mut test_ds = match PuzzleDataset::open(
-        dataset_config(cfg, true, 1, run.rank, run.world_size),
-        "test",
-    ) {
-        Ok(ds) => Some(ds),
-        Err(e) => {
-            eprintln!("no evaluation data ({e})");
-            None
-        }
-    };
     let meta = train_ds.metadata().clone();
     let total_steps = total_train_steps(
         cfg.epochs,
@@ -437,13 +427,37 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
         meta.mean_puzzle_examples,
         u64::from(cfg.global_batch_size),
     );
+    check_batch_fits(cfg, &train_ds, epochs_per_iter, total_steps, run.rank == 0)?;
+    let test_cfg = dataset_config(cfg, true, 1, run.rank, run.world_size);
+    let mut test_ds = if test_split_absent(&test_cfg.dataset_paths) {
+        if run.rank == 0 {
+            eprintln!(
+                "no evaluation data: {} has no test split",
+                test_cfg
+                    .dataset_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        None
+    } else {
+        // A test split that is there must be readable: a damaged one is an error naming the
+        // file, not a run without evaluation.
+        Some(PuzzleDataset::open(test_cfg, "test").map_err(|e| {
+            RunError::Invalid(format!(
+                "the evaluation data (test split) cannot be read: {e}"
+            ))
+        })?)
+    };
     let gbs = cfg.global_batch_size as usize;
     let local_batch = train_ds.local_batch_size() as i64;
 
     // Model, initial weights, optimizers, EMA (registered after loading, as the reference).
     let (vs, model) = build_model(cfg, &meta, device)?;
     let latest = if run.resume {
-        ckpt::latest(&run_dir)?
+        resume_point(&run_dir, run.rank == 0)?
     } else {
         None
     };
@@ -523,8 +537,39 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
     }
     let resumed_from = st.step;
 
+    // Nothing to do (`max_steps` 0, or a resumed run already there): no step, and nothing
+    // written (no logs, no checkpoint).
+    if let Some(m) = run.max_steps
+        && st.step >= m
+    {
+        if run.rank == 0 {
+            eprintln!(
+                "max_steps {m}: the run is at step {}, no step to run; nothing written",
+                st.step
+            );
+        }
+        return Ok(TrainSummary {
+            step: st.step,
+            total_steps,
+            resumed_from,
+            finished,
+            last_eval: None,
+            last_checkpoint,
+            train_seconds: 0.0,
+            steps_run: 0,
+            run_dir,
+        });
+    }
+
+    // The logs continue from the step resumed from: what a crashed run logged after its last
+    // checkpoint is dropped (it is logged again), and the event files become one stream.
     let mut logger = if run.rank == 0 {
-        Some(RunLogger::create(&run_dir).map_err(|e| RunError::io(&run_dir, e))?)
+        let (logger, resumed) = RunLogger::resume(&run_dir, latest.as_ref().map(|(s, _)| *s))
+            .map_err(|e| RunError::io(&run_dir, e))?;
+        if resumed.changed_anything() {
+            eprintln!("logs in {}: {resumed}", run_dir.display());
+        }
+        Some(logger)
     } else {
         None
     };
@@ -703,6 +748,11 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                 }
                 if run.max_steps.is_some_and(|m| st.step >= m) {
                     drop(plans);
+                    // Logged up to the checkpoint's step before it exists (a resume keeps
+                    // those lines).
+                    if let Some(l) = &mut logger {
+                        l.flush().map_err(|e| RunError::io(&run_dir, e))?;
+                    }
                     let extra = extra_map(iter_id, batch_in_iter, total_steps, false);
                     if let Some(dir) = save(&st, extra)? {
                         last_checkpoint = Some(dir);
@@ -762,6 +812,9 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
             }
             let last = iter_id + 1 == total_iters;
             if cfg.checkpoint_every_eval || last {
+                if let Some(l) = &mut logger {
+                    l.flush().map_err(|e| RunError::io(&run_dir, e))?;
+                }
                 let extra = extra_map(iter_id + 1, 0, total_steps, last);
                 if let Some(dir) = save(&st, extra)? {
                     last_checkpoint = Some(dir);
@@ -801,6 +854,93 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
     })
 }
 
+/// Refuses, before any work, a run that would train no step: `global_batch_size` larger than
+/// what one iteration (`eval_interval` epochs) of every training set can fill (the sampler
+/// drops each iteration's last, partial batch, as the reference's does), or a step count of 0.
+/// A set too small while another fills batches only gets a warning (on `report`).
+fn check_batch_fits(
+    cfg: &TrainConfig,
+    train: &PuzzleDataset,
+    epochs_per_iter: u64,
+    total_steps: u64,
+    report: bool,
+) -> Result<(), RunError> {
+    let gbs = cfg.global_batch_size as usize;
+    let rows = train.max_train_rows_per_iter();
+    let largest = rows.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    if largest < gbs {
+        let (set, _) = rows
+            .iter()
+            .max_by_key(|(_, n)| *n)
+            .copied()
+            .unwrap_or(("train", 0));
+        return Err(RunError::Invalid(format!(
+            "global_batch_size {gbs} is larger than the training data: one iteration \
+             ({epochs_per_iter} epoch(s), eval_interval) draws at most {largest} examples \
+             (set {set}), so no batch would be filled and no step would run; use a \
+             global_batch_size of at most {largest}, or more epochs per iteration"
+        )));
+    }
+    if total_steps == 0 {
+        return Err(RunError::Invalid(format!(
+            "the run has 0 training steps (epochs {} x {} groups x {} examples per puzzle / \
+             global_batch_size {gbs}, truncated): raise epochs or lower global_batch_size",
+            cfg.epochs,
+            train.metadata().total_groups,
+            train.metadata().mean_puzzle_examples
+        )));
+    }
+    if report {
+        for (set, n) in rows.iter().filter(|(_, n)| *n < gbs) {
+            eprintln!(
+                "warning: set {set} fills no batch (global_batch_size {gbs}, at most {n} \
+                 examples an iteration): it is not trained on"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether the evaluation data is legitimately absent: every dataset folder exists and has no
+/// `test` entry at all. A `test` folder that is there (even incomplete) is read, and fails
+/// with the file at fault.
+fn test_split_absent(paths: &[PathBuf]) -> bool {
+    !paths.is_empty()
+        && paths
+            .iter()
+            .all(|p| p.is_dir() && std::fs::symlink_metadata(p.join("test")).is_err())
+}
+
+/// The checkpoint a run resumes from: the newest finished one in `run_dir`. Newer `step_<N>`
+/// folders that are damaged are skipped with a warning (on `report`) saying which checkpoint
+/// is used instead; a run folder with checkpoint folders of which none is usable is an error
+/// (resuming would silently start afresh over them).
+fn resume_point(run_dir: &Path, report: bool) -> Result<Option<(u64, PathBuf)>, RunError> {
+    let n = ckpt::newest(run_dir)?;
+    if report {
+        for (_, dir, why) in &n.unusable {
+            eprintln!("warning: not resuming from {}: {why}", dir.display());
+        }
+    }
+    match (&n.usable, n.unusable.first()) {
+        (Some((step, dir)), Some(_)) if report => eprintln!(
+            "warning: resuming from the newest finished checkpoint instead: {} (step {step})",
+            dir.display()
+        ),
+        (None, Some((_, dir, _))) => {
+            return Err(RunError::Invalid(format!(
+                "{} holds checkpoint folders but no finished checkpoint (the newest, {}, is \
+                 damaged: see the warning above); start afresh without resuming \
+                 (--no-resume) or restore a checkpoint",
+                run_dir.display(),
+                dir.display()
+            )));
+        }
+        _ => {}
+    }
+    Ok(n.usable)
+}
+
 /// The global batch must split evenly over the ranks.
 fn check_batch_split(global_batch_size: u32, world_size: usize) -> Result<(), RunError> {
     if world_size == 0 || !(global_batch_size as usize).is_multiple_of(world_size) {
@@ -837,36 +977,104 @@ fn extra_map(
     }
 }
 
-/// `global_batch_size` of the reference run a checkpoint belongs to (`all_config.yaml` in the
-/// checkpoint folder, or beside a checkpoint file), if it can be read.
-fn reference_batch_size(checkpoint: &Path) -> Option<usize> {
-    let dir = if checkpoint.is_dir() {
-        checkpoint
-    } else {
-        checkpoint.parent()?
+/// The checkpoint `trm-train evaluate` reads, resolved from the path the user gave
+/// ([`EvalCheckpoint::resolve`]); its `Display` says which it is, for the command to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvalCheckpoint {
+    /// A trm-train checkpoint folder (`step_<N>`).
+    Ours {
+        /// Its step.
+        step: u64,
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A reference checkpoint file (`step_<N>`, with `all_config.yaml` beside it), or weights
+    /// without a trm-train manifest (`step_<N>/model.safetensors`).
+    Reference {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+impl EvalCheckpoint {
+    /// Resolves `path`: a trm-train `step_<N>` folder; a trm-train run folder (one holding
+    /// `step_<N>` folders with a manifest), whose newest checkpoint is used, an error when
+    /// that one is damaged ([`ckpt::latest_strict`]: the user names an older one explicitly);
+    /// or a reference checkpoint (file, or folder whose latest `step_<N>` is read).
+    pub fn resolve(path: &Path) -> Result<Self, RunError> {
+        if path.join(ckpt::META_FILE).is_file() {
+            return Ok(EvalCheckpoint::Ours {
+                step: ckpt::read_step(path)?,
+                dir: path.to_path_buf(),
+            });
+        }
+        if is_run_folder(path) {
+            return match ckpt::latest_strict(path)? {
+                Some((step, dir)) => Ok(EvalCheckpoint::Ours { step, dir }),
+                None => Err(RunError::Invalid(format!(
+                    "{} holds no checkpoint",
+                    path.display()
+                ))),
+            };
+        }
+        let file = trm_reference::checkpoint::find_checkpoint(path)
+            .map_err(crate::model::CheckpointError::Import)?;
+        Ok(EvalCheckpoint::Reference { file })
+    }
+
+    /// The checkpoint folder or file.
+    pub fn path(&self) -> &Path {
+        match self {
+            EvalCheckpoint::Ours { dir, .. } => dir,
+            EvalCheckpoint::Reference { file } => file,
+        }
+    }
+}
+
+impl std::fmt::Display for EvalCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EvalCheckpoint::Ours { step, dir } => {
+                write!(f, "trm-train checkpoint {} (step {step})", dir.display())
+            }
+            EvalCheckpoint::Reference { file } => {
+                write!(f, "reference checkpoint {}", file.display())
+            }
+        }
+    }
+}
+
+/// Whether `dir` is a trm-train run folder: it holds a `step_<N>` folder with a manifest.
+fn is_run_folder(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
     };
-    let cfg = TrainConfig::load::<&str>(&dir.join("all_config.yaml"), &[]).ok()?;
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.strip_prefix("step_")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            && e.path().join(ckpt::META_FILE).is_file()
+    })
+}
+
+/// `global_batch_size` of the reference run a checkpoint file belongs to (`all_config.yaml`
+/// beside it), if it can be read.
+fn reference_batch_size(file: &Path) -> Option<usize> {
+    let cfg = TrainConfig::load::<&str>(&file.parent()?.join("all_config.yaml"), &[]).ok()?;
     usize::try_from(cfg.global_batch_size).ok()
 }
 
-/// Evaluates a checkpoint on the test split of `data`: `checkpoint` is a trm-train checkpoint
-/// folder (`step_N`, or a run folder whose latest checkpoint is used; EMA weights when saved),
-/// or a reference checkpoint (folder or `step_N` file with `all_config.yaml` beside it).
-/// `batch_size` overrides the checkpoint's global batch size (default: the run's
-/// `global_batch_size`; 256 for a reference checkpoint without a readable `all_config.yaml`).
+/// Evaluates a checkpoint ([`EvalCheckpoint::resolve`]) on the test split of `data` (EMA
+/// weights when a trm-train checkpoint saved them). `batch_size` overrides the checkpoint's
+/// global batch size (default: the run's `global_batch_size`; 256 for a reference checkpoint
+/// without a readable `all_config.yaml`).
 pub fn evaluate_checkpoint(
-    checkpoint: &Path,
+    checkpoint: &EvalCheckpoint,
     data: &[PathBuf],
     device: Device,
     batch_size: Option<usize>,
 ) -> Result<EvalOutput, RunError> {
-    let ours = if checkpoint.join(ckpt::META_FILE).is_file() {
-        Some(checkpoint.to_path_buf())
-    } else if checkpoint.is_dir() {
-        ckpt::latest(checkpoint)?.map(|(_, d)| d)
-    } else {
-        None
-    };
     let ds_cfg = |gbs: usize, seed: u64| PuzzleDatasetConfig {
         seed,
         dataset_paths: data.to_vec(),
@@ -876,9 +1084,9 @@ pub fn evaluate_checkpoint(
         rank: 0,
         num_replicas: 1,
     };
-    match ours {
-        Some(dir) => {
-            let ck = ckpt::load(&dir)?;
+    match checkpoint {
+        EvalCheckpoint::Ours { dir, .. } => {
+            let ck = ckpt::load(dir)?;
             let cfg = ck.config.clone();
             let gbs = batch_size.unwrap_or(cfg.global_batch_size as usize);
             let mut ds = PuzzleDataset::open(ds_cfg(gbs, cfg.seed), "test")?;
@@ -886,12 +1094,12 @@ pub fn evaluate_checkpoint(
             ckpt::restore_model(&vs, ck.ema.unwrap_or(ck.model))?;
             evaluate(&model, &mut ds, loss_kind(&cfg)?, device, &[])
         }
-        None => {
-            let loaded = load_reference(checkpoint, device)?;
+        EvalCheckpoint::Reference { file } => {
+            let loaded = load_reference(file, device)?;
             // As pretrain.py evaluates: batches of the run's global_batch_size (padding rows
             // count in its q_halt_loss), read from the all_config.yaml beside the checkpoint.
             let gbs = batch_size
-                .or_else(|| reference_batch_size(checkpoint))
+                .or_else(|| reference_batch_size(file))
                 .unwrap_or(256);
             let mut ds = PuzzleDataset::open(ds_cfg(gbs, 0), "test")?;
             evaluate(&loaded.model, &mut ds, LossKind::Stablemax, device, &[])

@@ -41,6 +41,14 @@ mod arm_dsp;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86_matmul;
+
+pub mod activation;
+pub mod matmul;
+pub use activation::{rms_norm, swiglu_silu};
+pub use matmul::{Epilogue, Matrix, Rows, matmul};
 
 /// One implementation of the hot kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +60,9 @@ pub enum Isa {
     Avx2 = 2,
     /// x86_64 AVX-512 F + BW: the AVX2 scheme on 512-bit vectors, 32 products per pair.
     Avx512 = 3,
+    /// x86_64 AVX-512 F + BW + VNNI: the dot products of [`Isa::Avx512`]; the blocked matrix
+    /// products ([`matmul()`]) multiply and accumulate with one `vpdpwssd`.
+    Avx512Vnni = 5,
     /// Arm DSP extension (Cortex-M4/M7/M33): `SMLAD` / `SMLALD`, two 16-bit products per
     /// instruction, through `asm!`.
     ArmDsp = 4,
@@ -59,14 +70,21 @@ pub enum Isa {
 
 impl Isa {
     /// Every implementation, supported here or not, fastest last.
-    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::ArmDsp, Isa::Avx2, Isa::Avx512];
+    pub const ALL: [Isa; 5] = [
+        Isa::Portable,
+        Isa::ArmDsp,
+        Isa::Avx2,
+        Isa::Avx512,
+        Isa::Avx512Vnni,
+    ];
 
-    /// A short lowercase name (`portable`, `avx2`, `avx512`, `arm-dsp`).
+    /// A short lowercase name (`portable`, `avx2`, `avx512`, `avx512-vnni`, `arm-dsp`).
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::ArmDsp => "arm-dsp",
         }
     }
@@ -81,8 +99,10 @@ impl Isa {
             Isa::Avx2 => x86::has_avx2(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => x86::has_avx512(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => x86::has_avx512_vnni(),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 | Isa::Avx512 => false,
+            Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => false,
         }
     }
 
@@ -118,12 +138,12 @@ impl Isa {
     /// Runs the kernel; the caller has checked [`Isa::is_supported`] (an unsupported choice
     /// falls back to the reference, so this is never unsound).
     #[inline]
-    fn dot_w8_a16_unchecked(self, w: &[u8], a: &[i16]) -> i64 {
+    pub(super) fn dot_w8_a16_unchecked(self, w: &[u8], a: &[i16]) -> i64 {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::dot_w8_a16_avx2(w, a).unwrap_or_else(|| kernels::dot_w8_a16(w, a)),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
+            Isa::Avx512 | Isa::Avx512Vnni => {
                 x86::dot_w8_a16_avx512(w, a).unwrap_or_else(|| kernels::dot_w8_a16(w, a))
             }
             #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
@@ -138,7 +158,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::dot_a16_a16_avx2(a, b).unwrap_or_else(|| kernels::dot_a16_a16(a, b)),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
+            Isa::Avx512 | Isa::Avx512Vnni => {
                 x86::dot_a16_a16_avx512(a, b).unwrap_or_else(|| kernels::dot_a16_a16(a, b))
             }
             #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
@@ -217,7 +237,7 @@ impl Isa {
     /// [`Isa::dot_w16_a16`] for an implementation known to be supported (the engine's
     /// [`selected`] one): no support check per row.
     #[inline]
-    fn dot_w16_a16_unchecked(self, w: &[u8], a: &[i16]) -> i64 {
+    pub(super) fn dot_w16_a16_unchecked(self, w: &[u8], a: &[i16]) -> i64 {
         let even = &w[..w.len() & !1];
         match bytemuck::try_cast_slice::<u8, i16>(even) {
             Ok(ws) if cfg!(target_endian = "little") => self.dot_a16_a16_unchecked(ws, a),

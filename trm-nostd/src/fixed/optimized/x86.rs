@@ -70,6 +70,23 @@ pub(super) fn has_avx512() -> bool {
     }
 }
 
+/// Whether AVX-512 F, BW and VNNI (and AVX2) are available.
+#[inline]
+pub(super) fn has_avx512_vnni() -> bool {
+    #[cfg(target_feature = "avx512vnni")]
+    {
+        has_avx512()
+    }
+    #[cfg(all(not(target_feature = "avx512vnni"), feature = "std"))]
+    {
+        has_avx512() && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(all(not(target_feature = "avx512vnni"), not(feature = "std")))]
+    {
+        false
+    }
+}
+
 /// AVX2 `dot_w8_a16`, `None` without AVX2.
 #[inline]
 pub(super) fn dot_w8_a16_avx2(w: &[u8], a: &[i16]) -> Option<i64> {
@@ -260,4 +277,213 @@ fn a16_a16_avx512(a: &[i16], b: &[i16]) -> i64 {
         pairs += 16;
     }
     _mm512_reduce_add_epi64(acc) + (pairs << 16) + a16_a16_avx2(ac.remainder(), bc.remainder())
+}
+
+/// The SwiGLU SiLU of one row with AVX-512 ([`super::activation::swiglu_silu`]): `gate[i] <-
+/// silu(gate[i])`, or with `prod` `gate[i] <- sat16(prod(silu(gate[i]) * up[i]))`, 16 values
+/// per step. `table` holds the `2^(16 - step) + 1` little-endian knots (checked by the
+/// caller, as `prod`'s shift `<= 62`); returns `false`, changing nothing, without AVX-512.
+///
+/// Exactness: [`kernels::silu_spaced`] in 32-bit lanes: `u = q + 2^15 < 2^16`, the knots
+/// `T[k]`, `T[k + 1]` from one 32-bit gather at byte `2k` (`k + 1 <= 2^(16 - step)`, inside the
+/// table), `(T[k+1] - T[k]) f` with `|T[k+1] - T[k]| < 2^16` and `f < 2^step <= 2^8`: `< 2^24`,
+/// the rounding term added, an arithmetic shift (the rule's floor), then the int16 clamp.
+/// The product `s * up` (`|.| <= 2^30`) is requantized as in the matrix products' epilogue: in
+/// `i64` lanes, `|s up mult| < 2^61`, plus `2^(shift-1) <= 2^61`, shifted: exact.
+pub(super) fn silu_avx512(
+    table: &[u8],
+    step: u32,
+    gate: &mut [i16],
+    up: &[i16],
+    prod: Option<kernels::Requant>,
+) -> bool {
+    if !has_avx512() {
+        return false;
+    }
+    // SAFETY: AVX-512 F + BW are available; the caller checked the table's length.
+    unsafe { silu_avx512_impl(table, step, gate, up, prod) };
+    true
+}
+
+/// See [`silu_avx512`].
+///
+/// # Safety
+///
+/// AVX-512 F + BW are available; `table` holds `2^(16 - step) + 1` entries (2 bytes each),
+/// `4 <= step <= 8`; `prod`'s shift is at most 62.
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+unsafe fn silu_avx512_impl(
+    table: &[u8],
+    step: u32,
+    gate: &mut [i16],
+    up: &[i16],
+    prod: Option<kernels::Requant>,
+) {
+    let n = match prod {
+        Some(_) => gate.len().min(up.len()),
+        None => gate.len(),
+    };
+    let count = _mm_cvtsi32_si128(step as i32);
+    let bias = _mm512_set1_epi32(1 << 15);
+    let mask = _mm512_set1_epi32((1 << step) - 1);
+    let half = _mm512_set1_epi32(1 << (step - 1));
+    let (lo16, hi16) = (_mm512_set1_epi32(-32768), _mm512_set1_epi32(32767));
+    let (mult, shift) = match prod {
+        Some(rq) => (rq.mult as i64, rq.shift as i64),
+        None => (0, 0),
+    };
+    let mult_v = _mm512_set1_epi64(mult);
+    let shift_v = _mm512_set1_epi64(shift);
+    let one = _mm512_set1_epi64(1);
+    let round_v = _mm512_sllv_epi64(one, _mm512_sub_epi64(shift_v, one));
+    let requant = |x: __m256i| -> __m128i {
+        let x = _mm512_cvtepi32_epi64(x);
+        let p = _mm512_add_epi64(_mm512_mul_epi32(x, mult_v), round_v);
+        _mm512_cvtsepi64_epi16(_mm512_srav_epi64(p, shift_v))
+    };
+    let base = table.as_ptr();
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: gate[i..i + 16] exists (16 i16, 32 bytes).
+        let g = _mm512_cvtepi16_epi32(unsafe { _mm256_loadu_si256(gate.as_ptr().add(i).cast()) });
+        let u = _mm512_add_epi32(g, bias);
+        let k = _mm512_srl_epi32(u, count);
+        let f = _mm512_and_si512(u, mask);
+        // SAFETY: every k <= 2^(16 - step) - 1, so bytes 2k..2k + 4 lie inside the table of
+        // 2^(16 - step) + 1 entries.
+        let knots = unsafe { _mm512_i32gather_epi32::<2>(k, base.cast()) };
+        let a = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(knots));
+        let c = _mm512_srai_epi32::<16>(knots);
+        let d = _mm512_mullo_epi32(_mm512_sub_epi32(c, a), f);
+        let r = _mm512_sra_epi32(_mm512_add_epi32(d, half), count);
+        let s = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(a, r), lo16), hi16);
+        let out = if prod.is_some() {
+            // SAFETY: up[i..i + 16] exists.
+            let uv =
+                _mm512_cvtepi16_epi32(unsafe { _mm256_loadu_si256(up.as_ptr().add(i).cast()) });
+            let x = _mm512_mullo_epi32(s, uv);
+            let lo = requant(_mm512_castsi512_si256(x));
+            let hi = requant(_mm512_extracti64x4_epi64::<1>(x));
+            _mm256_set_m128i(hi, lo)
+        } else {
+            _mm512_cvtepi32_epi16(s)
+        };
+        // SAFETY: gate[i..i + 16] exists.
+        unsafe { _mm256_storeu_si256(gate.as_mut_ptr().add(i).cast(), out) };
+        i += 16;
+    }
+    let t = kernels::I16Table(table);
+    for j in i..n {
+        let s = kernels::silu_spaced(t, step, gate[j]);
+        gate[j] = match prod {
+            Some(rq) => kernels::sat16(rq.apply(s as i64 * up[j] as i64)),
+            None => s,
+        };
+    }
+}
+
+/// [`kernels::rms_norm`] with AVX-512 ([`super::activation::rms_norm`]); `false`, changing
+/// nothing, without AVX-512 or for a row longer than `2^16` values.
+///
+/// The sum of squares is exact in `i64` lanes (clamped values `< 2^23`, squares `< 2^46`, at
+/// most `2^16` of them). The division of the reference, `q = floor((2 num + d) / 2d)` with
+/// `num = NORM_ONE X`, `X = clamp(v) << e` (`|X| < 2^31`, see
+/// [`super::activation::rms_norm_fast`]) and `d = r << e'` (`r` in `[2^30, 2^31)`), becomes a
+/// multiplication: with `R = floor(NORM_ONE 2^46 / d) < 2^31`, the estimate `(X R + 2^45) >> 46`
+/// is `floor(NORM_ONE X / d + 1/2 - X delta)` with `0 <= delta < 2^-46`, so `|X delta| <
+/// 2^-15` and the estimate is `q - 1`, `q` or `q + 1`; the exact remainder `(2 NORM_ONE X + d) -
+/// est 2 r 2^e'` (`< 2^51` in magnitude) then moves it to `q`. All in `i64` lanes, exact.
+pub(super) fn rms_norm_avx512(v: &[i32], eps_term: u64, out: &mut [i16]) -> bool {
+    if !has_avx512() || v.len() > 1 << 16 {
+        return false;
+    }
+    // SAFETY: AVX-512 F + BW are available.
+    unsafe { rms_norm_avx512_impl(v, eps_term, out) };
+    true
+}
+
+/// See [`rms_norm_avx512`].
+///
+/// # Safety
+///
+/// AVX-512 F + BW are available; `v.len() <= 2^16`.
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+unsafe fn rms_norm_avx512_impl(v: &[i32], eps_term: u64, out: &mut [i16]) {
+    use kernels::{EPS_TERM_MAX, NORM_ONE, RESIDUAL_MAX};
+    let (cl_lo, cl_hi) = (
+        _mm512_set1_epi32(-RESIDUAL_MAX),
+        _mm512_set1_epi32(RESIDUAL_MAX),
+    );
+    let clamp = |x: __m512i| _mm512_min_epi32(_mm512_max_epi32(x, cl_lo), cl_hi);
+    let n = v.len();
+    let mut acc = _mm512_setzero_si512();
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: v[i..i + 16] exists.
+        let x = clamp(unsafe { _mm512_loadu_si512(v.as_ptr().add(i).cast()) });
+        let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(x));
+        let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(x));
+        acc = _mm512_add_epi64(acc, _mm512_mul_epi32(lo, lo));
+        acc = _mm512_add_epi64(acc, _mm512_mul_epi32(hi, hi));
+        i += 16;
+    }
+    let mut s = _mm512_reduce_add_epi64(acc) as u64;
+    for &x in &v[i..] {
+        let x = x.clamp(-RESIDUAL_MAX, RESIDUAL_MAX) as i64;
+        s += (x * x) as u64;
+    }
+    let t = s.saturating_add(eps_term.min(EPS_TERM_MAX));
+    if t == 0 {
+        out.fill(0);
+        return;
+    }
+    let lz = t.leading_zeros();
+    let (tn, e_left, e_right) = if lz >= 2 {
+        let e = (lz - 2) / 2;
+        (t << (2 * e), e, 0)
+    } else {
+        (t >> 2, 0, 1)
+    };
+    let r = tn.isqrt() as i64;
+    let d = r << e_right;
+    let recip = ((NORM_ONE as u128) << 46) / d as u128;
+    let m = n.min(out.len());
+    let (rv, dv, recv) = (
+        _mm512_set1_epi64(r),
+        _mm512_set1_epi64(d),
+        _mm512_set1_epi64(recip as i64),
+    );
+    let d2 = _mm512_set1_epi64(2 * d);
+    let half = _mm512_set1_epi64(1 << 45);
+    let norm2 = _mm512_set1_epi64(2 * NORM_ONE);
+    let e_count = _mm_cvtsi32_si128(e_left as i32);
+    let qd_count = _mm_cvtsi32_si128(1 + e_right);
+    let one = _mm512_set1_epi64(1);
+    // The quotient of 8 values `X` (i64 lanes).
+    let quotient = |x: __m512i| -> __m128i {
+        let est = _mm512_srai_epi64::<46>(_mm512_add_epi64(_mm512_mul_epi32(x, recv), half));
+        let num2 = _mm512_add_epi64(_mm512_mul_epi32(x, norm2), dv);
+        let qd = _mm512_sll_epi64(_mm512_mul_epi32(est, rv), qd_count);
+        let rem = _mm512_sub_epi64(num2, qd);
+        let neg = _mm512_cmplt_epi64_mask(rem, _mm512_setzero_si512());
+        let over = _mm512_cmpge_epi64_mask(rem, d2);
+        let est = _mm512_mask_sub_epi64(est, neg, est, one);
+        let est = _mm512_mask_add_epi64(est, over, est, one);
+        _mm512_cvtsepi64_epi16(est)
+    };
+    let mut i = 0;
+    while i + 16 <= m {
+        // SAFETY: v[i..i + 16] exists.
+        let x = clamp(unsafe { _mm512_loadu_si512(v.as_ptr().add(i).cast()) });
+        let x = _mm512_sll_epi32(x, e_count);
+        let lo = quotient(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)));
+        let hi = quotient(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(x)));
+        // SAFETY: out[i..i + 16] exists (16 i16).
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(i).cast(), _mm256_set_m128i(hi, lo)) };
+        i += 16;
+    }
+    for j in i..m {
+        let num = (NORM_ONE * v[j].clamp(-RESIDUAL_MAX, RESIDUAL_MAX) as i64) << e_left;
+        out[j] = kernels::sat16(kernels::div_round(num, d));
+    }
 }

@@ -1,0 +1,873 @@
+//! The board-agnostic TRM Sudoku demo.
+//!
+//! A board crate gives it a [`Console`], a [`Counter`], the embedded `.trm` model bytes (or
+//! `None`), a list of [`Puzzle`]s and a scratch buffer; [`run`] then parses the model with
+//! `trm_nostd::format::Model::parse`, solves every puzzle with the engine of the model's numeric
+//! scheme (`trm_nostd::AnyEngine`: the float or the fixed engine, in the board's one scratch
+//! arena) and prints one result block per puzzle. Without a model it still parses, prints and
+//! checks the puzzles and their reference answers (a codec smoke run). [`run_models`] runs it once per
+//! embedded model (one output block each), so one firmware build can check several models.
+//!
+//! # Output
+//!
+//! Every machine-readable line starts with `TRM-` and is a tag followed by `key=value` fields
+//! separated by single spaces; values never contain spaces, except `msg=`, which is always the
+//! last field and runs to the end of the line. Other lines (the boards) are for humans.
+//!
+//! ```text
+//! TRM-BANNER app=trm-fw-app version=0.1.0 board=<board>
+//! TRM-MODEL none
+//! TRM-MODEL bytes=<n> version=<v> hidden=<D> seq_len=<L> layers=<n> mlp_t=<bool> params=<n> scratch_f32=<n> scratch_have=<n> scheme=float
+//! TRM-MODEL bytes=<n> version=<v> hidden=<D> seq_len=<L> layers=<n> mlp_t=<bool> params=<n> scratch_f32=<n> scratch_have=<n> scheme=fixed scratch_i16=<n> scratch_i32=<n>
+//! TRM-PUZZLE puzzle=<i> name=<name> givens=<n> question=<81 chars>
+//! TRM-ANSWER puzzle=<i> status=valid|invalid|none [msg=<reason>]
+//! TRM-STEP puzzle=<i> step=<k> q_halt=<hex32> y=<hex32> z=<hex32>
+//! TRM-DIGEST puzzle=<i> steps=<n> tokens=<hex32> y=<hex32>
+//! TRM-RESULT puzzle=<i> valid=<bool> correct=<n>/81 prediction=<81 chars> [msg=<reason>]
+//! TRM-CYCLES puzzle=<i> ticks=<n> unit=<unit> steps=<n> per_step=<ticks> [us_per_step=<n>]
+//! TRM-ERROR stage=<model|engine|puzzle|golden> [puzzle=<i>] msg=<Display of the error>
+//! TRM-GOLDEN match=<n>/<total>
+//! TRM-DONE ok=<n> total=<n> errors=<n>
+//! ```
+//!
+//! `TRM-GOLDEN` appears only in a run with a golden file ([`run_checked`], [`run_firmware`]):
+//! the run's `TRM-STEP`, `TRM-DIGEST` and `TRM-RESULT` lines compared, in order, with the
+//! golden file's; `total` is the number of such lines in the golden file. A mismatch (a line
+//! that differs, a missing or an extra line, a header that does not fit the run: the model's
+//! CRC-32, `halt=`, `puzzles=`) prints a `TRM-ERROR stage=golden` line first and counts as one
+//! error. A golden file with no puzzles (`puzzles=0`) or no compared lines checks nothing and
+//! is refused the same way. `per_step` is `ticks / steps`; `us_per_step` is printed when the [`Counter`] knows its
+//! frequency ([`Counter::hz`]).
+//!
+//! Digests are `trm_nostd::digest` FNV-1a 32 (tokens: the predicted token bytes; y, z: the f32
+//! bit patterns of the whole `[seq_total, D]` state, or for a fixed model its i16 values'
+//! little-endian bytes), so a host run of the same model gives the same values bit for bit.
+//! `q_halt` is the f32 halting logit's bit pattern (float) or the integer halting logit as a
+//! two's-complement u32 (fixed). `scratch_f32` is the part of the scratch arena the engine uses,
+//! in f32 words: a fixed model's i16 and i32 buffers are carved from the same arena
+//! (`scratch_i16` values, then `scratch_i32`), so one board buffer serves both schemes. `ok` counts puzzles whose predicted grid is a valid solution (with a
+//! model) or whose reference answer checks out (without one); `errors` counts failures of the
+//! run itself (bad model, bad puzzle string, a reference answer that is not a solution of its
+//! question, engine error, golden mismatch), and only those make the firmware exit non-zero: a
+//! wrong prediction is a result, not an error. Every counted error prints at least one
+//! `TRM-ERROR` line saying what (and `puzzle=` where), so a consumer never has to guess.
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use core::fmt::{self, Write as _};
+use trm_nostd::AnyEngine;
+use trm_nostd::act::should_stop;
+use trm_nostd::digest::digest_tokens;
+use trm_nostd::format::Model;
+use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
+
+pub use trm_nostd::HaltMode;
+
+/// Formats into a [`Console`]. Writing to it cannot fail, so the result is dropped on purpose.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// Where the demo prints: a UART, semihosting, RTT, a host's stdout.
+pub trait Console {
+    /// Writes a string as is (the demo ends lines with `\n`).
+    fn write_str(&mut self, s: &str);
+}
+
+/// A free-running counter for timing each solve: cycles where the board has a cycle counter,
+/// timer ticks otherwise.
+pub trait Counter {
+    /// The current count; only differences are used.
+    fn now(&mut self) -> u64;
+    /// What one count is, for the report (`cycles`, `systick`, `none`, ...).
+    fn unit(&self) -> &'static str;
+    /// Counts per second, when known (the core clock of a cycle counter, 1 MHz for a
+    /// microsecond timer): the report then adds the time per ACT step in microseconds.
+    fn hz(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A [`Console`] over any `fmt::Write` (a semihosting stream, a UART writer), or over nothing
+/// when the board could not open one (`None`: output is dropped).
+#[derive(Debug)]
+pub struct FmtConsole<W: fmt::Write>(pub Option<W>);
+
+impl<W: fmt::Write> Console for FmtConsole<W> {
+    fn write_str(&mut self, s: &str) {
+        if let Some(w) = self.0.as_mut() {
+            // Nothing useful to do if the host refuses output.
+            let _ = w.write_str(s);
+        }
+    }
+}
+
+/// Longest line [`LineConsole`] passes on whole (longer ones are passed on in pieces).
+pub const LINE_MAX: usize = 256;
+
+/// A [`Console`] that passes whole lines, without their `\n`, to `sink`: for loggers that frame
+/// each call as one record (defmt: `|l| defmt::println!("{=str}", l)`).
+pub struct LineConsole<F: FnMut(&str)> {
+    buf: [u8; LINE_MAX],
+    len: usize,
+    sink: F,
+}
+
+impl<F: FnMut(&str)> LineConsole<F> {
+    /// A console that sends each line to `sink`.
+    pub const fn new(sink: F) -> Self {
+        LineConsole {
+            buf: [0; LINE_MAX],
+            len: 0,
+            sink,
+        }
+    }
+
+    /// Sends what is buffered (a line without its end), if anything.
+    pub fn flush(&mut self) {
+        if self.len > 0 {
+            // Only whole UTF-8 characters are buffered (see `write_str`).
+            let s = core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?");
+            (self.sink)(s);
+            self.len = 0;
+        }
+    }
+}
+
+impl<F: FnMut(&str)> Console for LineConsole<F> {
+    fn write_str(&mut self, s: &str) {
+        for (i, ch) in s.char_indices() {
+            if ch == '\n' {
+                // An empty line is a line too.
+                if self.len == 0 {
+                    (self.sink)("");
+                } else {
+                    self.flush();
+                }
+                continue;
+            }
+            let n = ch.len_utf8();
+            if self.len + n > LINE_MAX {
+                self.flush();
+            }
+            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[i..i + n]);
+            self.len += n;
+        }
+    }
+}
+
+/// Prints a panic as one `TRM-ERROR stage=panic at=<file>:<line> msg=<message>` line, for the
+/// boards' panic handlers.
+pub fn report_panic<C: Console + ?Sized>(console: &mut C, info: &core::panic::PanicInfo<'_>) {
+    // One line: location as a field, the message last (it may hold spaces).
+    let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
+    let mut out = Out::new(console);
+    say!(
+        out,
+        "\nTRM-ERROR stage=panic at={file}:{line} msg={}",
+        info.message()
+    );
+}
+
+/// A [`Counter`] for boards without one: always 0.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCounter;
+
+impl Counter for NoCounter {
+    fn now(&mut self) -> u64 {
+        0
+    }
+    fn unit(&self) -> &'static str {
+        "none"
+    }
+}
+
+/// One embedded puzzle.
+#[derive(Debug, Clone, Copy)]
+pub struct Puzzle<'a> {
+    /// A short label (source or row number), without spaces.
+    pub name: &'a str,
+    /// 81 characters, `.`/`0` blank, `1`..`9` digits.
+    pub question: &'a str,
+    /// The reference solution, when known.
+    pub answer: Option<&'a str>,
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// Board name for the banner.
+    pub board: &'a str,
+    /// When a solve stops.
+    pub halt: HaltMode,
+    /// Print a `TRM-STEP` line with state digests after every ACT step.
+    pub step_digests: bool,
+    /// Print the boards (question, prediction) for humans.
+    pub boards: bool,
+}
+
+/// What [`run`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Puzzles solved (with a model) or checked (without one).
+    pub ok: usize,
+    /// Puzzles attempted.
+    pub total: usize,
+    /// Failures of the run itself (model, puzzle strings, engine).
+    pub errors: usize,
+}
+
+impl Report {
+    /// Whether the firmware should report success: the run had no errors.
+    pub fn success(&self) -> bool {
+        self.errors == 0
+    }
+}
+
+/// What a firmware embeds (generated by the board's `build.rs` through `trm-fw-embed` as
+/// `FIRMWARE`), for [`run_firmware`].
+#[derive(Debug, Clone, Copy)]
+pub struct Firmware<'a> {
+    /// The `.trm` files, each run in turn; empty for a codec-only run.
+    pub models: &'a [&'a [u8]],
+    /// The puzzles every model solves.
+    pub puzzles: &'a [Puzzle<'a>],
+    /// Golden files (see the crate docs), one per model; empty: no comparison.
+    pub golden: &'a [&'a str],
+    /// When a solve stops.
+    pub halt: HaltMode,
+    /// Print a `TRM-STEP` line after every ACT step.
+    pub step_digests: bool,
+}
+
+/// Runs what a firmware embeds: every model in turn ([`run_models`]), each compared with its
+/// golden file when there are golden files ([`run_checked`]), boards printed for humans.
+///
+/// A golden list whose length is neither 0 nor the number of models is an error of the run
+/// (the build of the boards refuses it first).
+pub fn run_firmware<C: Console + ?Sized, K: Counter + ?Sized>(
+    console: &mut C,
+    counter: &mut K,
+    fw: &Firmware<'_>,
+    scratch: &mut [f32],
+    board: &str,
+) -> Report {
+    let opts = Options {
+        board,
+        halt: fw.halt,
+        step_digests: fw.step_digests,
+        boards: true,
+    };
+    if fw.golden.is_empty() {
+        return run_models(console, counter, fw.models, fw.puzzles, scratch, &opts);
+    }
+    if fw.golden.len() != fw.models.len() {
+        let mut out = Out::new(console);
+        say!(
+            out,
+            "TRM-ERROR stage=golden msg={} golden files for {} models",
+            fw.golden.len(),
+            fw.models.len()
+        );
+        return Report {
+            errors: 1,
+            ..Report::default()
+        };
+    }
+    let mut total = Report::default();
+    for (&model, &golden) in fw.models.iter().zip(fw.golden) {
+        let r = run_checked(console, counter, model, golden, fw.puzzles, scratch, &opts);
+        total.ok += r.ok;
+        total.total += r.total;
+        total.errors += r.errors;
+    }
+    total
+}
+
+/// [`run`] with a model, comparing the run's `TRM-STEP`, `TRM-DIGEST` and `TRM-RESULT` lines
+/// with those of `golden` (the text of a golden file, see the crate docs); prints
+/// `TRM-GOLDEN match=<n>/<total>` before `TRM-DONE`. A mismatch counts as one error, so
+/// [`Report::success`] is false.
+pub fn run_checked<C: Console + ?Sized, K: Counter + ?Sized>(
+    console: &mut C,
+    counter: &mut K,
+    model: &[u8],
+    golden: &str,
+    puzzles: &[Puzzle<'_>],
+    scratch: &mut [f32],
+    opts: &Options<'_>,
+) -> Report {
+    let mut out = Out {
+        console,
+        check: Some(GoldenCheck::new(golden)),
+    };
+    run_inner(&mut out, counter, Some(model), puzzles, scratch, opts)
+}
+
+/// `fmt::Write` over a [`Console`], never failing, that also feeds a golden comparison.
+struct Out<'c, 'g, C: Console + ?Sized> {
+    console: &'c mut C,
+    check: Option<GoldenCheck<'g>>,
+}
+
+impl<'c, C: Console + ?Sized> Out<'c, 'static, C> {
+    fn new(console: &'c mut C) -> Self {
+        Out {
+            console,
+            check: None,
+        }
+    }
+}
+
+impl<C: Console + ?Sized> fmt::Write for Out<'_, '_, C> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.console.write_str(s);
+        if let Some(check) = self.check.as_mut() {
+            check.feed(s);
+        }
+        Ok(())
+    }
+}
+
+/// The lines a golden comparison checks.
+const CHECKED: [&str; 3] = ["TRM-STEP ", "TRM-DIGEST ", "TRM-RESULT "];
+
+fn is_checked(line: &str) -> bool {
+    CHECKED.iter().any(|t| line.starts_with(t))
+}
+
+/// Compares the checked lines of a run, as they are printed, with a golden file's.
+struct GoldenCheck<'g> {
+    /// The whole golden text (for the header).
+    text: &'g str,
+    /// The golden file's lines with their 1-based numbers, from after the last one compared.
+    expected: core::iter::Enumerate<core::str::Lines<'g>>,
+    /// Checked lines in the golden file.
+    total: usize,
+    /// The run's line being printed.
+    buf: [u8; LINE_MAX],
+    len: usize,
+    overflow: bool,
+    matched: usize,
+    /// Checked lines the run printed.
+    compared: usize,
+    /// Checked lines the run printed beyond the golden file's.
+    extra: usize,
+    /// The first difference: golden line number, expected text (None: the golden file had no
+    /// more lines), and the run's line.
+    first: Option<(usize, Option<&'g str>, [u8; LINE_MAX], usize)>,
+    /// A header field that does not fit the run.
+    header_error: bool,
+}
+
+impl<'g> GoldenCheck<'g> {
+    fn new(text: &'g str) -> Self {
+        GoldenCheck {
+            text,
+            expected: text.lines().enumerate(),
+            total: text.lines().filter(|l| is_checked(l)).count(),
+            buf: [0; LINE_MAX],
+            len: 0,
+            overflow: false,
+            matched: 0,
+            compared: 0,
+            extra: 0,
+            first: None,
+            header_error: false,
+        }
+    }
+
+    fn feed(&mut self, s: &str) {
+        for &b in s.as_bytes() {
+            if b == b'\n' {
+                self.line_done();
+            } else if self.len < LINE_MAX {
+                self.buf[self.len] = b;
+                self.len += 1;
+            } else {
+                self.overflow = true;
+            }
+        }
+    }
+
+    fn line_done(&mut self) {
+        let len = core::mem::take(&mut self.len);
+        let overflow = core::mem::take(&mut self.overflow);
+        // Whole lines of ASCII and UTF-8 text only are printed; anything else cannot match.
+        let line = core::str::from_utf8(&self.buf[..len]).unwrap_or("");
+        if !is_checked(line) {
+            return;
+        }
+        self.compared += 1;
+        let next = self
+            .expected
+            .by_ref()
+            .find(|(_, l)| is_checked(l.trim_end_matches('\r')));
+        let same = match next {
+            Some((_, want)) => !overflow && want.trim_end_matches('\r') == line,
+            None => {
+                self.extra += 1;
+                false
+            }
+        };
+        if same {
+            self.matched += 1;
+        } else if self.first.is_none() {
+            let n = next.map_or(0, |(n, _)| n + 1);
+            self.first = Some((n, next.map(|(_, l)| l), self.buf, len));
+        }
+    }
+
+    /// Checks the header fields against the run; prints what does not fit.
+    fn check_header<C: Console + ?Sized>(
+        &mut self,
+        out: &mut Out<'_, '_, C>,
+        model: &[u8],
+        puzzles: usize,
+        halt: HaltMode,
+    ) {
+        let first = self.text.lines().next().unwrap_or("");
+        let Some(fields) = first.strip_prefix("# trm-golden v1") else {
+            say!(
+                out,
+                "TRM-ERROR stage=golden msg=the golden file does not start with `# trm-golden v1`"
+            );
+            self.header_error = true;
+            return;
+        };
+        let field = |key: &str| {
+            fields
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+        };
+        let crc = crc32(model);
+        let want_crc = field("model_crc").map(|v| {
+            let v = v.trim_start_matches("0x");
+            u32::from_str_radix(v, 16).ok()
+        });
+        if want_crc != Some(Some(crc)) {
+            say!(
+                out,
+                "TRM-ERROR stage=golden msg=model_crc={} in the golden file, the embedded model's is {crc:08x}",
+                field("model_crc").unwrap_or("(none)")
+            );
+            self.header_error = true;
+        }
+        let halt_name = match halt {
+            HaltMode::AllSteps => "all",
+            HaltMode::EarlyHalt => "early",
+        };
+        if field("halt") != Some(halt_name) {
+            say!(
+                out,
+                "TRM-ERROR stage=golden msg=halt={} in the golden file, the run uses halt={halt_name}",
+                field("halt").unwrap_or("(none)")
+            );
+            self.header_error = true;
+        }
+        if field("puzzles").and_then(|v| v.parse::<usize>().ok()) != Some(puzzles) {
+            say!(
+                out,
+                "TRM-ERROR stage=golden msg=puzzles={} in the golden file, the run has {puzzles}",
+                field("puzzles").unwrap_or("(none)")
+            );
+            self.header_error = true;
+        }
+        // A golden file that compares nothing would pass any run.
+        if field("puzzles").and_then(|v| v.parse::<usize>().ok()) == Some(0) || self.total == 0 {
+            say!(
+                out,
+                "TRM-ERROR stage=golden msg=the golden file holds no puzzles ({} lines to compare): it checks nothing",
+                self.total
+            );
+            self.header_error = true;
+        }
+    }
+}
+
+/// Ends a golden comparison: lines the run did not print, the first difference, the
+/// `TRM-GOLDEN` line. Returns whether everything matched.
+fn golden_summary<C: Console + ?Sized>(out: &mut Out<'_, '_, C>) -> bool {
+    let Some(mut check) = out.check.take() else {
+        return true;
+    };
+    // A line still being printed (no end) is compared too.
+    if check.len > 0 {
+        check.line_done();
+    }
+    // Golden lines consumed: every checked line the run printed, except those beyond the end.
+    let missing = check.total.saturating_sub(check.compared - check.extra);
+    if let Some((n, want, got, len)) = &check.first {
+        let got = core::str::from_utf8(&got[..*len]).unwrap_or("?");
+        match want {
+            Some(want) => say!(
+                out,
+                "TRM-ERROR stage=golden msg=first difference at line {n} of the golden file: expected `{want}`, got `{got}`"
+            ),
+            None => say!(
+                out,
+                "TRM-ERROR stage=golden msg=the run printed more lines than the golden file has, first `{got}`"
+            ),
+        }
+    }
+    if missing > 0 {
+        say!(
+            out,
+            "TRM-ERROR stage=golden msg={missing} lines of the golden file were never printed"
+        );
+    }
+    say!(out, "TRM-GOLDEN match={}/{}", check.matched, check.total);
+    check.matched == check.total && check.extra == 0 && !check.header_error
+}
+
+/// CRC-32 (IEEE 802.3, the zlib/PNG one) of `bytes`, as the golden header's `model_crc`: the
+/// `.trm` format's own checksum function.
+pub use trm_nostd::format::crc32;
+
+/// Runs the demo: banner, model, then every puzzle, then `TRM-DONE`.
+///
+/// `model`: the `.trm` bytes, or `None` for a codec-only run (an empty or malformed file is an
+/// error, reported with the reader's message). `scratch` must hold at least
+/// [`AnyEngine::arena_len`] values for the model (more, up to [`AnyEngine::arena_len_fast`],
+/// lets the float engine go faster, with identical results).
+pub fn run<C: Console + ?Sized, K: Counter + ?Sized>(
+    console: &mut C,
+    counter: &mut K,
+    model: Option<&[u8]>,
+    puzzles: &[Puzzle<'_>],
+    scratch: &mut [f32],
+    opts: &Options<'_>,
+) -> Report {
+    run_inner(
+        &mut Out::new(console),
+        counter,
+        model,
+        puzzles,
+        scratch,
+        opts,
+    )
+}
+
+/// [`run`] into `out`, which may carry a golden comparison.
+fn run_inner<C: Console + ?Sized, K: Counter + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    counter: &mut K,
+    model: Option<&[u8]>,
+    puzzles: &[Puzzle<'_>],
+    scratch: &mut [f32],
+    opts: &Options<'_>,
+) -> Report {
+    let mut report = Report::default();
+    say!(
+        out,
+        "TRM-BANNER app={} version={} board={}",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        opts.board
+    );
+    if let (Some(check), Some(bytes)) = (out.check.take(), model) {
+        // Taken out while it prints, so its own lines are not compared.
+        let mut check = check;
+        check.check_header(out, bytes, puzzles.len(), opts.halt);
+        out.check = Some(check);
+    }
+    let mut engine = match model {
+        None => {
+            say!(out, "TRM-MODEL none");
+            None
+        }
+        Some(bytes) => match load(out, bytes, scratch) {
+            Ok(engine) => Some(engine),
+            Err(()) => {
+                report.errors += 1;
+                if !golden_summary(out) {
+                    report.errors += 1;
+                }
+                say!(out, "TRM-DONE ok=0 total=0 errors={}", report.errors);
+                return report;
+            }
+        },
+    };
+    for (i, p) in puzzles.iter().enumerate() {
+        report.total += 1;
+        match solve_one(out, counter, engine.as_mut(), i, p, opts) {
+            Ok(true) => report.ok += 1,
+            Ok(false) => {}
+            Err(()) => report.errors += 1,
+        }
+    }
+    if !golden_summary(out) {
+        report.errors += 1;
+    }
+    say!(
+        out,
+        "TRM-DONE ok={} total={} errors={}",
+        report.ok,
+        report.total,
+        report.errors
+    );
+    report
+}
+
+/// Runs the demo once per model, each run a full block from `TRM-BANNER` to `TRM-DONE`, with
+/// the same puzzles and the same scratch buffer; with no model, one codec-only run.
+///
+/// The report sums the runs' reports, so the firmware fails when any run had an error. A bad
+/// model does not stop the models after it.
+pub fn run_models<C: Console + ?Sized, K: Counter + ?Sized>(
+    console: &mut C,
+    counter: &mut K,
+    models: &[&[u8]],
+    puzzles: &[Puzzle<'_>],
+    scratch: &mut [f32],
+    opts: &Options<'_>,
+) -> Report {
+    if models.is_empty() {
+        return run(console, counter, None, puzzles, scratch, opts);
+    }
+    let mut total = Report::default();
+    for &model in models {
+        let r = run(console, counter, Some(model), puzzles, scratch, opts);
+        total.ok += r.ok;
+        total.total += r.total;
+        total.errors += r.errors;
+    }
+    total
+}
+
+/// Parses the model and builds the engine; prints `TRM-MODEL` or `TRM-ERROR`.
+fn load<'s, C: Console + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    bytes: &'s [u8],
+    scratch: &'s mut [f32],
+) -> Result<AnyEngine<'s>, ()> {
+    let model = match Model::parse(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            say!(out, "TRM-ERROR stage=model bytes={} msg={e}", bytes.len());
+            return Err(());
+        }
+    };
+    let c = *model.config();
+    let fixed = model.scheme().is_fixed();
+    // The smallest scratch is enough; the fast size when it fits (same results, fewer passes).
+    let need = AnyEngine::arena_len(&model);
+    let fast = AnyEngine::arena_len_fast(&model);
+    let use_len = if scratch.len() >= fast { fast } else { need };
+    let _ = write!(
+        out,
+        "TRM-MODEL bytes={} version={} hidden={} seq_len={} layers={} mlp_t={} params={} scratch_f32={} scratch_have={}",
+        bytes.len(),
+        model.version(),
+        c.hidden_size,
+        c.seq_len,
+        c.l_layers,
+        c.mlp_t,
+        model.summary().parameter_count,
+        use_len,
+        scratch.len()
+    );
+    if fixed {
+        let parts = AnyEngine::scratch_len(&model);
+        say!(
+            out,
+            " scheme=fixed scratch_i16={} scratch_i32={}",
+            parts.i16s,
+            parts.i32s
+        );
+    } else {
+        say!(out, " scheme=float");
+    }
+    if c.seq_len as usize != CELLS || (c.vocab_size as usize) < sudoku::VOCAB {
+        say!(
+            out,
+            "TRM-ERROR stage=model msg=not a Sudoku model (seq_len {}, vocab {})",
+            c.seq_len,
+            c.vocab_size
+        );
+        return Err(());
+    }
+    let scratch_len = scratch.len();
+    let Some(buf) = scratch.get_mut(..use_len) else {
+        say!(
+            out,
+            "TRM-ERROR stage=engine msg=scratch too small: need {need} f32, have {scratch_len}"
+        );
+        return Err(());
+    };
+    // A fixed model's i16 and i32 buffers are carved from the same f32 arena.
+    AnyEngine::new(&model, buf).map_err(|e| say!(out, "TRM-ERROR stage=engine msg={e}"))
+}
+
+/// One puzzle: parse, print, check the reference answer, and solve when there is an engine.
+/// `Ok(true)` when the puzzle counts as ok, `Err(())` on a run error (already printed).
+fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    counter: &mut K,
+    engine: Option<&mut AnyEngine<'_>>,
+    i: usize,
+    p: &Puzzle<'_>,
+    opts: &Options<'_>,
+) -> Result<bool, ()> {
+    let mut question: Tokens = [PAD; CELLS];
+    let givens = match sudoku::parse_puzzle(p.question, &mut question) {
+        Ok(n) => n,
+        Err(e) => {
+            say!(out, "TRM-ERROR stage=puzzle puzzle={i} msg=question: {e}");
+            return Err(());
+        }
+    };
+    let mut line = Line::new();
+    let _ = sudoku::write_line(&mut line, &question);
+    say!(
+        out,
+        "TRM-PUZZLE puzzle={i} name={} givens={givens} question={}",
+        p.name,
+        line.as_str()
+    );
+    if opts.boards {
+        let _ = sudoku::write_board(out, &question);
+    }
+    let answer = match p.answer {
+        None => {
+            say!(out, "TRM-ANSWER puzzle={i} status=none");
+            None
+        }
+        Some(a) => {
+            let mut tokens: Tokens = [PAD; CELLS];
+            if let Err(e) = sudoku::parse_puzzle(a, &mut tokens) {
+                say!(out, "TRM-ERROR stage=puzzle puzzle={i} msg=answer: {e}");
+                return Err(());
+            }
+            match sudoku::check_solution(&tokens, &question) {
+                Ok(()) => say!(out, "TRM-ANSWER puzzle={i} status=valid"),
+                Err(v) => {
+                    // A reference answer that is not a solution means bad embedded data: an
+                    // error of the run, with its TRM-ERROR line as every error has.
+                    say!(out, "TRM-ANSWER puzzle={i} status=invalid msg={v}");
+                    say!(
+                        out,
+                        "TRM-ERROR stage=puzzle puzzle={i} msg=answer: not a solution of the question: {v}"
+                    );
+                    return Err(());
+                }
+            }
+            Some(tokens)
+        }
+    };
+    let Some(engine) = engine else {
+        // Codec-only run: the puzzle is ok when its answer is known and valid.
+        return Ok(answer.is_some());
+    };
+
+    let t0 = counter.now();
+    // Puzzle identifier 0 for every puzzle.
+    if let Err(e) = engine.start(&question, 0) {
+        say!(out, "TRM-ERROR stage=engine puzzle={i} msg={e}");
+        return Err(());
+    }
+    let halt_max = engine.config().halt_max_steps;
+    let steps = loop {
+        let s = engine.step();
+        if opts.step_digests {
+            say!(
+                out,
+                "TRM-STEP puzzle={i} step={} q_halt={:08x} y={:08x} z={:08x}",
+                s.step,
+                s.q_bits,
+                engine.y_digest(),
+                engine.z_digest()
+            );
+        }
+        if should_stop(opts.halt, s.step, halt_max, s.halt) {
+            break s.step;
+        }
+    };
+    let mut pred: Tokens = [PAD; CELLS];
+    if let Err(e) = engine.predict(&mut pred) {
+        say!(out, "TRM-ERROR stage=engine puzzle={i} msg={e}");
+        return Err(());
+    }
+    let ticks = counter.now().wrapping_sub(t0);
+    // Givens stay as they were: the model predicts every cell, the grid check decides.
+    let valid = sudoku::check_solution(&pred, &question);
+    let correct = match &answer {
+        Some(a) => a.iter().zip(pred.iter()).filter(|(x, y)| x == y).count(),
+        None => 0,
+    };
+    let mut line = Line::new();
+    let _ = sudoku::write_line(&mut line, &pred);
+    say!(
+        out,
+        "TRM-DIGEST puzzle={i} steps={steps} tokens={:08x} y={:08x}",
+        digest_tokens(&pred),
+        engine.y_digest()
+    );
+    match valid {
+        Ok(()) => say!(
+            out,
+            "TRM-RESULT puzzle={i} valid=true correct={correct}/{CELLS} prediction={}",
+            line.as_str()
+        ),
+        Err(v) => say!(
+            out,
+            "TRM-RESULT puzzle={i} valid=false correct={correct}/{CELLS} prediction={} msg={v}",
+            line.as_str()
+        ),
+    }
+    if opts.boards {
+        let _ = sudoku::write_board(out, &pred);
+    }
+    let per_step = ticks / u64::from(steps.max(1));
+    let _ = write!(
+        out,
+        "TRM-CYCLES puzzle={i} ticks={ticks} unit={} steps={steps} per_step={per_step}",
+        counter.unit()
+    );
+    match counter.hz() {
+        Some(hz) if hz > 0 => say!(
+            out,
+            " us_per_step={}",
+            u128::from(per_step) * 1_000_000 / u128::from(hz)
+        ),
+        _ => say!(out, ""),
+    }
+    Ok(valid.is_ok())
+}
+
+/// An 81-character line buffer (a puzzle in string form), no allocation.
+struct Line {
+    buf: [u8; CELLS],
+    len: usize,
+}
+
+impl Line {
+    const fn new() -> Self {
+        Line {
+            buf: [BLANK; CELLS],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is ever written (see `write_str`), so this cannot fail.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+    }
+}
+
+impl fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if !b.is_ascii() {
+                return Err(fmt::Error);
+            }
+            let slot = self.buf.get_mut(self.len).ok_or(fmt::Error)?;
+            *slot = b;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}

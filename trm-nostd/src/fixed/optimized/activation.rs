@@ -1,0 +1,106 @@
+//! Optimized versions of the element-wise integer kernels of a block: the SwiGLU SiLU pass
+//! ([`swiglu_silu`]) and RMSNorm ([`rms_norm`]), equal to the reference kernels
+//! ([`kernels::silu_spaced`], [`kernels::rms_norm`]) bit for bit. At D = 512 the matrix
+//! products leave them a large share of an ACT step on the host; the device path
+//! ([`Isa::Portable`], [`Isa::ArmDsp`]) keeps the reference kernels.
+
+use super::Isa;
+use super::kernels::{self, EPS_TERM_MAX, I16Table, NORM_ONE, RESIDUAL_MAX, Requant};
+
+/// The SiLU of one SwiGLU row with a vector implementation of `isa`: `gate[i] <-
+/// silu(gate[i])` ([`kernels::silu_spaced`] with knot spacing `2^step`), or with `prod`
+/// `gate[i] <- sat16(prod.apply(silu(gate[i]) * up[i]))`. Returns `false`, changing nothing,
+/// where none applies (not x86_64 AVX-512, a table that is not `2^(16 - step) + 1` knots, a
+/// product shift above 62): the caller then runs the reference.
+pub fn swiglu_silu(
+    isa: Isa,
+    table: I16Table<'_>,
+    step: u32,
+    gate: &mut [i16],
+    up: &[i16],
+    prod: Option<Requant>,
+) -> bool {
+    let knots_ok = (4..=8).contains(&step) && table.len() == (1 << (16 - step)) + 1;
+    let prod_ok = prod.is_none_or(|rq| rq.shift <= 62);
+    if !(knots_ok && prod_ok && isa.is_supported()) {
+        return false;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx512Vnni => super::x86::silu_avx512(table.0, step, gate, up, prod),
+        _ => {
+            let _ = (gate, up);
+            false
+        }
+    }
+}
+
+/// [`kernels::rms_norm`] with `isa`: the reference on the device path ([`Isa::Portable`],
+/// [`Isa::ArmDsp`]); AVX-512 vectors ([`Isa::Avx512`], [`Isa::Avx512Vnni`]); elsewhere
+/// [`rms_norm_fast`]. The same results bit for bit.
+#[inline]
+pub fn rms_norm(isa: Isa, v: &[i32], eps_term: u64, out: &mut [i16]) {
+    match isa {
+        Isa::Portable | Isa::ArmDsp => kernels::rms_norm(v, eps_term, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx512Vnni if super::x86::rms_norm_avx512(v, eps_term, out) => {}
+        _ => rms_norm_fast(v, eps_term, out),
+    }
+}
+
+/// [`kernels::rms_norm`] with its one division per value replaced by a multiplication: the
+/// same results bit for bit (test `fixed_activation.rs`).
+///
+/// The reference computes `div_round(num, d) = floor((2 num + d) / 2d)` in `i128` (a
+/// library call on most targets) with `num = NORM_ONE * v << e` and `d = r << e'`, `r =
+/// isqrt(T << 2e)` in `[2^30, 2^31)`. Both fit far smaller types: `T << 2e < 2^62` and `v^2
+/// <= T` give `|v << e| < 2^31`, so `|num| < 2^46` (or, when `T >= 2^62`, `e = 0` and `|num|
+/// <= 2^15 * 2^23`); `d < 2^32`. So the numerator `N = 2 num + d` has `|N| < 2^48` and the
+/// divisor `D = 2d < 2^33`. `floor(N / D)` is then `floor(M / D)` for `M = N >= 0`, or `-floor((
+/// M + D - 1) / D)` for `M = -N > 0`, with `M < 2^48 + 2^33`; with `m = floor(2^80 / D)` the
+/// estimate `q = (M m) >> 80` (a 128-bit product `< 2^49 * 2^50`) is `floor(M / D)` or one
+/// less (`M / D - q < 1 + M / 2^80 < 2`), and one comparison of `M - q D` with `D` fixes it.
+/// Rows longer than `2^16` values go to the reference.
+pub fn rms_norm_fast(v: &[i32], eps_term: u64, out: &mut [i16]) {
+    if v.len() > 1 << 16 {
+        return kernels::rms_norm(v, eps_term, out);
+    }
+    let clamp = |x: i32| x.clamp(-RESIDUAL_MAX, RESIDUAL_MAX) as i64;
+    // At most 2^16 values of at most (2^23 - 1)^2 < 2^46: the sum stays below 2^62 (no
+    // saturation, as in the reference).
+    let mut s = 0u64;
+    for &x in v {
+        let x = clamp(x);
+        s += (x * x) as u64;
+    }
+    let t = s.saturating_add(eps_term.min(EPS_TERM_MAX));
+    if t == 0 {
+        out.fill(0);
+        return;
+    }
+    let lz = t.leading_zeros();
+    let (tn, e_left, e_right) = if lz >= 2 {
+        let e = (lz - 2) / 2;
+        (t << (2 * e), e, 0)
+    } else {
+        (t >> 2, 0, 1)
+    };
+    let r = tn.isqrt() as i64;
+    let d = r << e_right;
+    let div = 2 * d as u64;
+    let m = (1u128 << 80) / div as u128;
+    let floor_div = |x: u64| -> u64 {
+        let q = ((x as u128 * m) >> 80) as u64;
+        if x - q * div >= div { q + 1 } else { q }
+    };
+    for (o, &x) in out.iter_mut().zip(v) {
+        let num = (NORM_ONE * clamp(x)) << e_left;
+        let n = 2 * num + d;
+        let q = if n >= 0 {
+            floor_div(n as u64) as i64
+        } else {
+            -(floor_div(n.unsigned_abs() + div - 1) as i64)
+        };
+        *o = kernels::sat16(q);
+    }
+}

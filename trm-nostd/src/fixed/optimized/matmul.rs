@@ -1,0 +1,396 @@
+//! Matrix products: every output `acc(t, o) = W[o] . a_t` of a weight matrix `W` (int8, or
+//! int16 little-endian pairs) and a block of int16 activation rows `a_t`, with what becomes of
+//! it ([`Epilogue`]: a requant to int16, a residual sum, or the raw sums).
+//!
+//! The specification of every output is the per-output expression of the reference kernels:
+//! [`kernels::dot_w8_a16`] / [`kernels::dot_w16_a16`] of one weight row and one activation row,
+//! then the channel's [`Requant`] (and, for exact SwiGLU products, the halves of
+//! [`kernels::split_product`] combined by [`kernels::prod_from_halves`]). [`matmul`] computes
+//! exactly that, with the implementation `isa`:
+//!
+//! - [`Isa::Portable`] and [`Isa::ArmDsp`] (and any implementation given too little scratch):
+//!   one dot product per output, weight row outer, activation rows inner (each weight row is
+//!   read once per block of rows), through the implementation's dot kernels;
+//! - the x86_64 implementations ([`Isa::Avx2`], [`Isa::Avx512`], [`Isa::Avx512Vnni`]): blocked
+//!   products of GEMM class (the `x86_matmul` module): a panel of 16 or 32 weight rows is
+//!   widened to int16 once into the scratch, then applied to tiles of activation rows with the
+//!   accumulators in registers; integer sums are exact, so the results are the same bit for
+//!   bit (tests `fixed_matmul.rs`).
+//!
+//! The scratch of the blocked products is [`scratch_len`] `i16` values for the longest row of
+//! the matrices and a block of activation rows (the engine's fast arena holds it; its minimum
+//! arena does not, and then the per-output path runs).
+
+use super::Isa;
+use super::kernels::{self, Requant, sat_residual, sat16};
+use crate::fixed::tables::Words;
+
+/// A weight matrix of `rows x cols` (int8, or int16 as little-endian byte pairs when `wide`),
+/// row-major, with its channel table (`Words`: the per-row [`Requant`]s at words `1 + 2 o`).
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    pub(in crate::fixed) data: &'a [u8],
+    pub(in crate::fixed) rows: usize,
+    pub(in crate::fixed) cols: usize,
+    pub(in crate::fixed) wide: bool,
+    pub(in crate::fixed) table: Words<'a>,
+}
+
+impl<'a> Matrix<'a> {
+    /// The matrix of `data` (`rows * cols` bytes, or `2 * rows * cols` when `wide`); `None` when
+    /// `data` is shorter. `table` is read by the requantizing epilogues ([`Epilogue::Sat16`],
+    /// [`Epilogue::Residual`]) only; missing words read as zero.
+    pub fn new(
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+        wide: bool,
+        table: Words<'a>,
+    ) -> Option<Self> {
+        let need = rows
+            .checked_mul(cols)?
+            .checked_mul(if wide { 2 } else { 1 })?;
+        (data.len() >= need).then_some(Matrix {
+            data,
+            rows,
+            cols,
+            wide,
+            table,
+        })
+    }
+
+    /// Output rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes per row.
+    #[inline]
+    pub(super) fn stride(&self) -> usize {
+        if self.wide { 2 * self.cols } else { self.cols }
+    }
+
+    /// Row `o`'s bytes.
+    #[inline]
+    pub(super) fn row(&self, o: usize) -> &'a [u8] {
+        let s = self.stride();
+        self.data.get(o * s..(o + 1) * s).unwrap_or(&[])
+    }
+
+    /// Weight `(o, k)` as an integer (`o < rows`, `k < cols`).
+    #[inline]
+    pub(super) fn weight(&self, o: usize, k: usize) -> i16 {
+        let s = self.stride();
+        if self.wide {
+            let i = o * s + 2 * k;
+            i16::from_le_bytes([self.data[i], self.data[i + 1]])
+        } else {
+            self.data[o * s + k] as i8 as i16
+        }
+    }
+
+    /// `W[o] . a` with `isa` (supported here).
+    #[inline]
+    fn dot(&self, isa: Isa, o: usize, a: &[i16]) -> i64 {
+        if self.wide {
+            isa.dot_w16_a16_unchecked(self.row(o), a)
+        } else {
+            isa.dot_w8_a16_unchecked(self.row(o), a)
+        }
+    }
+}
+
+/// `count` activation rows of `len` int16 values, row `t` starting at `t * stride` of `data`;
+/// optionally a second set of rows at `offset` after each (`t * stride + offset`), for the
+/// exact SwiGLU products (the `lo` and `hi` halves of [`kernels::split_product`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    pub(super) data: &'a [i16],
+    pub(super) count: usize,
+    pub(super) len: usize,
+    pub(super) stride: usize,
+    pub(super) second: Option<usize>,
+}
+
+impl<'a> Rows<'a> {
+    /// The rows; `None` when `data` does not hold them all.
+    pub fn new(data: &'a [i16], count: usize, len: usize, stride: usize) -> Option<Self> {
+        let r = Rows {
+            data,
+            count,
+            len,
+            stride,
+            second: None,
+        };
+        r.fits(0).then_some(r)
+    }
+
+    /// The same rows with a second row at `offset` after each one; `None` when `data` does not
+    /// hold them.
+    pub fn with_second(self, offset: usize) -> Option<Self> {
+        let r = Rows {
+            second: Some(offset),
+            ..self
+        };
+        r.fits(offset).then_some(r)
+    }
+
+    /// Whether the rows shifted by `offset` lie inside `data`.
+    fn fits(&self, offset: usize) -> bool {
+        if self.count == 0 {
+            return true;
+        }
+        (self.count - 1)
+            .checked_mul(self.stride)
+            .and_then(|s| s.checked_add(offset))
+            .and_then(|s| s.checked_add(self.len))
+            .is_some_and(|end| end <= self.data.len())
+    }
+
+    /// Row `t`.
+    #[inline]
+    pub(super) fn row(&self, t: usize) -> &'a [i16] {
+        &self.data[t * self.stride..t * self.stride + self.len]
+    }
+
+    /// The second row of `t` (row `t` itself without a second set).
+    #[inline]
+    pub(super) fn second_row(&self, t: usize) -> &'a [i16] {
+        let at = t * self.stride + self.second.unwrap_or(0);
+        &self.data[at..at + self.len]
+    }
+}
+
+/// What becomes of the sums `acc(t, o)` (and, with a second set of rows, `acc2(t, o)`), with
+/// `requant_o` the matrix table's [`Requant`] of row `o`.
+#[derive(Debug)]
+pub enum Epilogue<'o> {
+    /// `out[t * rows + o] = acc`, `second[t * rows + o] = acc2` (when the rows have a second
+    /// set): the exact sums (tests, benchmarks).
+    Raw {
+        /// `[count, rows]`.
+        out: &'o mut [i64],
+        /// `[count, rows]` with a second set of rows, else unused (may be empty).
+        second: &'o mut [i64],
+    },
+    /// `out[t * stride + o] = sat16(requant_o(acc))` (a projection to int16 activations).
+    Sat16 {
+        /// `[count, stride]`, `stride >= rows`.
+        out: &'o mut [i16],
+        /// Values per output row.
+        stride: usize,
+    },
+    /// `res[t * stride + o] = sat_residual(h[t * stride + o] + delta)` with `delta =
+    /// requant_o(acc)`, or with `product` (and a second set of rows: the halves of the exact
+    /// SwiGLU products) `delta = requant_o(product.apply_i128(prod_from_halves(acc, acc2)))`.
+    Residual {
+        /// The block input `[count, stride]`.
+        h: &'o [i16],
+        /// The residual sums `[count, stride]`.
+        res: &'o mut [i32],
+        /// Values per row of `h` and `res`, `>= rows`.
+        stride: usize,
+        /// The product requant of exact SwiGLU products.
+        product: Option<Requant>,
+    },
+}
+
+impl Epilogue<'_> {
+    /// Whether the outputs hold `count` rows of `rows` values (and `second` the second sums).
+    fn fits(&self, count: usize, rows: usize, second: bool) -> bool {
+        let within = |len: usize, stride: usize| {
+            count == 0
+                || (stride >= rows
+                    && (count - 1)
+                        .checked_mul(stride)
+                        .and_then(|s| s.checked_add(rows))
+                        .is_some_and(|end| end <= len))
+        };
+        match self {
+            Epilogue::Raw { out, second: s } => {
+                within(out.len(), rows) && (!second || within(s.len(), rows))
+            }
+            Epilogue::Sat16 { out, stride } => within(out.len(), *stride),
+            Epilogue::Residual {
+                h,
+                res,
+                stride,
+                product,
+            } => {
+                within(h.len(), *stride)
+                    && within(res.len(), *stride)
+                    && (product.is_none() || second)
+            }
+        }
+    }
+
+    /// Applies the epilogue to the sums of activation row `t` and weight rows `o0..o0 +
+    /// acc.len()` (`acc2`: the second sums, as long as `acc`, or empty), as the specification
+    /// says, one output at a time.
+    #[inline]
+    pub(super) fn apply_scalar(
+        &mut self,
+        table: Words<'_>,
+        rows: usize,
+        t: usize,
+        o0: usize,
+        acc: &[i64],
+        acc2: &[i64],
+    ) {
+        match self {
+            Epilogue::Raw { out, second } => {
+                out[t * rows + o0..][..acc.len()].copy_from_slice(acc);
+                if !acc2.is_empty() {
+                    second[t * rows + o0..][..acc2.len()].copy_from_slice(acc2);
+                }
+            }
+            Epilogue::Sat16 { out, stride } => {
+                let out = &mut out[t * *stride + o0..][..acc.len()];
+                for (i, (o, &a)) in out.iter_mut().zip(acc).enumerate() {
+                    *o = sat16(table.channel(o0 + i).apply(a));
+                }
+            }
+            Epilogue::Residual {
+                h,
+                res,
+                stride,
+                product,
+            } => {
+                let at = t * *stride + o0;
+                let h = &h[at..][..acc.len()];
+                let res = &mut res[at..][..acc.len()];
+                for (i, (r, &hv)) in res.iter_mut().zip(h).enumerate() {
+                    let rq = table.channel(o0 + i);
+                    let delta = match product {
+                        Some(p) => {
+                            rq.apply(p.apply_i128(kernels::prod_from_halves(acc[i], acc2[i])))
+                        }
+                        None => rq.apply(acc[i]),
+                    };
+                    *r = sat_residual((hv as i64).saturating_add(delta));
+                }
+            }
+        }
+    }
+}
+
+/// `i16` values of scratch with which the blocked products take `rows` activation rows of
+/// `cols` values at a time: a panel of 32 weight rows (int16 weights: 64 lanes, high and low
+/// bytes) over the row, widened to int16 ([`panel_len`]), and the rows packed by pairs of
+/// columns (two sets per row for exact products: `4 ceil(cols / 2)` values per row). Less
+/// scratch takes fewer rows at a time; below `scratch_len(cols, 1)` the per-output path runs.
+pub const fn scratch_len(cols: usize, rows: usize) -> usize {
+    panel_len(cols) + 4 * rows * cols.div_ceil(2)
+}
+
+/// The weight panel's part of [`scratch_len`]: `128 ceil(cols / 2)` values, plus 32 to align
+/// it to 64 bytes.
+pub const fn panel_len(cols: usize) -> usize {
+    128 * cols.div_ceil(2) + 32
+}
+
+/// Every output of `w` and `a` through `epi` (see the module documentation), with the
+/// implementation `isa` (the reference's path where `isa` is not supported here). `scratch`
+/// (any length) is the blocked products' working memory ([`scratch_len`]; with fewer than
+/// `scratch_len(cols, 1)` values the per-output path runs); the results are the same. Returns `false`, writing
+/// nothing, when the outputs of `epi` are too short for `a.count` rows of `w.rows()` values, or
+/// `a`'s rows are shorter than `w`'s or lack the second set a product needs.
+pub fn matmul(
+    isa: Isa,
+    w: &Matrix<'_>,
+    a: &Rows<'_>,
+    epi: &mut Epilogue<'_>,
+    scratch: &mut [i16],
+) -> bool {
+    if a.len < w.cols || !epi.fits(a.count, w.rows, a.second.is_some()) {
+        return false;
+    }
+    let isa = if isa.is_supported() {
+        isa
+    } else {
+        Isa::Portable
+    };
+    run(isa, w, a, epi, scratch);
+    true
+}
+
+/// [`matmul`] for checked arguments and a supported `isa`.
+#[inline]
+pub(in crate::fixed) fn run(
+    isa: Isa,
+    w: &Matrix<'_>,
+    a: &Rows<'_>,
+    epi: &mut Epilogue<'_>,
+    scratch: &mut [i16],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86_matmul::matmul(isa, w, a, epi, scratch) {
+        return;
+    }
+    let _ = scratch;
+    per_output(isa, w, a, epi);
+}
+
+/// One dot product per output, weight row outer (the reference's path, and the device's).
+fn per_output(isa: Isa, w: &Matrix<'_>, a: &Rows<'_>, epi: &mut Epilogue<'_>) {
+    let table = w.table;
+    let cols = w.cols;
+    match epi {
+        Epilogue::Sat16 { out, stride } => {
+            for o in 0..w.rows {
+                let rq = table.channel(o);
+                for t in 0..a.count {
+                    out[t * *stride + o] = sat16(rq.apply(w.dot(isa, o, &a.row(t)[..cols])));
+                }
+            }
+        }
+        Epilogue::Residual {
+            h,
+            res,
+            stride,
+            product: None,
+        } => {
+            for o in 0..w.rows {
+                let rq = table.channel(o);
+                for t in 0..a.count {
+                    let delta = rq.apply(w.dot(isa, o, &a.row(t)[..cols]));
+                    let i = t * *stride + o;
+                    res[i] = sat_residual((h[i] as i64).saturating_add(delta));
+                }
+            }
+        }
+        Epilogue::Residual {
+            h,
+            res,
+            stride,
+            product: Some(p),
+        } => {
+            for o in 0..w.rows {
+                let rq = table.channel(o);
+                for t in 0..a.count {
+                    let lo = w.dot(isa, o, &a.row(t)[..cols]);
+                    let hi = w.dot(isa, o, &a.second_row(t)[..cols]);
+                    let delta = rq.apply(p.apply_i128(kernels::prod_from_halves(lo, hi)));
+                    let i = t * *stride + o;
+                    res[i] = sat_residual((h[i] as i64).saturating_add(delta));
+                }
+            }
+        }
+        Epilogue::Raw { .. } => {
+            let (mut acc, mut acc2) = ([0i64], [0i64]);
+            let second = a.second.is_some();
+            for o in 0..w.rows {
+                for t in 0..a.count {
+                    acc[0] = w.dot(isa, o, &a.row(t)[..cols]);
+                    let acc2 = if second {
+                        acc2[0] = w.dot(isa, o, &a.second_row(t)[..cols]);
+                        &acc2[..]
+                    } else {
+                        &[]
+                    };
+                    epi.apply_scalar(table, w.rows, t, o, &acc, acc2);
+                }
+            }
+        }
+    }
+}
