@@ -8,7 +8,11 @@
 #   * Debian: rustc-web cargo-web rust-web-src (Rust 1.96 with the std sources, used with
 #     -Z build-std=core for the thumbv6m / thumbv7em / riscv32imc targets, since rustup cannot add
 #     targets here), lld (linker for those targets), qemu-system-arm and qemu-system-misc (run the
-#     firmware), libgloo-dev (Gloo headers for the c10d bridge), python3-venv.
+#     firmware), libgloo-dev (Gloo headers for the c10d bridge), python3-venv; nodejs and npm
+#     when `node` or `npm` is missing.
+#   * firmware-examples/rp2040-pico/emu/node_modules: the rp2040js emulator (npm registry,
+#     the version pinned in that folder's package-lock.json, `npm ci`), which runs the Pico
+#     firmware in tests/tests/pico_rp2040js.rs.
 #   * rustup components rustfmt and clippy for the host toolchain.
 #   * .venv/ : a project-local Python venv with torch==2.13.0 (libtorch for tch).
 # A second run only checks and returns in seconds.
@@ -29,6 +33,31 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 else
   log "Debian packages present"
+fi
+
+# Node.js for the RP2040 emulator (any Node >= 18; Debian's, unless one is installed already).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "installing Debian packages: nodejs npm"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+EMU=firmware-examples/rp2040-pico/emu
+# The installed rp2040js, if it is the locked version (else empty).
+emu_installed() {
+  (cd "$EMU" && node -e '
+    const fs = require("fs");
+    const lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"));
+    const want = lock.packages["node_modules/rp2040js"].version;
+    const have = JSON.parse(fs.readFileSync("node_modules/rp2040js/package.json", "utf8")).version;
+    if (have === want) console.log(have);' 2>/dev/null) || true
+}
+if [ -z "$(emu_installed)" ]; then
+  log "installing the RP2040 emulator (npm ci in $EMU)"
+  (cd "$EMU" && npm ci --no-audit --no-fund --loglevel=error)
+  [ -n "$(emu_installed)" ] || { log "npm ci in $EMU did not install the locked rp2040js"; exit 1; }
+else
+  log "rp2040js $(emu_installed) present in $EMU"
 fi
 
 if command -v rustup >/dev/null 2>&1; then
