@@ -1,7 +1,7 @@
 //! The `.trm` model file: one self-describing, checksummed byte string that the engines read in
 //! place (from flash on a microcontroller, or from a file read into memory on a host).
 //!
-//! # Layout (format version 1)
+//! # Layout (format versions 1 and 2)
 //!
 //! Every integer is little-endian. Offsets are absolute (from the first byte of the file), so a
 //! file placed at a 64-byte-aligned address (see [`Aligned`] and [`include_model!`](crate::include_model)) has every
@@ -12,7 +12,7 @@
 //! ------  ----  ---------------------------------------------------------------------------
 //!      0     8  magic: 89 54 52 4D 0D 0A 1A 0A  ("\x89TRM\r\n\x1a\n", as PNG: catches text-mode
 //!                 transfers and 7-bit channels)
-//!      8     2  format version (u16) = 1
+//!      8     2  format version (u16): 1 or 2 (see "Versioning" below)
 //!     10     2  flags (u16): bit 0 = FLAG_SOURCE (a source record follows the header); the
 //!                 other bits must be 0
 //!     12     4  header_len (u32): length of the postcard header (and source record) that
