@@ -77,7 +77,8 @@ impl<'a> Matrix<'a> {
         self.data.get(o * s..(o + 1) * s).unwrap_or(&[])
     }
 
-    /// Weight `(o, k)` as an integer (`o < rows`, `k < cols`).
+    /// Weight `(o, k)` as an integer (`o < rows`, `k < cols`); the x86 kernels' panel packing.
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     pub(super) fn weight(&self, o: usize, k: usize) -> i16 {
         let s = self.stride();
