@@ -9,7 +9,8 @@
 # 3. data: Sudoku puzzles with unique solutions, generated (`trm-train build-dataset sudoku-generate`);
 # 4. training: a small TRM (mlp_t) on CPU with libtorch (`trm-train train`), evaluated by the trainer;
 # 5. export: the checkpoint into .trm model files, f32, bf16 and fixed point (int8 weights, int16
-#    activations, calibrated on CALIB training puzzles) (`trm-export export`);
+#    activations, calibrated on CALIB training puzzles) (`trm-export export`): the weights the
+#    trainer evaluated (the EMA when TRAIN_ARGS turns it on with ema=True, else the trained ones);
 # 6. host: the no_std engines solve held-out puzzles (`trm-export run`, boards printed), and the
 #    parity gate compares fixed (and bf16) with f32 on all N_TEST of them (`trm-export verify`);
 # 7. device: golden files of the f32 and the fixed model on DEVICE_PUZZLES puzzles
@@ -108,6 +109,14 @@ mv "$OUT/device.log.2" "$OUT/device-fixed.log"
 say "summary"
 json() { grep -o "\"$2\": *[0-9.e+-]*" "$1" | head -1 | sed 's/.*: *//'; }
 echo "trainer (libtorch), held-out: $(grep -E '^eval all/exact_accuracy' "$OUT/train.log" | tail -1 | sed 's/^eval //')"
+# The same split ($OUT/data/test, all N_TEST puzzles) and the same weights (export's default: what
+# the trainer evaluated): the two exact counts must be equal.
+trainer_acc=$(grep -E '^eval all/exact_accuracy' "$OUT/train.log" | tail -1 | sed 's/.*= *//')
+trainer_exact=$(awk -v a="$trainer_acc" -v n="$N_TEST" 'BEGIN {printf "%d", a * n + 0.5}')
+float_exact=$(json "$OUT/verify-fixed.json" exact)
+float_acc=$(json "$OUT/verify-fixed.json" exact_accuracy)
+same=$([ "$trainer_exact" = "$float_exact" ] && echo "equal" || echo "DIFFERENT")
+echo "held-out exact, the $N_TEST puzzles of data/test: trainer (libtorch) $trainer_exact/$N_TEST ($trainer_acc) | float engine (verify, model-f32.trm) $float_exact/$N_TEST ($float_acc): $same; exported $(grep -E '^source:' "$OUT/inspect-f32.txt" | sed 's/^source: //')"
 sed -n '2,5p' "$OUT/verify-fixed.txt" | sed 's/^/verify fixed vs f32: /'
 grep -E '^gate:' "$OUT/verify-fixed.txt" | sed 's/^/verify fixed vs f32: /'
 sed -n '2,5p' "$OUT/verify-bf16.txt" | sed 's/^/verify bf16 vs f32: /'

@@ -59,7 +59,7 @@ fn host_engines_reproduce_the_committed_golden_files() {
     for fixture in models() {
         let bytes = std::fs::read(&fixture.model)
             .unwrap_or_else(|e| panic!("{}: {e}", fixture.model.display()));
-        let now = write_golden(&bytes, &rows, HaltMode::AllSteps).expect("host golden file");
+        let now = write_golden(&bytes, &rows, HaltMode::AllSteps, 0).expect("host golden file");
         let committed = read_text(&fixture.golden);
         let g = parse_golden(&committed).expect("the committed golden file parses");
         assert_eq!(g.step_count(), PUZZLES * 2, "every ACT step (halt=all)");

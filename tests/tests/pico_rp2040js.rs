@@ -208,7 +208,7 @@ fn pico_golden_matches() {
             let rows = std::slice::from_ref(row);
             let csv = dir.join(format!("puzzle-{i}.csv"));
             write_csv(rows, &csv);
-            let text = write_golden(&model, rows, HALT).expect("host golden file");
+            let text = write_golden(&model, rows, HALT, 0).expect("host golden file");
             let golden_path = dir.join(format!("golden-{i}.txt"));
             std::fs::write(&golden_path, &text).expect("write golden");
             let elf = build(

@@ -9,11 +9,18 @@
 //! The fixed file is exactly what `import-reference --dtype f32` followed by `quantize` gives,
 //! except for the source record.
 //!
+//! Which weights: of one of our trainer's checkpoints with EMA on, the EMA weights
+//! (`ema.safetensors`) are exported by default, as the trainer evaluates them (and as the
+//! reference evaluates and saves them); `--weights raw` exports the trained weights
+//! (`model.safetensors`), `--weights ema` demands the average (an error for a run without
+//! EMA). See [`trm_reference::checkpoint::WeightsChoice`].
+//!
 //! Every file records its source ([`Origin`], the `.trm` format's optional source record): the
 //! checkpoint file read (as `<folder>/<file>`), its size and its CRC-32C (for our trainer's
-//! checkpoints, the manifest's, verified before anything is read). From a float `.trm` file,
-//! its own record is kept, or, when it has none, the `.trm` file itself is recorded. `verify`
-//! warns when two files do not record the same source.
+//! checkpoints, the manifest's, verified before anything is read), and which weights it holds
+//! (raw or EMA) when that is known. From a float `.trm` file, its own record is kept, or, when
+//! it has none, the `.trm` file itself is recorded. `verify` warns when two files do not
+//! record the same source.
 //!
 //! Writing is all or nothing: every file is built in memory first, then written into a
 //! temporary folder beside the output and fsynced, and only then renamed into place (files it
@@ -24,7 +31,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow, bail};
-use trm_nostd::format::{MAX_SOURCE_NAME, ModelWriter, NumericScheme, SourceRecord, write_model};
+use trm_nostd::format::{
+    MAX_SOURCE_NAME, ModelWriter, NumericScheme, SourceRecord, WeightsKind, write_model,
+};
 use trm_nostd::sudoku::CELLS;
 use trm_nostd::{Config, DType, Model, TensorId, TensorSource};
 use trm_nostd::{Engine, FixedEngine, ScratchLen};
@@ -90,6 +99,8 @@ pub struct Origin {
     pub bytes: u64,
     /// Its CRC-32C.
     pub crc32c: u32,
+    /// Which weights of the run it holds, when known.
+    pub kind: Option<WeightsKind>,
 }
 
 impl Origin {
@@ -122,7 +133,13 @@ impl Origin {
             weights,
             bytes,
             crc32c,
+            kind: None,
         }
+    }
+
+    /// The same origin, holding weights of `kind`.
+    pub fn with_kind(self, kind: Option<WeightsKind>) -> Self {
+        Origin { kind, ..self }
     }
 
     /// As the `.trm` record.
@@ -131,6 +148,7 @@ impl Origin {
             weights: &self.weights,
             bytes: self.bytes,
             crc32c: self.crc32c,
+            kind: self.kind,
         }
     }
 
@@ -140,6 +158,7 @@ impl Origin {
             weights: r.weights.to_string(),
             bytes: r.bytes,
             crc32c: r.crc32c,
+            kind: r.kind,
         }
     }
 }
@@ -150,8 +169,22 @@ impl std::fmt::Display for Origin {
             f,
             "{} ({} bytes, CRC-32C {:08x})",
             self.weights, self.bytes, self.crc32c
-        )
+        )?;
+        match self.kind {
+            Some(k) => write!(f, ", {}", weights_kind_text(k)),
+            None => Ok(()),
+        }
     }
+}
+
+/// How `export` and `inspect` name a [`WeightsKind`]: `weights: ema (the exponential moving
+/// average)` or `weights: raw (the trained weights, no average)`.
+pub fn weights_kind_text(kind: WeightsKind) -> String {
+    let what = match kind {
+        WeightsKind::Ema => "the exponential moving average",
+        WeightsKind::Raw => "the trained weights, no average",
+    };
+    format!("weights: {} ({what})", kind.name())
 }
 
 /// The float weights of a checkpoint, as f32.
@@ -185,7 +218,9 @@ impl FloatWeights {
     }
 }
 
-/// Reads float weights from a checkpoint (see [`import_reference`]) or a float `.trm` file.
+/// Reads float weights from a checkpoint (see [`import_reference`]; `options.weights` chooses
+/// which weights of one of our checkpoints) or a float `.trm` file (whose record must then
+/// show the chosen weights).
 pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Result<FloatWeights> {
     if path.is_file() && path.extension().is_some_and(|e| e == "trm") {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -218,6 +253,20 @@ pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Resul
                 trm_reference::run_checkpoint::crc32c(&bytes),
             ),
         };
+        if let Some(want) = options.weights.demanded()
+            && origin.kind != Some(want)
+        {
+            let has = match origin.kind {
+                Some(k) => format!("{} weights", k.name()),
+                None => "no weights kind".to_string(),
+            };
+            bail!(
+                "{} records {has} in its source record, not {} weights: export it without \
+                 `--weights`, or export the checkpoint",
+                path.display(),
+                want.name()
+            );
+        }
         return Ok(FloatWeights {
             config: c,
             tensors,
@@ -235,7 +284,7 @@ pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Resul
         .map(Path::to_path_buf);
     Ok(FloatWeights {
         config: m.config,
-        origin: Origin::new(&m.checkpoint, m.digest.bytes, m.digest.crc32c),
+        origin: Origin::new(&m.checkpoint, m.digest.bytes, m.digest.crc32c).with_kind(m.weights),
         tensors: m.tensors,
         source: m.checkpoint,
         train_split,

@@ -27,7 +27,7 @@ use trm_nostd::Model;
 use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
 
 use crate::puzzles::{PuzzleRow, check_answers};
-use crate::solve::run_app_on_host;
+use crate::solve::{HostRun, run_app_on_host};
 
 /// The first characters of every golden file.
 pub const MAGIC: &str = "# trm-golden v1";
@@ -65,25 +65,25 @@ pub fn parse_halt(s: &str) -> anyhow::Result<HaltMode> {
     }
 }
 
-/// Runs the firmware app on the host (no timing, a counter that always reads 0) and returns its
-/// whole output and report.
+/// Runs the firmware app on the host (no timing, a counter that always reads 0) on `threads`
+/// threads (0: one per core; the output is the same for any number) and returns its whole
+/// output and report.
 pub fn run_app(
     model: &[u8],
     rows: &[PuzzleRow],
     halt: HaltMode,
     step_digests: bool,
     boards: bool,
+    threads: usize,
 ) -> (String, Report) {
     let mut out = StringConsole::default();
-    let report = run_app_on_host(
-        &mut out,
-        &mut NoCounter,
-        model,
-        rows,
+    let how = HostRun {
         halt,
         step_digests,
         boards,
-    );
+        threads,
+    };
+    let report = run_app_on_host(&mut out, &NoCounter, model, rows, &how);
     (out.0, report)
 }
 
@@ -91,15 +91,21 @@ pub fn run_app(
 /// documentation). Fails when there is no puzzle (a golden file must check something), when a
 /// row's answer is not a solution of its question (naming the row and why), and when the app
 /// reports an error (bad model, bad puzzle string), with the app's `TRM-ERROR` lines and the
-/// puzzles' names in the message.
-pub fn write_golden(model: &[u8], rows: &[PuzzleRow], halt: HaltMode) -> anyhow::Result<String> {
+/// puzzles' names in the message. The puzzles are solved on `threads` threads (0: one per core);
+/// the file is the same, byte for byte, for any number.
+pub fn write_golden(
+    model: &[u8],
+    rows: &[PuzzleRow],
+    halt: HaltMode,
+    threads: usize,
+) -> anyhow::Result<String> {
     let parsed = Model::parse(model).map_err(|e| anyhow!("the model does not parse: {e}"))?;
     ensure!(
         !rows.is_empty(),
         "no puzzles: a golden file needs at least one (an empty puzzle set, or --limit 0?)"
     );
     check_answers(rows)?;
-    let (output, report) = run_app(model, rows, halt, true, false);
+    let (output, report) = run_app(model, rows, halt, true, false, threads);
     if !report.success() {
         bail!("{}", app_errors(&output, report.errors, rows));
     }
@@ -553,7 +559,8 @@ fn bad_puzzle(golden: &Golden) -> Option<CheckOutcome> {
 /// Re-runs `golden`'s puzzles (with their answers and halting mode) on `model` and compares
 /// every `TRM-` line (`TRM-PUZZLE` included) with the file. A puzzle whose question or answer
 /// the app would refuse (the file was edited) is a [`CheckOutcome::BadPuzzle`] naming its line.
-pub fn check_golden(golden: &Golden, model: &[u8]) -> anyhow::Result<CheckOutcome> {
+/// The puzzles are solved on `threads` threads (0: one per core).
+pub fn check_golden(golden: &Golden, model: &[u8], threads: usize) -> anyhow::Result<CheckOutcome> {
     let crc = trm_nostd::format::crc32(model);
     if crc != golden.model_crc {
         return Ok(CheckOutcome::OtherModel {
@@ -564,7 +571,7 @@ pub fn check_golden(golden: &Golden, model: &[u8]) -> anyhow::Result<CheckOutcom
     if let Some(bad) = bad_puzzle(golden) {
         return Ok(bad);
     }
-    let text = write_golden(model, &golden.rows(), golden.halt)?;
+    let text = write_golden(model, &golden.rows(), golden.halt, threads)?;
     Ok(match golden.compare_tags(&text, &ALL_TAGS) {
         Ok(lines) => CheckOutcome::Same { lines },
         Err(m) => CheckOutcome::Differs(m),

@@ -1,9 +1,11 @@
 //! `inspect`: what a `.trm` file holds and what running it takes: config, numeric scheme,
-//! the source checkpoint it was exported from (when recorded), sizes (flash bytes, parameters),
+//! the source checkpoint it was exported from and which weights of the run (raw or EMA; when
+//! recorded), sizes (flash bytes, parameters),
 //! the RAM arena of its engine and of the firmware app, the work of an ACT step and of a
 //! puzzle (multiply-accumulates), and the tensors.
 
 use serde::Serialize;
+use trm_nostd::format::WeightsKind;
 use trm_nostd::{
     AnyEngine, Config, DType, Engine, FixedEngine, FloatEngine, LayerTensor, Model, NumericScheme,
     TensorId,
@@ -74,6 +76,10 @@ pub struct Inspection {
     pub macs_per_puzzle: u64,
     /// The checkpoint file the weights were exported from, when the file records it.
     pub source: Option<crate::verify::SourceInfo>,
+    /// Which weights of the run that checkpoint file holds, `ema` (the exponential moving
+    /// average: what the trainer evaluates when EMA is on) or `raw` (the trained weights), when
+    /// the file records it.
+    pub source_weights: Option<String>,
     /// Fixed models: real value of one integer unit of x, y/z, logits and q.
     pub scales: Option<[f32; 4]>,
     /// Fixed models: the precision options the file was exported with.
@@ -200,6 +206,10 @@ pub fn inspect(model: &Model<'_>) -> anyhow::Result<Inspection> {
             bytes: r.bytes,
             crc32c: format!("{:08x}", r.crc32c),
         }),
+        source_weights: model
+            .source()
+            .and_then(|r| r.kind)
+            .map(|k| k.name().to_string()),
         scales,
         precision: fixed.then(|| fixed_precision(model)),
         tensors,
@@ -244,12 +254,24 @@ impl Inspection {
             "flash: {} bytes (metadata {}, tensor data {}), crc32 {}",
             self.flash_bytes, self.metadata_bytes, self.tensor_bytes, self.crc32
         ));
-        match &self.source {
-            Some(src) => line(format!(
+        let kind = match self.source_weights.as_deref() {
+            Some("ema") => Some(WeightsKind::Ema),
+            Some("raw") => Some(WeightsKind::Raw),
+            _ => None,
+        };
+        match (&self.source, kind) {
+            (Some(src), Some(k)) => line(format!(
+                "source: {} ({} bytes, CRC-32C {}), {}",
+                src.weights,
+                src.bytes,
+                src.crc32c,
+                crate::export::weights_kind_text(k)
+            )),
+            (Some(src), None) => line(format!(
                 "source: {} ({} bytes, CRC-32C {})",
                 src.weights, src.bytes, src.crc32c
             )),
-            None => line("source: not recorded".to_string()),
+            (None, _) => line("source: not recorded".to_string()),
         }
         line(format!(
             "parameters: {} trained ({} stored values)",

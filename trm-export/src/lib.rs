@@ -10,6 +10,7 @@ pub mod engine;
 pub mod export;
 pub mod golden;
 pub mod inspect;
+pub mod parallel;
 pub mod puzzles;
 pub mod quantize;
 pub mod solve;

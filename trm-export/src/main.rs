@@ -13,10 +13,11 @@ use trm_export::export::{self, CalibSettings, Format, Origin, reference_to_trm_w
 use trm_export::golden::{self, CheckOutcome};
 use trm_export::puzzles::{PuzzleSource, read_dataset_split, to_tokens};
 use trm_export::quantize::{DEFAULT_SILU_KNOTS, Int16Weights, QuantizeOptions};
+use trm_export::solve::HostRun;
 use trm_export::verify::{self, CONTRADICTING_ANSWERS, Thresholds};
 use trm_fw_app::{Counter, HaltMode};
 use trm_nostd::{DType, Model};
-use trm_reference::checkpoint::ImportOptions;
+use trm_reference::checkpoint::{ImportOptions, WeightsChoice};
 
 /// Exit status of a failed check (a broken `verify` threshold, a `golden --check` difference).
 const EXIT_CHECK_FAILED: i32 = 3;
@@ -63,6 +64,24 @@ impl From<ExportFormat> for Format {
             ExportFormat::F16 => Format::F16,
             ExportFormat::Bf16 => Format::Bf16,
             ExportFormat::Fixed => Format::Fixed,
+        }
+    }
+}
+
+/// Which weights of a run `export` reads.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Weights {
+    /// The exponential moving average (`ema.safetensors`); an error for a run without EMA.
+    Ema,
+    /// The trained weights (`model.safetensors`).
+    Raw,
+}
+
+impl From<Weights> for WeightsChoice {
+    fn from(w: Weights) -> Self {
+        match w {
+            Weights::Ema => WeightsChoice::Ema,
+            Weights::Raw => WeightsChoice::Raw,
         }
     }
 }
@@ -123,6 +142,15 @@ struct BudgetArgs {
     /// puzzle). Accepts `1e15`. The default, 1e14, is a few hours on one host core.
     #[arg(long, default_value_t = DEFAULT_MAX_MACS, value_parser = parse_max_macs)]
     max_macs: u64,
+}
+
+/// The threads of a command that solves puzzles (`run`, `golden`, `verify`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct ThreadArgs {
+    /// Solve the puzzles on this many threads (0: one per core). The output is the same, byte
+    /// for byte, for any number (timing figures aside).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 /// Quantization options of `export` (for its fixed format) and `quantize`.
@@ -214,6 +242,11 @@ enum Command {
         /// weights do not tell (attention models).
         #[arg(long)]
         seq_len: Option<u32>,
+        /// Which weights of the run: `ema` (the exponential moving average) or `raw` (the
+        /// trained weights). Default: what the trainer evaluates, the EMA when the checkpoint
+        /// has it (`ema: true`), else the trained weights. The files record which.
+        #[arg(long, value_enum)]
+        weights: Option<Weights>,
         #[command(flatten)]
         budget: BudgetArgs,
     },
@@ -305,6 +338,8 @@ enum Command {
         #[arg(long)]
         no_boards: bool,
         #[command(flatten)]
+        threads: ThreadArgs,
+        #[command(flatten)]
         budget: BudgetArgs,
     },
     /// Writes a golden file: per-ACT-step digests of y and z and the final tokens of a model on
@@ -335,6 +370,8 @@ enum Command {
         #[arg(long)]
         check: Option<PathBuf>,
         #[command(flatten)]
+        threads: ThreadArgs,
+        #[command(flatten)]
         budget: BudgetArgs,
     },
     /// Float vs fixed on the same puzzles, every ACT step: cell and exact accuracy of each,
@@ -361,9 +398,8 @@ enum Command {
         /// Write the report as JSON to this file (`-` for stdout).
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Threads (0: one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
+        #[command(flatten)]
+        threads: ThreadArgs,
         /// Fail below this fraction of identical predicted grids (e.g. 0.99).
         #[arg(long, value_parser = fraction)]
         min_answer_agreement: Option<f64>,
@@ -385,7 +421,8 @@ enum Command {
     },
 }
 
-/// Wall-clock nanoseconds.
+/// Wall-clock nanoseconds (since one instant, for every thread's clone).
+#[derive(Clone)]
 struct Clock(std::time::Instant);
 
 impl Counter for Clock {
@@ -471,9 +508,14 @@ fn export_cmd(
     calib: usize,
     quantize: QuantizeOptions,
     seq_len: Option<u32>,
+    choice: Option<Weights>,
     budget: BudgetArgs,
 ) -> anyhow::Result<()> {
-    let weights = export::load_float_weights(path, &ImportOptions { seq_len })?;
+    let options = ImportOptions {
+        seq_len,
+        weights: choice.map_or(WeightsChoice::Evaluated, WeightsChoice::from),
+    };
+    let weights = export::load_float_weights(path, &options)?;
     let settings = CalibSettings {
         source: match (calib_dataset, calib_puzzles) {
             (Some(d), _) => Some(PuzzleSource::Dataset(d)),
@@ -523,6 +565,7 @@ fn export_cmd(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn golden_cmd(
     model: &Path,
     source: PuzzleArgs,
@@ -530,6 +573,7 @@ fn golden_cmd(
     halt: Halt,
     output: Option<PathBuf>,
     check: Option<PathBuf>,
+    threads: ThreadArgs,
     budget: BudgetArgs,
 ) -> anyhow::Result<i32> {
     let bytes = read(model)?;
@@ -539,7 +583,7 @@ fn golden_cmd(
             .with_context(|| format!("reading {}", file.display()))?;
         let g = golden::parse_golden(&text).with_context(|| format!("in {}", file.display()))?;
         trm_export::budget::check(&config, g.puzzles.len(), budget.max_macs, "golden check")?;
-        return Ok(match golden::check_golden(&g, &bytes)? {
+        return Ok(match golden::check_golden(&g, &bytes, threads.threads)? {
             CheckOutcome::Same { lines } => {
                 println!(
                     "golden check passed: {} puzzles, {} ACT steps, {lines} lines identical ({})",
@@ -574,7 +618,7 @@ fn golden_cmd(
     }
     let rows = source.source()?.load(limit)?;
     trm_export::budget::check(&config, rows.len(), budget.max_macs, "golden run")?;
-    let text = golden::write_golden(&bytes, &rows, halt.into())
+    let text = golden::write_golden(&bytes, &rows, halt.into(), threads.threads)
         .with_context(|| format!("running {}", model.display()))?;
     let out = output.context("give -o FILE or --check FILE")?;
     write(&out, text.as_bytes())?;
@@ -601,6 +645,7 @@ fn main() -> anyhow::Result<()> {
             calib,
             quant,
             seq_len,
+            weights,
             budget,
         } => {
             export_cmd(
@@ -612,6 +657,7 @@ fn main() -> anyhow::Result<()> {
                 calib,
                 quant.options(),
                 seq_len,
+                weights,
                 budget,
             )?;
             0
@@ -622,7 +668,11 @@ fn main() -> anyhow::Result<()> {
             dtype,
             seq_len,
         } => {
-            let bytes = reference_to_trm_with(&path, dtype.into(), &ImportOptions { seq_len })?;
+            let options = ImportOptions {
+                seq_len,
+                ..ImportOptions::default()
+            };
+            let bytes = reference_to_trm_with(&path, dtype.into(), &options)?;
             write(&output, &bytes)?;
             println!("wrote {} ({} bytes)", output.display(), bytes.len());
             0
@@ -680,6 +730,7 @@ fn main() -> anyhow::Result<()> {
             halt,
             step_digests,
             no_boards,
+            threads,
             budget,
         } => {
             let bytes = read(&model)?;
@@ -691,15 +742,19 @@ fn main() -> anyhow::Result<()> {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
             let mut stderr = std::io::stderr();
+            let how = HostRun {
+                halt: halt.into(),
+                step_digests,
+                boards: !no_boards,
+                threads: threads.threads,
+            };
             let sum = trm_export::solve::run_puzzles(
                 &mut lock,
                 &mut stderr,
-                &mut Clock(std::time::Instant::now()),
+                &Clock(std::time::Instant::now()),
                 &bytes,
                 &rows,
-                halt.into(),
-                step_digests,
-                !no_boards,
+                &how,
             );
             i32::from(!sum.report.success())
         }
@@ -710,8 +765,9 @@ fn main() -> anyhow::Result<()> {
             halt,
             output,
             check,
+            threads,
             budget,
-        } => golden_cmd(&model, source, limit, halt, output, check, budget)?,
+        } => golden_cmd(&model, source, limit, halt, output, check, threads, budget)?,
         Command::Verify {
             float,
             fixed,
@@ -744,7 +800,14 @@ fn main() -> anyhow::Result<()> {
                 max_state_drift,
                 min_halt_agreement,
             };
-            let report = verify::verify(&fm, &qm, &puzzles, halt.into(), &thresholds, threads)?;
+            let report = verify::verify(
+                &fm,
+                &qm,
+                &puzzles,
+                halt.into(),
+                &thresholds,
+                threads.threads,
+            )?;
             print!("{}", report.table());
             if let Some(w) = &report.sources.warning {
                 eprintln!("verify: warning: {w}");

@@ -6,6 +6,9 @@
 //! The transcript goes to one writer (stdout); the app's `TRM-ERROR` lines are also written to
 //! a second one (stderr), with the name of the puzzle they concern, so errors are never only
 //! in the transcript.
+//!
+//! The puzzles may be spread over threads ([`run_app_on_host`]); the transcript is the same,
+//! byte for byte (timing aside), for any number of them.
 
 use trm_fw_app::{Console, Counter, HaltMode, Options, Puzzle, Report};
 use trm_nostd::Model;
@@ -162,40 +165,43 @@ impl Console for CheckingConsole<'_> {
     }
 }
 
+/// What a host run of the firmware app does: how a solve stops, what it prints, and on how
+/// many threads (0: one per core, see [`crate::parallel::thread_count`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRun {
+    /// When a solve stops.
+    pub halt: HaltMode,
+    /// Print a `TRM-STEP` line after every ACT step.
+    pub step_digests: bool,
+    /// Print the boards (and, in `run`, their checks).
+    pub boards: bool,
+    /// Threads to solve on (0: one per core).
+    pub threads: usize,
+}
+
 /// Runs `model` on `rows` through the firmware app, printing to `out` and the errors also to
-/// `err`; see the module documentation. `counter` times each solve.
-#[allow(clippy::too_many_arguments)]
-pub fn run_puzzles(
+/// `err`; see the module documentation. `counter` (one clone per thread) times each solve.
+pub fn run_puzzles<K: Counter + Clone + Send>(
     out: &mut dyn std::io::Write,
     err: &mut dyn std::io::Write,
-    counter: &mut dyn Counter,
+    counter: &K,
     model: &[u8],
     rows: &[PuzzleRow],
-    halt: HaltMode,
-    step_digests: bool,
-    boards: bool,
+    how: &HostRun,
 ) -> RunSummary {
     let mut console = CheckingConsole {
         out,
         err,
         rows,
         errors_seen: 0,
-        boards,
+        boards: how.boards,
         partial: String::new(),
         question: String::new(),
         has_answer: false,
         pending: None,
         sum: RunSummary::default(),
     };
-    let report = run_app_on_host(
-        &mut console,
-        counter,
-        model,
-        rows,
-        halt,
-        step_digests,
-        boards,
-    );
+    let report = run_app_on_host(&mut console, counter, model, rows, how);
     if !console.partial.is_empty() {
         let rest = std::mem::take(&mut console.partial);
         console.line(&rest);
@@ -215,24 +221,88 @@ pub fn run_puzzles(
 
 /// Runs the firmware app on `rows` with `model` (board name `host`, the fastest scratch),
 /// printing to `console`: what `run` and `golden` share.
-pub fn run_app_on_host(
+///
+/// On one thread this is the app's own [`trm_fw_app::run`]. On more, the app's parts
+/// ([`trm_fw_app::begin_run`], [`trm_fw_app::solve_puzzles`], [`trm_fw_app::end_run`]): the
+/// header once, then every puzzle's block solved by one of the threads (each with its own
+/// engine and scratch, and a clone of `counter`) and printed in puzzle order as soon as it is
+/// its turn, then `TRM-DONE`: the same output, byte for byte (timing aside).
+pub fn run_app_on_host<K: Counter + Clone + Send>(
     console: &mut dyn Console,
-    counter: &mut dyn Counter,
+    counter: &K,
     model: &[u8],
     rows: &[PuzzleRow],
-    halt: HaltMode,
-    step_digests: bool,
-    boards: bool,
+    how: &HostRun,
 ) -> Report {
     let list = app_puzzles(rows);
-    let mut scratch = app_scratch(model);
     let opts = Options {
         board: "host",
-        halt,
-        step_digests,
-        boards,
+        halt: how.halt,
+        step_digests: how.step_digests,
+        boards: how.boards,
     };
-    trm_fw_app::run(console, counter, Some(model), &list, &mut scratch, &opts)
+    let threads = crate::parallel::thread_count(how.threads, list.len());
+    if threads == 1 {
+        let mut scratch = app_scratch(model);
+        return trm_fw_app::run(
+            console,
+            &mut counter.clone(),
+            Some(model),
+            &list,
+            &mut scratch,
+            &opts,
+        );
+    }
+    let mut scratches: Vec<Vec<f32>> = (0..threads).map(|_| app_scratch(model)).collect();
+    let mut states = Vec::with_capacity(threads);
+    for (k, scratch) in scratches.iter_mut().enumerate() {
+        // The first prints the header; the others print it into nothing.
+        let begun = if k == 0 {
+            trm_fw_app::begin_run(console, Some(model), scratch, &opts)
+        } else {
+            trm_fw_app::begin_run(&mut Discard, Some(model), scratch, &opts)
+        };
+        match begun {
+            Ok(engine) => states.push((engine, counter.clone())),
+            // The model cannot be used: the header said why, and the run is over.
+            Err(report) if k == 0 => return report,
+            // The same bytes made the first engine: fewer threads, should it ever happen.
+            Err(_) => break,
+        }
+    }
+    let mut total = Report::default();
+    crate::parallel::for_each_ordered(
+        states,
+        list.len(),
+        |(engine, counter), i| {
+            let mut text = crate::golden::StringConsole::default();
+            let r = trm_fw_app::solve_puzzles(
+                &mut text,
+                counter,
+                engine.as_mut(),
+                i,
+                &list[i..=i],
+                &opts,
+            );
+            (text.0, r)
+        },
+        |_, (text, r)| {
+            console.write_str(&text);
+            total.ok += r.ok;
+            total.total += r.total;
+            total.errors += r.errors;
+            true
+        },
+    );
+    trm_fw_app::end_run(console, &total);
+    total
+}
+
+/// A [`Console`] that drops what it is given.
+struct Discard;
+
+impl Console for Discard {
+    fn write_str(&mut self, _: &str) {}
 }
 
 /// The rows as the firmware app's puzzles (borrowed).

@@ -400,48 +400,46 @@ pub fn verify(
             puzzles.len()
         );
     }
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    }
-    .clamp(1, puzzles.len());
+    let threads = crate::parallel::thread_count(threads, puzzles.len());
     let t0 = Instant::now();
-    let chunk = puzzles.len().div_ceil(threads);
-    let results: Vec<anyhow::Result<Vec<PuzzleOutcome>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = puzzles
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || -> anyhow::Result<Vec<PuzzleOutcome>> {
-                    let mut sa = arena_for(float);
-                    let mut sb = arena_for(fixed);
-                    let mut engines = [
-                        AnyEngine::new(float, &mut sa).map_err(|e| anyhow!("--float: {e}"))?,
-                        AnyEngine::new(fixed, &mut sb).map_err(|e| anyhow!("--fixed: {e}"))?,
-                    ];
-                    let n = engines[0].state_len();
-                    ensure!(
-                        engines[1].state_len() == n,
-                        "the models' states differ in size"
-                    );
-                    let mut bufs = [vec![0f64; n], vec![0f64; n], vec![0f64; n], vec![0f64; n]];
-                    part.iter()
-                        .map(|p| run_one(&mut engines, p, halt, &mut bufs))
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a verify thread panicked")))
-            })
-            .collect()
-    });
+    // Per thread: both engines, each in its own arena, and the real-valued state buffers.
+    let mut arenas: Vec<[Vec<f32>; 2]> = (0..threads)
+        .map(|_| [arena_for(float), arena_for(fixed)])
+        .collect();
+    let mut states = Vec::with_capacity(threads);
+    for [sa, sb] in arenas.iter_mut() {
+        let engines = [
+            AnyEngine::new(float, sa).map_err(|e| anyhow!("--float: {e}"))?,
+            AnyEngine::new(fixed, sb).map_err(|e| anyhow!("--fixed: {e}"))?,
+        ];
+        let n = engines[0].state_len();
+        ensure!(
+            engines[1].state_len() == n,
+            "the models' states differ in size"
+        );
+        let bufs = [vec![0f64; n], vec![0f64; n], vec![0f64; n], vec![0f64; n]];
+        states.push((engines, bufs));
+    }
     let mut outcomes = Vec::with_capacity(puzzles.len());
-    for r in results {
-        outcomes.extend(r?);
+    let mut failed = None;
+    crate::parallel::for_each_ordered(
+        states,
+        puzzles.len(),
+        |(engines, bufs), i| run_one(engines, &puzzles[i], halt, bufs),
+        |_, outcome| match outcome {
+            Ok(o) => {
+                outcomes.push(o);
+                true
+            }
+            // The first failing puzzle in puzzle order, as on one thread.
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e);
     }
     let seconds = t0.elapsed().as_secs_f64();
     Ok(summarize(

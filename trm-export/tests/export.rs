@@ -2,26 +2,28 @@
 //! library's separate steps give (import, then calibrate + quantize for `fixed`) plus the
 //! source record naming the checkpoint file, with both output namings and the default
 //! calibration split of the checkpoint's `data_paths`; our checkpoints verified against their
-//! manifest first; all requested files written or none.
+//! manifest first; the EMA weights exported by default when the checkpoint has them (`--weights
+//! ema|raw` to choose), the record saying which; all requested files written or none.
 
 mod common;
 
 use std::path::Path;
 
-use common::{tiny, write_manifest, write_our_checkpoint};
+use common::{tiny, write_ema, write_manifest, write_our_checkpoint};
 use trm_export::export::reference_to_trm;
 use trm_export::puzzles::read_dataset_split;
-use trm_nostd::format::SourceRecord;
-use trm_nostd::{DType, Model};
+use trm_nostd::format::{ModelWriter, NumericScheme, SourceRecord, WeightsKind};
+use trm_nostd::{DType, Model, TensorId, TensorSource};
 use trm_reference::run_checkpoint::crc32c;
 
-/// The source record of the file at `path`, named `name`.
-fn record_of<'a>(name: &'a str, path: &Path) -> SourceRecord<'a> {
+/// The source record of the file at `path`, named `name`, holding weights of `kind`.
+fn record_of<'a>(name: &'a str, path: &Path, kind: Option<WeightsKind>) -> SourceRecord<'a> {
     let bytes = std::fs::read(path).unwrap();
     SourceRecord {
         weights: name,
         bytes: bytes.len() as u64,
         crc32c: crc32c(&bytes),
+        kind,
     }
 }
 
@@ -44,6 +46,7 @@ fn export_writes_every_format_from_our_checkpoint() {
     let rec = record_of(
         "step_3/model.safetensors",
         &run.join("step_3/model.safetensors"),
+        Some(WeightsKind::Raw),
     );
     let rows = tiny::puzzles(1, 40, 7);
     let csv = dir.join("calib.csv");
@@ -132,7 +135,12 @@ fn export_to_a_folder_calibrates_on_the_checkpoint_training_split() {
     let got = std::fs::read(dir.join("models/model-fixed.trm")).unwrap();
     let rows = read_dataset_split(&fixture.join("data/train"), 1).unwrap();
     let f32_bytes = reference_to_trm(&fixture, DType::F32).unwrap();
-    let rec = record_of("sudoku-mlp_t-d64-f32/step_0", &fixture.join("step_0"));
+    // The fixture's run had EMA off: its checkpoint holds the trained weights.
+    let rec = record_of(
+        "sudoku-mlp_t-d64-f32/step_0",
+        &fixture.join("step_0"),
+        Some(WeightsKind::Raw),
+    );
     assert!(got == tiny::fixed_model_with_source(&f32_bytes, &rows, &rec));
 
     // A float .trm is a valid source too (without a record of its own, the file itself is
@@ -140,7 +148,7 @@ fn export_to_a_folder_calibrates_on_the_checkpoint_training_split() {
     let f32_path = dir.join("f.trm");
     std::fs::write(&f32_path, &f32_bytes).unwrap();
     let name = format!("{}/f.trm", dir.file_name().unwrap().to_str().unwrap());
-    let rec = record_of(&name, &f32_path);
+    let rec = record_of(&name, &f32_path, None);
     let o = tiny::cli(&[
         "export",
         f32_path.to_str().unwrap(),
@@ -260,5 +268,181 @@ fn export_writes_every_requested_file_or_none() {
         Model::parse(&std::fs::read(out.join(f)).unwrap()).unwrap();
     }
     assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The float `.trm` file `bytes` with every value halved (what [`write_ema`] does to a
+/// checkpoint), stored as f32.
+fn halved(bytes: &[u8]) -> Vec<u8> {
+    let m = Model::parse(bytes).unwrap();
+    let c = *m.config();
+    let values: Vec<(TensorId, Vec<f32>)> = TensorId::all(&c)
+        .map(|id| {
+            let v = m.tensor(id).unwrap();
+            let n = id.shape(&c).numel();
+            (id, (0..n).map(|i| 0.5 * v.get_f32(i).unwrap()).collect())
+        })
+        .collect();
+    let mut w = ModelWriter::new(c, NumericScheme::Float(DType::F32)).unwrap();
+    for (id, v) in &values {
+        w.add(*id, v).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+#[test]
+fn export_takes_the_ema_weights_by_default_and_records_which() {
+    let fixture = common::reference_fixtures().join("sudoku-mlp_t-d64-f32");
+    let dir = tiny::temp_dir("export-ema");
+    let run = dir.join("run");
+    write_our_checkpoint(&fixture, &run, 3);
+    write_ema(&run, 3);
+    write_manifest(&run, 3);
+    let ema_rec = record_of(
+        "step_3/ema.safetensors",
+        &run.join("step_3/ema.safetensors"),
+        Some(WeightsKind::Ema),
+    );
+    let raw_rec = record_of(
+        "step_3/model.safetensors",
+        &run.join("step_3/model.safetensors"),
+        Some(WeightsKind::Raw),
+    );
+    let raw_f32 = reference_to_trm(&fixture, DType::F32).unwrap();
+    let ema_f32 = halved(&raw_f32);
+    assert!(ema_f32 != raw_f32);
+    let rows = tiny::puzzles(1, 40, 7);
+    let csv = dir.join("calib.csv");
+    tiny::write_csv(&csv, &rows);
+    let export = |out: &str, extra: &[&str]| {
+        let prefix = dir.join(out);
+        let mut args = vec![
+            "export",
+            run.to_str().unwrap(),
+            "-o",
+            prefix.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        tiny::cli(&args)
+    };
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let inspect = |name: &str, json: bool| {
+        let path = dir.join(name);
+        let mut args = vec!["inspect", path.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let o = tiny::cli(&args);
+        assert!(o.status.success(), "{}", tiny::text(&o));
+        tiny::text(&o)
+    };
+
+    // Default, and `--weights ema`: the EMA weights, recorded as such (f32 and fixed).
+    for (out, extra) in [("d", &[][..]), ("e", &["--weights", "ema"][..])] {
+        let mut args = extra.to_vec();
+        args.extend(["--dtype", "f32,fixed", "--calib-puzzles"]);
+        args.push(csv.to_str().unwrap());
+        args.extend(["--calib", "1"]);
+        let o = export(out, &args);
+        let t = tiny::text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.contains("step_3/ema.safetensors"), "{t}");
+        assert!(t.contains("weights: ema"), "{t}");
+        let f32_file = read(&format!("{out}-f32.trm"));
+        assert!(
+            f32_file == tiny::float_with_source(&ema_f32, &ema_rec),
+            "{out}"
+        );
+        let fixed = read(&format!("{out}-fixed.trm"));
+        assert_eq!(Model::parse(&fixed).unwrap().source(), Some(ema_rec));
+        assert!(fixed == tiny::fixed_model_with_source(&ema_f32, &rows, &ema_rec));
+    }
+    let t = inspect("d-f32.trm", false);
+    assert!(
+        t.contains(&format!(
+            "source: step_3/ema.safetensors ({} bytes, CRC-32C {:08x}), weights: ema",
+            ema_rec.bytes, ema_rec.crc32c
+        )),
+        "{t}"
+    );
+    let t = inspect("d-fixed.trm", true);
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(v["source_weights"], "ema", "{t}");
+    assert_eq!(v["source"]["weights"], "step_3/ema.safetensors", "{t}");
+
+    // `--weights raw`: the trained weights.
+    let o = export("r", &["--weights", "raw"]);
+    assert!(o.status.success(), "{}", tiny::text(&o));
+    assert!(
+        tiny::text(&o).contains("weights: raw"),
+        "{}",
+        tiny::text(&o)
+    );
+    let raw_file = read("r-f32.trm");
+    assert!(raw_file == tiny::float_with_source(&raw_f32, &raw_rec));
+    let t = inspect("r-f32.trm", false);
+    assert!(
+        t.contains("source: step_3/model.safetensors (") && t.contains("weights: raw"),
+        "{t}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&inspect("r-f32.trm", true)).unwrap();
+    assert_eq!(v["source_weights"], "raw");
+
+    // A float .trm keeps its record; `--weights` must agree with it.
+    let o = tiny::cli(&[
+        "export",
+        dir.join("d-f32.trm").to_str().unwrap(),
+        "-o",
+        dir.join("again").to_str().unwrap(),
+        "--dtype",
+        "bf16",
+        "--weights",
+        "ema",
+    ]);
+    assert!(o.status.success(), "{}", tiny::text(&o));
+    let again = read("again-bf16.trm");
+    assert_eq!(Model::parse(&again).unwrap().source(), Some(ema_rec));
+    let o = tiny::cli(&[
+        "export",
+        dir.join("d-f32.trm").to_str().unwrap(),
+        "-o",
+        dir.join("wrong").to_str().unwrap(),
+        "--weights",
+        "raw",
+    ]);
+    let t = tiny::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("records ema weights"), "{t}");
+    assert!(!dir.join("wrong-f32.trm").exists());
+
+    // A run without EMA: `--weights ema` is an error naming the checkpoint, nothing written.
+    let plain = dir.join("plain");
+    write_our_checkpoint(&fixture, &plain, 1);
+    write_manifest(&plain, 1);
+    let o = tiny::cli(&[
+        "export",
+        plain.to_str().unwrap(),
+        "-o",
+        dir.join("p").to_str().unwrap(),
+        "--weights",
+        "ema",
+    ]);
+    let t = tiny::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("has no EMA weights"), "{t}");
+    assert!(t.contains("step_1"), "{t}");
+    assert!(!dir.join("p-f32.trm").exists());
+    // Without `--weights` it exports the trained weights, recorded as raw.
+    let o = tiny::cli(&[
+        "export",
+        plain.to_str().unwrap(),
+        "-o",
+        dir.join("p").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", tiny::text(&o));
+    let plain_file = read("p-f32.trm");
+    let rec = Model::parse(&plain_file).unwrap().source().unwrap();
+    assert_eq!(rec.weights, "step_1/model.safetensors");
+    assert_eq!(rec.kind, Some(WeightsKind::Raw));
     std::fs::remove_dir_all(&dir).unwrap();
 }

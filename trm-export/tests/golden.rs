@@ -196,10 +196,11 @@ fn compare_ignores_other_lines_and_reports_where_output_ends() {
     let c = tiny::config();
     let rows = tiny::puzzles(2, 20, 9);
     let float = tiny::float_model(&c, 5, 0.0);
-    let text = golden::write_golden(&float, &rows, trm_fw_app::HaltMode::AllSteps).unwrap();
+    let text = golden::write_golden(&float, &rows, trm_fw_app::HaltMode::AllSteps, 0).unwrap();
     let g = parse_golden(&text).unwrap();
     // A device-like log: CRLF line ends, banners, boards and cycle counts around the lines.
-    let (run, report) = golden::run_app(&float, &rows, trm_fw_app::HaltMode::AllSteps, true, true);
+    let (run, report) =
+        golden::run_app(&float, &rows, trm_fw_app::HaltMode::AllSteps, true, true, 0);
     assert!(report.success());
     let crlf = run.replace('\n', "\r\n");
     let compared = g.compare(&crlf).unwrap();
@@ -217,13 +218,20 @@ fn compare_ignores_other_lines_and_reports_where_output_ends() {
     assert_eq!(m.index, c.halt_max_steps as usize + 2);
     // A changed model changes the digests: the first TRM-STEP differs.
     let other = tiny::float_model(&c, 6, 0.0);
-    let (run2, _) = golden::run_app(&other, &rows, trm_fw_app::HaltMode::AllSteps, true, false);
+    let (run2, _) = golden::run_app(
+        &other,
+        &rows,
+        trm_fw_app::HaltMode::AllSteps,
+        true,
+        false,
+        0,
+    );
     let m = g.compare(&run2).unwrap_err();
     assert_eq!(m.index, 0);
     assert!(m.expected.unwrap().starts_with("TRM-STEP puzzle=0 step=1"));
     // check_golden on the library level agrees.
     assert_eq!(
-        golden::check_golden(&g, &float).unwrap(),
+        golden::check_golden(&g, &float, 0).unwrap(),
         CheckOutcome::Same {
             lines: g.lines.len()
         }
@@ -238,6 +246,7 @@ fn malformed_golden_files_are_rejected_with_the_line() {
         &tiny::float_model(&c, 1, 0.0),
         &rows,
         trm_fw_app::HaltMode::AllSteps,
+        0,
     )
     .unwrap();
     let err = parse_golden("hello\n").unwrap_err().to_string();

@@ -304,6 +304,7 @@ fn models_from_different_checkpoints_are_warned_about() {
         weights: name,
         bytes: 1000,
         crc32c: crc,
+        kind: None,
     };
     let write = |name: &str, bytes: Vec<u8>| std::fs::write(s.dir.join(name), bytes).unwrap();
     let a = rec("step_10/model.safetensors", 0x1111_1111);

@@ -560,7 +560,28 @@ fn run_inner<C: Console + ?Sized, K: Counter + ?Sized>(
     scratch: &mut [f32],
     opts: &Options<'_>,
 ) -> Report {
-    let mut report = Report::default();
+    banner(out, opts);
+    if let (Some(check), Some(bytes)) = (out.check.take(), model) {
+        // Taken out while it prints, so its own lines are not compared.
+        let mut check = check;
+        check.check_header(out, bytes, puzzles.len(), opts.halt);
+        out.check = Some(check);
+    }
+    let Ok(mut engine) = engine_of(out, model, scratch) else {
+        return finish(
+            out,
+            Report {
+                errors: 1,
+                ..Report::default()
+            },
+        );
+    };
+    let report = solve_all(out, counter, engine.as_mut(), 0, puzzles, opts);
+    finish(out, report)
+}
+
+/// Prints the `TRM-BANNER` line.
+fn banner<C: Console + ?Sized>(out: &mut Out<'_, '_, C>, opts: &Options<'_>) {
     say!(
         out,
         "TRM-BANNER app={} version={} board={}",
@@ -568,37 +589,48 @@ fn run_inner<C: Console + ?Sized, K: Counter + ?Sized>(
         env!("CARGO_PKG_VERSION"),
         opts.board
     );
-    if let (Some(check), Some(bytes)) = (out.check.take(), model) {
-        // Taken out while it prints, so its own lines are not compared.
-        let mut check = check;
-        check.check_header(out, bytes, puzzles.len(), opts.halt);
-        out.check = Some(check);
-    }
-    let mut engine = match model {
+}
+
+/// The engine of `model` (`None` without one, after `TRM-MODEL none`); `Err` after the
+/// `TRM-ERROR` line of a model that cannot be used.
+fn engine_of<'s, C: Console + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    model: Option<&'s [u8]>,
+    scratch: &'s mut [f32],
+) -> Result<Option<AnyEngine<'s>>, ()> {
+    match model {
         None => {
             say!(out, "TRM-MODEL none");
-            None
+            Ok(None)
         }
-        Some(bytes) => match load(out, bytes, scratch) {
-            Ok(engine) => Some(engine),
-            Err(()) => {
-                report.errors += 1;
-                if !golden_summary(out) {
-                    report.errors += 1;
-                }
-                say!(out, "TRM-DONE ok=0 total=0 errors={}", report.errors);
-                return report;
-            }
-        },
-    };
+        Some(bytes) => load(out, bytes, scratch).map(Some),
+    }
+}
+
+/// Solves `puzzles`, numbered from `first`, and counts them.
+fn solve_all<C: Console + ?Sized, K: Counter + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    counter: &mut K,
+    mut engine: Option<&mut AnyEngine<'_>>,
+    first: usize,
+    puzzles: &[Puzzle<'_>],
+    opts: &Options<'_>,
+) -> Report {
+    let mut report = Report::default();
     for (i, p) in puzzles.iter().enumerate() {
         report.total += 1;
-        match solve_one(out, counter, engine.as_mut(), i, p, opts) {
+        match solve_one(out, counter, engine.as_deref_mut(), first + i, p, opts) {
             Ok(true) => report.ok += 1,
             Ok(false) => {}
             Err(()) => report.errors += 1,
         }
     }
+    report
+}
+
+/// Ends a run: the golden comparison's lines (when there is one, a mismatch counting as an
+/// error), then `TRM-DONE`. Returns the final report.
+fn finish<C: Console + ?Sized>(out: &mut Out<'_, '_, C>, mut report: Report) -> Report {
     if !golden_summary(out) {
         report.errors += 1;
     }
@@ -610,6 +642,62 @@ fn run_inner<C: Console + ?Sized, K: Counter + ?Sized>(
         report.errors
     );
     report
+}
+
+/// The first part of [`run`]: what it prints before the puzzles (`TRM-BANNER`, `TRM-MODEL`)
+/// and the engine it solves them with (`Ok(None)` without a model). When the model cannot be
+/// used, it prints the error and the run's last line (`TRM-DONE`) too and returns the run's
+/// report as `Err`: the run is over, as [`run`]'s is.
+///
+/// [`run`] (without a golden file) prints exactly what `begin_run`, then [`solve_puzzles`] on
+/// every puzzle (numbered from 0), then [`end_run`] with the sum of the reports print. A host
+/// may so share the puzzles among threads: each thread with an engine of its own (a
+/// `begin_run` with a scratch of the same size, printing into a console that drops it),
+/// the puzzle blocks printed in puzzle order.
+pub fn begin_run<'s, C: Console + ?Sized>(
+    console: &mut C,
+    model: Option<&'s [u8]>,
+    scratch: &'s mut [f32],
+    opts: &Options<'_>,
+) -> Result<Option<AnyEngine<'s>>, Report> {
+    let mut out = Out::new(console);
+    banner(&mut out, opts);
+    engine_of(&mut out, model, scratch).map_err(|()| {
+        finish(
+            &mut out,
+            Report {
+                errors: 1,
+                ..Report::default()
+            },
+        )
+    })
+}
+
+/// The middle part of [`run`] (see [`begin_run`]): the blocks of `puzzles`, numbered from
+/// `first` (`puzzle=<first + i>`), solved with `engine` (`None`: the codec-only run). The
+/// report counts these puzzles only.
+pub fn solve_puzzles<C: Console + ?Sized, K: Counter + ?Sized>(
+    console: &mut C,
+    counter: &mut K,
+    engine: Option<&mut AnyEngine<'_>>,
+    first: usize,
+    puzzles: &[Puzzle<'_>],
+    opts: &Options<'_>,
+) -> Report {
+    solve_all(
+        &mut Out::new(console),
+        counter,
+        engine,
+        first,
+        puzzles,
+        opts,
+    )
+}
+
+/// The last part of [`run`] (see [`begin_run`]): the `TRM-DONE` line of `report` (the sum of
+/// the [`solve_puzzles`] reports).
+pub fn end_run<C: Console + ?Sized>(console: &mut C, report: &Report) {
+    finish(&mut Out::new(console), *report);
 }
 
 /// Runs the demo once per model, each run a full block from `TRM-BANNER` to `TRM-DONE`, with

@@ -1,7 +1,10 @@
 //! Host tests of the demo: every error path prints its line and counts as an error, and solves
 //! report exactly what the float engine computes when called directly.
 
-use trm_fw_app::{Console, Counter, HaltMode, NoCounter, Options, Puzzle, Report, run, run_models};
+use trm_fw_app::{
+    Console, Counter, HaltMode, NoCounter, Options, Puzzle, Report, begin_run, end_run, run,
+    run_models, solve_puzzles,
+};
 use trm_nostd::digest::{digest_f32, digest_tokens};
 use trm_nostd::format::{NumericScheme, write_model};
 use trm_nostd::sudoku::{self, CELLS, PAD};
@@ -292,6 +295,85 @@ fn solves_match_the_engine() {
                 1 / s.steps
             )]
         );
+    }
+}
+
+/// `run` as its parts: `begin_run`, `solve_puzzles` on `parts` (the puzzles split at the given
+/// points, each part in its own console and with its own engine, as threads would), `end_run`.
+fn go_in_parts(
+    model: Option<&[u8]>,
+    puzzles: &[Puzzle<'_>],
+    scratch: usize,
+    cuts: &[usize],
+) -> (Report, String) {
+    let opts = opts(HaltMode::EarlyHalt);
+    let mut out = Buf::default();
+    let mut main_scratch = vec![0.0f32; scratch];
+    if let Err(r) = begin_run(&mut out, model, &mut main_scratch, &opts) {
+        return (r, out.0);
+    }
+    let mut total = Report::default();
+    let mut from = 0;
+    for &to in cuts.iter().chain([&puzzles.len()]) {
+        let mut part_scratch = vec![0.0f32; scratch];
+        let mut sink = Buf::default();
+        let mut engine = begin_run(&mut sink, model, &mut part_scratch, &opts).expect("engine");
+        let mut part = Buf::default();
+        let r = solve_puzzles(
+            &mut part,
+            &mut Calls(0),
+            engine.as_mut(),
+            from,
+            &puzzles[from..to],
+            &opts,
+        );
+        out.0.push_str(&part.0);
+        total.ok += r.ok;
+        total.total += r.total;
+        total.errors += r.errors;
+        from = to;
+    }
+    end_run(&mut out, &total);
+    (total, out.0)
+}
+
+#[test]
+fn a_run_in_parts_prints_what_run_prints() {
+    let c = config();
+    let good = model(&c, 0.0);
+    let bad_q = Q.replacen('.', "x", 1);
+    let mut puzzles = vec![
+        Puzzle {
+            name: "good",
+            question: Q,
+            answer: Some(A),
+        };
+        7
+    ];
+    puzzles[1].answer = None;
+    puzzles[5].question = &bad_q;
+    let scratch = FloatEngine::scratch_len(&c).f32s + 7;
+    let models: [Option<&[u8]>; 3] = [Some(&good), None, Some(b"not a model")];
+    for model in models {
+        let (want_r, want) = {
+            let mut out = Buf::default();
+            let mut s = vec![0.0f32; scratch];
+            let r = run(
+                &mut out,
+                &mut Calls(0),
+                model,
+                &puzzles,
+                &mut s,
+                &opts(HaltMode::EarlyHalt),
+            );
+            (r, out.0)
+        };
+        assert!(want_r.errors > 0, "{want}");
+        for cuts in [&[][..], &[3], &[1, 2, 6]] {
+            let (r, out) = go_in_parts(model, &puzzles, scratch, cuts);
+            assert_eq!(out, want, "cuts {cuts:?}");
+            assert_eq!(r, want_r, "cuts {cuts:?}");
+        }
     }
 }
 

@@ -137,7 +137,8 @@ fn too_large() {
 
 #[test]
 fn reserved_flags() {
-    // Bit 0 is the source record's (tests/format_source.rs); every other bit is reserved.
+    // Bit 0 is the source record's and bit 1 qualifies it (tests/format_source.rs): alone,
+    // every bit but bit 0 is reserved.
     for bit in 1..16 {
         let mut p = parts();
         p.flags = 1 << bit;

@@ -1,13 +1,14 @@
-//! The optional source record (flag bit 0): which checkpoint file a model was exported from.
-//! Present exactly when flagged, covered by the metadata checksum, and a file without it is
-//! byte for byte what the writer produced before the record existed.
+//! The optional source record (flag bit 0): which checkpoint file a model was exported from,
+//! and optionally (flag bit 1) which weights of the run it holds. Present exactly when flagged,
+//! covered by the metadata checksum, and a file without it (or a record without the weights
+//! kind) is byte for byte what the writer produced before it existed.
 
 mod format_common;
 
 use format_common::{random_weights, tiny_mlp_t};
 use trm_nostd::format::{
-    FLAG_SOURCE, FormatError, MAX_SOURCE_NAME, Model, ModelWriter, NumericScheme, PREAMBLE_LEN,
-    SourceRecord, WriteError, crc32, write_model,
+    FLAG_SOURCE, FLAG_SOURCE_WEIGHTS, FormatError, MAX_SOURCE_NAME, Model, ModelWriter,
+    NumericScheme, PREAMBLE_LEN, SourceRecord, WeightsKind, WriteError, crc32, write_model,
 };
 use trm_nostd::{DType, TensorSource};
 
@@ -15,6 +16,13 @@ const RECORD: SourceRecord<'static> = SourceRecord {
     weights: "step_1000/model.safetensors",
     bytes: 123_456_789,
     crc32c: 0xdead_beef,
+    kind: None,
+};
+
+const EMA_RECORD: SourceRecord<'static> = SourceRecord {
+    weights: "step_1000/ema.safetensors",
+    kind: Some(WeightsKind::Ema),
+    ..RECORD
 };
 
 fn write(source: Option<&SourceRecord<'_>>) -> Vec<u8> {
@@ -88,11 +96,66 @@ fn the_flag_and_the_record_must_agree() {
     assert_eq!(Model::parse(&b).unwrap_err(), FormatError::Header);
     // An unknown flag beside it.
     let mut b = write(Some(&RECORD));
-    set_flags(&mut b, FLAG_SOURCE | 2);
+    set_flags(&mut b, FLAG_SOURCE | 4);
     assert_eq!(
         Model::parse(&b).unwrap_err(),
         FormatError::ReservedNonZero { what: "flags" }
     );
+    // The weights-kind flag without the kind, and a kind without its flag.
+    let mut b = write(Some(&RECORD));
+    set_flags(&mut b, FLAG_SOURCE | FLAG_SOURCE_WEIGHTS);
+    assert_eq!(Model::parse(&b).unwrap_err(), FormatError::Header);
+    let mut b = write(Some(&EMA_RECORD));
+    set_flags(&mut b, FLAG_SOURCE);
+    assert_eq!(Model::parse(&b).unwrap_err(), FormatError::Header);
+    // The weights-kind flag without a record is a reserved bit.
+    let mut b = write(None);
+    set_flags(&mut b, FLAG_SOURCE_WEIGHTS);
+    assert_eq!(
+        Model::parse(&b).unwrap_err(),
+        FormatError::ReservedNonZero { what: "flags" }
+    );
+}
+
+#[test]
+fn the_weights_kind_round_trips_and_changes_only_the_record() {
+    let raw = SourceRecord {
+        kind: Some(WeightsKind::Raw),
+        ..RECORD
+    };
+    let plain = write(Some(&RECORD));
+    for r in [raw, EMA_RECORD] {
+        let b = write(Some(&r));
+        let m = Model::parse(&b).unwrap();
+        assert_eq!(m.source(), Some(r));
+        assert_eq!(flags(&b), FLAG_SOURCE | FLAG_SOURCE_WEIGHTS);
+        assert_eq!(m.header(), Model::parse(&plain).unwrap().header());
+        for ((ia, va), (ib, vb)) in m.tensors().zip(Model::parse(&plain).unwrap().tensors()) {
+            assert_eq!(ia, ib);
+            assert_eq!(va.data, vb.data);
+        }
+    }
+    // One byte more than the record without a kind: postcard's variant index (0 raw, 1 EMA).
+    let with_raw = write(Some(&raw));
+    let header_len = |b: &[u8]| u32::from_le_bytes(b[12..16].try_into().unwrap());
+    assert_eq!(header_len(&with_raw), header_len(&plain) + 1);
+    let kind_at = PREAMBLE_LEN + header_len(&with_raw) as usize - 1;
+    assert_eq!(with_raw[kind_at], 0);
+    // An unknown kind (checksum made consistent): a header error.
+    let mut b = with_raw;
+    b[kind_at] = 7;
+    fix_meta_crc(&mut b);
+    assert_eq!(Model::parse(&b).unwrap_err(), FormatError::Header);
+    // EMA's index.
+    let mut b = write(Some(&raw));
+    b[kind_at] = 1;
+    fix_meta_crc(&mut b);
+    assert_eq!(
+        Model::parse(&b).unwrap().source().unwrap().kind,
+        Some(WeightsKind::Ema)
+    );
+    assert_eq!(WeightsKind::Ema.name(), "ema");
+    assert_eq!(WeightsKind::Raw.name(), "raw");
 }
 
 #[test]

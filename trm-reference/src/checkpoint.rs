@@ -11,6 +11,14 @@
 //! must be present with its exact shape, and no other weight may be: an import never silently
 //! drops or invents weights.
 //!
+//! Which weights: with EMA on (`ema: True`), the reference evaluates and saves the exponential
+//! moving average of the weights, and our trainer evaluates it too and saves it as
+//! `ema.safetensors` beside the trained `model.safetensors`. An import of one of our checkpoint
+//! folders reads by default what the trainer evaluates: `ema.safetensors` when the checkpoint
+//! has it, else `model.safetensors` ([`WeightsChoice`]). A reference `torch.save` file holds
+//! whichever the run saved (the EMA when its `all_config.yaml` says `ema: true`). The import
+//! says which it read ([`ReferenceModel::weights`]).
+//!
 //! A weights file in one of our trainer's checkpoint folders with a manifest (`meta.json`) is
 //! read only after the whole folder passed the trainer's own verification (every file's size
 //! and CRC-32C, [`crate::run_checkpoint::verify_checkpoint`]), so a corrupt checkpoint is
@@ -21,11 +29,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
+use trm_nostd::format::WeightsKind;
 use trm_nostd::{Config, PosEncoding, TensorId};
 
 use crate::config::{ALL_CONFIG_FILE, ImportConfig};
 use crate::names::{map_tensors, strip_names};
-use crate::run_checkpoint::{self, META_FILE};
+use crate::run_checkpoint::{self, EMA_FILE, META_FILE};
 use crate::torch::{Tensor, TorchDType, load_torch_file};
 
 /// Choices the checkpoint does not settle by itself.
@@ -35,6 +44,34 @@ pub struct ImportOptions {
     /// `seq_len`; needed for attention models with RoPE or no positions when the dataset is not
     /// found (their weights do not depend on the sequence length).
     pub seq_len: Option<u32>,
+    /// Which weights of the run to read.
+    pub weights: WeightsChoice,
+}
+
+/// Which weights of a training run an import reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WeightsChoice {
+    /// The weights the run evaluates: for one of our checkpoint folders (or run folders), the
+    /// EMA (`ema.safetensors`) when the checkpoint has it, else the trained weights
+    /// (`model.safetensors`); for a checkpoint file given directly, that file.
+    #[default]
+    Evaluated,
+    /// The exponential moving average; an error when the checkpoint has none.
+    Ema,
+    /// The trained weights; an error when the checkpoint does not hold them (a reference
+    /// checkpoint of a run with EMA on saves only the average).
+    Raw,
+}
+
+impl WeightsChoice {
+    /// The kind this choice demands, if any.
+    pub fn demanded(self) -> Option<WeightsKind> {
+        match self {
+            WeightsChoice::Evaluated => None,
+            WeightsChoice::Ema => Some(WeightsKind::Ema),
+            WeightsChoice::Raw => Some(WeightsKind::Raw),
+        }
+    }
 }
 
 /// Where a size of the imported config came from.
@@ -60,6 +97,10 @@ pub struct ReferenceModel {
     pub checkpoint: PathBuf,
     /// Its size and CRC-32C.
     pub digest: WeightsDigest,
+    /// Which weights of the run the file holds: known for our checkpoints' `model.safetensors`
+    /// (raw) and `ema.safetensors` (EMA) and for reference `torch.save` files (their
+    /// `all_config.yaml`'s `ema`); `None` for a safetensors file of another name.
+    pub weights: Option<WeightsKind>,
     /// The `dataset.json` read, if one was found.
     pub dataset_json: Option<PathBuf>,
     /// The reference's `arch.forward_dtype` (`bfloat16` by default): the precision it ran in.
@@ -192,6 +233,91 @@ pub fn find_checkpoint(path: &Path) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// For a `path` that is a folder (one of our `step_N/` or run folders), the file of the chosen
+/// weights beside `found` (the `model.safetensors` [`find_checkpoint`] picked): its
+/// `ema.safetensors` when `choice` is [`WeightsChoice::Ema`] (an error without one) or
+/// [`WeightsChoice::Evaluated`] (when present). A file given as `path` is kept; whether it
+/// holds the chosen weights is checked by [`check_weights_kind`].
+pub fn choose_weights_file(
+    path: &Path,
+    found: PathBuf,
+    choice: WeightsChoice,
+) -> anyhow::Result<PathBuf> {
+    if path.is_file() || found.file_name().is_none_or(|n| n != OUR_WEIGHTS) {
+        return Ok(found);
+    }
+    let ema = found.with_file_name(EMA_FILE);
+    match choice {
+        WeightsChoice::Raw => Ok(found),
+        WeightsChoice::Evaluated if ema.is_file() => Ok(ema),
+        WeightsChoice::Evaluated => Ok(found),
+        WeightsChoice::Ema if ema.is_file() => Ok(ema),
+        WeightsChoice::Ema => bail!(
+            "the checkpoint {} has no EMA weights ({EMA_FILE}): the run trained without EMA \
+             (ema: false); its trained weights ({OUR_WEIGHTS}) are read without `--weights ema` \
+             (or with `--weights raw`)",
+            found.parent().unwrap_or(Path::new(".")).display()
+        ),
+    }
+}
+
+/// Which weights `file` holds: by name for our trainer's files, by the run's `ema` setting for
+/// a reference `torch.save` file (the reference saves the average when EMA is on), unknown for
+/// another safetensors file.
+pub fn weights_kind_of(file: &Path, run_ema: bool) -> Option<WeightsKind> {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name == EMA_FILE {
+        Some(WeightsKind::Ema)
+    } else if name == OUR_WEIGHTS {
+        Some(WeightsKind::Raw)
+    } else if file.extension().is_some_and(|e| e == "safetensors") {
+        None
+    } else if run_ema {
+        Some(WeightsKind::Ema)
+    } else {
+        Some(WeightsKind::Raw)
+    }
+}
+
+/// Checks that `file`, holding `kind`, is what `choice` asks for; the error says why not.
+pub fn check_weights_kind(
+    file: &Path,
+    kind: Option<WeightsKind>,
+    choice: WeightsChoice,
+) -> anyhow::Result<()> {
+    let Some(want) = choice.demanded() else {
+        return Ok(());
+    };
+    match kind {
+        Some(k) if k == want => Ok(()),
+        Some(WeightsKind::Raw) if file.file_name().is_some_and(|n| n == OUR_WEIGHTS) => bail!(
+            "{} holds the trained (raw) weights, not the EMA: pass the checkpoint folder (or its \
+             {EMA_FILE}) for the EMA",
+            file.display()
+        ),
+        Some(WeightsKind::Raw) => bail!(
+            "{} is a checkpoint of a run without EMA (ema: false in its {ALL_CONFIG_FILE}): it \
+             holds the trained weights, no EMA",
+            file.display()
+        ),
+        Some(WeightsKind::Ema) if file.file_name().is_some_and(|n| n == EMA_FILE) => bail!(
+            "{} holds the EMA weights, not the trained ones: pass the checkpoint folder (or its \
+             {OUR_WEIGHTS}) for those",
+            file.display()
+        ),
+        Some(WeightsKind::Ema) => bail!(
+            "{} is a reference checkpoint of a run with EMA on (ema: true in its \
+             {ALL_CONFIG_FILE}): the reference saves only the EMA weights, not the trained ones",
+            file.display()
+        ),
+        None => bail!(
+            "cannot tell which weights {} holds (neither {OUR_WEIGHTS} nor {EMA_FILE}): give it \
+             without `--weights`",
+            file.display()
+        ),
+    }
+}
+
 /// Reads a safetensors file (our trainer's weights) as named tensors.
 fn load_safetensors_file(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -249,9 +375,10 @@ fn dim(tensors: &HashMap<String, Tensor>, id: TensorId, axis: usize) -> anyhow::
 }
 
 /// Imports a reference checkpoint: `path` is a checkpoint folder (the latest `step_N` is read)
-/// or a checkpoint file, with `all_config.yaml` beside it.
+/// or a checkpoint file, with `all_config.yaml` beside it. Of one of our checkpoint folders,
+/// the weights `options.weights` chooses are read (see [`WeightsChoice`]).
 pub fn import_reference(path: &Path, options: &ImportOptions) -> anyhow::Result<ReferenceModel> {
-    let checkpoint = find_checkpoint(path)?;
+    let checkpoint = choose_weights_file(path, find_checkpoint(path)?, options.weights)?;
     // Before anything of the folder is read: the manifest's checks (our checkpoints).
     let digest = weights_digest(&checkpoint)?;
     let dir = checkpoint
@@ -264,6 +391,8 @@ pub fn import_reference(path: &Path, options: &ImportOptions) -> anyhow::Result<
     let text = crate::config::yaml::read_file(&config_path)?;
     let settings = ImportConfig::from_yaml_str(&text, ALL_CONFIG_FILE)
         .with_context(|| format!("parsing {}", config_path.display()))?;
+    let weights = weights_kind_of(&checkpoint, settings.ema);
+    check_weights_kind(&checkpoint, weights, options.weights)?;
     let dataset_json = find_dataset_json(&dir, &settings.data_paths);
     let dataset = match &dataset_json {
         Some(p) => {
@@ -337,6 +466,7 @@ pub fn import_reference(path: &Path, options: &ImportOptions) -> anyhow::Result<
         tensors: mapped,
         checkpoint,
         digest,
+        weights,
         dataset_json,
         forward_dtype: a.forward_dtype.clone(),
         seq_len_source,

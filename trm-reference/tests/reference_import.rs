@@ -138,7 +138,14 @@ fn sizes_come_from_shapes_without_the_dataset() {
     let dir = scratch("sudoku-att-d64-f32", "nodata", false);
     let e = import_reference(&dir, &ImportOptions::default()).unwrap_err();
     assert!(format!("{e:#}").contains("--seq-len"), "{e:#}");
-    let m = import_reference(&dir, &ImportOptions { seq_len: Some(81) }).unwrap();
+    let m = import_reference(
+        &dir,
+        &ImportOptions {
+            seq_len: Some(81),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(m.config, expected_config("sudoku-att-d64-f32"));
     assert_eq!(m.seq_len_source, SizeSource::Option);
 }

@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use common::reference_fixtures;
 use serde_json::json;
-use trm_reference::checkpoint::{ImportOptions, import_reference};
+use trm_nostd::format::WeightsKind;
+use trm_reference::checkpoint::{ImportOptions, WeightsChoice, import_reference};
 use trm_reference::run_checkpoint::{
-    MAX_MANIFEST_BYTES, META_FILE, MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, crc32c, file_digest,
-    read_manifest, verify_checkpoint,
+    EMA_FILE, MAX_MANIFEST_BYTES, META_FILE, MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, crc32c,
+    file_digest, read_manifest, verify_checkpoint,
 };
 use trm_reference::torch::{TorchDType, load_torch_file};
 
@@ -178,4 +179,151 @@ fn manifests_that_are_not_the_trainers_are_refused() {
     assert_eq!(m.step, 1);
     assert_eq!(m.files.len(), 4);
     std::fs::remove_dir_all(&run).unwrap();
+}
+
+/// Adds `ema.safetensors` to the checkpoint `dir` (from [`write_run_checkpoint`]): the model's
+/// tensors halved, so that an import tells the two apart; the manifest lists it.
+fn add_ema(dir: &Path, step: u64) {
+    let bytes = std::fs::read(dir.join(MODEL_FILE)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let halved: Vec<(String, Vec<f32>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| 0.5 * f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (name, values, v.shape().to_vec())
+        })
+        .collect();
+    let raw: Vec<Vec<u8>> = halved
+        .iter()
+        .map(|(_, v, _)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = halved
+        .iter()
+        .zip(&raw)
+        .map(|((name, _, shape), data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    std::fs::write(
+        dir.join(EMA_FILE),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    write_manifest(
+        dir,
+        step,
+        &[
+            MODEL_FILE,
+            EMA_FILE,
+            OPTIMIZER_FILE,
+            RNG_FILE,
+            "all_config.yaml",
+        ],
+    );
+}
+
+fn with_weights(weights: WeightsChoice) -> ImportOptions {
+    ImportOptions {
+        weights,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_ema_weights_are_read_by_default_when_the_checkpoint_has_them() {
+    let run = temp_dir("ema");
+    let dir = write_run_checkpoint(&run, 4);
+    // Without EMA: the trained weights, whatever the choice but `Ema`, which is an error.
+    let raw = import_reference(&run, &ImportOptions::default()).unwrap();
+    assert_eq!(raw.checkpoint, dir.join(MODEL_FILE));
+    assert_eq!(raw.weights, Some(WeightsKind::Raw));
+    let e = format!(
+        "{:#}",
+        import_reference(&run, &with_weights(WeightsChoice::Ema)).unwrap_err()
+    );
+    assert!(e.contains("has no EMA weights"), "{e}");
+    assert!(e.contains(EMA_FILE), "{e}");
+    // With EMA: the average by default (run folder or step folder), the trained weights on
+    // request; the tensors are those of the file read.
+    add_ema(&dir, 4);
+    for path in [&run, &dir] {
+        let ema = import_reference(path, &ImportOptions::default()).unwrap();
+        assert_eq!(ema.checkpoint, dir.join(EMA_FILE));
+        assert_eq!(ema.weights, Some(WeightsKind::Ema));
+        let bytes = std::fs::read(dir.join(EMA_FILE)).unwrap();
+        assert_eq!(ema.digest.crc32c, crc32c(&bytes));
+        for ((ia, a), (ib, b)) in ema.tensors.iter().zip(&raw.tensors) {
+            assert_eq!(ia, ib);
+            let halved: Vec<f32> = b.iter().map(|x| 0.5 * x).collect();
+            assert_eq!(a, &halved, "{ia}");
+        }
+        let explicit = import_reference(path, &with_weights(WeightsChoice::Ema)).unwrap();
+        assert_eq!(explicit.checkpoint, dir.join(EMA_FILE));
+        let r = import_reference(path, &with_weights(WeightsChoice::Raw)).unwrap();
+        assert_eq!(r.checkpoint, dir.join(MODEL_FILE));
+        assert_eq!(r.weights, Some(WeightsKind::Raw));
+        assert_eq!(r.tensors, raw.tensors);
+    }
+    // A file given directly is read as given; a choice it contradicts is an error.
+    let m = import_reference(&dir.join(MODEL_FILE), &ImportOptions::default()).unwrap();
+    assert_eq!(m.weights, Some(WeightsKind::Raw));
+    let e = format!(
+        "{:#}",
+        import_reference(&dir.join(MODEL_FILE), &with_weights(WeightsChoice::Ema)).unwrap_err()
+    );
+    assert!(e.contains("holds the trained (raw) weights"), "{e}");
+    let e = format!(
+        "{:#}",
+        import_reference(&dir.join(EMA_FILE), &with_weights(WeightsChoice::Raw)).unwrap_err()
+    );
+    assert!(e.contains("holds the EMA weights"), "{e}");
+    // An EMA file the manifest does not list is refused, as any unlisted file.
+    write_manifest(
+        &dir,
+        4,
+        &[MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, "all_config.yaml"],
+    );
+    let e = import_err(&run);
+    assert!(e.contains("is not listed"), "{e}");
+    std::fs::remove_dir_all(&run).unwrap();
+}
+
+#[test]
+fn a_reference_checkpoint_holds_what_its_run_saved() {
+    let fixture = reference_fixtures().join("sudoku-mlp_t-d64-f32");
+    // The fixture's run had `ema: false`: the trained weights.
+    let m = import_reference(&fixture, &ImportOptions::default()).unwrap();
+    assert_eq!(m.weights, Some(WeightsKind::Raw));
+    let e = format!(
+        "{:#}",
+        import_reference(&fixture, &with_weights(WeightsChoice::Ema)).unwrap_err()
+    );
+    assert!(e.contains("a run without EMA"), "{e}");
+    // The same file from a run with `ema: true`: the reference saved the average.
+    let dir = temp_dir("ref-ema");
+    std::fs::copy(fixture.join("step_0"), dir.join("step_0")).unwrap();
+    let config = std::fs::read_to_string(fixture.join("all_config.yaml")).unwrap();
+    assert!(config.contains("\nema: false\n"));
+    std::fs::write(
+        dir.join("all_config.yaml"),
+        config.replace("\nema: false\n", "\nema: true\n"),
+    )
+    .unwrap();
+    let m = import_reference(&dir, &ImportOptions::default()).unwrap();
+    assert_eq!(m.weights, Some(WeightsKind::Ema));
+    assert!(import_reference(&dir, &with_weights(WeightsChoice::Ema)).is_ok());
+    let e = format!(
+        "{:#}",
+        import_reference(&dir, &with_weights(WeightsChoice::Raw)).unwrap_err()
+    );
+    assert!(e.contains("saves only the EMA weights"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

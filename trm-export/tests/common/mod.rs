@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use trm_reference::run_checkpoint::{META_FILE, OPTIMIZER_FILE, RNG_FILE, file_digest};
+use trm_reference::run_checkpoint::{EMA_FILE, META_FILE, OPTIMIZER_FILE, RNG_FILE, file_digest};
 use trm_reference::torch::{TorchDType, load_torch_file};
 
 /// The reference fixtures: `reference-fixtures/` of the shared folder
@@ -54,20 +54,58 @@ pub fn write_our_checkpoint(fixture: &Path, run: &Path, step: u64) {
     std::fs::copy(fixture.join("all_config.yaml"), dir.join("all_config.yaml")).unwrap();
 }
 
-/// Completes `run/step_<step>` (from [`write_our_checkpoint`]) into a finished trm-train
-/// checkpoint: placeholder optimizer and RNG files, and the manifest trm-train writes (format
-/// in `trm_reference::run_checkpoint`) with every file's size and CRC-32C.
+/// Adds the EMA weights file to `run/step_<step>` (from [`write_our_checkpoint`], f32): every
+/// value of `model.safetensors` halved, so that the two files differ everywhere but in zeros.
+/// [`write_manifest`] then lists it, as trm-train's manifest does with EMA on.
+pub fn write_ema(run: &Path, step: u64) {
+    let dir = run.join(format!("step_{step}"));
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let halved: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            assert_eq!(v.dtype(), safetensors::Dtype::F32, "{name}");
+            let data = v
+                .data()
+                .chunks_exact(4)
+                .flat_map(|b| (0.5 * f32::from_le_bytes(b.try_into().unwrap())).to_le_bytes())
+                .collect();
+            (name, v.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = halved
+        .iter()
+        .map(|(name, shape, data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    let out = safetensors::serialize(views, None).unwrap();
+    std::fs::write(dir.join(EMA_FILE), out).unwrap();
+}
+
+/// Completes `run/step_<step>` (from [`write_our_checkpoint`], and [`write_ema`] when EMA is
+/// on) into a finished trm-train checkpoint: placeholder optimizer and RNG files, and the
+/// manifest trm-train writes (format in `trm_reference::run_checkpoint`) with every file's size
+/// and CRC-32C.
 pub fn write_manifest(run: &Path, step: u64) {
     let dir = run.join(format!("step_{step}"));
     std::fs::write(dir.join(OPTIMIZER_FILE), b"optimizer states").unwrap();
     std::fs::write(dir.join(RNG_FILE), b"rng states").unwrap();
     let mut files = serde_json::Map::new();
+    let ema = dir.join(EMA_FILE).is_file().then_some(EMA_FILE);
     for f in [
         "model.safetensors",
         OPTIMIZER_FILE,
         RNG_FILE,
         "all_config.yaml",
-    ] {
+    ]
+    .into_iter()
+    .chain(ema)
+    {
         let (bytes, crc) = file_digest(&dir.join(f)).unwrap();
         files.insert(
             f.to_string(),

@@ -52,7 +52,8 @@ pub enum FormatError {
         computed: u32,
     },
     /// The header is not a postcard-encoded header (followed by a valid source record when
-    /// [`FLAG_SOURCE`](super::FLAG_SOURCE) is set) of exactly `header_len` bytes.
+    /// [`FLAG_SOURCE`](super::FLAG_SOURCE) is set, and by a known weights kind when
+    /// [`FLAG_SOURCE_WEIGHTS`](super::FLAG_SOURCE_WEIGHTS) is) of exactly `header_len` bytes.
     Header,
     /// The config in the header is invalid.
     Config(ConfigError),

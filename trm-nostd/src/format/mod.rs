@@ -13,15 +13,18 @@
 //!      0     8  magic: 89 54 52 4D 0D 0A 1A 0A  ("\x89TRM\r\n\x1a\n", as PNG: catches text-mode
 //!                 transfers and 7-bit channels)
 //!      8     2  format version (u16): 1 or 2 (see "Versioning" below)
-//!     10     2  flags (u16): bit 0 = FLAG_SOURCE (a source record follows the header); the
-//!                 other bits must be 0
+//!     10     2  flags (u16): bit 0 = FLAG_SOURCE (a source record follows the header);
+//!                 bit 1 = FLAG_SOURCE_WEIGHTS (the record says which weights of the
+//!                 checkpoint it holds; only with bit 0); the other bits must be 0
 //!     12     4  header_len (u32): length of the postcard header (and source record) that
 //!                 follows the preamble
 //!     16     4  payload_offset (u32): where the payload starts; = align64(directory end)
 //!     20     4  meta_crc (u32): CRC-32 of bytes 24..payload_offset (header, directory, padding)
 //!     24     h  header: postcard encoding of `Header` (config, numeric scheme, tensor count,
 //!                 payload length, payload CRC-32); with FLAG_SOURCE, followed by the postcard
-//!                 encoding of a `SourceRecord` (both exactly fill the h bytes)
+//!                 encoding of a `SourceRecord` (name, size, CRC-32C), and with
+//!                 FLAG_SOURCE_WEIGHTS by that of a `WeightsKind` (one byte); together they
+//!                 exactly fill the h bytes
 //!   24+h  32*n  tensor directory: n = tensor_count fixed 32-byte entries (below)
 //!      .     .  zero padding up to payload_offset (a multiple of 64)
 //! payload_offset  payload_len  payload: the tensors, each at a 64-byte-aligned offset, zero
@@ -106,6 +109,14 @@
 //! one with "flags must be zero" rather than misreading it. It is covered by the metadata
 //! checksum. Its name is at most [`MAX_SOURCE_NAME`] bytes of UTF-8 without control characters.
 //!
+//! The record may also say which weights of the checkpoint the file holds ([`WeightsKind`]: the
+//! trained weights, or their exponential moving average, which is what the trainer evaluates
+//! and the reference saves when a run has EMA on): one more postcard value (the variant index,
+//! one byte) after the record, present exactly when flag bit 1 ([`FLAG_SOURCE_WEIGHTS`]) is set,
+//! which is allowed only beside bit 0. The same reasoning holds: a record without it is byte
+//! for byte what writers produced before, and a reader from before it refuses a file that has
+//! it ("flags must be zero"). A `WeightsKind` this build does not know is a header error.
+//!
 //! # Checksums
 //!
 //! CRC-32 (ISO-HDLC, the zlib/PNG polynomial) over the metadata (`meta_crc`, in the preamble)
@@ -117,7 +128,7 @@
 //! With the `std` feature, `ModelWriter` builds a file from f32 tensors (converted with `half`,
 //! round to nearest even, for F16 and BF16 files), or, for `Fixed` files, from raw integer
 //! tensors with their quantization tables (`ModelWriter::add_raw`), and with
-//! `ModelWriter::set_source` the optional source record.
+//! `ModelWriter::set_source` the optional source record (with its weights kind when given).
 
 mod aligned;
 mod dir;
@@ -162,12 +173,16 @@ pub const ALIGN: usize = 64;
 /// Flag bit 0: a [`SourceRecord`] follows the header (see the module documentation).
 pub const FLAG_SOURCE: u16 = 1;
 
+/// Flag bit 1: the source record is followed by a [`WeightsKind`] (only with [`FLAG_SOURCE`];
+/// see the module documentation).
+pub const FLAG_SOURCE_WEIGHTS: u16 = 2;
+
 /// Longest [`SourceRecord::weights`], in bytes.
 pub const MAX_SOURCE_NAME: usize = 255;
 
 /// Which checkpoint file a model's weights were exported from (optional; see the module
 /// documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SourceRecord<'a> {
     /// The file read, as `<folder>/<name>` (`step_1000/model.safetensors`, `run/step_26040`);
@@ -177,6 +192,40 @@ pub struct SourceRecord<'a> {
     pub bytes: u64,
     /// Its CRC-32C (Castagnoli: the checksum of trm-train's checkpoint manifests).
     pub crc32c: u32,
+    /// Which weights of the run the file holds, when recorded (flag bit 1,
+    /// [`FLAG_SOURCE_WEIGHTS`]).
+    pub kind: Option<WeightsKind>,
+}
+
+/// Which copy of a training run's weights a checkpoint file holds.
+///
+/// Postcard encodes the variant index: new variants go at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WeightsKind {
+    /// The trained weights themselves (a run without EMA, or trm-train's `model.safetensors`).
+    Raw,
+    /// Their exponential moving average (`ema: True`): what the trainer evaluates and the
+    /// reference saves (trm-train's `ema.safetensors`).
+    Ema,
+}
+
+impl WeightsKind {
+    /// `raw` or `ema`, as on `trm-export export --weights`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            WeightsKind::Raw => "raw",
+            WeightsKind::Ema => "ema",
+        }
+    }
+}
+
+/// The encoded part of a [`SourceRecord`] that every record has (its `kind` follows it, flagged).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RecordWire<'a> {
+    pub(crate) weights: &'a str,
+    pub(crate) bytes: u64,
+    pub(crate) crc32c: u32,
 }
 
 impl SourceRecord<'_> {

@@ -2,8 +2,9 @@
 
 use super::dir::{DirEntry, ENTRY_LEN, MAX_TENSOR_SLOTS, id_slot};
 use super::{
-    ALIGN, FLAG_SOURCE, FORMAT_VERSION, FormatError, Header, MAGIC, MIN_FORMAT_VERSION,
-    NumericScheme, PREAMBLE_LEN, QUANT_TABLE_LE, SourceRecord, align_up, crc32,
+    ALIGN, FLAG_SOURCE, FLAG_SOURCE_WEIGHTS, FORMAT_VERSION, FormatError, Header, MAGIC,
+    MIN_FORMAT_VERSION, NumericScheme, PREAMBLE_LEN, QUANT_TABLE_LE, RecordWire, SourceRecord,
+    WeightsKind, align_up, crc32,
 };
 use crate::config::Config;
 use crate::tensor::{TensorId, TensorSource, TensorView};
@@ -157,7 +158,13 @@ fn read_front(bytes: &[u8]) -> Result<Front<'_>, FormatError> {
             supported: FORMAT_VERSION,
         });
     }
-    if p.flags & !FLAG_SOURCE != 0 {
+    // Bit 1 qualifies the source record: without bit 0 it is as reserved as the others.
+    let known = if p.flags & FLAG_SOURCE != 0 {
+        FLAG_SOURCE | FLAG_SOURCE_WEIGHTS
+    } else {
+        0
+    };
+    if p.flags & !known != 0 {
         return Err(FormatError::ReservedNonZero { what: "flags" });
     }
     let available = bytes.len() as u64;
@@ -186,11 +193,12 @@ fn read_front(bytes: &[u8]) -> Result<Front<'_>, FormatError> {
     let Ok((header, rest)) = postcard::take_from_bytes::<Header>(header_bytes) else {
         return Err(FormatError::Header);
     };
-    // The source record is there exactly when its flag says so, and fills the rest.
+    // The source record (and its weights kind) is there exactly when its flags say so, and
+    // fills the rest.
     let source = match (p.flags & FLAG_SOURCE != 0, rest) {
         (false, []) => None,
-        (true, rest) => match postcard::take_from_bytes::<SourceRecord<'_>>(rest) {
-            Ok((r, [])) if r.is_valid() => Some(r),
+        (true, rest) => match read_record(rest, p.flags & FLAG_SOURCE_WEIGHTS != 0) {
+            Some(r) if r.is_valid() => Some(r),
             _ => return Err(FormatError::Header),
         },
         (false, _) => return Err(FormatError::Header),
@@ -201,6 +209,24 @@ fn read_front(bytes: &[u8]) -> Result<Front<'_>, FormatError> {
         source,
         header_end,
         payload_offset,
+    })
+}
+
+/// Decodes a source record that fills `bytes` exactly: the record, then, when `with_kind`,
+/// its [`WeightsKind`]. `None` when anything does not decode or bytes are left over.
+fn read_record(bytes: &[u8], with_kind: bool) -> Option<SourceRecord<'_>> {
+    let (w, rest) = postcard::take_from_bytes::<RecordWire<'_>>(bytes).ok()?;
+    let (kind, rest) = if with_kind {
+        let (k, rest) = postcard::take_from_bytes::<WeightsKind>(rest).ok()?;
+        (Some(k), rest)
+    } else {
+        (None, rest)
+    };
+    rest.is_empty().then_some(SourceRecord {
+        weights: w.weights,
+        bytes: w.bytes,
+        crc32c: w.crc32c,
+        kind,
     })
 }
 

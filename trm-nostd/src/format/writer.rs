@@ -2,8 +2,8 @@
 
 use super::dir::{DirEntry, ENTRY_LEN};
 use super::{
-    FLAG_SOURCE, Header, MAGIC, MAX_SOURCE_NAME, NumericScheme, PREAMBLE_LEN, QUANT_TABLE_LE,
-    SourceRecord, align_up, crc32,
+    FLAG_SOURCE, FLAG_SOURCE_WEIGHTS, Header, MAGIC, MAX_SOURCE_NAME, NumericScheme, PREAMBLE_LEN,
+    QUANT_TABLE_LE, RecordWire, SourceRecord, WeightsKind, align_up, crc32,
 };
 use crate::config::{Config, ConfigError};
 use crate::tensor::{DType, TensorId};
@@ -134,8 +134,8 @@ pub struct ModelWriter<'t> {
     config: Config,
     scheme: NumericScheme,
     tensors: Vec<(TensorId, Data<'t>)>,
-    /// The source record: name, size, CRC-32C.
-    source: Option<(String, u64, u32)>,
+    /// The source record: name, size, CRC-32C, weights kind.
+    source: Option<(String, u64, u32, Option<WeightsKind>)>,
 }
 
 /// One tensor's data as given to the writer.
@@ -166,13 +166,19 @@ impl<'t> ModelWriter<'t> {
         })
     }
 
-    /// Records which checkpoint file the weights come from (a [`SourceRecord`]; see the
-    /// [module documentation](super)). Without it the file has no record.
+    /// Records which checkpoint file the weights come from (a [`SourceRecord`], with its
+    /// weights kind when `kind` is set; see the [module documentation](super)). Without it the
+    /// file has no record.
     pub fn set_source(&mut self, source: &SourceRecord<'_>) -> Result<&mut Self, WriteError> {
         if !source.is_valid() {
             return Err(WriteError::SourceName);
         }
-        self.source = Some((source.weights.into(), source.bytes, source.crc32c));
+        self.source = Some((
+            source.weights.into(),
+            source.bytes,
+            source.crc32c,
+            source.kind,
+        ));
         Ok(self)
     }
 
@@ -305,8 +311,8 @@ impl<'t> ModelWriter<'t> {
         // Serializing a plain struct into a Vec cannot fail.
         let mut header_bytes = postcard::to_stdvec(&header).map_err(|_| WriteError::TooLarge)?;
         let mut flags = 0u16;
-        if let Some((weights, bytes, crc32c)) = &self.source {
-            let record = SourceRecord {
+        if let Some((weights, bytes, crc32c, kind)) = &self.source {
+            let record = RecordWire {
                 weights,
                 bytes: *bytes,
                 crc32c: *crc32c,
@@ -314,6 +320,11 @@ impl<'t> ModelWriter<'t> {
             let more = postcard::to_stdvec(&record).map_err(|_| WriteError::TooLarge)?;
             header_bytes.extend_from_slice(&more);
             flags |= FLAG_SOURCE;
+            if let Some(k) = kind {
+                let more = postcard::to_stdvec(k).map_err(|_| WriteError::TooLarge)?;
+                header_bytes.extend_from_slice(&more);
+                flags |= FLAG_SOURCE_WEIGHTS;
+            }
         }
         let dir_end = (PREAMBLE_LEN + header_bytes.len() + ordered.len() * ENTRY_LEN) as u64;
         let payload_offset = align_up(dir_end);

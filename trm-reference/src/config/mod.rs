@@ -295,8 +295,8 @@ impl ArchConfig {
 /// What a checkpoint import reads from a run's `all_config.yaml` (the reference's or ours):
 /// the same schema as [`TrainConfig`], read leniently.
 ///
-/// - Only `arch` and `data_paths` are read; every other key is left alone, so files with keys
-///   this schema does not know (newer or forked reference versions) import.
+/// - Only `arch`, `data_paths` and `ema` are read; every other key is left alone, so files with
+///   keys this schema does not know (newer or forked reference versions) import.
 /// - In `arch`, unknown keys are ignored; the keys an import does not use (`name`, `loss`,
 ///   `halt_exploration_prob`, `H_layers`) take the reference defaults when absent, and a present
 ///   `name` must be TRM's; the other required keys must be present, with the types of the
@@ -309,6 +309,9 @@ pub struct ImportConfig {
     pub arch: ArchConfig,
     /// `data_paths`: dataset folders, relative to where the run was started.
     pub data_paths: Vec<String>,
+    /// `ema` (default false): whether the run kept an exponential moving average of the
+    /// weights, which is then what the reference evaluates and saves.
+    pub ema: bool,
 }
 
 impl ImportConfig {
@@ -327,12 +330,13 @@ impl ImportConfig {
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
         const ARCH: &str = "arch";
         const DATA_PATHS: &str = "data_paths";
+        const EMA: &str = "ema";
         let doc = tree::parse_document(text, origin)?;
         // Only the keys an import reads: nothing else in the file can make it fail.
         let mut read = Hash::new();
         if let Yaml::Hash(h) = doc {
             for (k, v) in h {
-                if matches!(k.as_str(), Some(ARCH | DATA_PATHS)) {
+                if matches!(k.as_str(), Some(ARCH | DATA_PATHS | EMA)) {
                     read.insert(k, v);
                 }
             }
@@ -348,7 +352,12 @@ impl ImportConfig {
         let mut top = Section::new(root, &cx)?;
         let arch: ArchConfig = top.read(ARCH, Need::Required)?;
         let data_paths = top.read(DATA_PATHS, Need::Default(Vec::new()))?;
+        let ema = top.read(EMA, Need::Default(false))?;
         arch.check_keys(ARCH, Mode::Import)?;
-        Ok(ImportConfig { arch, data_paths })
+        Ok(ImportConfig {
+            arch,
+            data_paths,
+            ema,
+        })
     }
 }
