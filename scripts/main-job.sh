@@ -131,7 +131,7 @@ grep -E '^(flash|float engine RAM)' "$OUT/inspect-f32.txt" | sed 's/^/f32 model:
 grep -E '^(flash|fixed engine RAM)' "$OUT/inspect-fixed.txt" | sed 's/^/fixed model: /'
 ls -l "$OUT"/model-*.trm | awk '{print "model file: " $NF " " $5 " bytes"}'
 for m in f32 fixed; do
-  $EXPORT run -m "$OUT/model-$m.trm" --dataset "$OUT/data/test" --limit 32 --no-boards \
+  $EXPORT run -m "$OUT/model-$m.trm" --dataset "$OUT/data/test" --limit 32 --no-boards --threads 1 \
     | awk -v m="$m" '/^TRM-CYCLES/ {for (i = 2; i <= NF; i++) if ($i ~ /^per_step=/) {split($i, a, "="); t += a[2]; n++}} END {printf "host %s engine: %.2f ms per ACT step (batch 1, one thread, mean of %d puzzles)\n", m, t / n / 1e6, n}'
 done
 echo "times: build $BUILD_TIME, training $TRAIN_TIME, export $EXPORT_TIME, verify $VERIFY_TIME, device $DEVICE_TIME, job without set-up and build $(since "$t_job"), total $(since "$T0")"
