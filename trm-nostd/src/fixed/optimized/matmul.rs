@@ -89,16 +89,6 @@ impl<'a> Matrix<'a> {
             self.data[o * s + k] as i8 as i16
         }
     }
-
-    /// `W[o] . a` with `isa` (supported here).
-    #[inline]
-    fn dot(&self, isa: Isa, o: usize, a: &[i16]) -> i64 {
-        if self.wide {
-            isa.dot_w16_a16_unchecked(self.row(o), a)
-        } else {
-            isa.dot_w8_a16_unchecked(self.row(o), a)
-        }
-    }
 }
 
 /// `count` activation rows of `len` int16 values, row `t` starting at `t * stride` of `data`;
@@ -336,12 +326,23 @@ pub(in crate::fixed) fn run(
 fn per_output(isa: Isa, w: &Matrix<'_>, a: &Rows<'_>, epi: &mut Epilogue<'_>) {
     let table = w.table;
     let cols = w.cols;
+    let wide = w.wide;
+    // The weight row is sliced once per output, not once per (output, token) pair: on a
+    // Cortex-M the slicing is a measurable share of a small model's dot products.
+    let dot = |wrow: &[u8], x: &[i16]| {
+        if wide {
+            isa.dot_w16_a16_unchecked(wrow, x)
+        } else {
+            isa.dot_w8_a16_unchecked(wrow, x)
+        }
+    };
     match epi {
         Epilogue::Sat16 { out, stride } => {
             for o in 0..w.rows {
                 let rq = table.channel(o);
+                let wrow = w.row(o);
                 for t in 0..a.count {
-                    out[t * *stride + o] = sat16(rq.apply(w.dot(isa, o, &a.row(t)[..cols])));
+                    out[t * *stride + o] = sat16(rq.apply(dot(wrow, &a.row(t)[..cols])));
                 }
             }
         }
@@ -353,8 +354,9 @@ fn per_output(isa: Isa, w: &Matrix<'_>, a: &Rows<'_>, epi: &mut Epilogue<'_>) {
         } => {
             for o in 0..w.rows {
                 let rq = table.channel(o);
+                let wrow = w.row(o);
                 for t in 0..a.count {
-                    let delta = rq.apply(w.dot(isa, o, &a.row(t)[..cols]));
+                    let delta = rq.apply(dot(wrow, &a.row(t)[..cols]));
                     let i = t * *stride + o;
                     res[i] = sat_residual((h[i] as i64).saturating_add(delta));
                 }
@@ -368,9 +370,10 @@ fn per_output(isa: Isa, w: &Matrix<'_>, a: &Rows<'_>, epi: &mut Epilogue<'_>) {
         } => {
             for o in 0..w.rows {
                 let rq = table.channel(o);
+                let wrow = w.row(o);
                 for t in 0..a.count {
-                    let lo = w.dot(isa, o, &a.row(t)[..cols]);
-                    let hi = w.dot(isa, o, &a.second_row(t)[..cols]);
+                    let lo = dot(wrow, &a.row(t)[..cols]);
+                    let hi = dot(wrow, &a.second_row(t)[..cols]);
                     let delta = rq.apply(p.apply_i128(kernels::prod_from_halves(lo, hi)));
                     let i = t * *stride + o;
                     res[i] = sat_residual((h[i] as i64).saturating_add(delta));
@@ -381,10 +384,11 @@ fn per_output(isa: Isa, w: &Matrix<'_>, a: &Rows<'_>, epi: &mut Epilogue<'_>) {
             let (mut acc, mut acc2) = ([0i64], [0i64]);
             let second = a.second.is_some();
             for o in 0..w.rows {
+                let wrow = w.row(o);
                 for t in 0..a.count {
-                    acc[0] = w.dot(isa, o, &a.row(t)[..cols]);
+                    acc[0] = dot(wrow, &a.row(t)[..cols]);
                     let acc2 = if second {
-                        acc2[0] = w.dot(isa, o, &a.second_row(t)[..cols]);
+                        acc2[0] = dot(wrow, &a.second_row(t)[..cols]);
                         &acc2[..]
                     } else {
                         &[]
