@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod budget;
+pub mod dump;
 pub mod engine;
 pub mod export;
 pub mod golden;

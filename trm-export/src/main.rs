@@ -337,6 +337,12 @@ enum Command {
         /// Do not print the boards (nor their checks), only the `TRM-` lines and the summary.
         #[arg(long)]
         no_boards: bool,
+        /// Also write the engine's numbers of every ACT step of every puzzle (logits, q_halt,
+        /// q_continue, y, z; a fixed model's raw integers and its scales) to this safetensors
+        /// file (names in docs/EXPORT.md). The puzzles are solved a second time for it, on one
+        /// thread, in order, whatever `--threads` says; the whole dump is held in memory.
+        #[arg(long)]
+        dump: Option<PathBuf>,
         #[command(flatten)]
         threads: ThreadArgs,
         #[command(flatten)]
@@ -527,6 +533,12 @@ fn export_cmd(
         max_macs: budget.max_macs,
     };
     let formats: Vec<Format> = formats.into_iter().map(Format::from).collect();
+    if formats.contains(&Format::Bf16) {
+        eprintln!(
+            "note: bf16 is a storage type: the engines widen the weights to f32 and compute in \
+             f32 (the results differ from a PyTorch model computing in bf16)"
+        );
+    }
     println!("read {}", weights.source.display());
     println!("source recorded in the files: {}", weights.origin);
     for w in export::export(&weights, &formats, &settings, output)? {
@@ -730,6 +742,7 @@ fn main() -> anyhow::Result<()> {
             halt,
             step_digests,
             no_boards,
+            dump,
             threads,
             budget,
         } => {
@@ -737,7 +750,9 @@ fn main() -> anyhow::Result<()> {
             let rows = source.source()?.load(limit)?;
             // A model that does not parse is reported by the app (its TRM-ERROR line).
             if let Ok(m) = Model::parse(&bytes) {
-                trm_export::budget::check(m.config(), rows.len(), budget.max_macs, "run")?;
+                // With --dump every puzzle is solved twice.
+                let runs = rows.len() * if dump.is_some() { 2 } else { 1 };
+                trm_export::budget::check(m.config(), runs, budget.max_macs, "run")?;
             }
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
@@ -756,6 +771,11 @@ fn main() -> anyhow::Result<()> {
                 &rows,
                 &how,
             );
+            if let Some(path) = dump {
+                trm_export::dump::write_dump(&path, &bytes, &rows, halt.into())
+                    .with_context(|| format!("--dump {}", path.display()))?;
+                eprintln!("wrote the engine's numbers to {}", path.display());
+            }
             i32::from(!sum.report.success())
         }
         Command::Golden {
