@@ -25,12 +25,12 @@
 //! `node_modules` (scripts/setup.sh). Without them the tests fail, unless TRM_SKIP_QEMU=1 (the
 //! switch of every emulated-firmware test).
 
+mod golden_fixtures;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
-use trm_data::sudoku_gen::SudokuGenerator;
 use trm_export::golden::{Golden, parse_golden, write_golden};
-use trm_export::puzzles::PuzzleRow;
 use trm_fw_app::HaltMode;
 use trm_nostd::format::Model;
 use trm_tests::qemu::{self, Board, records, runs, with_tag};
@@ -47,6 +47,8 @@ const PICO: Board = Board {
 /// Puzzles of the golden test, one firmware each, the emulators in parallel (one core each):
 /// rp2040js takes about 35 s of CPU per ACT step of the demo model.
 const PUZZLES: usize = 2;
+/// Seed of the generated 6-blank puzzles (the demo model's task).
+const PUZZLE_SEED: u64 = 20_261_206;
 
 /// The golden run's halting mode: every ACT step (2 for the demo model), as the QEMU boards.
 const HALT: HaltMode = HaltMode::AllSteps;
@@ -143,36 +145,6 @@ fn fixed_model() -> PathBuf {
     trm_tests::workspace_root().join("firmware-examples/models/sudoku-d32-fixed.trm")
 }
 
-/// `n` generated 6-blank puzzles (the demo model's task) with their solutions.
-fn generated(n: usize) -> Vec<PuzzleRow> {
-    let mut generator = SudokuGenerator::new(20_261_206, 6).expect("generator");
-    let digits = |g: &[u8; 81]| -> String {
-        g.iter()
-            .map(|&d| if d == 0 { '.' } else { char::from(b'0' + d) })
-            .collect()
-    };
-    (0..n)
-        .map(|i| {
-            let g = generator.next_puzzle().expect("puzzle");
-            PuzzleRow {
-                name: format!("gen{i}"),
-                question: digits(&g.puzzle),
-                answer: Some(digits(&g.solution)),
-            }
-        })
-        .collect()
-}
-
-/// Writes `rows` as the CSV the firmware build reads.
-fn write_csv(rows: &[PuzzleRow], path: &Path) {
-    let mut csv = String::from("source,question,answer,rating\n");
-    for r in rows {
-        let answer = r.answer.as_deref().unwrap_or_default();
-        csv.push_str(&format!("{},{},{answer},0\n", r.name, r.question));
-    }
-    std::fs::write(path, csv).expect("write CSV");
-}
-
 /// The value of `key=` in a `# rp2040js ...` line of the runner.
 fn runner_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
@@ -201,13 +173,13 @@ fn pico_golden_matches() {
         .config()
         .macs_per_act_step();
     // One firmware per puzzle (the builds one after the other), each with its golden file.
-    let mut jobs: Vec<GoldenRun> = generated(PUZZLES)
+    let mut jobs: Vec<GoldenRun> = golden_fixtures::generated(PUZZLES, PUZZLE_SEED)
         .iter()
         .enumerate()
         .map(|(i, row)| {
             let rows = std::slice::from_ref(row);
             let csv = dir.join(format!("puzzle-{i}.csv"));
-            write_csv(rows, &csv);
+            std::fs::write(&csv, golden_fixtures::csv(rows)).expect("write CSV");
             let text = write_golden(&model, rows, HALT, 0).expect("host golden file");
             let golden_path = dir.join(format!("golden-{i}.txt"));
             std::fs::write(&golden_path, &text).expect("write golden");
