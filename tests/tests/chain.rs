@@ -280,6 +280,7 @@ fn tiny_model_through_the_whole_chain() {
     assert!(!f32_model.scheme().is_fixed());
     let calib: Vec<(Vec<u8>, u32)> = read_dataset_split(&data.join("train"), N_CALIB)
         .expect("calibration puzzles")
+        .1
         .iter()
         .map(|r| (tokens_of(&r.question).to_vec(), 0))
         .collect();
@@ -308,7 +309,9 @@ fn tiny_model_through_the_whole_chain() {
             ids.push(u32::try_from(e.puzzle_identifier).expect("identifier"));
         }
     }
-    let rows: Vec<PuzzleRow> = read_dataset_split(&data.join("test"), N_TEST).expect("test rows");
+    let rows: Vec<PuzzleRow> = read_dataset_split(&data.join("test"), N_TEST)
+        .expect("test rows")
+        .1;
     assert_eq!(rows.len(), N_TEST);
     assert_eq!(ids.len(), N_TEST);
     // The firmware and the host engines start every puzzle with identifier 0.

@@ -164,7 +164,9 @@ fn the_exported_ema_model_solves_what_the_trainer_evaluated() {
     assert_eq!(raw_kind, Some(WeightsKind::Raw));
 
     // 3. The float engine on the same held-out split.
-    let rows = read_dataset_split(&data.join("test"), N_TEST).expect("test rows");
+    let rows = read_dataset_split(&data.join("test"), N_TEST)
+        .expect("test rows")
+        .1;
     assert_eq!(rows.len(), N_TEST);
     let questions: Vec<Tokens> = rows.iter().map(|r| tokens_of(&r.question)).collect();
     let answers: Vec<Tokens> = rows

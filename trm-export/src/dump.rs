@@ -2,7 +2,7 @@
 //! file, to compare with PyTorch in a notebook.
 //!
 //! The puzzles are solved again, in order, on one engine of the model's scheme, with the same
-//! tokens, puzzle identifier (0) and halting rule as the firmware app, so the dump holds the
+//! tokens, puzzle identifier and halting rule as the firmware app, so the dump holds the
 //! numbers behind the run's transcript. Tensors (little-endian, row-major), for puzzle `i`
 //! (its index in the run, 0-based) and ACT step `k` (1-based: `step1` is after the first step):
 //!
@@ -28,10 +28,9 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use safetensors::{Dtype, View};
 use trm_nostd::act::should_stop;
-use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
 use trm_nostd::{AnyEngine, Engine, HaltMode, Model};
 
-use crate::puzzles::PuzzleRow;
+use crate::puzzles::{PuzzleKind, PuzzleRow};
 
 /// One tensor of the dump, owning its little-endian bytes.
 #[derive(Debug, Clone)]
@@ -105,7 +104,8 @@ struct Dump {
 fn dump_puzzle<E>(
     engine: &mut E,
     i: usize,
-    question: &Tokens,
+    question: &[u8],
+    puzzle_id: u32,
     halt: HaltMode,
     dump: &mut Dump,
 ) -> anyhow::Result<u32>
@@ -117,7 +117,7 @@ where
     let c = *engine.config();
     let (seq_len, vocab, d) = (c.seq_len as usize, c.vocab_size as usize, c.d());
     engine
-        .start(question, 0)
+        .start(question, puzzle_id)
         .map_err(|e| anyhow::anyhow!("puzzle {i}: {e}"))?;
     let mut logits = vec![E::Logit::default(); seq_len * vocab];
     loop {
@@ -140,13 +140,14 @@ where
     }
 }
 
-/// Solves `rows` with `model` (every puzzle whose question parses, in order, puzzle identifier
-/// 0, stopping as `halt` says) and returns the safetensors bytes described in the module
+/// Solves `rows` with `model` (every puzzle whose question parses, in order, with its puzzle
+/// identifier, stopping as `halt` says) and returns the safetensors bytes described in the module
 /// documentation.
 pub fn dump_bytes(model: &[u8], rows: &[PuzzleRow], halt: HaltMode) -> anyhow::Result<Vec<u8>> {
     let m = Model::parse(model).context("the model is not a valid .trm file")?;
     let mut arena = crate::engine::arena_for(&m);
     let mut engine = AnyEngine::new(&m, &mut arena).context("building the engine")?;
+    let kind = PuzzleKind::of(m.config());
     let mut dump = Dump::default();
     let scheme = if engine.is_fixed() { "fixed" } else { "float" };
     dump.metadata.insert("scheme".into(), scheme.into());
@@ -167,13 +168,13 @@ pub fn dump_bytes(model: &[u8], rows: &[PuzzleRow], halt: HaltMode) -> anyhow::R
     }
     let mut dumped = 0usize;
     for (i, r) in rows.iter().enumerate() {
-        let mut question: Tokens = [PAD; CELLS];
-        if sudoku::parse_puzzle(&r.question, &mut question).is_err() {
+        let Ok(question) = kind.parse(&r.question) else {
             continue; // The run reports it (TRM-ERROR).
-        }
+        };
+        let id = r.puzzle_id;
         let steps = match &mut engine {
-            AnyEngine::Float(e) => dump_puzzle(e, i, &question, halt, &mut dump)?,
-            AnyEngine::Fixed(e) => dump_puzzle(e, i, &question, halt, &mut dump)?,
+            AnyEngine::Float(e) => dump_puzzle(e, i, &question, id, halt, &mut dump)?,
+            AnyEngine::Fixed(e) => dump_puzzle(e, i, &question, id, halt, &mut dump)?,
         };
         dump.metadata
             .insert(format!("puzzle{i}.steps"), steps.to_string());

@@ -34,12 +34,11 @@ use anyhow::{Context as _, anyhow, bail};
 use trm_nostd::format::{
     MAX_SOURCE_NAME, ModelWriter, NumericScheme, SourceRecord, WeightsKind, write_model,
 };
-use trm_nostd::sudoku::CELLS;
 use trm_nostd::{Config, DType, Model, TensorId, TensorSource};
 use trm_nostd::{Engine, FixedEngine, ScratchLen};
 use trm_reference::checkpoint::{ImportOptions, import_reference};
 
-use crate::puzzles::{PuzzleRow, PuzzleSource, to_tokens};
+use crate::puzzles::{PuzzleKind, PuzzleRow, PuzzleSource, to_tokens};
 use crate::quantize::{Calibration, QuantizeOptions, calibrate, quantize_with_source};
 
 /// A `.trm` format `export` writes.
@@ -359,16 +358,14 @@ pub fn quantize_float_model_recording(
         bail!("the margin must be a finite number >= 1 (got {margin})");
     }
     let c = *m.config();
-    if c.seq_len as usize != CELLS {
-        bail!("not a Sudoku model (seq_len {})", c.seq_len);
-    }
+    let kind = PuzzleKind::of_model(&m, "the float model")?;
     if rows.is_empty() {
         bail!("no calibration puzzles");
     }
-    let set: Vec<(Vec<u8>, u32)> = to_tokens(rows)
+    let set: Vec<(Vec<u8>, u32)> = to_tokens(rows, &kind)
         .context("calibration puzzles")?
         .into_iter()
-        .map(|p| (p.question.to_vec(), 0))
+        .map(|p| (p.question, p.puzzle_id))
         .collect();
     let t = Instant::now();
     let cal = calibrate(&c, &m, &set, c.halt_max_steps)?;
@@ -485,7 +482,9 @@ pub fn export(
                 weights.source.display()
             ),
         };
-        let rows = source.load(calib.count).context("calibration puzzles")?;
+        let rows = source
+            .load(calib.count, &PuzzleKind::of(&weights.config))
+            .context("calibration puzzles")?;
         crate::budget::check(&weights.config, rows.len(), calib.max_macs, "calibration")?;
         Some((source, rows))
     } else {

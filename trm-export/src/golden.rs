@@ -11,9 +11,11 @@
 //! `scheme=<float|fixed>` and `model_bytes=<n>`. Then, per puzzle in order, the app's own lines
 //! exactly as it prints them: `TRM-PUZZLE ...`, every `TRM-STEP ...`, `TRM-DIGEST ...`,
 //! `TRM-RESULT ...` (no `TRM-CYCLES`, no boards). Other lines starting with `#` are comments; a
-//! comment `# answer puzzle=<i> answer=<81 chars>` after a `TRM-PUZZLE` line keeps the puzzle's
-//! reference answer, so that `golden --check` can re-run the set from the file alone (the
-//! `correct=` count of `TRM-RESULT` depends on it).
+//! comment `# answer puzzle=<i> answer=<answer>` (written as the app writes the question: 81
+//! characters for Sudoku, a token line for other tasks) after a `TRM-PUZZLE` line keeps the
+//! puzzle's reference answer, so that `golden --check` can re-run the set from the file alone
+//! (the `correct=` count of `TRM-RESULT` depends on it). A `TRM-PUZZLE` line of another task
+//! than Sudoku names the puzzle identifier (`id=`), which the re-run uses too.
 //!
 //! A consumer compares its own `TRM-STEP`, `TRM-DIGEST` and `TRM-RESULT` lines with the file's,
 //! line by line, in order ([`Golden::compare`]).
@@ -24,9 +26,8 @@ use std::fmt;
 use anyhow::{Context as _, anyhow, bail, ensure};
 use trm_fw_app::{Console, HaltMode, NoCounter, Report};
 use trm_nostd::Model;
-use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
 
-use crate::puzzles::{PuzzleRow, check_answers};
+use crate::puzzles::{PuzzleKind, PuzzleRow, check_answers};
 use crate::solve::{HostRun, run_app_on_host};
 
 /// The first characters of every golden file.
@@ -104,7 +105,8 @@ pub fn write_golden(
         !rows.is_empty(),
         "no puzzles: a golden file needs at least one (an empty puzzle set, or --limit 0?)"
     );
-    check_answers(rows)?;
+    let kind = PuzzleKind::of(parsed.config());
+    check_answers(rows, &kind)?;
     let (output, report) = run_app(model, rows, halt, true, false, threads);
     if !report.success() {
         bail!("{}", app_errors(&output, report.errors, rows));
@@ -135,6 +137,10 @@ pub fn write_golden(
         text.push('\n');
         if tag == "TRM-PUZZLE" {
             if let Some(a) = rows.get(puzzle).and_then(|r| r.answer.as_deref()) {
+                // As the app writes questions (a maze CSV's spaces as `.`): one field.
+                let a = kind
+                    .parse(a)
+                    .map_or_else(|_| a.to_string(), |t| kind.line(&t));
                 text.push_str(&format!("# answer puzzle={puzzle} answer={a}\n"));
             }
             puzzle += 1;
@@ -213,7 +219,7 @@ pub struct GoldenPuzzle {
     pub steps_run: u32,
     /// `TRM-DIGEST`'s `tokens`: digest of the predicted tokens.
     pub tokens: u32,
-    /// `TRM-RESULT`'s `valid`.
+    /// `TRM-RESULT`'s `valid` (false for `n/a`, a task without a validity rule).
     pub valid: bool,
     /// `TRM-RESULT`'s `correct` count (cells equal to the answer; 0 without one).
     pub correct: u32,
@@ -358,6 +364,10 @@ pub fn parse_golden(text: &str) -> anyhow::Result<Golden> {
                         name: field(&f, "name").map_err(at)?.to_string(),
                         question: field(&f, "question").map_err(at)?.to_string(),
                         answer: None,
+                        puzzle_id: match f.get("id") {
+                            None => 0,
+                            Some(_) => num(&f, "id").map_err(at)?,
+                        },
                     },
                     line_no,
                     answer_line_no: None,
@@ -386,12 +396,16 @@ pub fn parse_golden(text: &str) -> anyhow::Result<Golden> {
                         cur.tokens = hex32(&f, "tokens").map_err(at)?;
                     }
                     _ => {
-                        cur.valid = num(&f, "valid").map_err(at)?;
+                        cur.valid = match field(&f, "valid").map_err(at)? {
+                            "true" => true,
+                            "false" | "n/a" => false,
+                            v => bail!("line {line_no}: valid `{v}` is not true, false or n/a"),
+                        };
                         let c = field(&f, "correct").map_err(at)?;
                         cur.correct = c
                             .split_once('/')
                             .and_then(|(n, _)| n.parse().ok())
-                            .ok_or_else(|| at(anyhow!("correct `{c}` is not n/81")))?;
+                            .ok_or_else(|| at(anyhow!("correct `{c}` is not n/<cells>")))?;
                         cur.prediction = field(&f, "prediction").map_err(at)?.to_string();
                     }
                 }
@@ -523,9 +537,9 @@ pub enum CheckOutcome {
     },
 }
 
-/// The first puzzle of `golden` whose question or answer the app would refuse (see
-/// [`CheckOutcome::BadPuzzle`]).
-fn bad_puzzle(golden: &Golden) -> Option<CheckOutcome> {
+/// The first puzzle of `golden` whose question or answer the app would refuse for a model of
+/// `kind` (see [`CheckOutcome::BadPuzzle`]).
+fn bad_puzzle(golden: &Golden, kind: &PuzzleKind) -> Option<CheckOutcome> {
     for (i, p) in golden.puzzles.iter().enumerate() {
         let bad = |line_no: usize, reason: String| {
             Some(CheckOutcome::BadPuzzle {
@@ -533,16 +547,16 @@ fn bad_puzzle(golden: &Golden) -> Option<CheckOutcome> {
                 reason: format!("puzzle {i} (`{}`): {reason}", p.row.name),
             })
         };
-        let mut q: Tokens = [PAD; CELLS];
-        if let Err(e) = sudoku::parse_puzzle(&p.row.question, &mut q) {
-            return bad(p.line_no, format!("question: {e}"));
-        }
+        let q = match kind.parse(&p.row.question) {
+            Ok(q) => q,
+            Err(e) => return bad(p.line_no, format!("question: {e}")),
+        };
         if let (Some(a), Some(line_no)) = (&p.row.answer, p.answer_line_no) {
-            let mut t: Tokens = [PAD; CELLS];
-            if let Err(e) = sudoku::parse_puzzle(a, &mut t) {
-                return bad(line_no, format!("answer: {e}"));
-            }
-            if let Err(v) = sudoku::check_solution(&t, &q) {
+            let t = match kind.parse(a) {
+                Ok(t) => t,
+                Err(e) => return bad(line_no, format!("answer: {e}")),
+            };
+            if let Err(v) = kind.check(&t, &q) {
                 return bad(
                     line_no,
                     format!(
@@ -568,7 +582,8 @@ pub fn check_golden(golden: &Golden, model: &[u8], threads: usize) -> anyhow::Re
             model: crc,
         });
     }
-    if let Some(bad) = bad_puzzle(golden) {
+    let parsed = Model::parse(model).map_err(|e| anyhow!("the model does not parse: {e}"))?;
+    if let Some(bad) = bad_puzzle(golden, &PuzzleKind::of(parsed.config())) {
         return Ok(bad);
     }
     let text = write_golden(model, &golden.rows(), golden.halt, threads)?;

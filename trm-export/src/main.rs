@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use trm_export::budget::{DEFAULT_MAX_MACS, parse_max_macs};
 use trm_export::export::{self, CalibSettings, Format, Origin, reference_to_trm_with};
 use trm_export::golden::{self, CheckOutcome};
-use trm_export::puzzles::{PuzzleSource, read_dataset_split, to_tokens};
+use trm_export::puzzles::{PuzzleKind, PuzzleSource, read_dataset_split, to_tokens};
 use trm_export::quantize::{DEFAULT_SILU_KNOTS, Int16Weights, QuantizeOptions};
 use trm_export::solve::HostRun;
 use trm_export::verify::{self, CONTRADICTING_ANSWERS, Thresholds};
@@ -448,6 +448,24 @@ fn parse<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<Model<'a>> {
     Model::parse(bytes).with_context(|| format!("{} is not a valid .trm file", path.display()))
 }
 
+/// The ARC evaluator of an ARC dataset split's dataset (`identifiers.json` and
+/// `test_puzzles.json` beside the split), for `verify`'s pass@K; None for other tasks or puzzle
+/// sources (a CSV, one puzzle).
+fn arc_evaluator(
+    kind: &PuzzleKind,
+    source: &PuzzleSource,
+) -> anyhow::Result<Option<trm_data::arc_eval::ArcEvaluator>> {
+    let (trm_nostd::Task::Arc, PuzzleSource::Dataset(split)) = (kind.task, source) else {
+        return Ok(None);
+    };
+    let root = split.parent().unwrap_or(Path::new("."));
+    let meta = trm_data::layout::DatasetMetadata::read(split)
+        .with_context(|| format!("reading {}", split.display()))?;
+    let e = trm_data::arc_eval::ArcEvaluator::load(root, i64::from(meta.blank_identifier_id))
+        .with_context(|| format!("loading the ARC evaluator of {}", root.display()))?;
+    Ok(Some(e))
+}
+
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
@@ -466,7 +484,7 @@ fn quantize_cmd(
     if m.scheme().is_fixed() {
         anyhow::bail!("{} is already a fixed-point model", model.display());
     }
-    let rows = source.load(calib)?;
+    let rows = source.load(calib, &PuzzleKind::of(m.config()))?;
     trm_export::budget::check(m.config(), rows.len(), budget.max_macs, "calibration")?;
     // The float file's own source record is kept; without one, the float file is the source.
     let fallback = Origin::new(
@@ -628,7 +646,7 @@ fn golden_cmd(
             }
         });
     }
-    let rows = source.source()?.load(limit)?;
+    let rows = source.source()?.load(limit, &PuzzleKind::of(&config))?;
     trm_export::budget::check(&config, rows.len(), budget.max_macs, "golden run")?;
     let text = golden::write_golden(&bytes, &rows, halt.into(), threads.threads)
         .with_context(|| format!("running {}", model.display()))?;
@@ -720,13 +738,17 @@ fn main() -> anyhow::Result<()> {
             limit,
             output,
         } => {
-            let rows = read_dataset_split(&dataset, limit)?;
+            let (kind, rows) = read_dataset_split(&dataset, limit)?;
             // Through the csv crate: a name holding a comma or a quote is quoted.
             let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(["source", "question", "answer", "rating"])?;
+            let sudoku = kind == PuzzleKind::SUDOKU;
+            let last = if sudoku { "rating" } else { "puzzle_id" };
+            w.write_record(["source", "question", "answer", last])?;
             for r in &rows {
                 let answer = r.answer.as_deref().unwrap_or("");
-                w.write_record([r.name.as_str(), &r.question, answer, "0"])?;
+                let id = r.puzzle_id.to_string();
+                let last = if sudoku { "0" } else { id.as_str() };
+                w.write_record([r.name.as_str(), &r.question, answer, last])?;
             }
             let csv = w
                 .into_inner()
@@ -747,8 +769,10 @@ fn main() -> anyhow::Result<()> {
             budget,
         } => {
             let bytes = read(&model)?;
-            let rows = source.source()?.load(limit)?;
             // A model that does not parse is reported by the app (its TRM-ERROR line).
+            let kind =
+                Model::parse(&bytes).map_or(PuzzleKind::SUDOKU, |m| PuzzleKind::of(m.config()));
+            let rows = source.source()?.load(limit, &kind)?;
             if let Ok(m) = Model::parse(&bytes) {
                 // With --dump every puzzle is solved twice.
                 let runs = rows.len() * if dump.is_some() { 2 } else { 1 };
@@ -807,12 +831,15 @@ fn main() -> anyhow::Result<()> {
             let qb = read(&fixed)?;
             let fm = parse(&fb, &float)?;
             let qm = parse(&qb, &fixed)?;
-            let rows = source.source()?.load(limit)?;
+            let kind = PuzzleKind::of_model(&fm, "--float")?;
+            let source = source.source()?;
+            let rows = source.load(limit, &kind)?;
             // Both models, every puzzle, every ACT step.
             for m in [&fm, &qm] {
                 trm_export::budget::check(m.config(), 2 * rows.len(), budget.max_macs, "verify")?;
             }
-            let puzzles = to_tokens(&rows)?;
+            let puzzles = to_tokens(&rows, &kind)?;
+            let arc = arc_evaluator(&kind, &source)?;
             let thresholds = Thresholds {
                 min_answer_agreement,
                 min_cell_agreement,
@@ -820,13 +847,14 @@ fn main() -> anyhow::Result<()> {
                 max_state_drift,
                 min_halt_agreement,
             };
-            let report = verify::verify(
+            let report = verify::verify_with_arc(
                 &fm,
                 &qm,
                 &puzzles,
                 halt.into(),
                 &thresholds,
                 threads.threads,
+                arc.as_ref(),
             )?;
             print!("{}", report.table());
             if let Some(w) = &report.sources.warning {

@@ -1,30 +1,145 @@
-//! Sudoku puzzle lists for host runs: a CSV in the public dataset layout, or one puzzle string.
+//! Puzzle lists for host runs: a CSV in the public datasets' layout, a dataset split in the
+//! reference layout, or one puzzle string; for any task a model solves ([`PuzzleKind`]:
+//! Sudoku, Maze-Hard, ARC, any token sequence).
+//!
+//! A puzzle is text here: Sudoku's 81-character string (`.`/`0` blank), or for other tasks a
+//! token line of the task's alphabet ([`trm_nostd::task`]: maze `_#.SGo`, a space read as an
+//! open cell as the Maze-Hard CSVs write it; ARC `_|0123456789`). The firmware app parses and
+//! checks it, as on a device; [`to_tokens`] does the same for the host commands that drive the
+//! engines themselves.
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
+use trm_nostd::task::{MAX_SEQ_LEN, Task};
+use trm_nostd::{Config, Model};
 
 /// One puzzle as text (validated later by the app, which reports bad strings per puzzle).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PuzzleRow {
-    /// Label without spaces (the CSV's `source` column, or `row<i>`).
+    /// Label without spaces (the CSV's `source` column, the dataset set and example, or
+    /// `row<i>`).
     pub name: String,
-    /// 81 characters, `.`/`0` blank.
+    /// The question: Sudoku's 81 characters, or a token line.
     pub question: String,
-    /// The reference answer, when the CSV has one.
+    /// The reference answer, when known.
     pub answer: Option<String>,
+    /// The puzzle identifier (the row of the puzzle embedding; 0 but for ARC).
+    pub puzzle_id: u32,
 }
 
-/// Reads up to `limit` puzzles from a CSV whose header names a `question` column (and optionally
-/// `answer` and `source`), as the Sudoku-Extreme files do. The CSV is read by the `csv` crate
-/// (as trm-data reads it): quoted fields may hold commas, fields are trimmed, and every row must
-/// have exactly the header's number of fields. Errors name the file and line.
-pub fn read_csv(path: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
+/// What puzzles a model takes: its task, tokens per puzzle and vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PuzzleKind {
+    /// The task ([`Task::of`]).
+    pub task: Task,
+    /// Tokens per puzzle (`seq_len`).
+    pub seq_len: usize,
+    /// Token vocabulary.
+    pub vocab: u32,
+}
+
+impl PuzzleKind {
+    /// 9x9 Sudoku.
+    pub const SUDOKU: PuzzleKind = PuzzleKind {
+        task: Task::Sudoku,
+        seq_len: CELLS,
+        vocab: sudoku::VOCAB as u32,
+    };
+
+    /// The puzzles of a model built for `config`.
+    pub fn of(config: &Config) -> Self {
+        PuzzleKind {
+            task: Task::of(config),
+            seq_len: config.seq_len as usize,
+            vocab: config.vocab_size,
+        }
+    }
+
+    /// The puzzles of `model`, or an error (naming `what`, e.g. the command-line option) when
+    /// the host tools cannot write its puzzles as text: more than [`MAX_SEQ_LEN`] tokens, or a
+    /// task without an alphabet of its vocabulary (more than 62 kinds of tokens).
+    pub fn of_model(model: &Model<'_>, what: &str) -> Result<Self> {
+        let kind = PuzzleKind::of(model.config());
+        let mut probe = [0u8; 1];
+        let no_alphabet = kind.task != Task::Sudoku
+            && matches!(
+                kind.task.parse_line("0", kind.vocab, &mut probe),
+                Err(trm_nostd::task::LineError::NoAlphabet)
+            );
+        if kind.seq_len > MAX_SEQ_LEN || no_alphabet {
+            bail!(
+                "{what}: the model's puzzles ({} tokens of {} kinds) cannot be written as text \
+                 (at most {MAX_SEQ_LEN} tokens of at most 62 kinds)",
+                kind.seq_len,
+                kind.vocab
+            );
+        }
+        Ok(kind)
+    }
+
+    /// A line of text as this kind's tokens.
+    pub fn parse(&self, s: &str) -> Result<Vec<u8>> {
+        if self.task == Task::Sudoku {
+            let mut t: Tokens = [PAD; CELLS];
+            sudoku::parse_puzzle(s, &mut t)?;
+            return Ok(t.to_vec());
+        }
+        let mut t = vec![PAD; self.seq_len];
+        self.task
+            .parse_line(s, self.vocab, &mut t)
+            .map_err(|e| anyhow!("{}: {e}", self.task))?;
+        Ok(t)
+    }
+
+    /// Tokens as this kind's line of text.
+    pub fn line(&self, tokens: &[u8]) -> String {
+        if self.task == Task::Sudoku {
+            return tokens.iter().map(|&t| sudoku::token_char(t)).collect();
+        }
+        tokens.iter().map(|&t| self.task.token_char(t)).collect()
+    }
+
+    /// Whether `prediction` is valid for `question` by the task's rule (Sudoku: a solution
+    /// keeping the givens; maze: a path from start to goal; ARC: an output grid; other tasks
+    /// have no rule and accept anything): `Err` says why not.
+    pub fn check(&self, prediction: &[u8], question: &[u8]) -> Result<(), String> {
+        if self.task == Task::Sudoku {
+            let (Ok(p), Ok(q)) = (
+                <&Tokens>::try_from(prediction),
+                <&Tokens>::try_from(question),
+            ) else {
+                return Err("not 81 cells".to_string());
+            };
+            return sudoku::check_solution(p, q).map_err(|v| v.to_string());
+        }
+        self.task
+            .check(prediction, question)
+            .map_err(|v| v.to_string())
+    }
+
+    /// Whether the task has a validity rule ([`PuzzleKind::check`] can fail).
+    pub fn has_rule(&self) -> bool {
+        self.task.has_rule()
+    }
+}
+
+/// Reads up to `limit` puzzles of `kind` from a CSV whose header names a `question` column (and
+/// optionally `answer`, `source` and `puzzle_id`), as the Sudoku-Extreme and Maze-Hard files do.
+/// The CSV is read by the `csv` crate (as trm-data reads it): quoted fields may hold commas,
+/// fields are trimmed of spaces (but for a maze, whose open cells are spaces), and every row
+/// must have exactly the header's number of fields. Errors name the file and line.
+pub fn read_csv(path: &Path, limit: usize, kind: &PuzzleKind) -> Result<Vec<PuzzleRow>> {
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let trim = if matches!(kind.task, Task::Maze { .. }) {
+        csv::Trim::None
+    } else {
+        csv::Trim::All
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .trim(csv::Trim::All)
+        .trim(trim)
         .from_reader(std::io::BufReader::new(file));
     let at = |e: &csv::Error| {
         let line = e.position().map_or(0, |p| p.line());
@@ -37,7 +152,7 @@ pub fn read_csv(path: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
     if header.is_empty() {
         bail!("{}: empty file", path.display());
     }
-    let find = |name: &str| header.iter().position(|c| c == name);
+    let find = |name: &str| header.iter().position(|c| c.trim() == name);
     let Some(q) = find("question") else {
         bail!(
             "{}:1: header has no `question` column (found: {})",
@@ -47,6 +162,7 @@ pub fn read_csv(path: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
     };
     let a = find("answer");
     let s = find("source");
+    let id = find("puzzle_id");
     let mut rows = Vec::new();
     let mut record = csv::StringRecord::new();
     while rows.len() < limit {
@@ -57,25 +173,37 @@ pub fn read_csv(path: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
         }
         let lineno = record.position().map_or(0, |p| p.line());
         let question = record.get(q).unwrap_or("");
-        if question.chars().count() != CELLS {
+        if question.chars().count() != kind.seq_len {
             bail!(
-                "{}:{lineno}: field `question` has {} characters, expected {CELLS}",
+                "{}:{lineno}: field `question` has {} characters, expected {} (a {} puzzle)",
                 path.display(),
-                question.chars().count()
+                question.chars().count(),
+                kind.seq_len,
+                kind.task
             );
         }
         let name = s
             .and_then(|s| record.get(s))
-            .map(|v| v.replace(|c: char| c.is_whitespace(), "_"))
+            .map(|v| v.trim().replace(|c: char| c.is_whitespace(), "_"))
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| format!("row{}", rows.len() + 1));
+        let puzzle_id = match id.and_then(|i| record.get(i)).map(str::trim) {
+            None | Some("") => 0,
+            Some(v) => v.parse::<u32>().map_err(|_| {
+                anyhow!(
+                    "{}:{lineno}: field `puzzle_id` is `{v}`, not a puzzle identifier",
+                    path.display()
+                )
+            })?,
+        };
         rows.push(PuzzleRow {
             name,
             question: question.to_string(),
             answer: a
                 .and_then(|a| record.get(a))
                 .map(str::to_string)
-                .filter(|v| !v.is_empty()),
+                .filter(|v| !v.trim().is_empty()),
+            puzzle_id,
         });
     }
     Ok(rows)
@@ -94,19 +222,17 @@ fn csv_reason(e: &csv::Error) -> String {
     }
 }
 
-/// Checks that every row's answer, when it has one, is a solution of its question (the givens
-/// kept, every unit complete): what the firmware app requires of reference answers. The error
-/// names the first bad row (index and name) and why. Unparsable strings are left to the app.
-pub fn check_answers(rows: &[PuzzleRow]) -> Result<()> {
+/// Checks that every row's answer, when it has one, is valid for its question by the task's
+/// rule (Sudoku: a solution keeping the givens; maze: a path from start to goal; ARC: an output
+/// grid): what the firmware app requires of reference answers. The error names the first bad
+/// row (index and name) and why. Unparsable strings are left to the app.
+pub fn check_answers(rows: &[PuzzleRow], kind: &PuzzleKind) -> Result<()> {
     for (i, r) in rows.iter().enumerate() {
         let Some(a) = &r.answer else { continue };
-        let (mut q, mut t): (Tokens, Tokens) = ([PAD; CELLS], [PAD; CELLS]);
-        if sudoku::parse_puzzle(&r.question, &mut q).is_err()
-            || sudoku::parse_puzzle(a, &mut t).is_err()
-        {
+        let (Ok(q), Ok(t)) = (kind.parse(&r.question), kind.parse(a)) else {
             continue;
-        }
-        if let Err(v) = sudoku::check_solution(&t, &q) {
+        };
+        if let Err(v) = kind.check(&t, &q) {
             bail!(
                 "puzzle {i} (`{}`): the answer is not a solution of the question: {v}",
                 r.name
@@ -116,20 +242,32 @@ pub fn check_answers(rows: &[PuzzleRow]) -> Result<()> {
     Ok(())
 }
 
-/// Sudoku puzzles of a dataset split in the reference layout (e.g. `<dataset>/test`): up to
-/// `limit` examples of every set, decoded from tokens (1 blank, 2..=10 the digits 1..=9).
-/// Errors when the split is not a 9x9 Sudoku dataset.
-pub fn read_dataset_split(dir: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
+/// The puzzles of a dataset split in the reference layout (e.g. `<dataset>/test`): up to
+/// `limit` examples of every set, as text of the dataset's kind (its `seq_len` and
+/// `vocab_size`: [`Task::from_sizes`]), with their puzzle identifiers. Sudoku tokens must be
+/// blanks or digits (1 blank, 2..=10 the digits 1..=9).
+pub fn read_dataset_split(dir: &Path, limit: usize) -> Result<(PuzzleKind, Vec<PuzzleRow>)> {
     let split = trm_data::layout::Split::open(dir)
         .with_context(|| format!("opening dataset split {}", dir.display()))?;
-    if split.metadata.seq_len != 81 {
+    let m = &split.metadata;
+    let kind = PuzzleKind {
+        task: Task::from_sizes(m.seq_len, m.vocab_size as usize),
+        seq_len: m.seq_len,
+        vocab: m.vocab_size,
+    };
+    if kind.seq_len > MAX_SEQ_LEN || (kind.task == Task::Tokens && kind.vocab > 62) {
         bail!(
-            "{}: seq_len is {}, not a 9x9 Sudoku dataset",
+            "{}: puzzles of {} tokens of {} kinds cannot be written as text (at most \
+             {MAX_SEQ_LEN} tokens of at most 62 kinds)",
             dir.display(),
-            split.metadata.seq_len
+            kind.seq_len,
+            kind.vocab
         );
     }
     let decode = |tokens: &[u8], what: &str, index: usize| -> Result<String> {
+        if kind.task != Task::Sudoku {
+            return Ok(kind.line(tokens));
+        }
         tokens
             .iter()
             .map(|&t| match t {
@@ -149,10 +287,11 @@ pub fn read_dataset_split(dir: &Path, limit: usize) -> Result<Vec<PuzzleRow>> {
                 name: format!("{set_name}{}", e.index),
                 question: decode(e.input, "input", e.index)?,
                 answer: Some(decode(e.label, "label", e.index)?),
+                puzzle_id: u32::try_from(e.puzzle_identifier).unwrap_or(0),
             });
         }
     }
-    Ok(rows)
+    Ok((kind, rows))
 }
 
 /// Where a command's puzzles come from.
@@ -162,7 +301,7 @@ pub enum PuzzleSource {
     Csv(PathBuf),
     /// A dataset split in the reference layout (see [`read_dataset_split`]).
     Dataset(PathBuf),
-    /// One puzzle string (81 characters, `.` or `0` blank).
+    /// One puzzle string (Sudoku: 81 characters, `.` or `0` blank; other tasks: a token line).
     One(String),
 }
 
@@ -183,15 +322,37 @@ impl PuzzleSource {
         }
     }
 
-    /// Up to `limit` puzzles of this source.
-    pub fn load(&self, limit: usize) -> Result<Vec<PuzzleRow>> {
+    /// Up to `limit` puzzles of this source, for a model taking puzzles of `kind`: a dataset
+    /// of another kind (other `seq_len`, other task or a larger vocabulary) is an error naming
+    /// both.
+    pub fn load(&self, limit: usize, kind: &PuzzleKind) -> Result<Vec<PuzzleRow>> {
         match self {
-            PuzzleSource::Csv(p) => read_csv(p, limit),
-            PuzzleSource::Dataset(d) => read_dataset_split(d, limit),
+            PuzzleSource::Csv(p) => read_csv(p, limit, kind),
+            PuzzleSource::Dataset(d) => {
+                let (found, rows) = read_dataset_split(d, limit)?;
+                if found.seq_len != kind.seq_len
+                    || found.task != kind.task
+                    || found.vocab > kind.vocab
+                {
+                    bail!(
+                        "{}: a {} dataset ({} tokens of {} kinds), the model takes {} puzzles \
+                         ({} tokens of {} kinds)",
+                        d.display(),
+                        found.task,
+                        found.seq_len,
+                        found.vocab,
+                        kind.task,
+                        kind.seq_len,
+                        kind.vocab
+                    );
+                }
+                Ok(rows)
+            }
             PuzzleSource::One(q) => Ok(vec![PuzzleRow {
                 name: "cli".into(),
                 question: q.clone(),
                 answer: None,
+                puzzle_id: 0,
             }]),
         }
     }
@@ -200,31 +361,35 @@ impl PuzzleSource {
 /// A puzzle as model tokens, with its answer's tokens when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenPuzzle {
-    /// The question (blanks are [`trm_nostd::sudoku::BLANK`]).
-    pub question: Tokens,
+    /// The question (`seq_len` tokens).
+    pub question: Vec<u8>,
     /// The reference answer.
-    pub answer: Option<Tokens>,
+    pub answer: Option<Vec<u8>>,
+    /// The puzzle identifier.
+    pub puzzle_id: u32,
 }
 
-/// Parses the puzzle strings of `rows` into tokens; an error names the puzzle (index and name)
-/// and what is wrong with its string.
-pub fn to_tokens(rows: &[PuzzleRow]) -> Result<Vec<TokenPuzzle>> {
+/// Parses the puzzle strings of `rows` into tokens of `kind`; an error names the puzzle (index
+/// and name) and what is wrong with its string.
+pub fn to_tokens(rows: &[PuzzleRow], kind: &PuzzleKind) -> Result<Vec<TokenPuzzle>> {
     rows.iter()
         .enumerate()
         .map(|(i, r)| {
-            let mut question: Tokens = [PAD; CELLS];
-            sudoku::parse_puzzle(&r.question, &mut question)
+            let question = kind
+                .parse(&r.question)
                 .map_err(|e| anyhow!("puzzle {i} ({}): question: {e}", r.name))?;
             let answer = match &r.answer {
                 None => None,
-                Some(a) => {
-                    let mut t: Tokens = [PAD; CELLS];
-                    sudoku::parse_puzzle(a, &mut t)
-                        .map_err(|e| anyhow!("puzzle {i} ({}): answer: {e}", r.name))?;
-                    Some(t)
-                }
+                Some(a) => Some(
+                    kind.parse(a)
+                        .map_err(|e| anyhow!("puzzle {i} ({}): answer: {e}", r.name))?,
+                ),
             };
-            Ok(TokenPuzzle { question, answer })
+            Ok(TokenPuzzle {
+                question,
+                answer,
+                puzzle_id: r.puzzle_id,
+            })
         })
         .collect()
 }
@@ -240,15 +405,19 @@ mod tests {
         let q = ".".repeat(80) + "1";
         let path = dir.join("p.csv");
         std::fs::write(&path, format!("answer,question\n,{q}\nx,short\n")).unwrap();
-        let rows = read_csv(&path, 1).unwrap();
+        let rows = read_csv(&path, 1, &PuzzleKind::SUDOKU).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].question, q);
         assert_eq!(rows[0].answer, None);
         assert_eq!(rows[0].name, "row1");
-        let err = read_csv(&path, 10).unwrap_err().to_string();
+        let err = read_csv(&path, 10, &PuzzleKind::SUDOKU)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("p.csv:3"), "{err}");
         std::fs::write(&path, "a,b\n1,2\n").unwrap();
-        let err = read_csv(&path, 10).unwrap_err().to_string();
+        let err = read_csv(&path, 10, &PuzzleKind::SUDOKU)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no `question` column"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -265,7 +434,7 @@ mod tests {
             format!("source , question,answer\r\n\"a, b\",{q} ,\r\n\r\nc,\"{q}\",\n"),
         )
         .unwrap();
-        let rows = read_csv(&path, 10).unwrap();
+        let rows = read_csv(&path, 10, &PuzzleKind::SUDOKU).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].name, "a,_b");
         assert_eq!(rows[0].question, q);
@@ -277,16 +446,20 @@ mod tests {
             (format!("source,question,answer\nx,{q},\n{q}\n"), 3),
         ] {
             std::fs::write(&path, text).unwrap();
-            let err = read_csv(&path, 10).unwrap_err().to_string();
+            let err = read_csv(&path, 10, &PuzzleKind::SUDOKU)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(&format!("p.csv:{line}:")), "{err}");
             assert!(err.contains("fields, the header has"), "{err}");
         }
         // Empty file and header-only file.
         std::fs::write(&path, "").unwrap();
-        let err = read_csv(&path, 10).unwrap_err().to_string();
+        let err = read_csv(&path, 10, &PuzzleKind::SUDOKU)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty file"), "{err}");
         std::fs::write(&path, "question,answer\n").unwrap();
-        assert!(read_csv(&path, 10).unwrap().is_empty());
+        assert!(read_csv(&path, 10, &PuzzleKind::SUDOKU).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -299,9 +472,10 @@ mod tests {
             name: name.to_string(),
             question: q.to_string(),
             answer: Some(a.to_string()),
+            puzzle_id: 0,
         };
-        check_answers(&[row("ok", &good)]).unwrap();
-        let err = check_answers(&[row("ok", &good), row("row2", &bad)])
+        check_answers(&[row("ok", &good)], &PuzzleKind::SUDOKU).unwrap();
+        let err = check_answers(&[row("ok", &good), row("row2", &bad)], &PuzzleKind::SUDOKU)
             .unwrap_err()
             .to_string();
         assert!(err.contains("puzzle 1 (`row2`)"), "{err}");

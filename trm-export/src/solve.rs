@@ -1,7 +1,9 @@
 //! `run`: solves puzzles with a `.trm` model on the host through the firmware app (the `TRM-`
 //! lines are the device's, bit for bit, timing aside), and adds for humans, after each
-//! predicted board, the checks of the prediction (a valid Sudoku grid? the givens kept? the
-//! reference answer matched?) and, at the end, a summary line with the exact accuracy.
+//! predicted board, the checks of the prediction by its task (Sudoku: a valid grid? the givens
+//! kept?; maze: a path from start to goal?; ARC: an output grid, and its size; then: the
+//! reference answer matched? with the answer's grid when not) and, at the end, a summary line
+//! with the exact accuracy.
 //!
 //! The transcript goes to one writer (stdout); the app's `TRM-ERROR` lines are also written to
 //! a second one (stderr), with the name of the puzzle they concern, so errors are never only
@@ -13,8 +15,9 @@
 use trm_fw_app::{Console, Counter, HaltMode, Options, Puzzle, Report};
 use trm_nostd::Model;
 use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
+use trm_nostd::task::{Task, arc_grid};
 
-use crate::puzzles::PuzzleRow;
+use crate::puzzles::{PuzzleKind, PuzzleRow};
 
 /// Totals of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,6 +32,8 @@ pub struct RunSummary {
     pub exact: usize,
     /// Cells equal to the answer, over the puzzles with one.
     pub cells: usize,
+    /// Cells (tokens) per puzzle.
+    pub seq_len: usize,
     /// The app's report.
     pub report: Report,
 }
@@ -42,7 +47,7 @@ impl RunSummary {
                 self.exact,
                 self.with_answer,
                 100.0 * self.exact as f64 / self.with_answer as f64,
-                100.0 * self.cells as f64 / (self.with_answer * CELLS) as f64
+                100.0 * self.cells as f64 / (self.with_answer * self.seq_len.max(1)) as f64
             )
         } else {
             "exact accuracy unknown (no answers)".to_string()
@@ -55,7 +60,46 @@ impl RunSummary {
 }
 
 /// The human checks of one prediction (see the module documentation).
-pub fn verdict(question: &str, prediction: &str, correct: Option<usize>) -> String {
+pub fn verdict(
+    kind: &PuzzleKind,
+    question: &str,
+    prediction: &str,
+    correct: Option<usize>,
+) -> String {
+    let n = kind.seq_len;
+    let answer = match correct {
+        Some(c) if c == n => format!("correct ({n}/{n} cells)"),
+        Some(c) => format!("wrong ({c}/{n} cells)"),
+        None => "unknown".to_string(),
+    };
+    match kind.task {
+        Task::Sudoku => sudoku_verdict(question, prediction, &answer),
+        task => {
+            let (q, p) = (kind.parse(question), kind.parse(prediction));
+            let rule = match (&q, &p, task) {
+                (_, Err(_), _) => "no (not a prediction of this task)".to_string(),
+                (Ok(q), Ok(p), Task::Maze { .. }) => match kind.check(p, q) {
+                    Ok(()) => "yes".to_string(),
+                    Err(v) => format!("no ({v})"),
+                },
+                (_, Ok(p), Task::Arc) => match arc_grid(p) {
+                    Some((r, c)) => format!("{r}x{c}"),
+                    None => "none".to_string(),
+                },
+                _ => "-".to_string(),
+            };
+            match task {
+                Task::Maze { .. } => {
+                    format!("check: path from start to goal: {rule}; answer: {answer}")
+                }
+                Task::Arc => format!("check: output grid: {rule}; answer: {answer}"),
+                _ => format!("check: answer: {answer}"),
+            }
+        }
+    }
+}
+
+fn sudoku_verdict(question: &str, prediction: &str, answer: &str) -> String {
     let mut q: Tokens = [PAD; CELLS];
     let mut p: Tokens = [PAD; CELLS];
     let grid = if sudoku::parse_puzzle(prediction, &mut p).is_err() {
@@ -78,12 +122,18 @@ pub fn verdict(question: &str, prediction: &str, correct: Option<usize>) -> Stri
     } else {
         "?".to_string()
     };
-    let answer = match correct {
-        Some(CELLS) => format!("correct ({CELLS}/{CELLS} cells)"),
-        Some(c) => format!("wrong ({c}/{CELLS} cells)"),
-        None => "unknown".to_string(),
-    };
     format!("check: valid Sudoku grid: {grid}; givens kept: {givens}; answer: {answer}")
+}
+
+/// The answer's grid for humans, after a wrong prediction of a task other than Sudoku.
+fn answer_board(kind: &PuzzleKind, answer: &str) -> Option<String> {
+    if kind.task == Task::Sudoku {
+        return None;
+    }
+    let tokens = kind.parse(answer).ok()?;
+    let mut s = String::from("answer:\n");
+    kind.task.write_board(&mut s, &tokens).ok()?;
+    Some(s)
 }
 
 /// A console that prints the app's output and adds the checks after each predicted board.
@@ -91,10 +141,12 @@ struct CheckingConsole<'w> {
     out: &'w mut dyn std::io::Write,
     err: &'w mut dyn std::io::Write,
     rows: &'w [PuzzleRow],
+    kind: PuzzleKind,
     errors_seen: usize,
     boards: bool,
     partial: String,
     question: String,
+    puzzle: Option<usize>,
     has_answer: bool,
     pending: Option<String>,
     sum: RunSummary,
@@ -111,6 +163,7 @@ impl CheckingConsole<'_> {
         match tag {
             "TRM-PUZZLE" => {
                 self.question = field(line, "question").unwrap_or("").to_string();
+                self.puzzle = field(line, "puzzle").and_then(|p| p.parse::<usize>().ok());
                 self.has_answer = false;
             }
             "TRM-ANSWER" if field(line, "status") == Some("valid") => {
@@ -129,10 +182,22 @@ impl CheckingConsole<'_> {
                 let correct = correct.filter(|_| self.has_answer);
                 if let Some(c) = correct {
                     self.sum.cells += c;
-                    self.sum.exact += usize::from(c == CELLS);
+                    self.sum.exact += usize::from(c == self.kind.seq_len);
                 }
                 if self.boards {
-                    self.pending = Some(verdict(&self.question, pred, correct));
+                    let mut v = verdict(&self.kind, &self.question, pred, correct);
+                    let answer = self
+                        .puzzle
+                        .and_then(|p| self.rows.get(p))
+                        .and_then(|r| r.answer.as_deref());
+                    if let (Some(c), Some(a)) = (correct, answer)
+                        && c != self.kind.seq_len
+                        && let Some(board) = answer_board(&self.kind, a)
+                    {
+                        v.push('\n');
+                        v.push_str(board.trim_end());
+                    }
+                    self.pending = Some(v);
                 }
             }
             "TRM-CYCLES" => {
@@ -189,17 +254,24 @@ pub fn run_puzzles<K: Counter + Clone + Send>(
     rows: &[PuzzleRow],
     how: &HostRun,
 ) -> RunSummary {
+    // A model that does not parse is reported by the app; its kind does not matter then.
+    let kind = Model::parse(model).map_or(PuzzleKind::SUDOKU, |m| PuzzleKind::of(m.config()));
     let mut console = CheckingConsole {
         out,
         err,
         rows,
+        kind,
         errors_seen: 0,
         boards: how.boards,
         partial: String::new(),
         question: String::new(),
+        puzzle: None,
         has_answer: false,
         pending: None,
-        sum: RunSummary::default(),
+        sum: RunSummary {
+            seq_len: kind.seq_len,
+            ..RunSummary::default()
+        },
     };
     let report = run_app_on_host(&mut console, counter, model, rows, how);
     if !console.partial.is_empty() {
@@ -312,6 +384,7 @@ fn app_puzzles(rows: &[PuzzleRow]) -> Vec<Puzzle<'_>> {
             name: &r.name,
             question: &r.question,
             answer: r.answer.as_deref(),
+            puzzle_id: r.puzzle_id,
         })
         .collect()
 }

@@ -25,15 +25,15 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, ensure};
 use serde::Serialize;
+use trm_data::arc_eval::ArcEvaluator;
 use trm_nostd::act::should_stop;
-use trm_nostd::sudoku::{self, CELLS, PAD, Tokens};
 use trm_nostd::{AnyEngine, DType, Model};
 
 pub use trm_nostd::HaltMode;
 
-use crate::engine::{arena_for, check_sudoku_model};
+use crate::engine::arena_for;
 use crate::golden::halt_name;
-use crate::puzzles::TokenPuzzle;
+use crate::puzzles::{PuzzleKind, TokenPuzzle};
 
 /// The gate failure of puzzles whose reference answer contradicts their givens.
 pub const CONTRADICTING_ANSWERS: &str = "answers-contradicting-givens";
@@ -197,10 +197,15 @@ pub struct ModelStats {
     pub exact: usize,
     /// `exact / with_answer`, None without answers.
     pub exact_accuracy: Option<f64>,
-    /// Cells equal to the answer / (81 * with_answer), None without answers.
+    /// Cells equal to the answer / (cells per puzzle * with_answer), None without answers.
     pub cell_accuracy: Option<f64>,
-    /// Predicted grids that are valid Sudoku solutions keeping the givens.
-    pub valid: usize,
+    /// Predictions valid by the task's rule (Sudoku: solutions keeping the givens; maze: paths
+    /// from start to goal; ARC: holding an output grid); None for a task without a rule.
+    pub valid: Option<usize>,
+    /// ARC: `(K, pass@K)` of the ARC evaluator (votes over the augmented copies of each test
+    /// input) on this model's predictions; None for other tasks or without the dataset's
+    /// identifiers and test puzzles.
+    pub arc_pass: Option<Vec<(usize, f64)>>,
     /// Puzzles whose `q_halt` became positive at some step.
     pub halted: usize,
     /// Mean ACT steps a solve stops after under the halting mode.
@@ -245,6 +250,8 @@ pub struct Failure {
 /// Everything `verify` measures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerifyReport {
+    /// The task (`sudoku`, `maze`, `arc`, `tokens`).
+    pub task: String,
     /// Puzzles run.
     pub puzzles: usize,
     /// Puzzles with a reference answer.
@@ -290,7 +297,9 @@ pub struct VerifyReport {
 /// Per puzzle, what both runs gave.
 #[derive(Debug, Clone)]
 struct PuzzleOutcome {
-    pred: [Tokens; 2],
+    pred: [Vec<u8>; 2],
+    /// The halting logit (real value) at the step each prediction was taken.
+    q_halt: [f64; 2],
     halt_step: [Option<u32>; 2],
     stop_step: [u32; 2],
     /// Per step: sums for y then z: (max |d|, sum |d|, sum a^2).
@@ -309,6 +318,15 @@ fn scheme_name(m: &Model<'_>) -> String {
     }
 }
 
+/// The real value of a halting logit as a step reports it (f32 bits, or an integer at the fixed
+/// model's `q_scale`).
+fn q_real(e: &AnyEngine<'_>, bits: u32) -> f64 {
+    match e {
+        AnyEngine::Float(_) => f64::from(f32::from_bits(bits)),
+        AnyEngine::Fixed(f) => f64::from(bits as i32) * f64::from(f.q_scale()),
+    }
+}
+
 fn run_one(
     engines: &mut [AnyEngine<'_>; 2],
     p: &TokenPuzzle,
@@ -316,15 +334,16 @@ fn run_one(
     bufs: &mut [Vec<f64>; 4],
 ) -> anyhow::Result<PuzzleOutcome> {
     let steps = engines[0].config().halt_max_steps;
+    let seq = p.question.len();
     let mut out = PuzzleOutcome {
-        pred: [[PAD; CELLS]; 2],
+        pred: [vec![0; seq], vec![0; seq]],
+        q_halt: [0.0; 2],
         halt_step: [None; 2],
         stop_step: [0; 2],
         sums: Vec::with_capacity(steps as usize),
     };
     for e in engines.iter_mut() {
-        // Puzzle identifier 0, as the firmware app runs every puzzle.
-        e.start(&p.question, 0)?;
+        e.start(&p.question, p.puzzle_id)?;
     }
     for _ in 0..steps {
         for (k, e) in engines.iter_mut().enumerate() {
@@ -334,6 +353,7 @@ fn run_one(
             }
             if out.stop_step[k] == 0 && should_stop(halt, s.step, steps, s.halt) {
                 out.stop_step[k] = s.step;
+                out.q_halt[k] = q_real(e, s.q_bits);
                 e.predict(&mut out.pred[k])?;
             }
         }
@@ -363,8 +383,42 @@ pub fn verify(
     thresholds: &Thresholds,
     threads: usize,
 ) -> anyhow::Result<VerifyReport> {
-    check_sudoku_model(float, "--float")?;
-    check_sudoku_model(fixed, "--fixed")?;
+    verify_with_arc(float, fixed, puzzles, halt, thresholds, threads, None)
+}
+
+/// [`verify`], and for ARC models the ARC evaluator's pass@K of each model's predictions
+/// (`arc`: an evaluator loaded from the dataset the puzzles come from, see
+/// [`ArcEvaluator::load`]).
+pub fn verify_with_arc(
+    float: &Model<'_>,
+    fixed: &Model<'_>,
+    puzzles: &[TokenPuzzle],
+    halt: HaltMode,
+    thresholds: &Thresholds,
+    threads: usize,
+    arc: Option<&ArcEvaluator>,
+) -> anyhow::Result<VerifyReport> {
+    let kind = PuzzleKind::of_model(float, "--float")?;
+    let fixed_kind = PuzzleKind::of_model(fixed, "--fixed")?;
+    ensure!(
+        kind == fixed_kind,
+        "the two models take different puzzles (--float: {} tokens of {} kinds, --fixed: {} of {})",
+        kind.seq_len,
+        kind.vocab,
+        fixed_kind.seq_len,
+        fixed_kind.vocab
+    );
+    if let Some((i, p)) = puzzles
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.question.len() != kind.seq_len)
+    {
+        bail!(
+            "puzzle {i} has {} tokens, the models take {}",
+            p.question.len(),
+            kind.seq_len
+        );
+    }
     if float.scheme().is_fixed() {
         bail!("--float: the model is a fixed-point one; give the float model it was made from");
     }
@@ -442,15 +496,37 @@ pub fn verify(
         return Err(e);
     }
     let seconds = t0.elapsed().as_secs_f64();
-    Ok(summarize(
-        float, fixed, puzzles, &outcomes, halt, thresholds, seconds, threads,
-    ))
+    let mut report = summarize(
+        float, fixed, &kind, puzzles, &outcomes, halt, thresholds, seconds, threads,
+    );
+    if let Some(arc) = arc {
+        report.float.arc_pass = Some(arc_pass(arc, puzzles, &outcomes, 0)?);
+        report.fixed.arc_pass = Some(arc_pass(arc, puzzles, &outcomes, 1)?);
+    }
+    Ok(report)
+}
+
+/// The ARC evaluator's pass@K of model `k`'s predictions.
+fn arc_pass(
+    arc: &ArcEvaluator,
+    puzzles: &[TokenPuzzle],
+    outcomes: &[PuzzleOutcome],
+    k: usize,
+) -> anyhow::Result<Vec<(usize, f64)>> {
+    let mut e = arc.clone();
+    e.clear();
+    for (p, o) in puzzles.iter().zip(outcomes) {
+        e.update(i64::from(p.puzzle_id), &p.question, &o.pred[k], o.q_halt[k])
+            .map_err(|err| anyhow!("ARC evaluator: {err}"))?;
+    }
+    Ok(e.result().pass_at)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn summarize(
     float: &Model<'_>,
     fixed: &Model<'_>,
+    kind: &PuzzleKind,
     puzzles: &[TokenPuzzle],
     outcomes: &[PuzzleOutcome],
     halt: HaltMode,
@@ -459,6 +535,7 @@ fn summarize(
     threads: usize,
 ) -> VerifyReport {
     let n = puzzles.len();
+    let seq = kind.seq_len;
     let with_answer = puzzles.iter().filter(|p| p.answer.is_some()).count();
     let stats = |k: usize, m: &Model<'_>| {
         let (mut exact, mut cells, mut valid, mut halted, mut steps) = (0, 0, 0, 0, 0u64);
@@ -467,9 +544,9 @@ fn summarize(
             if let Some(a) = &p.answer {
                 let c = a.iter().zip(pred).filter(|(x, y)| x == y).count();
                 cells += c;
-                exact += usize::from(c == CELLS);
+                exact += usize::from(c == seq);
             }
-            valid += usize::from(sudoku::is_valid_solution(pred, &p.question));
+            valid += usize::from(kind.check(pred, &p.question).is_ok());
             halted += usize::from(o.halt_step[k].is_some());
             steps += o.stop_step[k] as u64;
         }
@@ -479,8 +556,9 @@ fn summarize(
             model_crc: format!("{:08x}", trm_nostd::format::crc32(m.bytes())),
             exact,
             exact_accuracy: frac(exact, with_answer),
-            cell_accuracy: frac(cells, with_answer * CELLS),
-            valid,
+            cell_accuracy: frac(cells, with_answer * seq),
+            valid: kind.has_rule().then_some(valid),
+            arc_pass: None,
             halted,
             mean_steps: steps as f64 / n as f64,
         }
@@ -498,7 +576,7 @@ fn summarize(
             .filter(|(a, b)| a == b)
             .count();
         same_cells += c;
-        if c == CELLS {
+        if c == seq {
             same_answer += 1;
         } else if disagreeing.len() < 20 {
             disagreeing.push(i);
@@ -544,17 +622,18 @@ fn summarize(
     let mut contradicting_answers = 0;
     let mut contradicting_examples = Vec::new();
     for (i, p) in puzzles.iter().enumerate() {
-        if let Some(Err(v)) = p.answer.map(|a| sudoku::check_solution(&a, &p.question)) {
+        if let Some(Err(v)) = p.answer.as_ref().map(|a| kind.check(a, &p.question)) {
             contradicting_answers += 1;
             if contradicting_examples.len() < 20 {
                 contradicting_examples.push(ContradictingAnswer {
                     puzzle: i,
-                    reason: v.to_string(),
+                    reason: v,
                 });
             }
         }
     }
     let mut report = VerifyReport {
+        task: kind.task.name().to_string(),
         puzzles: n,
         with_answer,
         halt: halt_name(halt).to_string(),
@@ -562,7 +641,7 @@ fn summarize(
         float: fs,
         fixed: qs,
         answer_agreement: same_answer as f64 / n as f64,
-        cell_agreement: same_cells as f64 / (n * CELLS) as f64,
+        cell_agreement: same_cells as f64 / (n * seq) as f64,
         exact_drop,
         halt_agreement: same_halt as f64 / n as f64,
         drift,
@@ -657,8 +736,14 @@ impl VerifyReport {
             s.push('\n');
         };
         line(format!(
-            "verify: {} puzzles ({} with answers), halt={}, {} ACT steps, {:.2}s on {} threads",
-            self.puzzles, self.with_answer, self.halt, self.steps, self.seconds, self.threads
+            "verify: {} {} puzzles ({} with answers), halt={}, {} ACT steps, {:.2}s on {} threads",
+            self.puzzles,
+            self.task,
+            self.with_answer,
+            self.halt,
+            self.steps,
+            self.seconds,
+            self.threads
         ));
         line(format!(
             "{:<10} {:<12} {:>10} {:>12} {:>12} {:>8} {:>8} {:>10}",
@@ -672,10 +757,19 @@ impl VerifyReport {
                 m.model_crc,
                 format!("{} {}", m.exact, pct(m.exact_accuracy)),
                 pct(m.cell_accuracy),
-                m.valid,
+                m.valid.map_or("-".to_string(), |v| v.to_string()),
                 m.halted,
                 m.mean_steps
             ));
+        }
+        for (name, m) in [("float", &self.float), ("fixed", &self.fixed)] {
+            if let Some(pass) = &m.arc_pass {
+                let ks: Vec<String> = pass
+                    .iter()
+                    .map(|(k, v)| format!("pass@{k} {:.2}%", 100.0 * v))
+                    .collect();
+                line(format!("{name} ARC evaluator: {}", ks.join("  ")));
+            }
         }
         line(format!(
             "exact drop {}  answer agreement {:.2}%  cell agreement {:.3}%  halting-step agreement {:.2}%",

@@ -203,7 +203,7 @@ fn bad_inputs_give_clear_errors() {
             "--puzzles",
             cs,
         ],
-        &["not a Sudoku model"],
+        &["has 81 characters, expected 10 (a tokens puzzle)"],
     );
     fails(
         &[
@@ -215,11 +215,11 @@ fn bad_inputs_give_clear_errors() {
             "-o",
             &p("g.txt"),
         ],
-        &["not a Sudoku model"],
+        &["has 81 characters, expected 10 (a tokens puzzle)"],
     );
     fails(
         &["run", "-m", &p("other.trm"), "--puzzles", cs],
-        &["not a Sudoku model"],
+        &["has 81 characters, expected 10 (a tokens puzzle)"],
     );
     // A golden file that is not one.
     std::fs::write(p("notgolden.txt"), "TRM-STEP x\n").unwrap();
@@ -285,10 +285,11 @@ fn run_checks_each_prediction_and_sums_up() {
 
 #[test]
 fn verdicts_name_what_is_wrong() {
+    use trm_export::puzzles::PuzzleKind;
     use trm_export::solve::verdict;
     let rows = tiny::puzzles(1, 10, 1);
     let (q, a) = (&rows[0].question, rows[0].answer.as_deref().unwrap());
-    let v = verdict(q, a, Some(81));
+    let v = verdict(&PuzzleKind::SUDOKU, q, a, Some(81));
     assert!(
         v.contains("grid: yes") && v.contains("givens kept: yes (71/71)") && v.contains("correct"),
         "{v}"
@@ -301,14 +302,19 @@ fn verdicts_name_what_is_wrong() {
         .collect();
     let mut b = a.as_bytes().to_vec();
     b.swap(given[0], given[1]);
-    let v = verdict(q, std::str::from_utf8(&b).unwrap(), Some(79));
+    let v = verdict(
+        &PuzzleKind::SUDOKU,
+        q,
+        std::str::from_utf8(&b).unwrap(),
+        Some(79),
+    );
     assert!(
         v.contains("grid: no")
             && v.contains("givens kept: no (69/71")
             && v.contains("wrong (79/81"),
         "{v}"
     );
-    let v = verdict(q, &"?".repeat(81), None);
+    let v = verdict(&PuzzleKind::SUDOKU, q, &"?".repeat(81), None);
     assert!(
         v.contains("not 81 digits") && v.contains("answer: unknown"),
         "{v}"

@@ -133,7 +133,9 @@ fn export_to_a_folder_calibrates_on_the_checkpoint_training_split() {
     assert!(o.status.success(), "{}", tiny::text(&o));
     assert!(tiny::text(&o).contains("train"), "{}", tiny::text(&o));
     let got = std::fs::read(dir.join("models/model-fixed.trm")).unwrap();
-    let rows = read_dataset_split(&fixture.join("data/train"), 1).unwrap();
+    let rows = read_dataset_split(&fixture.join("data/train"), 1)
+        .unwrap()
+        .1;
     let f32_bytes = reference_to_trm(&fixture, DType::F32).unwrap();
     // The fixture's run had EMA off: its checkpoint holds the trained weights.
     let rec = record_of(

@@ -10,7 +10,7 @@ use std::process::Output;
 
 use common::tiny;
 use serde_json::Value;
-use trm_export::puzzles::{PuzzleRow, to_tokens};
+use trm_export::puzzles::{PuzzleKind, PuzzleRow, to_tokens};
 use trm_export::verify::{self, HaltMode, Thresholds};
 use trm_nostd::Model;
 use trm_nostd::format::SourceRecord;
@@ -107,7 +107,7 @@ fn nan_and_out_of_range_thresholds_are_refused() {
     // The library refuses them too, and the gate's comparisons fail on NaN limits and figures.
     let fm = Model::parse(&s.float).unwrap();
     let qm = Model::parse(&s.fixed).unwrap();
-    let puzzles = to_tokens(&s.rows).unwrap();
+    let puzzles = to_tokens(&s.rows, &PuzzleKind::SUDOKU).unwrap();
     let nan = Thresholds {
         min_cell_agreement: Some(f64::NAN),
         ..Thresholds::default()

@@ -20,15 +20,25 @@
 //! TRM-MODEL bytes=<n> version=<v> hidden=<D> seq_len=<L> layers=<n> mlp_t=<bool> params=<n> scratch_f32=<n> scratch_have=<n> scheme=float
 //! TRM-MODEL bytes=<n> version=<v> hidden=<D> seq_len=<L> layers=<n> mlp_t=<bool> params=<n> scratch_f32=<n> scratch_have=<n> scheme=fixed scratch_i16=<n> scratch_i32=<n>
 //! TRM-PUZZLE puzzle=<i> name=<name> givens=<n> question=<81 chars>
+//! TRM-PUZZLE puzzle=<i> name=<name> task=<maze|arc|tokens> id=<puzzle id> question=<token line>
 //! TRM-ANSWER puzzle=<i> status=valid|invalid|none [msg=<reason>]
 //! TRM-STEP puzzle=<i> step=<k> q_halt=<hex32> y=<hex32> z=<hex32>
 //! TRM-DIGEST puzzle=<i> steps=<n> tokens=<hex32> y=<hex32>
 //! TRM-RESULT puzzle=<i> valid=<bool> correct=<n>/81 prediction=<81 chars> [msg=<reason>]
+//! TRM-RESULT puzzle=<i> valid=<bool|n/a> correct=<n>/<seq_len> prediction=<token line> [msg=<reason>]
 //! TRM-CYCLES puzzle=<i> ticks=<n> unit=<unit> steps=<n> per_step=<ticks> [us_per_step=<n>]
 //! TRM-ERROR stage=<model|engine|puzzle|golden> [puzzle=<i>] msg=<Display of the error>
 //! TRM-GOLDEN match=<n>/<total>
 //! TRM-DONE ok=<n> total=<n> errors=<n>
 //! ```
+//!
+//! A model of another task than Sudoku (`trm_nostd::task::Task::of`: Maze-Hard, ARC, any
+//! sequence of at most `MAX_SEQ_LEN` tokens of at most 62 kinds) runs too: its puzzles are token
+//! lines of the task's alphabet (maze `_#.SGo`, ARC `_|0123456789`, otherwise base 62), its
+//! `TRM-PUZZLE` line names the task and the puzzle identifier ([`Puzzle::puzzle_id`], the row
+//! of the puzzle embedding), the boards are the task's grids, and `valid=` is the task's rule
+//! (a maze path from start to goal, an ARC output grid; `n/a` without a rule, where a puzzle
+//! counts as ok when it matches its answer).
 //!
 //! `TRM-GOLDEN` appears only in a run with a golden file ([`run_checked`], [`run_firmware`]):
 //! the run's `TRM-STEP`, `TRM-DIGEST` and `TRM-RESULT` lines compared, in order, with the
@@ -61,6 +71,7 @@ use trm_nostd::act::should_stop;
 use trm_nostd::digest::digest_tokens;
 use trm_nostd::format::Model;
 use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
+use trm_nostd::task::{LineError, MAX_SEQ_LEN, Task};
 
 pub use trm_nostd::HaltMode;
 
@@ -190,10 +201,14 @@ impl Counter for NoCounter {
 pub struct Puzzle<'a> {
     /// A short label (source or row number), without spaces.
     pub name: &'a str,
-    /// 81 characters, `.`/`0` blank, `1`..`9` digits.
+    /// Sudoku: 81 characters, `.`/`0` blank, `1`..`9` digits; other tasks: a token line
+    /// (`trm_nostd::task`).
     pub question: &'a str,
     /// The reference solution, when known.
     pub answer: Option<&'a str>,
+    /// The puzzle identifier (the row of the puzzle embedding): 0 for Sudoku and mazes, the
+    /// augmented puzzle's for ARC.
+    pub puzzle_id: u32,
 }
 
 /// Settings of a run.
@@ -347,20 +362,36 @@ struct GoldenCheck<'g> {
     expected: core::iter::Enumerate<core::str::Lines<'g>>,
     /// Checked lines in the golden file.
     total: usize,
-    /// The run's line being printed.
+    /// The run's line being printed: its first [`LINE_MAX`] bytes, and all its bytes counted.
     buf: [u8; LINE_MAX],
     len: usize,
-    overflow: bool,
+    pos: usize,
+    /// A longer line's bytes past the buffer are compared as they come with `tail_want`, the
+    /// golden line it will be compared with; `tail_same` stays true while they agree.
+    tail_want: Option<&'g str>,
+    tail_same: bool,
     matched: usize,
     /// Checked lines the run printed.
     compared: usize,
     /// Checked lines the run printed beyond the golden file's.
     extra: usize,
-    /// The first difference: golden line number, expected text (None: the golden file had no
-    /// more lines), and the run's line.
-    first: Option<(usize, Option<&'g str>, [u8; LINE_MAX], usize)>,
+    /// The first difference.
+    first: Option<FirstDifference<'g>>,
     /// A header field that does not fit the run.
     header_error: bool,
+}
+
+/// Where a golden comparison first failed: the golden line number, its text (None: the golden
+/// file had no more lines), the run's line (its first bytes, their count) and whether it was
+/// longer.
+type FirstDifference<'g> = (usize, Option<&'g str>, [u8; LINE_MAX], usize, bool);
+
+/// The longest UTF-8 prefix of `bytes`.
+fn utf8_prefix(bytes: &[u8]) -> &str {
+    match core::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+    }
 }
 
 impl<'g> GoldenCheck<'g> {
@@ -371,7 +402,9 @@ impl<'g> GoldenCheck<'g> {
             total: text.lines().filter(|l| is_checked(l)).count(),
             buf: [0; LINE_MAX],
             len: 0,
-            overflow: false,
+            pos: 0,
+            tail_want: None,
+            tail_same: true,
             matched: 0,
             compared: 0,
             extra: 0,
@@ -380,34 +413,60 @@ impl<'g> GoldenCheck<'g> {
         }
     }
 
+    /// The golden line the run's next checked line is compared with (without consuming it).
+    fn next_expected(&self) -> Option<(usize, &'g str)> {
+        self.expected
+            .clone()
+            .find(|(_, l)| is_checked(l.trim_end_matches('\r')))
+            .map(|(n, l)| (n, l.trim_end_matches('\r')))
+    }
+
     fn feed(&mut self, s: &str) {
         for &b in s.as_bytes() {
             if b == b'\n' {
                 self.line_done();
-            } else if self.len < LINE_MAX {
+                continue;
+            }
+            if self.len < LINE_MAX {
                 self.buf[self.len] = b;
                 self.len += 1;
             } else {
-                self.overflow = true;
+                // Past the buffer (a token line of a long sequence): compare byte by byte.
+                if self.pos == LINE_MAX {
+                    self.tail_want = if is_checked(utf8_prefix(&self.buf)) {
+                        self.next_expected().map(|(_, l)| l)
+                    } else {
+                        None
+                    };
+                }
+                let want = self.tail_want.and_then(|w| w.as_bytes().get(self.pos));
+                self.tail_same &= want == Some(&b);
             }
+            self.pos += 1;
         }
     }
 
     fn line_done(&mut self) {
         let len = core::mem::take(&mut self.len);
-        let overflow = core::mem::take(&mut self.overflow);
+        let pos = core::mem::take(&mut self.pos);
+        let tail_same = core::mem::replace(&mut self.tail_same, true);
+        self.tail_want = None;
         // Whole lines of ASCII and UTF-8 text only are printed; anything else cannot match.
-        let line = core::str::from_utf8(&self.buf[..len]).unwrap_or("");
+        let line = utf8_prefix(&self.buf[..len]);
         if !is_checked(line) {
             return;
         }
         self.compared += 1;
-        let next = self
-            .expected
-            .by_ref()
-            .find(|(_, l)| is_checked(l.trim_end_matches('\r')));
+        let next = self.next_expected();
+        if let Some((n, _)) = next {
+            // Consume the golden lines up to and including the one compared.
+            let _ = self.expected.by_ref().find(|(k, _)| *k == n);
+        }
         let same = match next {
-            Some((_, want)) => !overflow && want.trim_end_matches('\r') == line,
+            Some((_, want)) if pos > len => {
+                tail_same && want.len() == pos && want.as_bytes()[..len] == self.buf[..len]
+            }
+            Some((_, want)) => want == line && len == pos,
             None => {
                 self.extra += 1;
                 false
@@ -417,7 +476,7 @@ impl<'g> GoldenCheck<'g> {
             self.matched += 1;
         } else if self.first.is_none() {
             let n = next.map_or(0, |(n, _)| n + 1);
-            self.first = Some((n, next.map(|(_, l)| l), self.buf, len));
+            self.first = Some((n, next.map(|(_, l)| l), self.buf, len, pos > len));
         }
     }
 
@@ -500,16 +559,17 @@ fn golden_summary<C: Console + ?Sized>(out: &mut Out<'_, '_, C>) -> bool {
     }
     // Golden lines consumed: every checked line the run printed, except those beyond the end.
     let missing = check.total.saturating_sub(check.compared - check.extra);
-    if let Some((n, want, got, len)) = &check.first {
-        let got = core::str::from_utf8(&got[..*len]).unwrap_or("?");
+    if let Some((n, want, got, len, longer)) = &check.first {
+        let got = utf8_prefix(&got[..*len]);
+        let got_more = if *longer { "..." } else { "" };
         match want {
             Some(want) => say!(
                 out,
-                "TRM-ERROR stage=golden msg=first difference at line {n} of the golden file: expected `{want}`, got `{got}`"
+                "TRM-ERROR stage=golden msg=first difference at line {n} of the golden file: expected `{want}`, got `{got}{got_more}`"
             ),
             None => say!(
                 out,
-                "TRM-ERROR stage=golden msg=the run printed more lines than the golden file has, first `{got}`"
+                "TRM-ERROR stage=golden msg=the run printed more lines than the golden file has, first `{got}{got_more}`"
             ),
         }
     }
@@ -769,10 +829,18 @@ fn load<'s, C: Console + ?Sized>(
     } else {
         say!(out, " scheme=float");
     }
-    if c.seq_len as usize != CELLS || (c.vocab_size as usize) < sudoku::VOCAB {
+    // Sudoku, or a task whose puzzles read as token lines of at most MAX_SEQ_LEN tokens.
+    let task = Task::of(&c);
+    let mut probe = [PAD; 1];
+    let has_lines = task == Task::Sudoku
+        || !matches!(
+            task.parse_line("0", c.vocab_size, &mut probe),
+            Err(LineError::NoAlphabet)
+        );
+    if c.seq_len as usize > MAX_SEQ_LEN || !has_lines {
         say!(
             out,
-            "TRM-ERROR stage=model msg=not a Sudoku model (seq_len {}, vocab {})",
+            "TRM-ERROR stage=model msg=not a model of a task the app runs (seq_len {}, vocab {}; at most {MAX_SEQ_LEN} tokens of at most 62 kinds)",
             c.seq_len,
             c.vocab_size
         );
@@ -793,6 +861,21 @@ fn load<'s, C: Console + ?Sized>(
 /// One puzzle: parse, print, check the reference answer, and solve when there is an engine.
 /// `Ok(true)` when the puzzle counts as ok, `Err(())` on a run error (already printed).
 fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    counter: &mut K,
+    engine: Option<&mut AnyEngine<'_>>,
+    i: usize,
+    p: &Puzzle<'_>,
+    opts: &Options<'_>,
+) -> Result<bool, ()> {
+    match engine {
+        Some(e) if Task::of(e.config()) != Task::Sudoku => solve_task(out, counter, e, i, p, opts),
+        engine => solve_sudoku(out, counter, engine, i, p, opts),
+    }
+}
+
+/// [`solve_one`] of a Sudoku puzzle (or, without an engine, the codec-only check of one).
+fn solve_sudoku<C: Console + ?Sized, K: Counter + ?Sized>(
     out: &mut Out<'_, '_, C>,
     counter: &mut K,
     engine: Option<&mut AnyEngine<'_>>,
@@ -850,10 +933,161 @@ fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
         // Codec-only run: the puzzle is ok when its answer is known and valid.
         return Ok(answer.is_some());
     };
+    let mut pred: Tokens = [PAD; CELLS];
+    let (steps, ticks) = solve_act(
+        out,
+        counter,
+        engine,
+        i,
+        &question,
+        p.puzzle_id,
+        &mut pred,
+        opts,
+    )?;
+    // Givens stay as they were: the model predicts every cell, the grid check decides.
+    let valid = sudoku::check_solution(&pred, &question);
+    let correct = match &answer {
+        Some(a) => a.iter().zip(pred.iter()).filter(|(x, y)| x == y).count(),
+        None => 0,
+    };
+    let mut line = Line::new();
+    let _ = sudoku::write_line(&mut line, &pred);
+    match valid {
+        Ok(()) => say!(
+            out,
+            "TRM-RESULT puzzle={i} valid=true correct={correct}/{CELLS} prediction={}",
+            line.as_str()
+        ),
+        Err(v) => say!(
+            out,
+            "TRM-RESULT puzzle={i} valid=false correct={correct}/{CELLS} prediction={} msg={v}",
+            line.as_str()
+        ),
+    }
+    if opts.boards {
+        let _ = sudoku::write_board(out, &pred);
+    }
+    cycles(out, counter, i, ticks, steps);
+    Ok(valid.is_ok())
+}
 
+/// [`solve_one`] of a puzzle of another task ([`Task`]: maze, ARC, any token sequence): the
+/// question and answer are token lines of the task's alphabet, the puzzle identifier selects the
+/// puzzle embedding, and validity is the task's rule (`valid=n/a` for a task without one).
+/// Never inlined: its token buffers (3 KiB of stack) stay out of the Sudoku path's frame on
+/// small boards.
+#[inline(never)]
+fn solve_task<C: Console + ?Sized, K: Counter + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    counter: &mut K,
+    engine: &mut AnyEngine<'_>,
+    i: usize,
+    p: &Puzzle<'_>,
+    opts: &Options<'_>,
+) -> Result<bool, ()> {
+    let c = *engine.config();
+    let task = Task::of(&c);
+    let seq = c.seq_len as usize;
+    let mut question = [PAD; MAX_SEQ_LEN];
+    let mut answer = [PAD; MAX_SEQ_LEN];
+    let mut pred = [PAD; MAX_SEQ_LEN];
+    let (question, answer, pred) = (&mut question[..seq], &mut answer[..seq], &mut pred[..seq]);
+    if let Err(e) = task.parse_line(p.question, c.vocab_size, question) {
+        say!(
+            out,
+            "TRM-ERROR stage=puzzle puzzle={i} msg=question: {task}: {e}"
+        );
+        return Err(());
+    }
+    let _ = write!(
+        out,
+        "TRM-PUZZLE puzzle={i} name={} task={task} id={} question=",
+        p.name, p.puzzle_id
+    );
+    let _ = task.write_line(out, question);
+    say!(out, "");
+    if opts.boards {
+        let _ = task.write_board(out, question);
+    }
+    let has_answer = match p.answer {
+        None => {
+            say!(out, "TRM-ANSWER puzzle={i} status=none");
+            false
+        }
+        Some(a) => {
+            if let Err(e) = task.parse_line(a, c.vocab_size, answer) {
+                say!(
+                    out,
+                    "TRM-ERROR stage=puzzle puzzle={i} msg=answer: {task}: {e}"
+                );
+                return Err(());
+            }
+            match task.check(answer, question) {
+                Ok(()) => say!(out, "TRM-ANSWER puzzle={i} status=valid"),
+                Err(v) => {
+                    say!(out, "TRM-ANSWER puzzle={i} status=invalid msg={v}");
+                    say!(
+                        out,
+                        "TRM-ERROR stage=puzzle puzzle={i} msg=answer: not valid for its question: {v}"
+                    );
+                    return Err(());
+                }
+            }
+            true
+        }
+    };
+    let (steps, ticks) = solve_act(out, counter, engine, i, question, p.puzzle_id, pred, opts)?;
+    let correct = if has_answer {
+        answer
+            .iter()
+            .zip(pred.iter())
+            .filter(|(x, y)| x == y)
+            .count()
+    } else {
+        0
+    };
+    let valid = task.check(pred, question);
+    let verdict = match (task.has_rule(), valid.is_ok()) {
+        (false, _) => "n/a",
+        (true, true) => "true",
+        (true, false) => "false",
+    };
+    let _ = write!(
+        out,
+        "TRM-RESULT puzzle={i} valid={verdict} correct={correct}/{seq} prediction="
+    );
+    let _ = task.write_line(out, pred);
+    match valid {
+        Err(v) => say!(out, " msg={v}"),
+        Ok(()) => say!(out, ""),
+    }
+    if opts.boards {
+        let _ = task.write_board(out, pred);
+    }
+    cycles(out, counter, i, ticks, steps);
+    // Without a rule, a puzzle counts as ok when it matches its answer.
+    Ok(if task.has_rule() {
+        valid.is_ok()
+    } else {
+        has_answer && correct == seq
+    })
+}
+
+/// Runs the ACT steps of one puzzle (`TRM-STEP` lines when asked), writes the prediction into
+/// `pred` and prints `TRM-DIGEST`; returns the steps run and the counter ticks the solve took.
+#[allow(clippy::too_many_arguments)]
+fn solve_act<C: Console + ?Sized, K: Counter + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    counter: &mut K,
+    engine: &mut AnyEngine<'_>,
+    i: usize,
+    question: &[u8],
+    puzzle_id: u32,
+    pred: &mut [u8],
+    opts: &Options<'_>,
+) -> Result<(u32, u64), ()> {
     let t0 = counter.now();
-    // Puzzle identifier 0 for every puzzle.
-    if let Err(e) = engine.start(&question, 0) {
+    if let Err(e) = engine.start(question, puzzle_id) {
         say!(out, "TRM-ERROR stage=engine puzzle={i} msg={e}");
         return Err(());
     }
@@ -874,41 +1108,28 @@ fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
             break s.step;
         }
     };
-    let mut pred: Tokens = [PAD; CELLS];
-    if let Err(e) = engine.predict(&mut pred) {
+    if let Err(e) = engine.predict(pred) {
         say!(out, "TRM-ERROR stage=engine puzzle={i} msg={e}");
         return Err(());
     }
     let ticks = counter.now().wrapping_sub(t0);
-    // Givens stay as they were: the model predicts every cell, the grid check decides.
-    let valid = sudoku::check_solution(&pred, &question);
-    let correct = match &answer {
-        Some(a) => a.iter().zip(pred.iter()).filter(|(x, y)| x == y).count(),
-        None => 0,
-    };
-    let mut line = Line::new();
-    let _ = sudoku::write_line(&mut line, &pred);
     say!(
         out,
         "TRM-DIGEST puzzle={i} steps={steps} tokens={:08x} y={:08x}",
-        digest_tokens(&pred),
+        digest_tokens(pred),
         engine.y_digest()
     );
-    match valid {
-        Ok(()) => say!(
-            out,
-            "TRM-RESULT puzzle={i} valid=true correct={correct}/{CELLS} prediction={}",
-            line.as_str()
-        ),
-        Err(v) => say!(
-            out,
-            "TRM-RESULT puzzle={i} valid=false correct={correct}/{CELLS} prediction={} msg={v}",
-            line.as_str()
-        ),
-    }
-    if opts.boards {
-        let _ = sudoku::write_board(out, &pred);
-    }
+    Ok((steps, ticks))
+}
+
+/// Prints the `TRM-CYCLES` line of a solve.
+fn cycles<C: Console + ?Sized, K: Counter + ?Sized>(
+    out: &mut Out<'_, '_, C>,
+    counter: &K,
+    i: usize,
+    ticks: u64,
+    steps: u32,
+) {
     let per_step = ticks / u64::from(steps.max(1));
     let _ = write!(
         out,
@@ -923,7 +1144,6 @@ fn solve_one<C: Console + ?Sized, K: Counter + ?Sized>(
         ),
         _ => say!(out, ""),
     }
-    Ok(valid.is_ok())
 }
 
 /// An 81-character line buffer (a puzzle in string form), no allocation.

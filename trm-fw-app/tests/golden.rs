@@ -39,6 +39,7 @@ const FIXED: &[u8] = include_bytes!("fixtures/fixed-d16.trm");
 const PUZZLES: [Puzzle<'static>; 2] = [
     Puzzle {
         name: "wiki",
+        puzzle_id: 0,
         question: "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79",
         answer: Some(
             "534678912672195348198342567859761423426853791713924856961537284287419635345286179",
@@ -46,6 +47,7 @@ const PUZZLES: [Puzzle<'static>; 2] = [
     },
     Puzzle {
         name: "inkala",
+        puzzle_id: 0,
         question: "8..........36......7..9.2...5...7.......457.....1...3...1....68..85...1..9....4..",
         answer: None,
     },

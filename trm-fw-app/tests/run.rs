@@ -81,26 +81,31 @@ fn codec_run_reports_every_error() {
     let puzzles = [
         Puzzle {
             name: "good",
+            puzzle_id: 0,
             question: Q,
             answer: Some(A),
         },
         Puzzle {
             name: "badchar",
+            puzzle_id: 0,
             question: &bad_q,
             answer: Some(A),
         },
         Puzzle {
             name: "wrong",
+            puzzle_id: 0,
             question: Q,
             answer: Some(&swapped),
         },
         Puzzle {
             name: "short",
+            puzzle_id: 0,
             question: &Q[..80],
             answer: None,
         },
         Puzzle {
             name: "noanswer",
+            puzzle_id: 0,
             question: Q,
             answer: None,
         },
@@ -154,6 +159,7 @@ fn an_answer_contradicting_its_givens_is_an_error_with_its_reason() {
     let q = format!("6{}", &Q[1..]);
     let p = [Puzzle {
         name: "contradicts",
+        puzzle_id: 0,
         question: &q,
         answer: Some(A),
     }];
@@ -176,6 +182,7 @@ fn an_answer_contradicting_its_givens_is_an_error_with_its_reason() {
 fn bad_models_are_errors() {
     let p = [Puzzle {
         name: "good",
+        puzzle_id: 0,
         question: Q,
         answer: Some(A),
     }];
@@ -246,6 +253,7 @@ fn solves_match_the_engine() {
         let bytes = model(&c, bias);
         let p = [Puzzle {
             name: "good",
+            puzzle_id: 0,
             question: Q,
             answer: Some(A),
         }];
@@ -345,6 +353,7 @@ fn a_run_in_parts_prints_what_run_prints() {
     let mut puzzles = vec![
         Puzzle {
             name: "good",
+            puzzle_id: 0,
             question: Q,
             answer: Some(A),
         };
@@ -383,6 +392,7 @@ fn engine_errors_are_reported() {
     let bytes = model(&c, -5.0);
     let p = [Puzzle {
         name: "good",
+        puzzle_id: 0,
         question: Q,
         answer: None,
     }];
@@ -405,13 +415,56 @@ fn engine_errors_are_reported() {
         "{out}"
     );
 
-    // A model that is not a Sudoku model.
+    // A model of no task the app runs: more than 62 kinds of tokens.
     let mut c2 = c;
     c2.seq_len = 10;
+    c2.vocab_size = 70;
     let (r, out) = go(Some(&model(&c2, -5.0)), &p, 1 << 20, HaltMode::AllSteps);
     assert_eq!(r.errors, 1, "{out}");
     assert!(
-        out.contains("TRM-ERROR stage=model msg=not a Sudoku model (seq_len 10, vocab 11)"),
+        out.contains(
+            "TRM-ERROR stage=model msg=not a model of a task the app runs (seq_len 10, vocab 70;"
+        ),
+        "{out}"
+    );
+
+    // A model of another task (10 tokens of 11 kinds: no task rule) runs token lines; a Sudoku
+    // string is refused naming the task.
+    c2.vocab_size = 11;
+    let tokens = [
+        Puzzle {
+            name: "t",
+            puzzle_id: 0,
+            question: "0123456789",
+            answer: Some("0123456789"),
+        },
+        Puzzle {
+            name: "s",
+            puzzle_id: 0,
+            question: Q,
+            answer: None,
+        },
+    ];
+    let (r, out) = go(
+        Some(&model(&c2, -5.0)),
+        &tokens,
+        1 << 20,
+        HaltMode::AllSteps,
+    );
+    assert_eq!(r.total, 2, "{out}");
+    assert_eq!(r.errors, 1, "{out}");
+    assert!(
+        out.contains("TRM-PUZZLE puzzle=0 name=t task=tokens id=0 question=0123456789\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("TRM-RESULT puzzle=0 valid=n/a correct="),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "TRM-ERROR stage=puzzle puzzle=1 msg=question: tokens: 81 tokens, expected 10"
+        ),
         "{out}"
     );
 
@@ -445,6 +498,7 @@ fn run_models_runs_each_model_in_turn() {
     let bad: &[u8] = b"not a model";
     let p = [Puzzle {
         name: "good",
+        puzzle_id: 0,
         question: Q,
         answer: Some(A),
     }];
@@ -531,11 +585,13 @@ fn fixed_models_run_on_the_fixed_engine() {
     let p = [
         Puzzle {
             name: "wiki",
+            puzzle_id: 0,
             question: Q,
             answer: Some(A),
         },
         Puzzle {
             name: "empty",
+            puzzle_id: 0,
             question: ".................................................................................",
             answer: None,
         },
@@ -618,6 +674,7 @@ fn fixed_scratch_too_small_is_an_engine_error() {
     let words = AnyEngine::arena_len(&m);
     let p = [Puzzle {
         name: "wiki",
+        puzzle_id: 0,
         question: Q,
         answer: Some(A),
     }];
@@ -644,6 +701,7 @@ fn run_models_mixes_float_and_fixed() {
         .max(AnyEngine::arena_len(&m));
     let p = [Puzzle {
         name: "wiki",
+        puzzle_id: 0,
         question: Q,
         answer: Some(A),
     }];
@@ -670,5 +728,104 @@ fn run_models_mixes_float_and_fixed() {
         let (_, alone) = go(Some(bytes), &p, len, HaltMode::AllSteps);
         let block = out.0.split("TRM-BANNER").nth(k + 1).expect("block");
         assert_eq!(format!("TRM-BANNER{block}"), alone);
+    }
+}
+
+/// A maze model's puzzles (token lines longer than the golden check's line buffer): the golden
+/// comparison checks every byte of a long `TRM-RESULT` line, and the puzzle identifier reaches
+/// the engine.
+#[test]
+fn long_token_lines_are_compared_whole_and_identifiers_reach_the_engine() {
+    use trm_fw_app::run_checked;
+    // A 16x16 maze (256 cells: lines longer than LINE_MAX), 4 puzzle identifiers.
+    let mut c = config();
+    c.seq_len = 256;
+    c.vocab_size = 6;
+    c.num_puzzle_identifiers = 4;
+    let bytes = model(&c, -5.0);
+    let mut q = vec![b'.'; 256];
+    q[0] = b'S';
+    q[255] = b'G';
+    q[17] = b'#';
+    let q = String::from_utf8(q).unwrap();
+    let mut a = q.clone().into_bytes();
+    a[1..16].fill(b'o');
+    for r in 1..15 {
+        a[r * 16 + 15] = b'o';
+    }
+    a[15 * 16 + 15] = b'G';
+    let a = String::from_utf8(a).unwrap();
+    let puzzles = [
+        Puzzle {
+            name: "m0",
+            puzzle_id: 0,
+            question: &q,
+            answer: Some(&a),
+        },
+        Puzzle {
+            name: "m3",
+            puzzle_id: 3,
+            question: &q,
+            answer: Some(&a),
+        },
+    ];
+    let (r, out) = go(Some(&bytes), &puzzles, 1 << 22, HaltMode::AllSteps);
+    assert!(r.success(), "{out}");
+    assert!(out.contains("TRM-ANSWER puzzle=0 status=valid"), "{out}");
+    assert!(
+        out.contains(" name=m3 task=maze id=3 question=S...."),
+        "{out}"
+    );
+    // The same maze under another identifier: another puzzle embedding, other states.
+    let digests = lines(&out, "TRM-DIGEST");
+    let y = |l: &str| l.split(" y=").nth(1).unwrap().to_string();
+    assert_ne!(y(digests[0]), y(digests[1]), "{out}");
+
+    let golden: String = std::iter::once(format!(
+        "# trm-golden v1 model_crc={:08x} halt=all puzzles=2",
+        trm_fw_app::crc32(&bytes)
+    ))
+    .chain(
+        out.lines()
+            .filter(|l| {
+                ["TRM-PUZZLE ", "TRM-STEP ", "TRM-DIGEST ", "TRM-RESULT "]
+                    .iter()
+                    .any(|t| l.starts_with(t))
+            })
+            .map(str::to_string),
+    )
+    .map(|l| l + "\n")
+    .collect();
+    let result = lines(&golden, "TRM-RESULT")[1].to_string();
+    assert!(result.len() > trm_fw_app::LINE_MAX + 100, "{result}");
+    let check = |golden: &str| {
+        let mut o = Buf::default();
+        let mut scratch = vec![0.0f32; 1 << 22];
+        let r = run_checked(
+            &mut o,
+            &mut Calls(0),
+            &bytes,
+            golden,
+            &puzzles,
+            &mut scratch,
+            &opts(HaltMode::AllSteps),
+        );
+        (r, o.0)
+    };
+    let (r, o) = check(&golden);
+    assert!(r.success(), "{o}");
+    assert!(o.contains("TRM-GOLDEN match=12/12"), "{o}");
+    // One byte changed far past the line buffer, a byte added, a byte removed: each a
+    // difference, reported with the golden line.
+    let n = result.len();
+    let mut flipped = result.clone().into_bytes();
+    let k = n - 20;
+    flipped[k] = if flipped[k] == b'.' { b'o' } else { b'.' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for edited in [flipped, format!("{result}."), result[..n - 1].to_string()] {
+        let (r, o) = check(&golden.replace(&result, &edited));
+        assert!(!r.success(), "{o}");
+        assert!(o.contains("TRM-GOLDEN match=11/12"), "{o}");
+        assert!(o.contains(&format!("expected `{edited}`, got `")), "{o}");
     }
 }

@@ -13,7 +13,9 @@
 //! - [`act`]: the ACT step schedule both engines share ([`HaltMode`], when a solve stops);
 //! - [`float`]: the float engine (f32, `libm`, fixed summation order: bit-reproducible);
 //! - [`fixed`]: the fixed-point engine (int8 weights, int16 activations, integer only);
-//! - [`sudoku`]: puzzle codecs.
+//! - [`sudoku`]: the Sudoku codec and rules;
+//! - [`task`], [`maze`]: the other tasks (Maze, ARC, any token sequence): which task a model
+//!   solves, token lines and grids, validity rules.
 //!
 //! No `alloc`: every buffer is passed in by the caller, sized by functions of the [`Config`].
 //!
@@ -81,7 +83,9 @@ pub mod engine;
 pub mod fixed;
 pub mod float;
 pub mod format;
+pub mod maze;
 pub mod sudoku;
+pub mod task;
 pub mod tensor;
 
 pub use act::HaltMode;
@@ -93,4 +97,5 @@ pub use engine::{
 pub use fixed::FixedEngine;
 pub use float::FloatEngine;
 pub use format::{FormatError, Model, NumericScheme};
+pub use task::Task;
 pub use tensor::{DType, LayerTensor, Shape, TensorId, TensorSource, TensorView};

@@ -389,7 +389,7 @@ fn puzzles_code(manifest_dir: &Path) -> String {
     for (name, q, a) in rows {
         let _ = writeln!(
             code,
-            "    trm_fw_app::Puzzle {{ name: {name:?}, question: {q:?}, answer: {a:?} }},"
+            "    trm_fw_app::Puzzle {{ name: {name:?}, question: {q:?}, answer: {a:?}, puzzle_id: 0 }},"
         );
     }
     code.push_str("];\n");

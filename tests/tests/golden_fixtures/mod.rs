@@ -82,6 +82,7 @@ pub fn generated(n: usize, seed: u64) -> Vec<PuzzleRow> {
                 name: format!("gen{i}"),
                 question: digits(&g.puzzle),
                 answer: Some(digits(&g.solution)),
+                puzzle_id: 0,
             }
         })
         .collect()

@@ -153,6 +153,7 @@ pub fn puzzles(n: usize, blanks: usize, seed: u64) -> Vec<PuzzleRow> {
                 name: format!("p{i}"),
                 question: text(&question),
                 answer: Some(text(&answer)),
+                puzzle_id: 0,
             }
         })
         .collect()
