@@ -24,7 +24,8 @@
 #
 # The firmware embeds what the environment says at build time (see
 # firmware-examples/embed): TRM_MODEL (a .trm path, or several separated by ':', one run each),
-# TRM_PUZZLES (a Sudoku CSV), TRM_PUZZLES_N, TRM_HALT (all|early), TRM_STEP_DIGESTS (1|0).
+# TRM_PUZZLES (a Sudoku CSV, or `trm-export puzzles` output for another task), TRM_PUZZLES_N,
+# TRM_HALT (all|early), TRM_STEP_DIGESTS (1|0).
 # QEMU_TIMEOUT (seconds, default 600) bounds the QEMU run. CROSS_TARGET_DIR overrides the target dir of `lib`.
 #
 # Every step is named; a failure prints the step and exits non-zero. A second run is quick:

@@ -7,7 +7,9 @@
 //!   it is, 64-byte aligned (the `.trm` section alignment), so the engine reads weights in place;
 //!   an empty or malformed file is embedded too, and the firmware must report it and exit 1.
 //! - `TRM_PUZZLES`: a Sudoku CSV in the public dataset layout (`source,question,answer,rating`
-//!   with a header line). Unset: two well-known public puzzles built in here.
+//!   with a header line), or for another task (maze, ARC) the CSV `trm-export puzzles` writes
+//!   (`source,question,answer,puzzle_id`: token lines and the puzzle identifiers). Unset: two
+//!   well-known public Sudoku puzzles built in here.
 //! - `TRM_PUZZLES_N`: how many rows of `TRM_PUZZLES` to embed (default 3).
 //! - `TRM_HALT`: `all` (default, the reference's evaluation: every ACT step) or `early` (stop
 //!   at the first positive q_halt).
@@ -354,11 +356,11 @@ fn models_code(paths: &[PathBuf], model_memory: u64) -> String {
 
 /// `PUZZLES: &[Puzzle]`.
 fn puzzles_code(manifest_dir: &Path) -> String {
-    let mut rows: Vec<(String, String, Option<String>)> = Vec::new();
+    let mut rows: Vec<(String, String, Option<String>, u32)> = Vec::new();
     match env::var_os("TRM_PUZZLES") {
         None => {
             for (n, q, a) in BUILTIN {
-                rows.push((n.to_string(), q.to_string(), Some(a.to_string())));
+                rows.push((n.to_string(), q.to_string(), Some(a.to_string()), 0));
             }
         }
         Some(path) => {
@@ -369,6 +371,11 @@ fn puzzles_code(manifest_dir: &Path) -> String {
                 .unwrap_or(3);
             let text = fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("TRM_PUZZLES={}: {e}", path.display()));
+            // The fourth column holds puzzle identifiers when the header names it `puzzle_id`.
+            let ids = text
+                .lines()
+                .next()
+                .is_some_and(|h| h.trim().split(',').nth(3) == Some("puzzle_id"));
             for (i, line) in text.lines().skip(1).take(n).enumerate() {
                 let f: Vec<&str> = line.trim().split(',').collect();
                 let name = f
@@ -379,17 +386,23 @@ fn puzzles_code(manifest_dir: &Path) -> String {
                 // Strings are embedded as they are: the firmware validates them and reports.
                 let q = f.get(1).copied().unwrap_or("").to_string();
                 let a = f.get(2).map(|s| s.to_string()).filter(|s| !s.is_empty());
-                rows.push((name, q, a));
+                let id = match f.get(3) {
+                    Some(v) if ids => v.trim().parse().unwrap_or_else(|_| {
+                        panic!("TRM_PUZZLES row {}: puzzle_id `{v}` is not a number", i + 1)
+                    }),
+                    _ => 0,
+                };
+                rows.push((name, q, a, id));
             }
         }
     }
     let mut code = String::from(
         "/// The embedded puzzles (TRM_PUZZLES or the built-in list).\npub static PUZZLES: &[trm_fw_app::Puzzle<'static>] = &[\n",
     );
-    for (name, q, a) in rows {
+    for (name, q, a, id) in rows {
         let _ = writeln!(
             code,
-            "    trm_fw_app::Puzzle {{ name: {name:?}, question: {q:?}, answer: {a:?}, puzzle_id: 0 }},"
+            "    trm_fw_app::Puzzle {{ name: {name:?}, question: {q:?}, answer: {a:?}, puzzle_id: {id} }},"
         );
     }
     code.push_str("];\n");
