@@ -8,11 +8,14 @@
 //! 2. compared float vs fixed by `verify` (task metrics; ARC: the evaluator's pass@K), whose
 //!    float exact count must equal the app's;
 //! 3. written to a golden file and checked against it; an edited prediction far into a long
-//!    line fails the check.
+//!    line fails the check;
+//! 4. Maze only: the fixed model and that golden file in the Cortex-M4F firmware under QEMU
+//!    (mps2-an386): the device's lines equal the host's (TRM_SKIP_QEMU=1 skips this part, as in
+//!    tests/firmware_qemu.rs).
 //!
 //! The models are too small and too briefly trained to solve anything: these tests check the
 //! chain, not accuracy (the figures of longer runs are in docs/BENCHMARKS.md). About a minute
-//! each on one core.
+//! each on one core, plus the maze firmware's build and QEMU run (about two).
 
 use std::path::{Path, PathBuf};
 
@@ -88,8 +91,9 @@ fn export_both(run: &Path, calib: &Path, dir: &Path) -> (Vec<u8>, Vec<u8>) {
     (read("model-f32.trm"), read("model-fixed.trm"))
 }
 
-/// The chain after training, for a task's test split; returns verify's report.
-fn check_chain(task: Task, float: &[u8], fixed: &[u8], test: &Path) -> VerifyReport {
+/// The chain after training, for a task's test split; returns verify's report and the golden
+/// file of the fixed model.
+fn check_chain(task: Task, float: &[u8], fixed: &[u8], test: &Path) -> (VerifyReport, String) {
     let fm = Model::parse(float).expect("float model");
     let qm = Model::parse(fixed).expect("fixed model");
     let kind = PuzzleKind::of_model(&fm, "float").expect("kind");
@@ -178,7 +182,69 @@ fn check_chain(task: Task, float: &[u8], fixed: &[u8], test: &Path) -> VerifyRep
         check_golden(&g2, fixed, 1).expect("check"),
         CheckOutcome::Differs(_)
     ));
-    v
+    (v, text)
+}
+
+/// The fixed maze model on the emulated Cortex-M4F with the first puzzle of `test` and its
+/// golden file: every line of the device equals the host's.
+fn maze_on_mps2(fixed: &[u8], test: &Path, dir: &Path) {
+    use trm_tests::qemu::{self, MPS2, records, runs, tools_ready, with_tag};
+    if !tools_ready("maze_hard_goes_through_the_chain", &MPS2) {
+        return;
+    }
+    let (_, rows) = read_dataset_split(test, 1).expect("rows");
+    let r = &rows[0];
+    // What `trm-export puzzles` writes for another task than Sudoku.
+    let csv = dir.join("maze.csv");
+    let answer = r.answer.as_deref().unwrap_or("");
+    std::fs::write(
+        &csv,
+        format!(
+            "source,question,answer,puzzle_id\n{},{},{answer},{}\n",
+            r.name, r.question, r.puzzle_id
+        ),
+    )
+    .expect("csv");
+    let model = dir.join("maze-fixed.trm");
+    std::fs::write(&model, fixed).expect("model");
+    let golden = dir.join("maze-golden.txt");
+    let text = write_golden(fixed, &rows, HaltMode::AllSteps, 1).expect("golden");
+    std::fs::write(&golden, &text).expect("golden file");
+    let elf = dir.join("maze-mps2.elf");
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    qemu::build_firmware(
+        &MPS2,
+        &[
+            ("TRM_MODEL", &path(&model)),
+            ("TRM_GOLDEN", &path(&golden)),
+            ("TRM_PUZZLES", &path(&csv)),
+            ("TRM_PUZZLES_N", "1"),
+        ],
+        &elf,
+    );
+    let (code, out) = qemu::run_qemu(
+        &elf,
+        &MPS2,
+        &["-icount", "shift=0"],
+        std::time::Duration::from_secs(600),
+    );
+    assert_eq!(code, 0, "exit code\n{out}");
+    let all = runs(records(&out));
+    assert_eq!(all.len(), 1, "{out}");
+    let g = parse_golden(&text).expect("golden");
+    let total = g.puzzles.len() * 2 + g.step_count();
+    let verdict = with_tag(&all[0], "TRM-GOLDEN");
+    assert_eq!(verdict.len(), 1, "{out}");
+    assert_eq!(verdict[0].get("match"), format!("{total}/{total}"), "{out}");
+    assert_eq!(g.compare(&out).expect("device lines"), total);
+    let per_step = with_tag(&all[0], "TRM-CYCLES")[0]
+        .get("per_step")
+        .parse::<u64>()
+        .expect("per_step");
+    eprintln!(
+        "maze on Cortex-M4F: {total}/{total} golden lines equal, {:.1} M instructions per ACT step",
+        (per_step * MPS2.instructions_per_unit) as f64 / 1e6
+    );
 }
 
 #[test]
@@ -195,10 +261,11 @@ fn maze_hard_goes_through_the_chain() {
     trm_data::maze::build_dataset(&MazeSource::from_dir(&shared), &data, &opts).expect("dataset");
     let run = train_tiny("maze.yaml", &data, &dir, 3);
     let (float, fixed) = export_both(&run, &data.join("train"), &dir);
-    let v = check_chain(Task::Maze { side: 30 }, &float, &fixed, &data.join("test"));
+    let (v, _) = check_chain(Task::Maze { side: 30 }, &float, &fixed, &data.join("test"));
     assert!(v.float.arc_pass.is_none());
     // The reference answers are valid paths (a contradicting one would be a gate failure).
     assert_eq!(v.contradicting_answers, 0);
+    maze_on_mps2(&fixed, &data.join("test"), &dir);
 }
 
 #[test]
@@ -218,7 +285,7 @@ fn arc_goes_through_the_chain() {
     trm_data::arc::build_arc_dataset(&cfg).expect("dataset");
     let run = train_tiny("arc1.yaml", &data, &dir, 3);
     let (float, fixed) = export_both(&run, &data.join("train"), &dir);
-    let v = check_chain(Task::Arc, &float, &fixed, &data.join("test"));
+    let (v, _) = check_chain(Task::Arc, &float, &fixed, &data.join("test"));
     // Identifiers of augmented puzzles reach the engine (0 is the blank one).
     let (_, rows) = read_dataset_split(&data.join("test"), N_TEST).expect("rows");
     assert!(rows.iter().all(|r| r.puzzle_id > 0), "{rows:?}");
