@@ -24,7 +24,8 @@ use crate::puzzles::{PuzzleKind, PuzzleRow};
 pub struct RunSummary {
     /// Puzzles solved (a `TRM-RESULT` printed).
     pub solved: usize,
-    /// Predictions that are valid solutions keeping the givens.
+    /// Predictions valid by the task's rule (Sudoku: solutions keeping the givens; maze: paths
+    /// from start to goal; ARC: holding an output grid; see `TRM-RESULT valid=`).
     pub valid: usize,
     /// Puzzles with a reference answer.
     pub with_answer: usize,
@@ -34,6 +35,9 @@ pub struct RunSummary {
     pub cells: usize,
     /// Cells (tokens) per puzzle.
     pub seq_len: usize,
+    /// What a valid prediction is, for the summary line (`solutions`, `paths`, `grids`,
+    /// `predictions`).
+    pub valid_what: &'static str,
     /// The app's report.
     pub report: Report,
 }
@@ -53,8 +57,8 @@ impl RunSummary {
             "exact accuracy unknown (no answers)".to_string()
         };
         format!(
-            "summary: {} puzzles solved, {} valid solutions, {exact}, {} errors",
-            self.solved, self.valid, self.report.errors
+            "summary: {} puzzles solved, {} valid {}, {exact}, {} errors",
+            self.solved, self.valid, self.valid_what, self.report.errors
         )
     }
 }
@@ -270,6 +274,12 @@ pub fn run_puzzles<K: Counter + Clone + Send>(
         pending: None,
         sum: RunSummary {
             seq_len: kind.seq_len,
+            valid_what: match kind.task {
+                Task::Sudoku => "solutions",
+                Task::Maze { .. } => "paths",
+                Task::Arc => "grids",
+                Task::Tokens => "predictions",
+            },
             ..RunSummary::default()
         },
     };

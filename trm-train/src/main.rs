@@ -15,7 +15,7 @@ use trm_train::config::TrainConfig;
 use trm_train::device::DeviceChoice;
 use trm_train::dist::{Backend, ProcessGroup};
 use trm_train::info::LibtorchInfo;
-use trm_train::run::{EvalCheckpoint, TrainRun};
+use trm_train::run::{EvalCheckpoint, EvaluateOptions, TrainRun};
 
 // `build-dataset` is trm-data's command line (also trm-data's own `build-dataset` binary).
 use trm_data::cli::{self as build_dataset, BuildDatasetArgs, error_chain};
@@ -41,7 +41,9 @@ enum Command {
     /// Train a model as the reference's pretrain.py does (resumes when the run folder has a
     /// complete checkpoint).
     Train(TrainArgs),
-    /// Evaluate a checkpoint on the test split of a dataset (full-depth ACT inference).
+    /// Evaluate a checkpoint on the test split of a dataset (ACT inference from the initial
+    /// carry), with the checkpoint's config and key=value overrides; runs its evaluators (ARC)
+    /// and saves the outputs it names.
     Evaluate(EvaluateArgs),
 }
 
@@ -93,19 +95,35 @@ struct EvaluateArgs {
     /// evaluated is printed on stderr.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Dataset folder(s) whose test split is evaluated.
-    #[arg(long, required = true, num_args = 1..)]
+    /// Dataset folder(s) whose test split is evaluated (default: the checkpoint config's
+    /// data_paths_test, else its data_paths). Values after it that hold `=` and are not
+    /// existing paths are overrides (`--data d arch.halt_max_steps=2`).
+    #[arg(long, num_args = 1..)]
     data: Vec<PathBuf>,
     /// Where to run: auto, cpu, cuda, cuda:N.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
-    /// Evaluation batch size (default: the checkpoint's global_batch_size, 256 for reference
-    /// checkpoints).
+    /// Evaluation batch size (default: the config's global_batch_size, 256 for reference
+    /// checkpoints without a readable all_config.yaml).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Print the metrics as one JSON object.
+    /// Run K ACT steps from the initial carry (fewer or more than trained): shorthand for the
+    /// override arch.halt_max_steps=K (and applied after the overrides).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    steps: Option<u32>,
+    /// Where the outputs of eval_save_outputs (all_preds.safetensors) and the evaluators'
+    /// files (submission.json) go (default: a checkpoint_path override, else
+    /// evaluate_step_N beside the checkpoint). The files written are printed.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Print the metrics as one JSON object (the files written then go to stderr).
     #[arg(long)]
     json: bool,
+    /// Overrides of the checkpoint's config, in train's syntax (`key=value`):
+    /// `arch.halt_max_steps=4`, `global_batch_size=64`, `eval_save_outputs=[preds]`,
+    /// `evaluators=[{name: arc@ARC}]`, `checkpoint_path=DIR`. Keys that fix the trained weights
+    /// (arch.hidden_size, arch.L_layers, ...) must keep the checkpoint's values.
+    overrides: Vec<String>,
 }
 
 /// Rank 0's run slug, sent to every rank (each would otherwise name its own run folder).
@@ -256,8 +274,22 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let checkpoint = EvalCheckpoint::resolve(&args.checkpoint)?;
     eprintln!("evaluating {checkpoint}");
-    let out =
-        trm_train::run::evaluate_checkpoint(&checkpoint, &args.data, device, args.batch_size)?;
+    // `--data` takes every value up to the next option: overrides written after it land there.
+    let (data, late): (Vec<PathBuf>, Vec<PathBuf>) = args
+        .data
+        .into_iter()
+        .partition(|p| !p.to_string_lossy().contains('=') || p.exists());
+    let mut opts = EvaluateOptions::new(data, device);
+    opts.batch_size = args.batch_size;
+    opts.overrides = args.overrides;
+    opts.overrides
+        .extend(late.iter().map(|p| p.to_string_lossy().into_owned()));
+    if let Some(k) = args.steps {
+        opts.overrides.push(format!("arch.halt_max_steps={k}"));
+    }
+    opts.output_dir = args.output_dir;
+    let done = trm_train::run::evaluate_checkpoint(&checkpoint, &opts)?;
+    let out = &done.output;
     if args.json {
         let obj: serde_json::Map<String, serde_json::Value> = out
             .flat()
@@ -265,12 +297,27 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
             .map(|(n, v)| (n, serde_json::json!(v)))
             .collect();
         println!("{}", serde_json::Value::Object(obj));
+        for path in &done.written {
+            eprintln!("wrote {}", path.display());
+        }
     } else {
         for s in &out.sets {
             println!("{} ({} examples)", s.set, s.count);
             for (n, v) in &s.metrics {
                 println!("  {n:<16} {v:.6}");
             }
+        }
+        for e in &out.evaluators {
+            println!("{}", e.class);
+            for (n, v) in &e.metrics {
+                let short = n
+                    .strip_prefix(&format!("{}/", e.class))
+                    .unwrap_or(n.as_str());
+                println!("  {short:<16} {v:.6}");
+            }
+        }
+        for path in &done.written {
+            println!("wrote {}", path.display());
         }
     }
     Ok(())

@@ -206,6 +206,24 @@ impl Trm {
         self.forward_kind
     }
 
+    /// Sets the recursion counts, on which no weight depends: `halt_max_steps` (ACT steps),
+    /// `h_cycles` and `l_cycles`, e.g. to evaluate at another depth than the model was trained
+    /// at. The counts are checked as [`Config::validate`] checks them.
+    pub fn set_recursion(
+        &mut self,
+        halt_max_steps: u32,
+        h_cycles: u32,
+        l_cycles: u32,
+    ) -> Result<(), ModelError> {
+        let mut c = self.config;
+        c.halt_max_steps = halt_max_steps;
+        c.h_cycles = h_cycles;
+        c.l_cycles = l_cycles;
+        c.validate()?;
+        self.config = c;
+        Ok(())
+    }
+
     /// The architecture.
     pub fn config(&self) -> &Config {
         &self.config

@@ -6,6 +6,10 @@
 //! final step are summed per set, then divided by the set's count of non-padding examples:
 //! `accuracy`, `exact_accuracy`, `q_halt_accuracy`, `steps`, `lm_loss`, `q_halt_loss` (the
 //! reference divides the losses by the count too in evaluation).
+//!
+//! [`evaluate_with`] also feeds the config's evaluators ([`super::evaluators`], e.g. ARC) with
+//! every batch's predictions, puzzle identifiers, inputs and halting logits, and reports their
+//! metrics after the loss head's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +17,7 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 use super::RunError;
+use super::evaluators::{EvaluatorResult, Evaluators};
 use crate::data::PuzzleDataset;
 use crate::dist::ProcessGroup;
 use crate::model::Trm;
@@ -47,10 +52,13 @@ pub struct EvalOutput {
     /// Requested outputs (`inputs`, `labels`, `puzzle_identifiers`, `preds`, `q_halt_logits`,
     /// `logits`), concatenated over batches (padding rows included, as the reference), on the CPU.
     pub saved: Vec<(String, Tensor)>,
+    /// What the config's evaluators report (e.g. ARC pass@K and its submission), on rank 0.
+    pub evaluators: Vec<EvaluatorResult>,
 }
 
 impl EvalOutput {
-    /// Flat `(set/metric, value)` pairs, as the reference logs them.
+    /// Flat `(set/metric, value)` pairs, as the reference logs them, then the evaluators'
+    /// metrics (`ARC/pass@K`).
     pub fn flat(&self) -> Vec<(String, f64)> {
         self.sets
             .iter()
@@ -59,6 +67,11 @@ impl EvalOutput {
                     .iter()
                     .map(move |(n, v)| (format!("{}/{n}", s.set), *v))
             })
+            .chain(
+                self.evaluators
+                    .iter()
+                    .flat_map(|e| e.metrics.iter().cloned()),
+            )
             .collect()
     }
 }
@@ -82,8 +95,7 @@ pub fn evaluate(
     device: Device,
     save: &[String],
 ) -> Result<EvalOutput, RunError> {
-    let raw = evaluate_sums(model, ds, loss, device, save)?;
-    finish(raw.set_names, raw.sums, raw.saved)
+    evaluate_with(model, ds, loss, device, save, None, None)
 }
 
 /// The metric names of evaluation, in [`crate::train::Metrics::named`] order (evaluation has
@@ -118,10 +130,31 @@ pub fn evaluate_dist(
     save: &[String],
     pg: Option<&ProcessGroup>,
 ) -> Result<EvalOutput, RunError> {
+    evaluate_with(model, ds, loss, device, save, pg, None)
+}
+
+/// [`evaluate_dist`] that also feeds `evaluators` with every test batch (see
+/// [`Evaluators::update`]; begun with [`Evaluators::begin_eval`]) and reports their results
+/// in [`EvalOutput::evaluators`] on rank 0.
+pub fn evaluate_with(
+    model: &Trm,
+    ds: &mut PuzzleDataset,
+    loss: LossKind,
+    device: Device,
+    save: &[String],
+    pg: Option<&ProcessGroup>,
+    mut evaluators: Option<&mut Evaluators>,
+) -> Result<EvalOutput, RunError> {
+    if let Some(ev) = evaluators.as_deref_mut() {
+        ev.begin_eval();
+    }
+    let raw = evaluate_sums(model, ds, loss, device, save, pg, evaluators.as_deref_mut())?;
+    let results = evaluators.map_or_else(Vec::new, |ev| ev.results());
     let Some(pg) = pg else {
-        return evaluate(model, ds, loss, device, save);
+        let mut out = finish(raw.set_names, raw.sums, raw.saved)?;
+        out.evaluators = results;
+        return Ok(out);
     };
-    let raw = evaluate_sums(model, ds, loss, device, save)?;
     // [sets, metrics] sums in a fixed order on every rank (zeros for a set this rank did not see).
     let mut flat = Vec::with_capacity(raw.set_names.len() * EVAL_METRICS.len());
     for set in &raw.set_names {
@@ -178,6 +211,7 @@ pub fn evaluate_dist(
         return Ok(EvalOutput {
             sets: Vec::new(),
             saved: Vec::new(),
+            evaluators: Vec::new(),
         });
     }
     let mut sums = BTreeMap::new();
@@ -196,15 +230,21 @@ pub fn evaluate_dist(
                 .collect(),
         );
     }
-    finish(raw.set_names, sums, saved)
+    let mut out = finish(raw.set_names, sums, saved)?;
+    out.evaluators = results;
+    Ok(out)
 }
 
+/// Runs every test batch: the metric sums and saved outputs of this process's rows, and the
+/// rows fed to `evaluators` (a collective per batch with `pg`).
 fn evaluate_sums(
     model: &Trm,
     ds: &mut PuzzleDataset,
     loss: LossKind,
     device: Device,
     save: &[String],
+    pg: Option<&ProcessGroup>,
+    mut evaluators: Option<&mut Evaluators>,
 ) -> Result<RawEval, RunError> {
     let _no_grad = tch::no_grad_guard();
     let steps = model.config().halt_max_steps;
@@ -245,12 +285,30 @@ fn evaluate_sums(
         for ((_, a), (_, v)) in acc.iter_mut().zip(&values) {
             *a += v;
         }
+        let feed = evaluators.as_deref().is_some_and(|e| !e.is_empty());
+        let preds = if feed || save.iter().any(|k| k == "preds") {
+            Some(out.logits.f_argmax(-1, false)?)
+        } else {
+            None
+        };
+        if let (Some(ev), Some(preds)) = (evaluators.as_deref_mut(), &preds) {
+            ev.update(
+                &batch.inputs,
+                &batch.puzzle_identifiers,
+                preds,
+                &out.q_halt,
+                pg,
+            )?;
+        }
         for key in save {
             let t = match key.as_str() {
                 "inputs" => batch.inputs.shallow_clone(),
                 "labels" => batch.labels.shallow_clone(),
                 "puzzle_identifiers" => batch.puzzle_identifiers.shallow_clone(),
-                "preds" => out.logits.f_argmax(-1, false)?,
+                "preds" => match &preds {
+                    Some(p) => p.shallow_clone(),
+                    None => continue,
+                },
                 "q_halt_logits" => out.q_halt.shallow_clone(),
                 "logits" => out.logits.shallow_clone(),
                 _ => continue,
@@ -298,7 +356,11 @@ fn finish(
         .into_iter()
         .map(|(k, v)| Ok((k, Tensor::f_cat(&v, 0)?)))
         .collect::<Result<Vec<_>, tch::TchError>>()?;
-    Ok(EvalOutput { sets, saved })
+    Ok(EvalOutput {
+        sets,
+        saved,
+        evaluators: Vec::new(),
+    })
 }
 
 /// Writes saved outputs as safetensors at `path`.

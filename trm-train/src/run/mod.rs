@@ -3,8 +3,10 @@
 //! - [`train`]: seeds, datasets, model, optimizers (AdamATan2 with the cosine schedule, sign-SGD
 //!   for the puzzle embedding), EMA, the loop over iterations of `eval_interval` epochs,
 //!   evaluation, checkpoints, logs; exact resume from a checkpoint ([`TrainRun`]);
-//! - [`eval`]: full-depth inference on a test split with the reference's metrics, and
-//!   [`evaluate_checkpoint`] for a saved checkpoint.
+//! - [`eval`]: full-depth inference on a test split with the reference's metrics;
+//! - [`evaluators`]: the config's `evaluators` (ARC pass@K and submission), fed by evaluation;
+//! - [`eval_checkpoint`]: [`evaluate_checkpoint`] for a saved checkpoint (`trm-train evaluate`),
+//!   with `key=value` overrides on its config.
 //!
 //! # Resume
 //!
@@ -16,12 +18,16 @@
 //! N steps straight equal N/2 + resume + N/2 bit for bit on one device and thread count.
 
 pub mod eval;
+pub mod eval_checkpoint;
+pub mod evaluators;
 pub mod train;
 
-pub use eval::{EvalOutput, SetMetrics, evaluate};
-pub use train::{
-    EvalCheckpoint, TrainRun, TrainSummary, check_world_size, evaluate_checkpoint, train,
+pub use eval::{EvalOutput, SetMetrics, evaluate, evaluate_with};
+pub use eval_checkpoint::{
+    CheckpointEvaluation, EvalCheckpoint, EvaluateOptions, evaluate_checkpoint,
 };
+pub use evaluators::{EvaluatorResult, Evaluators};
+pub use train::{TrainRun, TrainSummary, check_world_size, train};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -79,7 +85,8 @@ impl RunError {
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RunError::Config(e) => write!(f, "config: {e}"),
+            // Its messages say "config" already.
+            RunError::Config(e) => write!(f, "{e}"),
             RunError::Data(e) => write!(f, "data: {e}"),
             RunError::Model(e) => write!(f, "model: {e}"),
             RunError::Weights(e) => write!(f, "weights: {e}"),

@@ -10,6 +10,11 @@
 //! test batches and its sums (and saved outputs, in global order) are gathered on rank 0. Rank 0
 //! alone writes logs, predictions and checkpoints; a checkpoint holds the training carry of every
 //! rank (gathered), so that any rank resumes from the shared run folder.
+//!
+//! The config's `evaluators` (ARC, [`super::evaluators`]) are built before training (an unknown
+//! one stops the run there), fed by every evaluation (each rank's rows gathered on rank 0),
+//! their metrics logged with the others, and their files written as the reference writes them:
+//! `<checkpoint_path>/evaluator_<class>_step_<N>/` (`submission.json`).
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -20,7 +25,8 @@ use tch::{Device, Kind, Tensor, nn};
 use trm_nostd::TensorId;
 
 use super::RunError;
-use super::eval::{EvalOutput, evaluate, evaluate_dist, write_saved};
+use super::eval::{EvalOutput, SAVABLE_OUTPUTS, evaluate_with, write_saved};
+use super::evaluators::{Evaluators, check_evaluators};
 use crate::ckpt::{self, Checkpoint};
 use crate::config::TrainConfig;
 use crate::data::{PuzzleDataset, PuzzleDatasetConfig};
@@ -28,7 +34,7 @@ use crate::dist::ProcessGroup;
 use crate::dist::ddp::DEFAULT_BUCKET_BYTES;
 use crate::logs::{Progress, RunLogger};
 use crate::model::checkpoint::forward_kind;
-use crate::model::{Trm, load_named_tensors, load_reference, read_checkpoint};
+use crate::model::{Trm, load_named_tensors, read_checkpoint};
 use crate::optim::{
     AdamAtan2, AdamAtan2Config, CosineSchedule, Ema, SparseSignSgd, total_train_steps,
     trainable_named,
@@ -149,14 +155,14 @@ fn dataset_config(
     }
 }
 
-fn loss_kind(cfg: &TrainConfig) -> Result<LossKind, RunError> {
+pub(super) fn loss_kind(cfg: &TrainConfig) -> Result<LossKind, RunError> {
     let name = cfg.arch.loss.loss_type.name();
     LossKind::from_reference_name(name)
         .ok_or_else(|| RunError::Invalid(format!("unsupported loss_type {name}")))
 }
 
 /// Builds the model on `device` from `cfg` and a dataset's metadata, seeded as the reference.
-fn build_model(
+pub(super) fn build_model(
     cfg: &TrainConfig,
     meta: &trm_data::layout::DatasetMetadata,
     device: Device,
@@ -451,6 +457,34 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
             ))
         })?)
     };
+    // The evaluators, before any training: an unknown name or option, or an evaluation dataset
+    // they cannot read, stops the run here.
+    check_evaluators(&cfg.evaluators)?;
+    let mut evaluators = match &test_ds {
+        Some(test) if !cfg.evaluators.is_empty() => Some(Evaluators::load(
+            &cfg.evaluators,
+            &test
+                .config()
+                .dataset_paths
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+            i64::from(test.metadata().blank_identifier_id),
+            run.rank,
+        )?),
+        _ => None,
+    };
+    if run.rank == 0 {
+        for k in &cfg.eval_save_outputs {
+            if !SAVABLE_OUTPUTS.contains(&k.as_str()) {
+                eprintln!(
+                    "warning: eval_save_outputs names {k:?}, which evaluation does not produce \
+                     (it saves {})",
+                    SAVABLE_OUTPUTS.join(", ")
+                );
+            }
+        }
+    }
     let gbs = cfg.global_batch_size as usize;
     let local_batch = train_ds.local_batch_size() as i64;
 
@@ -774,11 +808,12 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                 let loss = options.loss;
                 let save_keys = cfg.eval_save_outputs.clone();
                 let model = &st.model;
+                let ev = evaluators.as_mut();
                 let result = match &st.ema {
-                    Some(e) => {
-                        e.with_ema(|| evaluate_dist(model, test, loss, device, &save_keys, pg))??
-                    }
-                    None => evaluate_dist(model, test, loss, device, &save_keys, pg)?,
+                    Some(e) => e.with_ema(|| {
+                        evaluate_with(model, test, loss, device, &save_keys, pg, ev)
+                    })??,
+                    None => evaluate_with(model, test, loss, device, &save_keys, pg, ev)?,
                 };
                 let flat = result.flat();
                 if run.rank == 0 {
@@ -807,6 +842,16 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                         )),
                         &result.saved,
                     )?;
+                    // As the reference: <checkpoint_path>/evaluator_<class>_step_<N>/.
+                    for r in &result.evaluators {
+                        let dir = run_dir.join(format!("evaluator_{}_step_{}", r.class, st.step));
+                        for (name, contents) in &r.files {
+                            std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?;
+                            let path = dir.join(name);
+                            std::fs::write(&path, contents).map_err(|e| RunError::io(&path, e))?;
+                            progress.println(&format!("{} wrote {}", r.class, path.display()));
+                        }
+                    }
                 }
                 last_eval = Some(result);
             }
@@ -974,135 +1019,5 @@ fn extra_map(
     match v {
         Value::Object(m) => m,
         _ => Map::new(),
-    }
-}
-
-/// The checkpoint `trm-train evaluate` reads, resolved from the path the user gave
-/// ([`EvalCheckpoint::resolve`]); its `Display` says which it is, for the command to print.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EvalCheckpoint {
-    /// A trm-train checkpoint folder (`step_<N>`).
-    Ours {
-        /// Its step.
-        step: u64,
-        /// The folder.
-        dir: PathBuf,
-    },
-    /// A reference checkpoint file (`step_<N>`, with `all_config.yaml` beside it), or weights
-    /// without a trm-train manifest (`step_<N>/model.safetensors`).
-    Reference {
-        /// The file.
-        file: PathBuf,
-    },
-}
-
-impl EvalCheckpoint {
-    /// Resolves `path`: a trm-train `step_<N>` folder; a trm-train run folder (one holding
-    /// `step_<N>` folders with a manifest), whose newest checkpoint is used, an error when
-    /// that one is damaged ([`ckpt::latest_strict`]: the user names an older one explicitly);
-    /// or a reference checkpoint (file, or folder whose latest `step_<N>` is read).
-    pub fn resolve(path: &Path) -> Result<Self, RunError> {
-        if path.join(ckpt::META_FILE).is_file() {
-            return Ok(EvalCheckpoint::Ours {
-                step: ckpt::read_step(path)?,
-                dir: path.to_path_buf(),
-            });
-        }
-        if is_run_folder(path) {
-            return match ckpt::latest_strict(path)? {
-                Some((step, dir)) => Ok(EvalCheckpoint::Ours { step, dir }),
-                None => Err(RunError::Invalid(format!(
-                    "{} holds no checkpoint",
-                    path.display()
-                ))),
-            };
-        }
-        let file = trm_reference::checkpoint::find_checkpoint(path)
-            .map_err(crate::model::CheckpointError::Import)?;
-        Ok(EvalCheckpoint::Reference { file })
-    }
-
-    /// The checkpoint folder or file.
-    pub fn path(&self) -> &Path {
-        match self {
-            EvalCheckpoint::Ours { dir, .. } => dir,
-            EvalCheckpoint::Reference { file } => file,
-        }
-    }
-}
-
-impl std::fmt::Display for EvalCheckpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EvalCheckpoint::Ours { step, dir } => {
-                write!(f, "trm-train checkpoint {} (step {step})", dir.display())
-            }
-            EvalCheckpoint::Reference { file } => {
-                write!(f, "reference checkpoint {}", file.display())
-            }
-        }
-    }
-}
-
-/// Whether `dir` is a trm-train run folder: it holds a `step_<N>` folder with a manifest.
-fn is_run_folder(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        name.strip_prefix("step_")
-            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-            && e.path().join(ckpt::META_FILE).is_file()
-    })
-}
-
-/// `global_batch_size` of the reference run a checkpoint file belongs to (`all_config.yaml`
-/// beside it), if it can be read.
-fn reference_batch_size(file: &Path) -> Option<usize> {
-    let cfg = TrainConfig::load::<&str>(&file.parent()?.join("all_config.yaml"), &[]).ok()?;
-    usize::try_from(cfg.global_batch_size).ok()
-}
-
-/// Evaluates a checkpoint ([`EvalCheckpoint::resolve`]) on the test split of `data` (EMA
-/// weights when a trm-train checkpoint saved them). `batch_size` overrides the checkpoint's
-/// global batch size (default: the run's `global_batch_size`; 256 for a reference checkpoint
-/// without a readable `all_config.yaml`).
-pub fn evaluate_checkpoint(
-    checkpoint: &EvalCheckpoint,
-    data: &[PathBuf],
-    device: Device,
-    batch_size: Option<usize>,
-) -> Result<EvalOutput, RunError> {
-    let ds_cfg = |gbs: usize, seed: u64| PuzzleDatasetConfig {
-        seed,
-        dataset_paths: data.to_vec(),
-        global_batch_size: gbs,
-        test_set_mode: true,
-        epochs_per_iter: 1,
-        rank: 0,
-        num_replicas: 1,
-    };
-    match checkpoint {
-        EvalCheckpoint::Ours { dir, .. } => {
-            let ck = ckpt::load(dir)?;
-            let cfg = ck.config.clone();
-            let gbs = batch_size.unwrap_or(cfg.global_batch_size as usize);
-            let mut ds = PuzzleDataset::open(ds_cfg(gbs, cfg.seed), "test")?;
-            let (vs, model) = build_model(&cfg, ds.metadata(), device)?;
-            ckpt::restore_model(&vs, ck.ema.unwrap_or(ck.model))?;
-            evaluate(&model, &mut ds, loss_kind(&cfg)?, device, &[])
-        }
-        EvalCheckpoint::Reference { file } => {
-            let loaded = load_reference(file, device)?;
-            // As pretrain.py evaluates: batches of the run's global_batch_size (padding rows
-            // count in its q_halt_loss), read from the all_config.yaml beside the checkpoint.
-            let gbs = batch_size
-                .or_else(|| reference_batch_size(file))
-                .unwrap_or(256);
-            let mut ds = PuzzleDataset::open(ds_cfg(gbs, 0), "test")?;
-            evaluate(&loaded.model, &mut ds, LossKind::Stablemax, device, &[])
-        }
     }
 }
