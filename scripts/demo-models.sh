@@ -5,6 +5,9 @@
 #
 #   scripts/demo-models.sh easy      # 6-blank generated Sudoku, mlp_t D=32, 1 layer (~3 min alone)
 #   scripts/demo-models.sh extreme   # Sudoku-Extreme 1k (x100 augmentations), mlp_t D=64, 2 layers
+#   scripts/demo-models.sh board     # the firmware's model (issue 16): generated Sudoku with 30, 40
+#                                    # and 50 blanks mixed, mlp_t D=64, 2 layers, 8 ACT steps,
+#                                    # trained for BOARD_MINUTES [120] of wall time
 #   scripts/demo-models.sh maze      # Maze-Hard 30x30 1k, attention D=32, 1 layer (CPU-tiny)
 #   scripts/demo-models.sh arc       # ARC-AGI-1 training+evaluation (x2 augmentations), attention D=32
 #
@@ -59,6 +62,25 @@ case "${1:-}" in
     calib="$D/data/train"
     test="$D/data/test"
     ;;
+  board)
+    D="$OUT/board"
+    mkdir -p "$D"
+    for b in 30 40 50; do
+      [ -d "$D/d$b" ] || $TRAIN build-dataset sudoku-generate --output-dir "$D/d$b" --train 30000 \
+        --test 1000 --blanks $b --seed $b --no-progress
+    done
+    # A wall-clock budget: the run checkpoints every epoch (1406 steps); it is stopped after
+    # BOARD_MINUTES and the latest checkpoint is exported (run the script again to go on).
+    timeout "$(( ${BOARD_MINUTES:-120} * 60 ))" $TRAIN train --config \
+      trm-train/configs/sudoku_mlp_t.yaml --device cpu "data_paths=[$D/d30,$D/d40,$D/d50]" \
+      "checkpoint_path=$D/run" arch.hidden_size=64 arch.L_layers=2 arch.H_cycles=2 \
+      arch.L_cycles=4 arch.halt_max_steps=8 arch.puzzle_emb_len=2 arch.forward_dtype=float32 \
+      global_batch_size=64 lr=1e-3 puzzle_emb_lr=1e-2 lr_warmup_steps=100 weight_decay=0.1 \
+      puzzle_emb_weight_decay=0.1 epochs=40 eval_interval=1 checkpoint_keep_last=3 ema=True \
+      run_name=board-d64 || [ $? -eq 124 ]
+    calib="$D/d40/train"
+    test="$D/d40/test"
+    ;;
   maze)
     D="$OUT/maze"
     mkdir -p "$D"
@@ -92,7 +114,7 @@ case "${1:-}" in
     test="$D/data/test"
     LIMIT=${LIMIT:-300}
     ;;
-  *) echo "usage: $0 easy|extreme|maze|arc" >&2; exit 2 ;;
+  *) echo "usage: $0 easy|extreme|board|maze|arc" >&2; exit 2 ;;
 esac
 
 $EXPORT export "$D/run" -o "$D/" --dtype f32,fixed --calib-dataset "$calib" --calib 256
