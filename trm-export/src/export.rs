@@ -22,6 +22,12 @@
 //! it has none, the `.trm` file itself is recorded. `verify` warns when two files do not
 //! record the same source.
 //!
+//! A checkpoint of a run with quantization-aware training (`quant.weights` in its
+//! `all_config.yaml`, [`FloatWeights::weight_grid`]) is exported fixed with its matrices at the
+//! grid's precision (int8, or int16 for `int16`), after checking that each weight is on the
+//! grid ([`crate::qat`]): the fixed file's weights then dequantize to the trained ones; a
+//! weight off the grid is a warning naming the largest rounding error.
+//!
 //! Writing is all or nothing: every file is built in memory first, then written into a
 //! temporary folder beside the output and fsynced, and only then renamed into place (files it
 //! replaces are moved aside first and put back if a rename fails). A failure leaves the output
@@ -39,7 +45,11 @@ use trm_nostd::{Engine, FixedEngine, ScratchLen};
 use trm_reference::checkpoint::{ImportOptions, import_reference};
 
 use crate::puzzles::{PuzzleKind, PuzzleRow, PuzzleSource, to_tokens};
-use crate::quantize::{Calibration, QuantizeOptions, calibrate, quantize_with_source};
+use crate::qat::{GridCheck, check_grid, int16_for};
+use crate::quantize::{
+    Calibration, Int16Weights, QuantizeOptions, calibrate, quantize_with_source,
+};
+use trm_reference::config::WeightQuant;
 
 /// A `.trm` format `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -200,6 +210,9 @@ pub struct FloatWeights {
     /// The training split of the checkpoint's dataset, when found (the default calibration
     /// set).
     pub train_split: Option<PathBuf>,
+    /// The grid the run fine-tuned the weight matrices onto (QAT, its `quant.weights`);
+    /// `None` for float training and `.trm` inputs.
+    pub weight_grid: Option<WeightQuant>,
 }
 
 impl FloatWeights {
@@ -272,6 +285,7 @@ pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Resul
             source: path.to_path_buf(),
             origin,
             train_split: None,
+            weight_grid: None,
         });
     }
     let m = import_reference(path, options)?;
@@ -287,6 +301,7 @@ pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Resul
         tensors: m.tensors,
         source: m.checkpoint,
         train_split,
+        weight_grid: m.weight_grid,
     })
 }
 
@@ -326,8 +341,12 @@ pub struct Quantized {
     /// Seconds spent calibrating and quantizing.
     pub seconds: f64,
     /// What calibration found beyond the integer ranges (see
-    /// [`quantize_with_warnings`]).
+    /// [`quantize_with_warnings`]), and weights of a QAT checkpoint off its grid.
     pub warnings: Vec<String>,
+    /// The int16 weight groups used (the options', or those of a QAT checkpoint's grid).
+    pub int16: Int16Weights,
+    /// Of a QAT checkpoint: the rounding errors of its weights on the grid.
+    pub grid: Option<GridCheck>,
 }
 
 /// Calibrates `float` (a float `.trm` file) on `rows` (every ACT step, no halting) and
@@ -389,6 +408,8 @@ pub fn quantize_float_model_recording(
         arena: need,
         seconds: t.elapsed().as_secs_f64(),
         warnings,
+        int16: opts.int16,
+        grid: None,
     })
 }
 
@@ -471,6 +492,15 @@ pub fn export(
     if formats.is_empty() {
         bail!("no format to write");
     }
+    // QAT: the matrices at the grid's precision, each weight checked on the grid.
+    let mut quantize_opts = calib.quantize;
+    let grid_check = match weights.weight_grid {
+        Some(grid) if formats.contains(&Format::Fixed) => {
+            quantize_opts.int16 = int16_for(grid, calib.quantize.int16)?;
+            Some(check_grid(&weights.config, &weights.tensors, grid)?)
+        }
+        _ => None,
+    };
     // Check the calibration source before any file is written.
     let calib_source = if formats.contains(&Format::Fixed) {
         let source = match (&calib.source, &weights.train_split) {
@@ -520,8 +550,17 @@ pub fn export(
                 let (source, rows) = calib_source
                     .as_ref()
                     .context("calibration source missing")?;
-                let q = quantize_float_model(&float, rows, &calib.quantize)
+                let mut q = quantize_float_model(&float, rows, &quantize_opts)
                     .context("the fixed format (no file was written)")?;
+                if let Some(g) = grid_check {
+                    if !g.on_grid() {
+                        q.warnings.push(format!(
+                            "{g}: the fixed file rounds them (was the checkpoint saved by a QAT \
+                             run?)"
+                        ));
+                    }
+                    q.grid = Some(g);
+                }
                 (q.bytes.clone(), Some((q, source.clone())))
             }
         };

@@ -13,6 +13,7 @@ pub mod golden;
 pub mod inspect;
 pub mod parallel;
 pub mod puzzles;
+pub mod qat;
 pub mod quantize;
 pub mod solve;
 pub mod verify;

@@ -579,7 +579,7 @@ fn export_cmd(
                 q.calibration.steps,
                 q.seconds,
                 quantize.margin,
-                quantize.int16.name(),
+                q.int16.name(),
                 quantize.silu_knots,
                 quantize.exact_products
             );
@@ -587,6 +587,9 @@ fn export_cmd(
             println!(
                 "  scales (real = int * scale): x {x:.3e}, y/z {s:.3e}, logits {l:.3e}, q {qs:.3e}"
             );
+            if let Some(g) = &q.grid {
+                println!("  {g}");
+            }
             for w in &q.warnings {
                 eprintln!("warning: {w}");
             }

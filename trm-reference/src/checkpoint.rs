@@ -109,6 +109,9 @@ pub struct ReferenceModel {
     pub seq_len_source: SizeSource,
     /// Where `vocab_size` came from.
     pub vocab_source: SizeSource,
+    /// The grid the weight matrices were fine-tuned onto (the run's `quant.weights`, QAT),
+    /// when the run used QAT; `None` for float training and reference checkpoints.
+    pub weight_grid: Option<crate::config::WeightQuant>,
 }
 
 /// Size and CRC-32C of the checkpoint file an import read: what tells two checkpoints apart.
@@ -471,5 +474,6 @@ pub fn import_reference(path: &Path, options: &ImportOptions) -> anyhow::Result<
         forward_dtype: a.forward_dtype.clone(),
         seq_len_source,
         vocab_source,
+        weight_grid: settings.weight_grid(),
     })
 }

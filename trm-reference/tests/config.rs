@@ -420,3 +420,72 @@ fn model_config_takes_sizes_from_the_dataset() {
     huge.seq_len = 1 << 20;
     assert!(load("sudoku_ci.yaml").model_config(&huge).is_err());
 }
+
+/// `quant` (QAT): absent means none; set by overrides (with or without `+`), defaults filled,
+/// written into `all_config.yaml` and read back by the trainer and by the checkpoint importer.
+#[test]
+fn quant_section_reads_writes_and_imports() {
+    use trm_reference::config::{ActivationQuant, WeightQuant};
+    let plain = load("sudoku_ci.yaml");
+    assert_eq!(plain.quant, None);
+    assert!(!plain.to_yaml().contains("quant"));
+
+    let path = configs_dir().join("sudoku_ci.yaml");
+    for weights in ["quant.weights=int8", "+quant.weights=int8"] {
+        let c = TrainConfig::load(&path, &[weights, "quant.start_step=5"]).expect("quant");
+        let q = c.quant.clone().expect("quant section");
+        assert_eq!(q.weights, WeightQuant::Int8);
+        assert_eq!(q.activations, ActivationQuant::None);
+        assert_eq!(q.start_step, 5);
+        assert_eq!(q.weight_grid(), Some(WeightQuant::Int8));
+        let text = c.to_yaml();
+        assert!(
+            text.contains("quant:\n  activations: none\n  start_step: 5\n  weights: int8\n"),
+            "{text}"
+        );
+        let back = TrainConfig::from_yaml_str(&text, "all_config.yaml", &[] as &[&str])
+            .expect("read back");
+        assert_eq!(back, c);
+        let imported = ImportConfig::from_yaml_str(&text, "all_config.yaml").expect("import");
+        assert_eq!(imported.weight_grid(), Some(WeightQuant::Int8));
+    }
+    let c = TrainConfig::load(&path, &["quant.weights=int16"]).expect("int16");
+    assert_eq!(
+        c.quant.as_ref().map(|q| q.weights),
+        Some(WeightQuant::Int16)
+    );
+    assert_eq!(c.quant.as_ref().map(|q| q.start_step), Some(0));
+    let off = TrainConfig::load(&path, &["quant.weights=none"]).expect("none");
+    assert_eq!(off.quant.as_ref().and_then(|q| q.weight_grid()), None);
+    let imported = ImportConfig::from_yaml_str(&plain.to_yaml(), "all_config.yaml").expect("x");
+    assert_eq!(imported.weight_grid(), None);
+}
+
+/// Bad `quant` settings are errors naming the key and what is accepted.
+#[test]
+fn quant_section_rejects_bad_settings() {
+    let path = configs_dir().join("sudoku_ci.yaml");
+    let err = |ov: &[&str]| {
+        TrainConfig::load(&path, ov)
+            .expect_err(&format!("{ov:?} accepted"))
+            .to_string()
+    };
+    let e = err(&["quant.weights=int4"]);
+    assert!(
+        e.contains("quant.weights") && e.contains("int8, int16 or none"),
+        "{e}"
+    );
+    let e = err(&["quant.weights=int8", "quant.activations=int16"]);
+    assert!(
+        e.contains("quant.activations") && e.contains("not implemented yet"),
+        "{e}"
+    );
+    let e = err(&["quant.weights=int8", "quant.activations=int4"]);
+    assert!(e.contains("quant.activations"), "{e}");
+    let e = err(&["quant.start_step=3"]);
+    assert!(e.contains("quant.weights"), "{e}");
+    let e = err(&["quant.weights=int8", "quant.start_step=-1"]);
+    assert!(e.contains("quant.start_step"), "{e}");
+    let e = err(&["quant.weights=int8", "quant.bits=8"]);
+    assert!(e.contains("quant.bits"), "{e}");
+}

@@ -11,7 +11,8 @@
 //! Every flag also reads an environment variable (`BENCH_CONFIG`, `BENCH_DEVICE`, `BENCH_DTYPE`,
 //! `BENCH_BATCH`, `BENCH_WARMUP`, `BENCH_STEPS`); a flag wins over its variable. `--config`
 //! takes names of `trm-train/configs/<name>.yaml` or YAML paths, comma-separated; `key=value`
-//! overrides (`arch.hidden_size=64`) apply to every config, as `trm-train train` does.
+//! overrides (`arch.hidden_size=64`) apply to every config, as `trm-train train` does;
+//! `quant.weights=int8` measures the quantization-aware (fake-quantized) step.
 //! Dataset sizes (seq_len, vocab, puzzle identifiers) default to the paper's datasets: Sudoku
 //! 81 / 11 / 1, Maze 900 / 6 / 1, ARC 900 / 12 / 1,000,000 (the order of magnitude of
 //! arc1concept-aug-1000's identifiers; a stated value, the real count is in its dataset.json).
@@ -200,6 +201,8 @@ impl Model {
         let kind = trm_train::model::checkpoint::forward_kind(&cfg.arch.forward_dtype)
             .with_context(|| format!("unknown forward_dtype {}", cfg.arch.forward_dtype))?;
         model.set_forward_kind(kind)?;
+        // QAT (`quant.weights=int8` among the overrides): the fake-quantized step.
+        model.set_weight_quant(cfg.quant.as_ref().and_then(|q| q.weight_grid()));
         let adam = AdamAtan2::new(
             trainable_named(&vs),
             AdamAtan2Config {

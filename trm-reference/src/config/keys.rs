@@ -77,6 +77,127 @@ section! {
         /// checkpoints; absent: keep all, as the reference does.
         checkpoint_keep_last: Option<u32> = "checkpoint_keep_last", Need::Default(None),
             check = keep_last, emit = left_out_when_none;
+        /// `quant` (this trainer's, not the reference's): quantization-aware fine-tuning;
+        /// absent: none (and left out of `all_config.yaml`).
+        quant: Option<QuantConfig> = "quant", Need::Default(None), emit = left_out_when_none;
+    }
+}
+
+section! {
+    /// `quant`: quantization-aware training (QAT). The weight matrices that `trm-export`
+    /// quantizes ([`WeightQuant::matrices`]) are fake-quantized in the forward pass with the
+    /// exporter's per-output-row rule, gradients passing straight through; checkpoints hold the
+    /// weights on the grid, so a fixed export rounds nothing.
+    pub struct QuantConfig {
+        /// `weights`: the grid of the weight matrices: `int8`, `int16` or `none` (no QAT).
+        weights: WeightQuant = "weights", Need::Required;
+        /// `activations`: activation fake-quantization; only `none` for now.
+        activations: ActivationQuant = "activations", Need::Default(ActivationQuant::None);
+        /// `start_step`: the optimizer step from which the forward pass is fake-quantized
+        /// (0: from the first step).
+        start_step: u64 = "start_step", Need::Default(0);
+    }
+}
+
+/// The grid QAT puts the weight matrices on (`quant.weights`): the exporter's symmetric
+/// per-output-row quantization, scale `max|row| / levels` (1 for an all-zero row), values
+/// `floor(w / scale + 1/2)` clamped to `[-levels, levels]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightQuant {
+    /// `int8`: 127 levels each side (the default fixed export).
+    Int8,
+    /// `int16`: 32767 levels each side (`trm-export --int16-weights all`).
+    Int16,
+    /// `none`: no fake quantization.
+    None,
+}
+
+impl WeightQuant {
+    /// The name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightQuant::Int8 => "int8",
+            WeightQuant::Int16 => "int16",
+            WeightQuant::None => "none",
+        }
+    }
+
+    /// The largest integer magnitude of the grid (127 or 32767); `None` for [`WeightQuant::None`].
+    pub fn levels(self) -> Option<u32> {
+        match self {
+            WeightQuant::Int8 => Some(127),
+            WeightQuant::Int16 => Some(32767),
+            WeightQuant::None => None,
+        }
+    }
+
+    /// The matrices put on the grid: those the fixed export stores as int8 or int16 (the
+    /// token mixer's or attention's two projections and the channel SwiGLU's two of every
+    /// layer, `lm_head`, `q_head` weight). The embeddings (stored by another rule), the initial
+    /// states and the `q_head` bias stay float.
+    pub fn matrices(config: &trm_nostd::Config) -> Vec<trm_nostd::TensorId> {
+        use trm_nostd::{LayerTensor, TensorId};
+        let mut ids = vec![TensorId::LmHead, TensorId::QHeadWeight];
+        for layer in 0..config.l_layers as u8 {
+            let mixer = if config.mlp_t {
+                [LayerTensor::MlpTGateUp, LayerTensor::MlpTDown]
+            } else {
+                [LayerTensor::QkvProj, LayerTensor::OProj]
+            };
+            for tensor in mixer
+                .into_iter()
+                .chain([LayerTensor::MlpGateUp, LayerTensor::MlpDown])
+            {
+                ids.push(TensorId::Layer { layer, tensor });
+            }
+        }
+        ids
+    }
+}
+
+impl Value for WeightQuant {
+    fn from_yaml(v: Yaml, cx: &Cx<'_>) -> Result<Self, ConfigError> {
+        match String::from_yaml(v, cx)?.as_str() {
+            "int8" => Ok(WeightQuant::Int8),
+            "int16" => Ok(WeightQuant::Int16),
+            "none" => Ok(WeightQuant::None),
+            other => Err(ConfigError::Invalid {
+                key: cx.key.clone(),
+                reason: format!("{other:?}; expected int8, int16 or none"),
+            }),
+        }
+    }
+
+    fn to_yaml(&self) -> Yaml {
+        Yaml::String(self.name().to_string())
+    }
+}
+
+/// Activation fake-quantization in QAT (`quant.activations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationQuant {
+    /// `none`: activations stay float (the only setting implemented).
+    None,
+}
+
+impl Value for ActivationQuant {
+    fn from_yaml(v: Yaml, cx: &Cx<'_>) -> Result<Self, ConfigError> {
+        match String::from_yaml(v, cx)?.as_str() {
+            "none" => Ok(ActivationQuant::None),
+            "int16" => Err(ConfigError::Invalid {
+                key: cx.key.clone(),
+                reason: "int16 activation fake-quantization is not implemented yet; use none"
+                    .to_string(),
+            }),
+            other => Err(ConfigError::Invalid {
+                key: cx.key.clone(),
+                reason: format!("{other:?}; expected none (int16 is not implemented yet)"),
+            }),
+        }
+    }
+
+    fn to_yaml(&self) -> Yaml {
+        Yaml::String("none".to_string())
     }
 }
 

@@ -36,8 +36,8 @@ use yaml_rust2::yaml::Hash;
 
 pub use error::ConfigError;
 pub use keys::{
-    ACT_LOSS_HEAD_NAME, ArchConfig, EvaluatorConfig, LossConfig, LossType, TRM_ARCH_NAME,
-    TrainConfig,
+    ACT_LOSS_HEAD_NAME, ActivationQuant, ArchConfig, EvaluatorConfig, LossConfig, LossType,
+    QuantConfig, TRM_ARCH_NAME, TrainConfig, WeightQuant,
 };
 use schema::{Cx, Mode, Need, Section, Value};
 
@@ -257,6 +257,13 @@ impl TrainConfig {
     }
 }
 
+impl QuantConfig {
+    /// The grid of the weight matrices, `None` for `weights: none`.
+    pub fn weight_grid(&self) -> Option<WeightQuant> {
+        Some(self.weights).filter(|w| *w != WeightQuant::None)
+    }
+}
+
 impl ArchConfig {
     /// `puzzle_emb_len` as the model uses it (0 resolved to `ceil(puzzle_emb_ndim /
     /// hidden_size)`).
@@ -295,7 +302,7 @@ impl ArchConfig {
 /// What a checkpoint import reads from a run's `all_config.yaml` (the reference's or ours):
 /// the same schema as [`TrainConfig`], read leniently.
 ///
-/// - Only `arch`, `data_paths` and `ema` are read; every other key is left alone, so files with
+/// - Only `arch`, `data_paths`, `ema` and `quant` are read; every other key is left alone, so files with
 ///   keys this schema does not know (newer or forked reference versions) import.
 /// - In `arch`, unknown keys are ignored; the keys an import does not use (`name`, `loss`,
 ///   `halt_exploration_prob`, `H_layers`) take the reference defaults when absent, and a present
@@ -312,9 +319,18 @@ pub struct ImportConfig {
     /// `ema` (default false): whether the run kept an exponential moving average of the
     /// weights, which is then what the reference evaluates and saves.
     pub ema: bool,
+    /// `quant` (this trainer's): the run fine-tuned its weights onto an integer grid (QAT),
+    /// so its checkpoints hold weights on that grid; `None` when absent.
+    pub quant: Option<QuantConfig>,
 }
 
 impl ImportConfig {
+    /// The grid the checkpoint's weight matrices are on: `quant.weights` when the run used
+    /// QAT (`None` without a `quant` section or with `weights: none`).
+    pub fn weight_grid(&self) -> Option<WeightQuant> {
+        self.quant.as_ref().and_then(QuantConfig::weight_grid)
+    }
+
     /// Reads an `all_config.yaml` file (at most [`yaml::MAX_INPUT_BYTES`]).
     /// Errors name the file by its name (callers add the folder).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -331,12 +347,13 @@ impl ImportConfig {
         const ARCH: &str = "arch";
         const DATA_PATHS: &str = "data_paths";
         const EMA: &str = "ema";
+        const QUANT: &str = "quant";
         let doc = tree::parse_document(text, origin)?;
         // Only the keys an import reads: nothing else in the file can make it fail.
         let mut read = Hash::new();
         if let Yaml::Hash(h) = doc {
             for (k, v) in h {
-                if matches!(k.as_str(), Some(ARCH | DATA_PATHS | EMA)) {
+                if matches!(k.as_str(), Some(ARCH | DATA_PATHS | EMA | QUANT)) {
                     read.insert(k, v);
                 }
             }
@@ -353,11 +370,13 @@ impl ImportConfig {
         let arch: ArchConfig = top.read(ARCH, Need::Required)?;
         let data_paths = top.read(DATA_PATHS, Need::Default(Vec::new()))?;
         let ema = top.read(EMA, Need::Default(false))?;
+        let quant = top.read(QUANT, Need::Default(None))?;
         arch.check_keys(ARCH, Mode::Import)?;
         Ok(ImportConfig {
             arch,
             data_paths,
             ema,
+            quant,
         })
     }
 }

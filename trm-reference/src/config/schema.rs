@@ -205,6 +205,10 @@ impl<T: Value> Value for Option<T> {
     fn to_yaml(&self) -> Yaml {
         self.as_ref().map_or(Yaml::Null, Value::to_yaml)
     }
+
+    fn check_nested(&self, key: &str, mode: Mode) -> Result<(), ConfigError> {
+        self.as_ref().map_or(Ok(()), |v| v.check_nested(key, mode))
+    }
 }
 
 /// Takes typed values out of one mapping, remembering the dotted path for errors.

@@ -8,10 +8,12 @@
 //!
 //! - [`layers`]: RMSNorm, SwiGLU, attention with RoPE;
 //! - [`trm`]: the model, its carry and one ACT step;
-//! - [`checkpoint`]: loading weights (safetensors, reference `torch.save` files and runs).
+//! - [`checkpoint`]: loading weights (safetensors, reference `torch.save` files and runs);
+//! - [`quant`]: fake quantization of the weight matrices (quantization-aware training).
 
 pub mod checkpoint;
 pub mod layers;
+pub mod quant;
 pub mod trm;
 
 pub use checkpoint::{

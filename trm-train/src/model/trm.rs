@@ -5,8 +5,11 @@
 
 use super::ModelError;
 use super::layers::{Attention, Rope, SwiGlu, casted_linear, rms_norm, trunc_normal_};
+use super::quant::fake_quant;
+use std::borrow::Cow;
 use tch::{Device, Kind, Tensor, nn};
 use trm_nostd::{Config, LayerTensor, PosEncoding, TensorId};
+use trm_reference::config::WeightQuant;
 
 /// The reference's literal 1/sqrt(2) for learned positions, kept to its digits (libtorch
 /// rounds the scalar to f32 for f32 and bf16 tensors, where it equals `FRAC_1_SQRT_2`).
@@ -49,11 +52,44 @@ pub struct ActOutput {
     pub q_continue: Tensor,
 }
 
+/// The weight matrices of a forward pass: the variables, or their fake-quantized values.
+struct Weights<'a> {
+    blocks: Cow<'a, [Block]>,
+    lm_head: Tensor,
+    q_head_weight: Tensor,
+}
+
+impl Clone for Block {
+    fn clone(&self) -> Self {
+        let mixer = match &self.mixer {
+            Mixer::Attention(a) => Mixer::Attention(Attention {
+                qkv: a.qkv.shallow_clone(),
+                o: a.o.shallow_clone(),
+                num_heads: a.num_heads,
+            }),
+            Mixer::MlpT(m) => Mixer::MlpT(swiglu_clone(m)),
+        };
+        Block {
+            mixer,
+            mlp: swiglu_clone(&self.mlp),
+        }
+    }
+}
+
+fn swiglu_clone(m: &SwiGlu) -> SwiGlu {
+    SwiGlu {
+        gate_up: m.gate_up.shallow_clone(),
+        down: m.down.shallow_clone(),
+    }
+}
+
 /// A TRM model whose weights live in a [`nn::VarStore`] under reference names.
 #[derive(Debug)]
 pub struct Trm {
     config: Config,
     forward_kind: Kind,
+    /// QAT: the grid the weight matrices are fake-quantized onto in the forward pass.
+    weight_quant: Option<WeightQuant>,
     embed_tokens: Tensor,
     embed_pos: Option<Tensor>,
     puzzle_emb: Option<Tensor>,
@@ -172,6 +208,7 @@ impl Trm {
         Ok(Trm {
             config: *config,
             forward_kind: Kind::Float,
+            weight_quant: None,
             embed_tokens,
             embed_pos,
             puzzle_emb,
@@ -204,6 +241,61 @@ impl Trm {
     /// The element type of activations.
     pub fn forward_kind(&self) -> Kind {
         self.forward_kind
+    }
+
+    /// Quantization-aware training: with `Some(grid)` (int8 or int16), every forward pass
+    /// uses the weight matrices of [`WeightQuant::matrices`] fake-quantized onto `grid` by the
+    /// exporter's rule, gradients passing straight through (see [`super::quant`]); `None` or
+    /// [`WeightQuant::None`]: the float weights.
+    pub fn set_weight_quant(&mut self, grid: Option<WeightQuant>) {
+        self.weight_quant = grid.filter(|g| *g != WeightQuant::None);
+    }
+
+    /// The grid the forward pass fake-quantizes the weight matrices onto, if any.
+    pub fn weight_quant(&self) -> Option<WeightQuant> {
+        self.weight_quant
+    }
+
+    /// The weight matrices of one forward pass: borrowed, or fake-quantized once (per ACT
+    /// step, not per use).
+    fn weights(&self) -> Result<Weights<'_>, ModelError> {
+        let Some(levels) = self.weight_quant.and_then(WeightQuant::levels) else {
+            return Ok(Weights {
+                blocks: Cow::Borrowed(&self.blocks),
+                lm_head: self.lm_head.shallow_clone(),
+                q_head_weight: self.q_head_weight.shallow_clone(),
+            });
+        };
+        let fq = |t: &Tensor| fake_quant(t, levels);
+        let swiglu = |m: &SwiGlu| -> Result<SwiGlu, ModelError> {
+            Ok(SwiGlu {
+                gate_up: fq(&m.gate_up)?,
+                down: fq(&m.down)?,
+            })
+        };
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let mixer = match &b.mixer {
+                    Mixer::Attention(a) => Mixer::Attention(Attention {
+                        qkv: fq(&a.qkv)?,
+                        o: fq(&a.o)?,
+                        num_heads: a.num_heads,
+                    }),
+                    Mixer::MlpT(m) => Mixer::MlpT(swiglu(m)?),
+                };
+                Ok(Block {
+                    mixer,
+                    mlp: swiglu(&b.mlp)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(Weights {
+            blocks: Cow::Owned(blocks),
+            lm_head: fq(&self.lm_head)?,
+            q_head_weight: fq(&self.q_head_weight)?,
+        })
     }
 
     /// Sets the recursion counts, on which no weight depends: `halt_max_steps` (ACT steps),
@@ -353,8 +445,17 @@ impl Trm {
 
     /// The one shared network: `h = h + injection`, then every block.
     pub fn net(&self, h: &Tensor, injection: &Tensor) -> Result<Tensor, ModelError> {
+        self.net_with(&self.weights()?.blocks, h, injection)
+    }
+
+    fn net_with(
+        &self,
+        blocks: &[Block],
+        h: &Tensor,
+        injection: &Tensor,
+    ) -> Result<Tensor, ModelError> {
         let mut h = h.f_add(injection)?;
-        for block in &self.blocks {
+        for block in blocks {
             h = self.block(block, &h)?;
         }
         Ok(h)
@@ -363,13 +464,17 @@ impl Trm {
     /// The heads on y `[B, L, D]`: token logits at the puzzle positions and the Q logits at
     /// position 0 (in f32).
     pub fn heads(&self, z_h: &Tensor) -> Result<ActOutput, ModelError> {
+        self.heads_with(&self.weights()?, z_h)
+    }
+
+    fn heads_with(&self, w: &Weights<'_>, z_h: &Tensor) -> Result<ActOutput, ModelError> {
         let c = &self.config;
         let p = c.puzzle_emb_len as i64;
-        let logits = casted_linear(z_h, &self.lm_head)?.f_narrow(1, p, c.seq_len as i64)?;
+        let logits = casted_linear(z_h, &w.lm_head)?.f_narrow(1, p, c.seq_len as i64)?;
         let first = z_h.f_select(1, 0)?;
         let q = first
             .f_linear(
-                &self.q_head_weight.f_to_kind(first.kind())?,
+                &w.q_head_weight.f_to_kind(first.kind())?,
                 Some(&self.q_head_bias.f_to_kind(first.kind())?),
             )?
             .f_to_kind(Kind::Float)?;
@@ -386,22 +491,24 @@ impl Trm {
     /// when gradient is enabled).
     pub fn act_step(&self, carry: &Carry, x: &Tensor) -> Result<(Carry, ActOutput), ModelError> {
         let c = &self.config;
+        let w = self.weights()?;
+        let blocks = &w.blocks;
         let (mut z_h, mut z_l) = (carry.z_h.shallow_clone(), carry.z_l.shallow_clone());
         {
             let _no_grad = tch::no_grad_guard();
             for _ in 1..c.h_cycles {
                 for _ in 0..c.l_cycles {
-                    z_l = self.net(&z_l, &z_h.f_add(x)?)?;
+                    z_l = self.net_with(blocks, &z_l, &z_h.f_add(x)?)?;
                 }
-                z_h = self.net(&z_h, &z_l)?;
+                z_h = self.net_with(blocks, &z_h, &z_l)?;
             }
         }
         for _ in 0..c.l_cycles {
-            z_l = self.net(&z_l, &z_h.f_add(x)?)?;
+            z_l = self.net_with(blocks, &z_l, &z_h.f_add(x)?)?;
         }
-        z_h = self.net(&z_h, &z_l)?;
+        z_h = self.net_with(blocks, &z_h, &z_l)?;
 
-        let out = self.heads(&z_h)?;
+        let out = self.heads_with(&w, &z_h)?;
         let carry = Carry {
             z_h: z_h.f_detach()?,
             z_l: z_l.f_detach()?,

@@ -15,6 +15,15 @@
 //! one stops the run there), fed by every evaluation (each rank's rows gathered on rank 0),
 //! their metrics logged with the others, and their files written as the reference writes them:
 //! `<checkpoint_path>/evaluator_<class>_step_<N>/` (`submission.json`).
+//!
+//! Quantization-aware training (`quant`, [`crate::model::quant`]): the optimizer steps after
+//! the first `quant.start_step` ones run the forward pass on the weight matrices fake-quantized
+//! onto the export grid; evaluation always does (it evaluates what a fixed export computes).
+//! Every checkpoint saves those matrices projected onto the grid, in `model.safetensors` and
+//! `ema.safetensors` alike (the EMA of on-grid weights is not on the grid: it is projected
+//! too), so that `trm-export export --dtype fixed` rounds nothing; the float ("latent")
+//! values that training continues from are kept in the optimizer file (`qat_latent.`,
+//! `qat_latent_ema.`), which a resume restores, so a resumed run continues exactly.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -28,12 +37,13 @@ use super::RunError;
 use super::eval::{EvalOutput, SAVABLE_OUTPUTS, evaluate_with, write_saved};
 use super::evaluators::{Evaluators, check_evaluators};
 use crate::ckpt::{self, Checkpoint};
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, WeightQuant};
 use crate::data::{PuzzleDataset, PuzzleDatasetConfig};
 use crate::dist::ProcessGroup;
 use crate::dist::ddp::DEFAULT_BUCKET_BYTES;
 use crate::logs::{Progress, RunLogger};
 use crate::model::checkpoint::forward_kind;
+use crate::model::quant::{project_named, quantized_names};
 use crate::model::{Trm, load_named_tensors, read_checkpoint};
 use crate::optim::{
     AdamAtan2, AdamAtan2Config, CosineSchedule, Ema, SparseSignSgd, total_train_steps,
@@ -47,6 +57,11 @@ const ADAM_PREFIX: &str = "adam.";
 const CARRY_PREFIX: &str = "carry.";
 /// Name of the exploration RNG's draw count in the checkpoint's RNG file.
 const EXPLORATION_RNG: &str = "exploration_draws";
+/// QAT: prefix, in the optimizer file, of the float (latent) values of the matrices that
+/// `model.safetensors` holds projected onto the grid.
+const QAT_LATENT_PREFIX: &str = "qat_latent.";
+/// QAT: the same for the EMA (`ema.safetensors`).
+const QAT_LATENT_EMA_PREFIX: &str = "qat_latent_ema.";
 
 /// How to run training.
 #[derive(Debug, Clone)]
@@ -174,7 +189,74 @@ pub(super) fn build_model(
         RunError::Invalid(format!("unknown forward_dtype {}", cfg.arch.forward_dtype))
     })?;
     model.set_forward_kind(kind)?;
+    model.set_weight_quant(cfg.quant.as_ref().and_then(|q| q.weight_grid()));
     Ok((vs, model))
+}
+
+/// QAT: the grid of the optimizer step taken after `steps_done` steps (`None` before
+/// `quant.start_step` steps are done, or without QAT).
+fn qat_grid(cfg: &TrainConfig, steps_done: u64) -> Option<WeightQuant> {
+    let q = cfg.quant.as_ref()?;
+    q.weight_grid().filter(|_| steps_done >= q.start_step)
+}
+
+/// QAT: `named` with the matrices QAT quantizes projected onto the grid of `cfg` (unchanged
+/// without QAT).
+fn on_grid(
+    cfg: &TrainConfig,
+    model: &Trm,
+    named: Vec<(String, Tensor)>,
+) -> Result<Vec<(String, Tensor)>, RunError> {
+    match cfg
+        .quant
+        .as_ref()
+        .and_then(|q| q.weight_grid())
+        .and_then(WeightQuant::levels)
+    {
+        Some(levels) => Ok(project_named(named, model.config(), levels)?),
+        None => Ok(named),
+    }
+}
+
+/// QAT: the latent (float) values of the matrices QAT quantizes, named `prefix<name>`
+/// (nothing without QAT).
+fn latent_entries(
+    cfg: &TrainConfig,
+    model: &Trm,
+    named: &[(String, Tensor)],
+    prefix: &str,
+) -> Result<Vec<(String, Tensor)>, RunError> {
+    if cfg.quant.as_ref().and_then(|q| q.weight_grid()).is_none() {
+        return Ok(Vec::new());
+    }
+    let names = quantized_names(model.config());
+    named
+        .iter()
+        .filter(|(n, _)| names.contains(n))
+        .map(|(n, t)| Ok((format!("{prefix}{n}"), t.f_detach_copy()?)))
+        .collect()
+}
+
+/// `named` with the values of `latent` (by name) in place of its own.
+fn with_latent(
+    named: Vec<(String, Tensor)>,
+    mut latent: std::collections::HashMap<String, Tensor>,
+    what: &str,
+) -> Result<Vec<(String, Tensor)>, RunError> {
+    let out: Vec<(String, Tensor)> = named
+        .into_iter()
+        .map(|(n, t)| match latent.remove(&n) {
+            Some(l) => (n, l),
+            None => (n, t),
+        })
+        .collect();
+    match latent.into_keys().next() {
+        Some(n) => Err(RunError::Invalid(format!(
+            "the checkpoint's optimizer file has a QAT {what} value of {n}, which the weights \
+             lack"
+        ))),
+        None => Ok(out),
+    }
 }
 
 /// `load_checkpoint`: weights to start from (a safetensors file or a reference `step_N` file).
@@ -254,7 +336,19 @@ impl State {
             Some(e) => Some(e.with_ema(|| variables_copy(&self.vs))??),
             None => None,
         };
-        let mut optimizer = Vec::new();
+        let model = variables_copy(&self.vs)?;
+        // QAT: the latent values first, then the saved weights projected onto the grid.
+        let mut optimizer = latent_entries(cfg, &self.model, &model, QAT_LATENT_PREFIX)?;
+        if let Some(ema) = &ema {
+            optimizer.extend(latent_entries(
+                cfg,
+                &self.model,
+                ema,
+                QAT_LATENT_EMA_PREFIX,
+            )?);
+        }
+        let model = on_grid(cfg, &self.model, model)?;
+        let ema = ema.map(|e| on_grid(cfg, &self.model, e)).transpose()?;
         if let Some(adam) = &self.adam {
             for (n, t) in adam.state_dict()? {
                 optimizer.push((format!("{ADAM_PREFIX}{n}"), t));
@@ -279,7 +373,7 @@ impl State {
         }
         Ok(Checkpoint {
             step: self.step,
-            model: variables_copy(&self.vs)?,
+            model,
             ema,
             optimizer,
             rng: vec![(
@@ -294,30 +388,40 @@ impl State {
     /// Restores a checkpoint; a carry saved by `world` ranks (rows of the global batch) is cut
     /// to this rank's rows.
     fn restore(&mut self, ck: Checkpoint, rank: usize, world: usize) -> Result<(), RunError> {
-        ckpt::restore_model(&self.vs, ck.model)?;
+        let mut adam_entries = Vec::new();
+        let mut carry = std::collections::HashMap::new();
+        let (mut latent, mut latent_ema) = (
+            std::collections::HashMap::new(),
+            std::collections::HashMap::new(),
+        );
+        for (n, t) in ck.optimizer {
+            if let Some(rest) = n.strip_prefix(ADAM_PREFIX) {
+                adam_entries.push((rest.to_owned(), t));
+            } else if let Some(rest) = n.strip_prefix(CARRY_PREFIX) {
+                carry.insert(rest.to_owned(), t);
+            } else if let Some(rest) = n.strip_prefix(QAT_LATENT_PREFIX) {
+                latent.insert(rest.to_owned(), t);
+            } else if let Some(rest) = n.strip_prefix(QAT_LATENT_EMA_PREFIX) {
+                latent_ema.insert(rest.to_owned(), t);
+            } else {
+                return Err(RunError::Invalid(format!(
+                    "unknown optimizer-file entry {n}"
+                )));
+            }
+        }
+        // QAT: training continues from the latent values, not the on-grid ones saved.
+        ckpt::restore_model(&self.vs, with_latent(ck.model, latent, "latent")?)?;
         if let Some(ema) = &mut self.ema {
             let saved = ck.ema.ok_or_else(|| {
                 RunError::Invalid("the checkpoint has no EMA but ema is on".into())
             })?;
+            let saved = with_latent(saved, latent_ema, "latent EMA")?;
             let names: std::collections::HashSet<String> = ema.names().map(str::to_owned).collect();
             let entries: Vec<(String, Tensor)> = saved
                 .into_iter()
                 .filter(|(n, _)| names.contains(n))
                 .collect();
             ema.load_state_dict(&entries)?;
-        }
-        let mut adam_entries = Vec::new();
-        let mut carry = std::collections::HashMap::new();
-        for (n, t) in ck.optimizer {
-            if let Some(rest) = n.strip_prefix(ADAM_PREFIX) {
-                adam_entries.push((rest.to_owned(), t));
-            } else if let Some(rest) = n.strip_prefix(CARRY_PREFIX) {
-                carry.insert(rest.to_owned(), t);
-            } else {
-                return Err(RunError::Invalid(format!(
-                    "unknown optimizer-file entry {n}"
-                )));
-            }
         }
         if let Some(adam) = &mut self.adam {
             adam.load_state_dict(&adam_entries)?;
@@ -673,6 +777,7 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                 }
                 let t0 = Instant::now();
                 let batch = plans.dataset().collate(&plan)?.to_device(device)?;
+                st.model.set_weight_quant(qat_grid(cfg, st.step - 1));
                 let out = train_step(&st.model, &mut st.carry, &batch, &options)?;
                 st.draws += per_step_draws;
                 out.loss.f_mul_scalar(1.0 / gbs as f64)?.f_backward()?;
@@ -807,6 +912,8 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                 progress.println("evaluate");
                 let loss = options.loss;
                 let save_keys = cfg.eval_save_outputs.clone();
+                st.model
+                    .set_weight_quant(cfg.quant.as_ref().and_then(|q| q.weight_grid()));
                 let model = &st.model;
                 let ev = evaluators.as_mut();
                 let result = match &st.ema {
