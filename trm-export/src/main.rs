@@ -392,6 +392,11 @@ enum Command {
         /// The fixed-point model (or another conversion of the float one, e.g. bf16).
         #[arg(long = "fixed")]
         fixed: PathBuf,
+        /// The float model before quantization-aware fine-tuning (issue 16): also compared
+        /// with the fixed model, and its exact accuracy with the QAT float model's (`--float`),
+        /// so the report shows what QAT cost and what quantization costs after it. Not gated.
+        #[arg(long)]
+        original: Option<PathBuf>,
         #[command(flatten)]
         source: PuzzleArgs,
         /// How many puzzles.
@@ -818,6 +823,7 @@ fn main() -> anyhow::Result<()> {
         Command::Verify {
             float,
             fixed,
+            original,
             source,
             limit,
             halt,
@@ -850,7 +856,7 @@ fn main() -> anyhow::Result<()> {
                 max_state_drift,
                 min_halt_agreement,
             };
-            let report = verify::verify_with_arc(
+            let mut report = verify::verify_with_arc(
                 &fm,
                 &qm,
                 &puzzles,
@@ -859,6 +865,24 @@ fn main() -> anyhow::Result<()> {
                 threads.threads,
                 arc.as_ref(),
             )?;
+            if let Some(path) = &original {
+                let ob = read(path)?;
+                let om = parse(&ob, path)?;
+                trm_export::budget::check(om.config(), rows.len(), budget.max_macs, "verify")?;
+                let vs = verify::verify_with_arc(
+                    &om,
+                    &qm,
+                    &puzzles,
+                    halt.into(),
+                    &Thresholds::default(),
+                    threads.threads,
+                    arc.as_ref(),
+                )
+                .with_context(|| format!("--original {}", path.display()))?;
+                report.original =
+                    Some(verify::OriginalComparison::from_reports(&vs, &report.float));
+                report.seconds += vs.seconds;
+            }
             print!("{}", report.table());
             if let Some(w) = &report.sources.warning {
                 eprintln!("verify: warning: {w}");

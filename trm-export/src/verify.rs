@@ -247,6 +247,45 @@ pub struct Failure {
     pub value: f64,
 }
 
+/// `verify --original`: the float model before quantization-aware fine-tuning against the QAT
+/// model's fixed export, on the same puzzles: what QAT cost in accuracy and what quantization
+/// costs after it, side by side.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OriginalComparison {
+    /// The original (pre-QAT) float model's results.
+    pub original: ModelStats,
+    /// `original.exact_accuracy - float.exact_accuracy`: what the fine-tuning cost (negative:
+    /// it gained), None without answers.
+    pub qat_exact_cost: Option<f64>,
+    /// Fraction of puzzles where the fixed model's predicted grid equals the original's.
+    pub answer_agreement: f64,
+    /// Fraction of identical predicted cells, fixed vs original.
+    pub cell_agreement: f64,
+    /// `original.exact_accuracy - fixed.exact_accuracy`, None without answers.
+    pub exact_drop: Option<f64>,
+    /// Fraction of puzzles whose halting step agrees, fixed vs original.
+    pub halt_agreement: f64,
+}
+
+impl OriginalComparison {
+    /// The comparison from `verify(original, fixed)`'s report and the main report's float
+    /// model (the QAT float model).
+    pub fn from_reports(vs_fixed: &VerifyReport, qat_float: &ModelStats) -> Self {
+        let cost = match (vs_fixed.float.exact_accuracy, qat_float.exact_accuracy) {
+            (Some(a), Some(b)) => Some(a - b),
+            _ => None,
+        };
+        OriginalComparison {
+            original: vs_fixed.float.clone(),
+            qat_exact_cost: cost,
+            answer_agreement: vs_fixed.answer_agreement,
+            cell_agreement: vs_fixed.cell_agreement,
+            exact_drop: vs_fixed.exact_drop,
+            halt_agreement: vs_fixed.halt_agreement,
+        }
+    }
+}
+
 /// Everything `verify` measures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerifyReport {
@@ -288,6 +327,8 @@ pub struct VerifyReport {
     pub thresholds: Thresholds,
     /// Broken thresholds (empty: the gate passes).
     pub failures: Vec<Failure>,
+    /// `--original`: the pre-QAT float model against the fixed model (not gated).
+    pub original: Option<OriginalComparison>,
     /// Wall-clock seconds of the runs.
     pub seconds: f64,
     /// Threads used.
@@ -652,6 +693,7 @@ fn summarize(
         sources: sources(float, fixed),
         thresholds: *thresholds,
         failures: Vec::new(),
+        original: None,
         seconds,
         threads,
     };
@@ -779,6 +821,27 @@ impl VerifyReport {
             100.0 * self.cell_agreement,
             100.0 * self.halt_agreement
         ));
+        if let Some(o) = &self.original {
+            let m = &o.original;
+            line(format!(
+                "original (pre-QAT) float {} crc {}: exact {} {}, cells {}; QAT cost {}",
+                m.scheme,
+                m.model_crc,
+                m.exact,
+                pct(m.exact_accuracy),
+                pct(m.cell_accuracy),
+                o.qat_exact_cost
+                    .map_or("-".to_string(), |d| format!("{:+.2} points", 100.0 * d))
+            ));
+            line(format!(
+                "fixed vs original: exact drop {}  answer agreement {:.2}%  cell agreement {:.3}%  halting-step agreement {:.2}%",
+                o.exact_drop
+                    .map_or("-".to_string(), |d| format!("{:+.2} points", 100.0 * d)),
+                100.0 * o.answer_agreement,
+                100.0 * o.cell_agreement,
+                100.0 * o.halt_agreement
+            ));
+        }
         line(format!(
             "{:>5} {:>11} {:>11} {:>9} {:>9} {:>11} {:>11} {:>9} {:>9}",
             "step",

@@ -436,3 +436,52 @@ fn agreement_gates_fail_above_the_measured_agreement_naming_each_and_pass_below(
         assert!(o.status.success(), "{}", tiny::text(&o));
     }
 }
+
+/// `--original`: the fixed model is also compared with another float model (the pre-QAT one in
+/// practice), with the same figures as a plain `verify --float <original> --fixed <fixed>`,
+/// and the accuracy difference of the two float models is the QAT cost; the gate still judges
+/// `--float` against `--fixed` only.
+#[test]
+fn original_model_comparison_equals_a_plain_verify_of_it() {
+    let m = models();
+    let files = Files::write(&m, "verify-original");
+    let other = tiny::float_model(&m.c, 9, 0.0);
+    let op = files.dir.join("original.trm");
+    std::fs::write(&op, &other).unwrap();
+    let op = op.to_str().unwrap();
+    let json = |o: &Output| -> Value {
+        let t = String::from_utf8_lossy(&o.stdout);
+        let start = t.find("\n{").map_or(0, |i| i + 1);
+        serde_json::from_str(&t[start..]).unwrap_or_else(|e| panic!("{e}: {t}"))
+    };
+    let with = files.gate("all", &["--original", op, "--json", "-"]);
+    assert!(with.status.success(), "{}", tiny::text(&with));
+    assert!(
+        tiny::text(&with).contains("original (pre-QAT) float"),
+        "{}",
+        tiny::text(&with)
+    );
+    let with = json(&with);
+    let main = json(&files.gate("all", &["--json", "-"]));
+    // The main comparison is unchanged by --original.
+    for k in ["/answer_agreement", "/cell_agreement", "/float/exact"] {
+        assert!(close(f(&with, k), f(&main, k)), "{k}");
+    }
+    // The original's comparison is what a plain verify of it reports.
+    let mut args = vec!["verify", "--float", op, "--fixed", &files.fixed];
+    args.extend(["--puzzles", &files.csv, "--json", "-"]);
+    let plain = json(&tiny::cli(&args));
+    for (a, b) in [
+        ("/original/answer_agreement", "/answer_agreement"),
+        ("/original/cell_agreement", "/cell_agreement"),
+        ("/original/halt_agreement", "/halt_agreement"),
+        ("/original/original/exact", "/float/exact"),
+        ("/original/original/cell_accuracy", "/float/cell_accuracy"),
+    ] {
+        assert!(close(f(&with, a), f(&plain, b)), "{a} vs {b}");
+    }
+    let cost = f(&plain, "/float/exact_accuracy") - f(&main, "/float/exact_accuracy");
+    assert!(close(f(&with, "/original/qat_exact_cost"), cost));
+    // Another float model disagrees with the fixed model somewhere (the test can fail).
+    assert!(f(&with, "/original/cell_agreement") < 1.0);
+}
