@@ -92,20 +92,8 @@ pub fn check_grid(
             bail!("missing tensor {id}");
         };
         let cols = id.shape(config).cols as usize;
-        let mut bytes = Vec::new();
         for row in w.chunks_exact(cols.max(1)) {
-            bytes.clear();
-            let (scale, q): (f64, Vec<f64>) = if levels == 127 {
-                let s = quantize_row_i8(row, &mut bytes);
-                (s, bytes.iter().map(|&b| f64::from(b as i8)).collect())
-            } else {
-                let s = quantize_row_i16(row, &mut bytes);
-                let q = bytes
-                    .chunks_exact(2)
-                    .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))
-                    .collect();
-                (s, q)
-            };
+            let (scale, q) = quantize_row(row, levels);
             for (&v, q) in row.iter().zip(q) {
                 let e = (f64::from(v) / scale - q).abs();
                 // NaN counts as off the grid.
@@ -143,4 +131,21 @@ pub fn int16_for(grid: WeightQuant, requested: Int16Weights) -> anyhow::Result<I
         grid.name(),
         requested.name()
     )
+}
+
+/// One weight row quantized as the exporter quantizes it (`levels` 127: int8, else int16): its
+/// scale and integer values (as f64).
+pub fn quantize_row(row: &[f32], levels: u32) -> (f64, Vec<f64>) {
+    let mut bytes = Vec::new();
+    if levels == 127 {
+        let s = quantize_row_i8(row, &mut bytes);
+        (s, bytes.iter().map(|&b| f64::from(b as i8)).collect())
+    } else {
+        let s = quantize_row_i16(row, &mut bytes);
+        let q = bytes
+            .chunks_exact(2)
+            .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))
+            .collect();
+        (s, q)
+    }
 }

@@ -8,9 +8,8 @@ mod common;
 use common::tiny;
 use trm_export::export::{CalibSettings, FloatWeights, Format, Origin, export};
 use trm_export::puzzles::PuzzleSource;
-use trm_export::qat::{check_grid, int16_for, on_grid_tolerance};
+use trm_export::qat::{check_grid, int16_for, on_grid_tolerance, quantize_row};
 use trm_export::quantize::Int16Weights;
-use trm_nostd::fixed::prepare::{quantize_row_i8, quantize_row_i16};
 use trm_nostd::float::OwnedWeights;
 use trm_nostd::{Config, DType, Model, TensorId, TensorSource};
 use trm_reference::config::WeightQuant;
@@ -30,18 +29,8 @@ fn weights(c: &Config, grid: Option<WeightQuant>) -> Vec<(TensorId, Vec<f32>)> {
             if let Some(g) = grid.filter(|_| matrices.contains(&id)) {
                 let cols = id.shape(c).cols as usize;
                 for row in vals.chunks_exact_mut(cols) {
-                    let mut bytes = Vec::new();
-                    let (s, q): (f64, Vec<f64>) = if g == WeightQuant::Int8 {
-                        let s = quantize_row_i8(row, &mut bytes);
-                        (s, bytes.iter().map(|&b| f64::from(b as i8)).collect())
-                    } else {
-                        let s = quantize_row_i16(row, &mut bytes);
-                        let q = bytes
-                            .chunks_exact(2)
-                            .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))
-                            .collect();
-                        (s, q)
-                    };
+                    let levels = if g == WeightQuant::Int8 { 127 } else { 32767 };
+                    let (s, q) = quantize_row(row, levels);
                     for (x, q) in row.iter_mut().zip(q) {
                         *x = (q * s) as f32;
                     }

@@ -913,19 +913,8 @@ fn solve_sudoku<C: Console + ?Sized, K: Counter + ?Sized>(
                 say!(out, "TRM-ERROR stage=puzzle puzzle={i} msg=answer: {e}");
                 return Err(());
             }
-            match sudoku::check_solution(&tokens, &question) {
-                Ok(()) => say!(out, "TRM-ANSWER puzzle={i} status=valid"),
-                Err(v) => {
-                    // A reference answer that is not a solution means bad embedded data: an
-                    // error of the run, with its TRM-ERROR line as every error has.
-                    say!(out, "TRM-ANSWER puzzle={i} status=invalid msg={v}");
-                    say!(
-                        out,
-                        "TRM-ERROR stage=puzzle puzzle={i} msg=answer: not a solution of the question: {v}"
-                    );
-                    return Err(());
-                }
-            }
+            let check = sudoku::check_solution(&tokens, &question);
+            answer_status(out, i, check, "not a solution of the question")?;
             Some(tokens)
         }
     };
@@ -1022,17 +1011,12 @@ fn solve_task<C: Console + ?Sized, K: Counter + ?Sized>(
                 );
                 return Err(());
             }
-            match task.check(answer, question) {
-                Ok(()) => say!(out, "TRM-ANSWER puzzle={i} status=valid"),
-                Err(v) => {
-                    say!(out, "TRM-ANSWER puzzle={i} status=invalid msg={v}");
-                    say!(
-                        out,
-                        "TRM-ERROR stage=puzzle puzzle={i} msg=answer: not valid for its question: {v}"
-                    );
-                    return Err(());
-                }
-            }
+            answer_status(
+                out,
+                i,
+                task.check(answer, question),
+                "not valid for its question",
+            )?;
             true
         }
     };
@@ -1071,6 +1055,31 @@ fn solve_task<C: Console + ?Sized, K: Counter + ?Sized>(
     } else {
         has_answer && correct == seq
     })
+}
+
+/// Prints the `TRM-ANSWER` line of a reference answer checked against its question: `valid`,
+/// or `invalid` with the reason, then (bad embedded data: an error of the run, with its
+/// `TRM-ERROR` line as every error has) the error saying `what` is wrong, and `Err(())`.
+fn answer_status<C: Console + ?Sized, V: fmt::Display>(
+    out: &mut Out<'_, '_, C>,
+    i: usize,
+    check: Result<(), V>,
+    what: &str,
+) -> Result<(), ()> {
+    match check {
+        Ok(()) => {
+            say!(out, "TRM-ANSWER puzzle={i} status=valid");
+            Ok(())
+        }
+        Err(v) => {
+            say!(out, "TRM-ANSWER puzzle={i} status=invalid msg={v}");
+            say!(
+                out,
+                "TRM-ERROR stage=puzzle puzzle={i} msg=answer: {what}: {v}"
+            );
+            Err(())
+        }
+    }
 }
 
 /// Runs the ACT steps of one puzzle (`TRM-STEP` lines when asked), writes the prediction into
