@@ -136,17 +136,30 @@ fn sigkill_then_resume_reaches_the_same_weights() {
     assert!(status.success(), "uninterrupted run failed");
     let duration = t0.elapsed();
 
-    // Kill a second run at a random moment after its first checkpoint (within about two
-    // iterations of 16, so that it is killed mid-run with a checkpoint to resume from).
+    // Kill a second run at a random moment of its third iteration of 16: after its second
+    // checkpoint, a random fraction of the time between its first two checkpoints (measured
+    // on this run: the first run's wall time is mostly start-up, and start-up varies with the
+    // machine's load). It is so killed mid-run with a checkpoint to resume from.
     let frac = clock_fraction();
     let mut child = train_command(&data, &b).spawn().expect("spawn");
     let deadline = Instant::now() + duration * 4;
-    while ckpt::latest(&b).expect("list").is_none() {
-        assert!(Instant::now() < deadline, "no checkpoint appeared");
-        assert!(child.try_wait().expect("poll").is_none(), "run ended early");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_secs_f64(duration.as_secs_f64() / 8.0 * frac));
+    let mut wait_for_step_after = |after: u64| -> Instant {
+        loop {
+            if ckpt::latest(&b)
+                .expect("list")
+                .is_some_and(|(s, _)| s > after)
+            {
+                return Instant::now();
+            }
+            assert!(Instant::now() < deadline, "no checkpoint appeared");
+            assert!(child.try_wait().expect("poll").is_none(), "run ended early");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let t1 = wait_for_step_after(0);
+    let s1 = ckpt::latest(&b).expect("list").map_or(0, |(s, _)| s);
+    let t2 = wait_for_step_after(s1);
+    std::thread::sleep((t2 - t1).mul_f64(frac));
     let killed = child.try_wait().expect("poll").is_none();
     if killed {
         child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
@@ -154,7 +167,7 @@ fn sigkill_then_resume_reaches_the_same_weights() {
     let _ = child.wait();
     let before = ckpt::latest(&b).expect("list").map(|(s, _)| s);
     eprintln!(
-        "killed {:.0}% of 2 iterations after the first checkpoint: {killed}; last complete \
+        "killed {:.0}% of an iteration after the second checkpoint: {killed}; last complete \
          checkpoint {before:?}",
         frac * 100.0
     );
