@@ -778,13 +778,13 @@ fn main() -> anyhow::Result<()> {
         } => {
             let bytes = read(&model)?;
             // A model that does not parse is reported by the app (its TRM-ERROR line).
-            let kind =
-                Model::parse(&bytes).map_or(PuzzleKind::SUDOKU, |m| PuzzleKind::of(m.config()));
+            let config = Model::parse(&bytes).ok().map(|m| *m.config());
+            let kind = config.map_or(PuzzleKind::SUDOKU, |c| PuzzleKind::of(&c));
             let rows = source.source()?.load(limit, &kind)?;
-            if let Ok(m) = Model::parse(&bytes) {
+            if let Some(c) = &config {
                 // With --dump every puzzle is solved twice.
                 let runs = rows.len() * if dump.is_some() { 2 } else { 1 };
-                trm_export::budget::check(m.config(), runs, budget.max_macs, "run")?;
+                trm_export::budget::check(c, runs, budget.max_macs, "run")?;
             }
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();

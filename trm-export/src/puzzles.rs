@@ -61,13 +61,7 @@ impl PuzzleKind {
     /// task without an alphabet of its vocabulary (more than 62 kinds of tokens).
     pub fn of_model(model: &Model<'_>, what: &str) -> Result<Self> {
         let kind = PuzzleKind::of(model.config());
-        let mut probe = [0u8; 1];
-        let no_alphabet = kind.task != Task::Sudoku
-            && matches!(
-                kind.task.parse_line("0", kind.vocab, &mut probe),
-                Err(trm_nostd::task::LineError::NoAlphabet)
-            );
-        if kind.seq_len > MAX_SEQ_LEN || no_alphabet {
+        if !kind.task.has_text_form(kind.seq_len, kind.vocab) {
             bail!(
                 "{what}: the model's puzzles ({} tokens of {} kinds) cannot be written as text \
                  (at most {MAX_SEQ_LEN} tokens of at most 62 kinds)",
@@ -255,7 +249,7 @@ pub fn read_dataset_split(dir: &Path, limit: usize) -> Result<(PuzzleKind, Vec<P
         seq_len: m.seq_len,
         vocab: m.vocab_size,
     };
-    if kind.seq_len > MAX_SEQ_LEN || (kind.task == Task::Tokens && kind.vocab > 62) {
+    if !kind.task.has_text_form(kind.seq_len, kind.vocab) {
         bail!(
             "{}: puzzles of {} tokens of {} kinds cannot be written as text (at most \
              {MAX_SEQ_LEN} tokens of at most 62 kinds)",

@@ -71,7 +71,7 @@ use trm_nostd::act::should_stop;
 use trm_nostd::digest::digest_tokens;
 use trm_nostd::format::Model;
 use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
-use trm_nostd::task::{LineError, MAX_SEQ_LEN, Task};
+use trm_nostd::task::{MAX_SEQ_LEN, Task};
 
 pub use trm_nostd::HaltMode;
 
@@ -457,16 +457,17 @@ impl<'g> GoldenCheck<'g> {
             return;
         }
         self.compared += 1;
-        let next = self.next_expected();
-        if let Some((n, _)) = next {
-            // Consume the golden lines up to and including the one compared.
-            let _ = self.expected.by_ref().find(|(k, _)| *k == n);
-        }
+        // The golden lines up to and including the one compared are consumed.
+        let next = self
+            .expected
+            .by_ref()
+            .find(|(_, l)| is_checked(l.trim_end_matches('\r')))
+            .map(|(n, l)| (n, l.trim_end_matches('\r')));
         let same = match next {
             Some((_, want)) if pos > len => {
                 tail_same && want.len() == pos && want.as_bytes()[..len] == self.buf[..len]
             }
-            Some((_, want)) => want == line && len == pos,
+            Some((_, want)) => want == line,
             None => {
                 self.extra += 1;
                 false
@@ -830,14 +831,7 @@ fn load<'s, C: Console + ?Sized>(
         say!(out, " scheme=float");
     }
     // Sudoku, or a task whose puzzles read as token lines of at most MAX_SEQ_LEN tokens.
-    let task = Task::of(&c);
-    let mut probe = [PAD; 1];
-    let has_lines = task == Task::Sudoku
-        || !matches!(
-            task.parse_line("0", c.vocab_size, &mut probe),
-            Err(LineError::NoAlphabet)
-        );
-    if c.seq_len as usize > MAX_SEQ_LEN || !has_lines {
+    if !Task::of(&c).has_text_form(c.seq_len as usize, c.vocab_size) {
         say!(
             out,
             "TRM-ERROR stage=model msg=not a model of a task the app runs (seq_len {}, vocab {}; at most {MAX_SEQ_LEN} tokens of at most 62 kinds)",

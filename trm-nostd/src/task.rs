@@ -274,6 +274,14 @@ impl Task {
         }
     }
 
+    /// Whether puzzles of `seq_len` tokens of `vocab_size` kinds of this task can be written as
+    /// text: Sudoku strings, or token lines of at most [`MAX_SEQ_LEN`] tokens of at most 62
+    /// kinds (what [`Task::parse_line`] accepts).
+    pub const fn has_text_form(self, seq_len: usize, vocab_size: u32) -> bool {
+        seq_len <= MAX_SEQ_LEN
+            && (matches!(self, Task::Sudoku) || vocab_size as usize <= BASE62.len())
+    }
+
     /// Whether the task has a validity rule ([`Task::check`] can fail).
     pub const fn has_rule(self) -> bool {
         !matches!(self, Task::Tokens)
