@@ -5,6 +5,8 @@
 //! - a rank killed (SIGKILL) or hung (SIGSTOP) mid-run makes the other exit non-zero within the
 //!   timeout with a clear message; resuming from the last checkpoint reaches the uninterrupted
 //!   run's weights bit for bit; the launcher stops the other ranks when one dies;
+//! - QAT (`quant.weights=int8`) data-parallel: the latents of one process (1e-4), weights on
+//!   the grid;
 //! - a bad environment (unreachable store, world sizes that disagree, a batch that does not
 //!   split) is a clear error, quickly.
 
@@ -17,8 +19,13 @@ use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 use trm_data::sudoku::SudokuOptions;
 use trm_data::sudoku_gen::generate_dataset;
+use trm_export::export::load_float_weights;
+use trm_export::qat::check_grid;
+use trm_reference::checkpoint::ImportOptions;
+use trm_reference::config::WeightQuant;
 use trm_train::ckpt;
 use trm_train::logs::{METRICS_FILE, read_jsonl};
+use trm_train::model::quant::quantized_names;
 
 fn ci_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/sudoku_ci.yaml")
@@ -279,6 +286,69 @@ fn two_and_three_ranks_match_one_process() {
         .zip(&final1)
         .any(|((_, a), (_, b))| (a - b).abs().max().double_value(&[]) > 1e-4);
     assert!(changed, "training did not change the weights");
+}
+
+/// QAT (`quant.weights=int8`) trains data-parallel like float training: 2 ranks end with the
+/// latent (float) weights of one process (1e-4 relative); the saved model and EMA of both runs
+/// are on the exporter's int8 grid, and equal up to a weight that a 1e-7 latent difference moved
+/// across a rounding boundary (one step of its row's grid, for a handful of weights at most).
+#[test]
+fn qat_two_ranks_match_one_process_on_the_grid() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = dataset(tmp.path(), 48, 12);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let qat = ["quant.weights=int8"];
+    let o = train_cmd(&data, &one, 2, &qat).output().expect("run");
+    assert!(o.status.success(), "single process: {}", text(&o));
+    run_ranks(&data, &two, 2, 2, &qat);
+    let ((s1, d1), (s2, d2)) = (latest(&one), latest(&two));
+    assert_eq!(s1, s2, "steps");
+    let latents = |d: &Path| {
+        tensors(d, ckpt::OPTIMIZER_FILE)
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("qat_latent."))
+            .collect::<Vec<_>>()
+    };
+    let (l1, l2) = (latents(&d1), latents(&d2));
+    assert!(!l1.is_empty(), "QAT latents saved");
+    // 1e-4, not float training's 1e-5: a weight that a reduction-order difference moves across
+    // a rounding boundary changes the forward pass by a whole grid step.
+    let w = assert_close(&l1, &l2, 1e-4, "QAT latents");
+    eprintln!("QAT 2 ranks: latents within {w:e} of one process after {s1} steps");
+    let mut config = None;
+    for d in [&d1, &d2] {
+        let weights = load_float_weights(d, &ImportOptions::default()).expect("import");
+        assert_eq!(weights.weight_grid, Some(WeightQuant::Int8));
+        let grid = check_grid(&weights.config, &weights.tensors, WeightQuant::Int8).expect("grid");
+        assert!(grid.on_grid(), "{}: {grid}", d.display());
+        config = Some(weights.config);
+    }
+    let on_grid = quantized_names(&config.expect("a config"));
+    for file in [ckpt::MODEL_FILE, ckpt::EMA_FILE] {
+        let (a, b) = (tensors(&d1, file), tensors(&d2, file));
+        let mut moved = 0i64;
+        for ((na, ta), (_, tb)) in a.iter().zip(&b) {
+            let (ta, tb) = (ta.to_kind(Kind::Double), tb.to_kind(Kind::Double));
+            let diff = (&ta - &tb).abs();
+            if !on_grid.contains(na) {
+                let r = diff.max().double_value(&[]) / ta.abs().max().double_value(&[]).max(1e-30);
+                assert!(r <= 1e-5, "{file}: {na} differs by {r:e} relative");
+                continue;
+            }
+            // One grid step of each row: max |w| / 127.
+            let step = ta.abs().amax([-1i64].as_slice(), true) / 127.0;
+            let over = diff
+                .gt_tensor(&(&step * 1.01))
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            assert_eq!(over, 0, "{file}: {na} differs by more than one grid step");
+            moved += diff
+                .gt_tensor(&(&step * 1e-3))
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+        }
+        assert!(moved <= 8, "{file}: {moved} weights moved a grid step");
+    }
 }
 
 /// Spawns 2 ranks that train for a while, waits for their first checkpoint, then applies
