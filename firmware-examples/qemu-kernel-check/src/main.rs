@@ -12,12 +12,24 @@
 //!
 //!    `TRM-KERNELS isa=arm-dsp selected=<isa> cases=<n> elements=<n> mismatches=<n>`
 //!
+//! 1b. The engine's matrix products (`optimized::matmul`, raw sums: exact `i64` per output)
+//!    with `Isa::ArmDsp` (the blocked path: activation rows packed four at a time into the
+//!    scratch) against `Isa::Portable`, for random shapes (1..=9 activation rows, and 129..=140
+//!    past one pass of the path's sums; every column count mod 4, past the 256-column chunk), random and extreme values, scratch at both word
+//!    parities and too short (the per-output fallback). Then one line:
+//!
+//!    `TRM-MATMUL cases=<n> outputs=<n> mismatches=<n>`
+//!
 //! 2. The integer matrix-vector product of the engine (`rows` outputs, each `dot_w8_a16` of an
 //!    int8 weight row with an int16 vector, as `FixedEngine` computes every projection; or
 //!    `dot_w16_a16` of an int16 row, `kernel=matvec_w16_a16`), timed with SysTick on the core
 //!    clock, for each implementation and a few shapes:
 //!
 //!    `TRM-KCOST kernel=<name> isa=<isa> rows=<r> cols=<c> macs=<n> ticks=<t> instr_per_mac=<x.yy>`
+//!
+//!    and the blocked product (`kernel=matmul_w8_a16`, 83 activation rows: a Sudoku sequence
+//!    with 2 prefix tokens) of a 256 x 64 and a 64 x 83 matrix, raw sums, for both
+//!    implementations.
 //!
 //! How the counting works: under `qemu-system-arm -icount shift=0` QEMU advances virtual time
 //! by exactly 2^0 = 1 ns per executed instruction, and the mps2-an386 SysTick runs on the 25 MHz
@@ -39,7 +51,8 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hio};
 use trm_nostd::fixed::kernels::{self, Requant};
-use trm_nostd::fixed::optimized::{self, Isa};
+use trm_nostd::fixed::optimized::{self, Epilogue, Isa, Matrix, Rows};
+use trm_nostd::fixed::tables::Words;
 
 /// SysTick reload: the full 24-bit range.
 const SYST_RELOAD: u32 = 0x00FF_FFFF;
@@ -199,6 +212,11 @@ fn main() -> ! {
     static mut B: [i16; MAX_LEN] = [0; MAX_LEN];
     static mut OUT_P: [i16; 512] = [0; 512];
     static mut OUT_D: [i16; 512] = [0; 512];
+    static mut SUMS_P: [i64; 9 * 64] = [0; 9 * 64];
+    static mut SUMS_D: [i64; 9 * 64] = [0; 9 * 64];
+    static mut SUMS: [i64; 256 * 83] = [0; 256 * 83];
+    static mut SEQ: [i16; 83 * 83] = [0; 83 * 83];
+    static mut SCRATCH: [i16; 7000] = [0; 7000];
 
     let mut out = Out(hio::hstdout().ok());
     let Some(mut cp) = cortex_m::Peripherals::take() else {
@@ -321,6 +339,71 @@ fn main() -> ! {
     );
     let ok = dsp && selected == Isa::ArmDsp && mismatches == 0;
 
+    // 1b. Matrix products, blocked (DSP) against the reference, raw sums.
+    let (mut mm_cases, mut mm_outputs, mut mm_bad) = (0u32, 0u64, 0u32);
+    for case in 0..400u32 {
+        // Every 10th case more than 128 activation rows (the blocked path's stack buffer holds
+        // 128 sums per pass), few columns and weight rows.
+        let many = case % 10 == 5;
+        let count = if many {
+            129 + rng.below(12) as usize
+        } else {
+            1 + rng.below(9) as usize
+        };
+        // Past the 256-column chunk every 8th case (at most MAX_LEN values in all).
+        let cols = if many {
+            1 + rng.below(15) as usize
+        } else if case % 8 == 0 {
+            (256 + rng.below(780) as usize).min(MAX_LEN / count)
+        } else {
+            1 + rng.below(80) as usize
+        };
+        let rows = 1 + rng.below(if many { 4 } else { 64 }) as usize;
+        let n = count * cols;
+        fill(&mut rng, &mut W[..rows * cols], &mut A[..n], &mut B[..0]);
+        // The scratch at an odd or even halfword, or too short (every 7th case: the
+        // per-output fallback).
+        let off = (case % 2) as usize;
+        let len = if case % 7 == 0 {
+            3
+        } else {
+            SCRATCH.len() - off
+        };
+        let (Some(w), Some(a)) = (
+            Matrix::new(&W[..rows * cols], rows, cols, false, Words(&[])),
+            Rows::new(&A[..n], count, cols, cols),
+        ) else {
+            mm_bad += 1;
+            continue;
+        };
+        let nout = rows * count;
+        let run = |isa: Isa, sums: &mut [i64], scratch: &mut [i16]| {
+            let mut epi = Epilogue::Raw {
+                out: &mut sums[..nout],
+                second: &mut [],
+            };
+            optimized::matmul(isa, &w, &a, &mut epi, scratch)
+        };
+        let p = run(Isa::Portable, &mut SUMS_P[..], &mut []);
+        let d = run(Isa::ArmDsp, &mut SUMS_D[..], &mut SCRATCH[off..off + len]);
+        if !p || !d || SUMS_P[..nout] != SUMS_D[..nout] {
+            mm_bad += 1;
+            if mm_bad <= 10 {
+                let _ = writeln!(
+                    out,
+                    "TRM-MISMATCH case={case} kernel=matmul rows={rows} cols={cols} count={count}"
+                );
+            }
+        }
+        mm_cases += 1;
+        mm_outputs += nout as u64;
+    }
+    let _ = writeln!(
+        out,
+        "TRM-MATMUL cases={mm_cases} outputs={mm_outputs} mismatches={mm_bad}"
+    );
+    let ok = ok && mm_bad == 0;
+
     // 2. Instructions per multiply-accumulate.
     let mut rng = XorShift(0x1234_5678);
     fill(&mut rng, &mut W[..], &mut A[..], &mut B[..]);
@@ -369,6 +452,36 @@ fn main() -> ! {
             );
         }
         same &= OUT_P == OUT_D;
+    }
+    fill(&mut rng, &mut [], &mut SEQ[..], &mut []);
+    // The blocked product: 83 activation rows (a Sudoku sequence, 2 prefix tokens) through a
+    // 256 x 64 matrix (a D=64 SwiGLU gate_up) and a 64 x 83 one (an mlp_t token mixer).
+    for (rows, cols) in [(256usize, 64usize), (64, 83)] {
+        let count = 83;
+        let (Some(w), Some(a)) = (
+            Matrix::new(&W[..rows * cols], rows, cols, false, Words(&[])),
+            Rows::new(&SEQ[..count * cols], count, cols, cols),
+        ) else {
+            continue;
+        };
+        for isa in [Isa::Portable, Isa::ArmDsp] {
+            let start = now();
+            let mut epi = Epilogue::Raw {
+                out: &mut SUMS[..rows * count],
+                second: &mut [],
+            };
+            optimized::matmul(isa, &w, &a, &mut epi, &mut SCRATCH[..]);
+            let ticks = (now() - start).saturating_sub(empty);
+            let macs = (rows * cols * count) as u64;
+            let hundredths = ticks * INSTR_PER_TICK * 100 / macs;
+            let _ = writeln!(
+                out,
+                "TRM-KCOST kernel=matmul_w8_a16 isa={} rows={rows} cols={cols} count={count} macs={macs} ticks={ticks} instr_per_mac={}.{:02}",
+                isa.name(),
+                hundredths / 100,
+                hundredths % 100
+            );
+        }
     }
     // The attention score kernel: 64-element heads (D=512, 8 heads), 97 keys.
     for isa in [Isa::Portable, Isa::ArmDsp] {

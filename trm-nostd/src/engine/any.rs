@@ -68,16 +68,23 @@ impl<'a> AnyEngine<'a> {
     }
 
     /// The f32 words of arena with which `model`'s engine runs fastest: the float engine's
-    /// [`Engine::scratch_len_fast`]; for a fixed model the same as [`AnyEngine::arena_len`] (its
-    /// row blocks measured no faster where the weights fit in cache, see
-    /// [`fixed`](crate::fixed#memory)). Results are identical for any arena from
-    /// [`AnyEngine::arena_len`] up.
+    /// [`Engine::scratch_len_fast`]; for a fixed model on Arm with the DSP extension the fixed
+    /// engine's [`Engine::scratch_len_fast`] (the blocked DSP products take four activation
+    /// rows per weight pass), elsewhere the same as [`AnyEngine::arena_len`] (its row blocks
+    /// measured no faster where the weights fit in cache, see [`fixed`](crate::fixed#memory)).
+    /// Results are identical for any arena from [`AnyEngine::arena_len`] up.
     pub fn arena_len_fast(model: &Model<'_>) -> usize {
         if model.scheme().is_fixed() {
-            Self::arena_len(model)
+            Self::fixed_fast(model).map_or(Self::arena_len(model), |f| f.f32_words())
         } else {
             FloatEngine::scratch_len_fast(model.config()).f32_words()
         }
+    }
+
+    /// The fixed engine's fast scratch where it is worth its memory (Arm with DSP).
+    fn fixed_fast(model: &Model<'_>) -> Option<ScratchLen> {
+        cfg!(all(target_arch = "arm", target_feature = "dsp"))
+            .then(|| FixedEngine::scratch_len_fast(model.config()))
     }
 
     /// Builds the engine of `model`'s scheme in `arena` (at least [`AnyEngine::arena_len`] f32
@@ -85,7 +92,9 @@ impl<'a> AnyEngine<'a> {
     ///
     /// A float engine uses the whole arena (a larger one gives it larger row blocks, with the
     /// same results). A fixed engine views the arena as its i16 values (rounded up to whole
-    /// words), then its i32 values: one board buffer serves both schemes.
+    /// words), then its i32 values: one board buffer serves both schemes. The split is that of
+    /// the fixed engine's fast scratch when [`AnyEngine::arena_len_fast`] is larger than
+    /// [`AnyEngine::arena_len`] and the arena holds it, else that of its smallest scratch.
     pub fn new(model: &Model<'a>, arena: &'a mut [f32]) -> Result<Self, EngineError> {
         let need = Self::arena_len(model);
         if arena.len() < need {
@@ -101,7 +110,11 @@ impl<'a> AnyEngine<'a> {
             });
         }
         if model.scheme().is_fixed() {
-            let i16_words = Self::scratch_len(model).i16s.div_ceil(2);
+            // The fast layout's split when the arena holds it, else the smallest one's.
+            let split = Self::fixed_fast(model)
+                .filter(|f| arena.len() >= f.f32_words())
+                .unwrap_or_else(|| Self::scratch_len(model));
+            let i16_words = split.i16s.div_ceil(2);
             let (a, b) = arena.split_at_mut(i16_words);
             // Plain integer and float slices: these casts cannot fail (an f32 word holds two
             // i16 or one i32, and its alignment covers both).

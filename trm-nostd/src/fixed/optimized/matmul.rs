@@ -8,9 +8,13 @@
 //! [`kernels::split_product`] combined by [`kernels::prod_from_halves`]). [`matmul`] computes
 //! exactly that, with the implementation `isa`:
 //!
-//! - [`Isa::Portable`] and [`Isa::ArmDsp`] (and any implementation given too little scratch):
-//!   one dot product per output, weight row outer, activation rows inner (each weight row is
-//!   read once per block of rows), through the implementation's dot kernels;
+//! - [`Isa::Portable`] (and any implementation given too little scratch, and int16 weights or
+//!   exact products on Arm): one dot product per output, weight row outer, activation rows
+//!   inner (each weight row is read once per block of rows), through the implementation's dot
+//!   kernels;
+//! - [`Isa::ArmDsp`] with int8 weights (the `arm_matmul` module): the activation rows packed
+//!   once per product, four at a time, into the scratch; each weight word then feeds 8 `SMLAD`s
+//!   (17 instructions per 16 multiply-accumulates in the inner loop);
 //! - the x86_64 implementations ([`Isa::Avx2`], [`Isa::Avx512`], [`Isa::Avx512Vnni`]): blocked
 //!   products of GEMM class (the `x86_matmul` module): a panel of 16 or 32 weight rows is
 //!   widened to int16 once into the scratch, then applied to tiles of activation rows with the
@@ -266,19 +270,39 @@ impl Epilogue<'_> {
 }
 
 /// `i16` values of scratch with which the blocked products take `rows` activation rows of
-/// `cols` values at a time: a panel of 32 weight rows (int16 weights: 64 lanes, high and low
-/// bytes) over the row, widened to int16 ([`panel_len`]), and the rows packed by pairs of
-/// columns (two sets per row for exact products: `4 ceil(cols / 2)` values per row). Less
-/// scratch takes fewer rows at a time; below `scratch_len(cols, 1)` the per-output path runs.
+/// `cols` values at a time. x86_64 (and every target without a blocked path): a panel of 32
+/// weight rows (int16 weights: 64 lanes, high and low bytes) over the row, widened to int16
+/// ([`panel_len`]), and the rows packed by pairs of columns (two sets per row for exact
+/// products: `4 ceil(cols / 2)` values per row). Arm with DSP: the rows packed four at a time,
+/// `4 ceil(cols / 4)` values per row, up to three padding rows and one value of alignment
+/// ([`panel_len`]). Less scratch takes fewer rows at a time; below `scratch_len(cols, 1)` the
+/// per-output path runs.
 pub const fn scratch_len(cols: usize, rows: usize) -> usize {
-    panel_len(cols) + 4 * rows * cols.div_ceil(2)
+    panel_len(cols) + rows * row_len(cols)
 }
 
-/// The weight panel's part of [`scratch_len`]: `128 ceil(cols / 2)` values, plus 32 to align
-/// it to 64 bytes.
-pub const fn panel_len(cols: usize) -> usize {
-    128 * cols.div_ceil(2) + 32
+/// The part of [`scratch_len`] per activation row.
+const fn row_len(cols: usize) -> usize {
+    if ARM_BLOCKED {
+        4 * cols.div_ceil(4)
+    } else {
+        4 * cols.div_ceil(2)
+    }
 }
+
+/// The fixed part of [`scratch_len`]. x86_64: the weight panel, `128 ceil(cols / 2)` values,
+/// plus 32 to align it to 64 bytes; Arm with DSP: three padding rows and two values.
+pub const fn panel_len(cols: usize) -> usize {
+    if ARM_BLOCKED {
+        3 * row_len(cols) + 2
+    } else {
+        128 * cols.div_ceil(2) + 32
+    }
+}
+
+/// Whether this build has the Arm DSP blocked products (`arm_matmul`), whose scratch is the
+/// packed activation rows only.
+const ARM_BLOCKED: bool = cfg!(all(target_arch = "arm", target_feature = "dsp"));
 
 /// Every output of `w` and `a` through `epi` (see the module documentation), with the
 /// implementation `isa` (the reference's path where `isa` is not supported here). `scratch`
@@ -316,6 +340,10 @@ pub(in crate::fixed) fn run(
 ) {
     #[cfg(target_arch = "x86_64")]
     if super::x86_matmul::matmul(isa, w, a, epi, scratch) {
+        return;
+    }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if super::arm_matmul::takes(isa) && super::arm_matmul::matmul(w, a, epi, scratch) {
         return;
     }
     let _ = scratch;

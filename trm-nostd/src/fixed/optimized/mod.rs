@@ -38,6 +38,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 #[allow(unsafe_code)]
 mod arm_dsp;
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[allow(unsafe_code)]
+mod arm_matmul;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86;

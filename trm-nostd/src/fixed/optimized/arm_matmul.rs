@@ -1,0 +1,322 @@
+//! Blocked matrix products on Arm with the DSP extension (Cortex-M4/M7/M33), int8 weights:
+//! four activation rows per weight row pass, their values packed once per product into the
+//! scratch so that the inner loop is loads and dual multiply-accumulates only.
+//!
+//! # Packing
+//!
+//! The activation rows are taken four at a time (a tile; the last one padded with zero rows).
+//! For each group of four columns `4g..4g + 4` and each row `j` of the tile, two words are
+//! stored: `[a_j[4g], a_j[4g + 2]]` and `[a_j[4g + 1], a_j[4g + 3]]` (halfwords, low first),
+//! the pairs `SMLAD` multiplies with the sign-extended weight bytes `SXTB16 w` = `[w0, w2]` and
+//! `SXTB16 w, ROR #8` = `[w1, w3]`. A tile is `16 * groups` values, word aligned.
+//!
+//! # Inner loop (one group of four columns, four rows: 16 multiply-accumulates)
+//!
+//! ```text
+//! LDR    w13, [wp], #4          ; four weights
+//! SXTB16 w02, w13               ; [w0, w2]
+//! SXTB16 w13, w13, ROR #8       ; [w1, w3]
+//! LDRD   x, y, [ap], #8         ; row 0: [a0, a2], [a1, a3]
+//! SMLAD  c0, w02, x, c0
+//! SMLAD  c0, w13, y, c0
+//! ...                           ; rows 1, 2, 3 the same
+//! SUBS   n, n, #1
+//! BNE    loop
+//! ```
+//!
+//! 17 instructions per 16 multiply-accumulates (the per-output path of `dot_w8_a16` needs
+//! about 3). Rows of at most 256 columns (one `i32` chunk) run every tile of a weight row in
+//! one assembly loop (16 more instructions per tile: four sums stored, the weights rewound);
+//! longer rows one tile and one chunk at a time. The columns past the last whole group
+//! (`cols % 4`) are added by the reference.
+//!
+//! # Exactness
+//!
+//! Each accumulator is an `i32` reset every [`ACC_CHUNK`] columns (64 groups, 128 `SMLAD`s of
+//! at most `2 * 128 * 2^15 = 2^23` each: `|acc| <= 2^30`), then added to an `i64`: no partial
+//! sum wraps, so every output is the reference's dot product bit for bit.
+
+use super::Isa;
+use super::kernels::{ACC_CHUNK, sat_residual, sat16};
+use super::matmul::{Epilogue, Matrix, Rows};
+use core::arch::asm;
+
+/// Rows of a tile.
+const TILE: usize = 4;
+
+/// Whether [`matmul`] takes a product of `count` rows of `cols` with `scratch_len` values of
+/// scratch: at least one whole group of columns, and room for the packed tiles (plus one value
+/// to align them).
+pub(super) fn fits(count: usize, cols: usize, scratch_len: usize) -> bool {
+    let groups = cols / 4;
+    groups > 0 && count.div_ceil(TILE) * TILE * 4 * groups + 1 <= scratch_len
+}
+
+/// Every output of `w` (int8) and `a` (no second rows) through `epi`, or `false` (nothing
+/// done) when the product is not one this path takes ([`fits`], int16 weights, exact
+/// products): the caller then runs the per-output path.
+pub(super) fn matmul(
+    w: &Matrix<'_>,
+    a: &Rows<'_>,
+    epi: &mut Epilogue<'_>,
+    scratch: &mut [i16],
+) -> bool {
+    if w.wide || a.second.is_some() || !fits(a.count, w.cols, scratch.len()) {
+        return false;
+    }
+    let groups = w.cols / 4;
+    // Word-align the packed tiles (LDRD needs it).
+    let skip = (scratch.as_ptr() as usize / 2) % 2;
+    let packed = &mut scratch[skip..];
+    pack(a, groups, packed);
+    let table = w.table;
+    let rows = w.rows;
+    match epi {
+        Epilogue::Sat16 { out, stride } => each_output(w, a, packed, |t, o, acc| {
+            out[t * *stride + o] = sat16(table.channel(o).apply(acc));
+        }),
+        Epilogue::Residual {
+            h,
+            res,
+            stride,
+            product: None,
+        } => each_output(w, a, packed, |t, o, acc| {
+            let i = t * *stride + o;
+            let delta = table.channel(o).apply(acc);
+            res[i] = sat_residual((h[i] as i64).saturating_add(delta));
+        }),
+        Epilogue::Raw { out, .. } => each_output(w, a, packed, |t, o, acc| {
+            out[t * rows + o] = acc;
+        }),
+        // Exact products have a second set of rows (refused above).
+        Epilogue::Residual {
+            product: Some(_), ..
+        } => return false,
+    }
+    true
+}
+
+/// Packs `a`'s rows, four per tile, `groups` whole groups of four columns each (module
+/// documentation) into `packed` (word aligned, long enough: [`fits`]).
+fn pack(a: &Rows<'_>, groups: usize, packed: &mut [i16]) {
+    let tile_len = 16 * groups;
+    for (tile, dst) in packed
+        .chunks_exact_mut(tile_len)
+        .take(a.count.div_ceil(TILE))
+        .enumerate()
+    {
+        for j in 0..TILE {
+            let t = tile * TILE + j;
+            let row = if t < a.count { a.row(t) } else { &[][..] };
+            for g in 0..groups {
+                let d = &mut dst[16 * g + 4 * j..16 * g + 4 * j + 4];
+                match row.get(4 * g..4 * g + 4) {
+                    Some(&[a0, a1, a2, a3]) => d.copy_from_slice(&[a0, a2, a1, a3]),
+                    _ => d.fill(0),
+                }
+            }
+        }
+    }
+}
+
+/// Tiles whose sums [`row_sums`] writes at a time (128 activation rows: 512 bytes of stack).
+const TILES_PER_PASS: usize = 32;
+
+/// Calls `f(t, o, W[o] . a_t)` for every weight row `o` (outer) and activation row `t`.
+#[inline(always)]
+fn each_output(w: &Matrix<'_>, a: &Rows<'_>, packed: &[i16], mut f: impl FnMut(usize, usize, i64)) {
+    let cols = w.cols;
+    let groups = cols / 4;
+    let tile_len = 16 * groups;
+    let whole = 4 * groups;
+    let tiles = a.count.div_ceil(TILE);
+    let mut sums = [0i32; TILE * TILES_PER_PASS];
+    for o in 0..w.rows {
+        let wrow = w.row(o);
+        let Some(wmain) = wrow.get(..whole) else {
+            return;
+        };
+        let wtail = wrow.get(whole..cols).unwrap_or(&[]);
+        let tail = |t: usize| -> i64 {
+            if wtail.is_empty() {
+                return 0;
+            }
+            wtail
+                .iter()
+                .zip(&a.row(t)[whole..cols])
+                .map(|(&wv, &av)| (wv as i8 as i64) * (av as i64))
+                .sum()
+        };
+        if groups <= ACC_CHUNK / 4 {
+            // One i32 chunk per output: the whole row's tiles in one assembly loop.
+            let mut tile0 = 0;
+            while tile0 < tiles {
+                let n = TILES_PER_PASS.min(tiles - tile0);
+                let ap = &packed[tile0 * tile_len..(tile0 + n) * tile_len];
+                row_sums(wmain, ap, n, &mut sums[..TILE * n]);
+                let t0 = tile0 * TILE;
+                for (j, &sum) in sums[..TILE * n].iter().enumerate().take(a.count - t0) {
+                    let t = t0 + j;
+                    f(t, o, sum as i64 + tail(t));
+                }
+                tile0 += n;
+            }
+        } else {
+            for (tile, ap) in packed.chunks_exact(tile_len).take(tiles).enumerate() {
+                let acc = tile_sums(wmain, ap);
+                let t0 = tile * TILE;
+                for (j, &sum) in acc.iter().enumerate().take(a.count - t0) {
+                    let t = t0 + j;
+                    f(t, o, sum + tail(t));
+                }
+            }
+        }
+    }
+}
+
+/// The sums `w . a_t` of `tiles` packed tiles (`ap`: `16 * groups` values each) and one weight
+/// row `w` of `4 * groups` bytes, `groups <= ACC_CHUNK / 4` (each sum fits an `i32`: module
+/// documentation), into `out` (`4 * tiles` values, row order).
+#[inline(always)]
+fn row_sums(w: &[u8], ap: &[i16], tiles: usize, out: &mut [i32]) {
+    let groups = w.len() / 4;
+    if tiles == 0
+        || groups == 0
+        || groups > ACC_CHUNK / 4
+        || ap.len() < 16 * groups * tiles
+        || out.len() < TILE * tiles
+    {
+        return;
+    }
+    let wp = w.as_ptr();
+    let wend = w[4 * groups..].as_ptr();
+    // The row start, the output pointer and the tiles left, kept on the stack by the loop.
+    let mut frame = [wp as u32, out.as_mut_ptr() as u32, tiles as u32];
+    // SAFETY: `wp..wend` are the `4 groups` readable bytes of `w`, read as words with LDR
+    // (unaligned addresses are allowed for LDR on ARMv7-M with the default CCR.UNALIGN_TRP =
+    // 0), once per tile; `ap` holds `16 groups tiles` readable values (checked above), word
+    // aligned (the caller aligns the packed buffer; a tile is a multiple of 16 values), read
+    // sequentially with LDRD; `out` has room for `4 tiles` words (checked above), word aligned
+    // (an `i32` slice), written with STRD; `frame` is a live local array of three words that
+    // the loop reads and writes through `fp`. `groups >= 1` and `tiles >= 1`. Register-only
+    // otherwise (SMLAD may set the sticky Q flag, which nothing reads); the target has the DSP
+    // extension (`cfg(target_feature = "dsp")` on this module).
+    unsafe {
+        asm!(
+            "3:",
+            "mov {c0}, #0",
+            "mov {c1}, #0",
+            "mov {c2}, #0",
+            "mov {c3}, #0",
+            "2:",
+            "ldr {w13}, [{wp}], #4",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "ldrd {x}, {y}, [{ap}], #8",
+            "smlad {c0}, {w02}, {x}, {c0}",
+            "smlad {c0}, {w13}, {y}, {c0}",
+            "ldrd {x}, {y}, [{ap}], #8",
+            "smlad {c1}, {w02}, {x}, {c1}",
+            "smlad {c1}, {w13}, {y}, {c1}",
+            "ldrd {x}, {y}, [{ap}], #8",
+            "smlad {c2}, {w02}, {x}, {c2}",
+            "smlad {c2}, {w13}, {y}, {c2}",
+            "ldrd {x}, {y}, [{ap}], #8",
+            "smlad {c3}, {w02}, {x}, {c3}",
+            "smlad {c3}, {w13}, {y}, {c3}",
+            "cmp {wp}, {wend}",
+            "bne 2b",
+            // Store the tile's four sums, rewind the weights, count the tile.
+            "ldr {x}, [{fp}, #4]",
+            "strd {c0}, {c1}, [{x}], #8",
+            "strd {c2}, {c3}, [{x}], #8",
+            "str {x}, [{fp}, #4]",
+            "ldr {wp}, [{fp}]",
+            "ldr {x}, [{fp}, #8]",
+            "subs {x}, {x}, #1",
+            "str {x}, [{fp}, #8]",
+            "bne 3b",
+            wp = inout(reg) wp => _,
+            wend = in(reg) wend,
+            ap = inout(reg) ap.as_ptr() => _,
+            fp = in(reg) frame.as_mut_ptr(),
+            w02 = out(reg) _,
+            w13 = out(reg) _,
+            x = out(reg) _,
+            y = out(reg) _,
+            c0 = out(reg) _,
+            c1 = out(reg) _,
+            c2 = out(reg) _,
+            c3 = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// The four sums `w . a_j` of a tile over `w.len() / 4` whole groups (`ap`: the packed tile,
+/// `16` values per group).
+#[inline(always)]
+fn tile_sums(w: &[u8], ap: &[i16]) -> [i64; TILE] {
+    let groups = (w.len() / 4).min(ap.len() / 16);
+    let mut total = [0i64; TILE];
+    let per_chunk = ACC_CHUNK / 4;
+    let mut g = 0;
+    while g < groups {
+        let n = per_chunk.min(groups - g);
+        let (mut c0, mut c1, mut c2, mut c3) = (0i32, 0i32, 0i32, 0i32);
+        let wp = w[4 * g..].as_ptr();
+        let app = ap[16 * g..].as_ptr();
+        // SAFETY: `wp` points at `4 n` readable bytes of `w` (`4 (g + n) <= 4 groups <=
+        // w.len()`), read as words with LDR, which allows unaligned addresses on ARMv7-M (the
+        // default CCR.UNALIGN_TRP = 0); `app` points at `16 n` readable values of `ap`
+        // (`16 (g + n) <= ap.len()`), word aligned (the caller aligns the packed buffer and a
+        // tile is a multiple of 16 values), read with LDRD. `n >= 1`. Register-only otherwise
+        // (SMLAD may set the sticky Q flag, which nothing reads); the target has the DSP
+        // extension (`cfg(target_feature = "dsp")` on this module).
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {w13}, [{wp}], #4",
+                "sxtb16 {w02}, {w13}",
+                "sxtb16 {w13}, {w13}, ror #8",
+                "ldrd {x}, {y}, [{ap}], #8",
+                "smlad {c0}, {w02}, {x}, {c0}",
+                "smlad {c0}, {w13}, {y}, {c0}",
+                "ldrd {x}, {y}, [{ap}], #8",
+                "smlad {c1}, {w02}, {x}, {c1}",
+                "smlad {c1}, {w13}, {y}, {c1}",
+                "ldrd {x}, {y}, [{ap}], #8",
+                "smlad {c2}, {w02}, {x}, {c2}",
+                "smlad {c2}, {w13}, {y}, {c2}",
+                "ldrd {x}, {y}, [{ap}], #8",
+                "smlad {c3}, {w02}, {x}, {c3}",
+                "smlad {c3}, {w13}, {y}, {c3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                wp = inout(reg) wp => _,
+                ap = inout(reg) app => _,
+                n = inout(reg) n => _,
+                w02 = out(reg) _,
+                w13 = out(reg) _,
+                x = out(reg) _,
+                y = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                c2 = inout(reg) c2,
+                c3 = inout(reg) c3,
+                options(readonly, nostack),
+            );
+        }
+        for (t, c) in total.iter_mut().zip([c0, c1, c2, c3]) {
+            *t += c as i64;
+        }
+        g += n;
+    }
+    total
+}
+
+/// Whether this module's path runs for `isa` (the DSP implementation only).
+#[inline]
+pub(super) fn takes(isa: Isa) -> bool {
+    isa == Isa::ArmDsp
+}
