@@ -5,14 +5,15 @@
 //! every tile size, columns odd and even, across the `i32` chunks of 256 products); int8 and
 //! int16 weights; with and without the second rows of exact products; strided inputs and
 //! outputs; every epilogue; and too little scratch (the per-output path); and the worst-case
-//! values at the longest row `Config::validate` allows.
+//! values at the longest row `Config::validate` allows; and the four-row tiles of targets
+//! without SIMD kernels (`tiles_portable`, run here directly).
 
 mod fixed_common;
 
 use fixed_common::{Rng, isas};
 use trm_nostd::config::swiglu_inter;
 use trm_nostd::fixed::kernels::{self, I16Table, Requant};
-use trm_nostd::fixed::optimized::matmul::scratch_len;
+use trm_nostd::fixed::optimized::matmul::{scratch_len, tiles_portable};
 use trm_nostd::fixed::optimized::{self, Epilogue, Isa, Matrix, Rows, matmul};
 use trm_nostd::fixed::tables::Words;
 
@@ -228,6 +229,35 @@ fn check_case(isas: &[Isa], rng: &mut Rng, c: &Case) {
             assert!(matmul(isa, &m, &a, &mut epi, &mut scratch));
             assert!(res == want_res, "{}", name(isa, "residual", scratch_size));
         }
+    }
+    // The blocked path of targets without SIMD kernels (RISC-V, Cortex-M0+), run here
+    // directly: int8 weights, no second rows, two activation rows or more; else refused.
+    let takes = !c.wide && !c.second && c.count >= 2;
+    let what = |e: &str| name(Isa::Portable, &format!("tiles_portable {e}"), 0);
+    let mut out = vec![0i64; c.count * c.rows];
+    let mut epi = Epilogue::Raw {
+        out: &mut out,
+        second: &mut [],
+    };
+    assert_eq!(tiles_portable(&m, &a, &mut epi), takes, "{}", what("taken"));
+    if takes {
+        assert!(out == want, "{}", what("raw"));
+        let mut out = vec![-7i16; c.count * ostride];
+        let mut epi = Epilogue::Sat16 {
+            out: &mut out,
+            stride: ostride,
+        };
+        assert!(tiles_portable(&m, &a, &mut epi));
+        assert!(out == want_sat16, "{}", what("sat16"));
+        let mut res = vec![-7i32; c.count * ostride];
+        let mut epi = Epilogue::Residual {
+            h: &h,
+            res: &mut res,
+            stride: ostride,
+            product: None,
+        };
+        assert!(tiles_portable(&m, &a, &mut epi));
+        assert!(res == want_res, "{}", what("residual"));
     }
 }
 

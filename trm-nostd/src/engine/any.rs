@@ -68,10 +68,11 @@ impl<'a> AnyEngine<'a> {
     }
 
     /// The f32 words of arena with which `model`'s engine runs fastest: the float engine's
-    /// [`Engine::scratch_len_fast`]; for a fixed model on Arm with the DSP extension the fixed
-    /// engine's [`Engine::scratch_len_fast`] (the blocked DSP products take four activation
-    /// rows per weight pass), elsewhere the same as [`AnyEngine::arena_len`] (its row blocks
-    /// measured no faster where the weights fit in cache, see [`fixed`](crate::fixed#memory)).
+    /// [`Engine::scratch_len_fast`]; for a fixed model on the microcontroller targets (not x86_64)
+    /// the fixed engine's [`Engine::scratch_len_fast`] (the blocked products there take four
+    /// activation rows per weight pass), on x86_64 the same as [`AnyEngine::arena_len`] (its
+    /// row blocks measured no faster where the weights fit in cache, see
+    /// [`fixed`](crate::fixed#memory)).
     /// Results are identical for any arena from [`AnyEngine::arena_len`] up.
     pub fn arena_len_fast(model: &Model<'_>) -> usize {
         if model.scheme().is_fixed() {
@@ -81,10 +82,10 @@ impl<'a> AnyEngine<'a> {
         }
     }
 
-    /// The fixed engine's fast scratch where it is worth its memory (Arm with DSP).
+    /// The fixed engine's fast scratch where it is worth its memory (the microcontroller
+    /// targets: blocked products over four activation rows; not x86_64).
     fn fixed_fast(model: &Model<'_>) -> Option<ScratchLen> {
-        cfg!(all(target_arch = "arm", target_feature = "dsp"))
-            .then(|| FixedEngine::scratch_len_fast(model.config()))
+        cfg!(not(target_arch = "x86_64")).then(|| FixedEngine::scratch_len_fast(model.config()))
     }
 
     /// Builds the engine of `model`'s scheme in `arena` (at least [`AnyEngine::arena_len`] f32

@@ -12,6 +12,9 @@
 //!   exact products on Arm): one dot product per output, weight row outer, activation rows
 //!   inner (each weight row is read once per block of rows), through the implementation's dot
 //!   kernels;
+//! - [`Isa::Portable`] on targets without SIMD kernels (RISC-V, Cortex-M0+), int8 weights:
+//!   four activation rows per pass over a weight row ([`tiles_portable`]), each weight byte
+//!   loaded once for four products;
 //! - [`Isa::ArmDsp`] with int8 weights (the `arm_matmul` module): the activation rows packed
 //!   once per product, four at a time, into the scratch; each weight word then feeds 8 `SMLAD`s
 //!   (17 instructions per 16 multiply-accumulates in the inner loop);
@@ -283,25 +286,50 @@ pub const fn scratch_len(cols: usize, rows: usize) -> usize {
 
 /// The part of [`scratch_len`] per activation row.
 const fn row_len(cols: usize) -> usize {
-    if ARM_BLOCKED {
-        4 * cols.div_ceil(4)
-    } else {
-        4 * cols.div_ceil(2)
+    match SCRATCH {
+        Scratch::Panel => 4 * cols.div_ceil(2),
+        Scratch::Packed => 4 * cols.div_ceil(4),
+        Scratch::None => 0,
     }
 }
 
 /// The fixed part of [`scratch_len`]. x86_64: the weight panel, `128 ceil(cols / 2)` values,
-/// plus 32 to align it to 64 bytes; Arm with DSP: three padding rows and two values.
+/// plus 32 to align it to 64 bytes; Arm with DSP: three padding rows and two values; other
+/// targets: none (their blocked path, [`tiles_portable`], reads the rows in place).
 pub const fn panel_len(cols: usize) -> usize {
-    if ARM_BLOCKED {
-        3 * row_len(cols) + 2
-    } else {
-        128 * cols.div_ceil(2) + 32
+    match SCRATCH {
+        Scratch::Panel => 128 * cols.div_ceil(2) + 32,
+        Scratch::Packed => 3 * row_len(cols) + 2,
+        Scratch::None => 0,
     }
 }
 
-/// Whether this build has the Arm DSP blocked products (`arm_matmul`), whose scratch is the
-/// packed activation rows only.
+/// What the blocked products of this build keep in the scratch.
+#[allow(dead_code)]
+enum Scratch {
+    /// x86_64: a widened weight panel and the rows packed by column pairs.
+    Panel,
+    /// Arm with DSP (`arm_matmul`): the rows packed four at a time.
+    Packed,
+    /// Other targets (RISC-V, Cortex-M0+): nothing ([`tiles_portable`]).
+    None,
+}
+
+#[cfg(target_arch = "x86_64")]
+const SCRATCH: Scratch = Scratch::Panel;
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+const SCRATCH: Scratch = Scratch::Packed;
+#[cfg(not(any(
+    target_arch = "x86_64",
+    all(target_arch = "arm", target_feature = "dsp")
+)))]
+const SCRATCH: Scratch = Scratch::None;
+
+/// Whether [`run`] takes [`tiles_portable`] for the reference implementation: on targets
+/// without SIMD kernels (where [`Isa::Portable`] is what the engine runs); on x86_64 the
+/// reference path stays the specification's one-output-at-a-time loop.
+const PORTABLE_TILES: bool = matches!(SCRATCH, Scratch::None);
+
 const ARM_BLOCKED: bool = cfg!(all(target_arch = "arm", target_feature = "dsp"));
 
 /// Every output of `w` and `a` through `epi` (see the module documentation), with the
@@ -347,7 +375,91 @@ pub(in crate::fixed) fn run(
         return;
     }
     let _ = scratch;
+    if PORTABLE_TILES && tiles_portable(w, a, epi) {
+        return;
+    }
     per_output(isa, w, a, epi);
+}
+
+/// Rows per tile of [`tiles_portable`].
+const PTILE: usize = 4;
+
+/// Every output of an int8 `w` and `a` (no second rows) through `epi`, four activation rows
+/// per pass over a weight row (each weight byte loaded once for four products), in plain
+/// integer code for targets without SIMD kernels; `false` (nothing done) for int16 weights,
+/// exact products or fewer than two rows. The sums are the reference's: `i32` partial sums
+/// over [`kernels::ACC_CHUNK`] columns (each product at most `2^22` in magnitude, so a chunk
+/// stays within `2^30`), added in `i64`; integer addition in any order gives the same sum.
+pub fn tiles_portable(w: &Matrix<'_>, a: &Rows<'_>, epi: &mut Epilogue<'_>) -> bool {
+    if w.wide || a.second.is_some() || a.count < 2 {
+        return false;
+    }
+    let table = w.table;
+    let rows = w.rows;
+    match epi {
+        Epilogue::Sat16 { out, stride } => each_tile_output(w, a, |t, o, acc| {
+            out[t * *stride + o] = sat16(table.channel(o).apply(acc));
+        }),
+        Epilogue::Residual {
+            h,
+            res,
+            stride,
+            product: None,
+        } => each_tile_output(w, a, |t, o, acc| {
+            let i = t * *stride + o;
+            res[i] = sat_residual((h[i] as i64).saturating_add(table.channel(o).apply(acc)));
+        }),
+        Epilogue::Raw { out, .. } => each_tile_output(w, a, |t, o, acc| {
+            out[t * rows + o] = acc;
+        }),
+        Epilogue::Residual {
+            product: Some(_), ..
+        } => return false,
+    }
+    true
+}
+
+/// Calls `f(t, o, W[o] . a_t)` for every weight row `o` (outer) and activation row `t`, the
+/// rows four at a time (the last tile shorter).
+#[inline(always)]
+fn each_tile_output(w: &Matrix<'_>, a: &Rows<'_>, mut f: impl FnMut(usize, usize, i64)) {
+    let cols = w.cols;
+    for o in 0..w.rows {
+        let wrow = &w.row(o)[..cols];
+        let mut t0 = 0;
+        while t0 + PTILE <= a.count {
+            let r = [a.row(t0), a.row(t0 + 1), a.row(t0 + 2), a.row(t0 + 3)];
+            let mut total = [0i64; PTILE];
+            for (c, wc) in wrow.chunks(kernels::ACC_CHUNK).enumerate() {
+                let at = c * kernels::ACC_CHUNK;
+                let n = wc.len();
+                let (r0, r1, r2, r3) = (
+                    &r[0][at..at + n],
+                    &r[1][at..at + n],
+                    &r[2][at..at + n],
+                    &r[3][at..at + n],
+                );
+                let mut acc = [0i32; PTILE];
+                for k in 0..n {
+                    let wk = wc[k] as i8 as i32;
+                    acc[0] += wk * r0[k] as i32;
+                    acc[1] += wk * r1[k] as i32;
+                    acc[2] += wk * r2[k] as i32;
+                    acc[3] += wk * r3[k] as i32;
+                }
+                for (t, c) in total.iter_mut().zip(acc) {
+                    *t += c as i64;
+                }
+            }
+            for (j, &sum) in total.iter().enumerate() {
+                f(t0 + j, o, sum);
+            }
+            t0 += PTILE;
+        }
+        for t in t0..a.count {
+            f(t, o, kernels::dot_w8_a16(wrow, &a.row(t)[..cols]));
+        }
+    }
 }
 
 /// One dot product per output, weight row outer (the reference's path, and the device's).
