@@ -330,8 +330,6 @@ const SCRATCH: Scratch = Scratch::None;
 /// reference path stays the specification's one-output-at-a-time loop.
 const PORTABLE_TILES: bool = matches!(SCRATCH, Scratch::None);
 
-const ARM_BLOCKED: bool = cfg!(all(target_arch = "arm", target_feature = "dsp"));
-
 /// Every output of `w` and `a` through `epi` (see the module documentation), with the
 /// implementation `isa` (the reference's path where `isa` is not supported here). `scratch`
 /// (any length) is the blocked products' working memory ([`scratch_len`]; with fewer than
