@@ -6,7 +6,7 @@
 //! int16 weights; with and without the second rows of exact products; strided inputs and
 //! outputs; every epilogue; and too little scratch (the per-output path); and the worst-case
 //! values at the longest row `Config::validate` allows; and the four-row tiles of targets
-//! without SIMD kernels (`tiles_portable`, run here directly).
+//! without SIMD kernels (RISC-V: `tiles_portable`, run here directly).
 
 mod fixed_common;
 
@@ -230,7 +230,7 @@ fn check_case(isas: &[Isa], rng: &mut Rng, c: &Case) {
             assert!(res == want_res, "{}", name(isa, "residual", scratch_size));
         }
     }
-    // The blocked path of targets without SIMD kernels (RISC-V, Cortex-M0+), run here
+    // The blocked path of RISC-V (no SIMD kernels), run here
     // directly: int8 weights, no second rows, two activation rows or more; else refused.
     let takes = !c.wide && !c.second && c.count >= 2;
     let what = |e: &str| name(Isa::Portable, &format!("tiles_portable {e}"), 0);

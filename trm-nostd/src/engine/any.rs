@@ -68,9 +68,9 @@ impl<'a> AnyEngine<'a> {
     }
 
     /// The f32 words of arena with which `model`'s engine runs fastest: the float engine's
-    /// [`Engine::scratch_len_fast`]; for a fixed model on the microcontroller targets (not x86_64)
-    /// the fixed engine's [`Engine::scratch_len_fast`] (the blocked products there take four
-    /// activation rows per weight pass), on x86_64 the same as [`AnyEngine::arena_len`] (its
+    /// [`Engine::scratch_len_fast`]; for a fixed model on Arm with DSP and on RISC-V the fixed
+    /// engine's [`Engine::scratch_len_fast`] (the blocked products there take four activation
+    /// rows per weight pass), elsewhere the same as [`AnyEngine::arena_len`] (on x86_64 its
     /// row blocks measured no faster where the weights fit in cache, see
     /// [`fixed`](crate::fixed#memory)).
     /// Results are identical for any arena from [`AnyEngine::arena_len`] up.
@@ -82,10 +82,15 @@ impl<'a> AnyEngine<'a> {
         }
     }
 
-    /// The fixed engine's fast scratch where it is worth its memory (the microcontroller
-    /// targets: blocked products over four activation rows; not x86_64).
+    /// The fixed engine's fast scratch where it is worth its memory: the targets whose blocked
+    /// products take four activation rows per weight pass (Arm with DSP, RISC-V).
     fn fixed_fast(model: &Model<'_>) -> Option<ScratchLen> {
-        cfg!(not(target_arch = "x86_64")).then(|| FixedEngine::scratch_len_fast(model.config()))
+        cfg!(any(
+            all(target_arch = "arm", target_feature = "dsp"),
+            target_arch = "riscv32",
+            target_arch = "riscv64"
+        ))
+        .then(|| FixedEngine::scratch_len_fast(model.config()))
     }
 
     /// Builds the engine of `model`'s scheme in `arena` (at least [`AnyEngine::arena_len`] f32

@@ -12,7 +12,7 @@
 //!   exact products on Arm): one dot product per output, weight row outer, activation rows
 //!   inner (each weight row is read once per block of rows), through the implementation's dot
 //!   kernels;
-//! - [`Isa::Portable`] on targets without SIMD kernels (RISC-V, Cortex-M0+), int8 weights:
+//! - [`Isa::Portable`] on RISC-V, int8 weights:
 //!   four activation rows per pass over a weight row ([`tiles_portable`]), each weight byte
 //!   loaded once for four products;
 //! - [`Isa::ArmDsp`] with int8 weights (the `arm_matmul` module): the activation rows packed
@@ -311,7 +311,8 @@ enum Scratch {
     Panel,
     /// Arm with DSP (`arm_matmul`): the rows packed four at a time.
     Packed,
-    /// Other targets (RISC-V, Cortex-M0+): nothing ([`tiles_portable`]).
+    /// Other targets (RISC-V, Cortex-M0+): nothing (RISC-V's [`tiles_portable`] reads the
+    /// rows in place).
     None,
 }
 
@@ -325,10 +326,12 @@ const SCRATCH: Scratch = Scratch::Packed;
 )))]
 const SCRATCH: Scratch = Scratch::None;
 
-/// Whether [`run`] takes [`tiles_portable`] for the reference implementation: on targets
-/// without SIMD kernels (where [`Isa::Portable`] is what the engine runs); on x86_64 the
-/// reference path stays the specification's one-output-at-a-time loop.
-const PORTABLE_TILES: bool = matches!(SCRATCH, Scratch::None);
+/// Whether [`run`] takes [`tiles_portable`] for the reference implementation: on RISC-V
+/// (where [`Isa::Portable`] is what the engine runs; 31 registers hold the four sums and five
+/// row pointers). Not on Cortex-M0+, whose eight low registers do not (measured slower in
+/// rp2040js), nor on x86_64, where the reference path stays the specification's
+/// one-output-at-a-time loop.
+const PORTABLE_TILES: bool = cfg!(any(target_arch = "riscv32", target_arch = "riscv64"));
 
 /// Every output of `w` and `a` through `epi` (see the module documentation), with the
 /// implementation `isa` (the reference's path where `isa` is not supported here). `scratch`
@@ -384,7 +387,7 @@ const PTILE: usize = 4;
 
 /// Every output of an int8 `w` and `a` (no second rows) through `epi`, four activation rows
 /// per pass over a weight row (each weight byte loaded once for four products), in plain
-/// integer code for targets without SIMD kernels; `false` (nothing done) for int16 weights,
+/// integer code for RISC-V (no SIMD kernels); `false` (nothing done) for int16 weights,
 /// exact products or fewer than two rows. The sums are the reference's: `i32` partial sums
 /// over [`kernels::ACC_CHUNK`] columns (each product at most `2^22` in magnitude, so a chunk
 /// stays within `2^30`), added in `i64`; integer addition in any order gives the same sum.
