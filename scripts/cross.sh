@@ -13,7 +13,7 @@
 #                               firmware; mps2 or riscv); QEMU_ARGS adds QEMU options (e.g.
 #                               `-icount shift=0`)
 #   scripts/cross.sh boards     builds the real boards' firmware (h743, pico) with their default
-#                               model (TRM_MODEL unset: ../models/sudoku-d32-fixed.trm)
+#                               model (TRM_MODEL unset: ../models/sudoku-d64-fixed.trm)
 #   scripts/cross.sh all        lib, then qemu for both QEMU boards, then boards
 #   scripts/cross.sh check      host checks of the firmware workspace with the rustup toolchain:
 #                               rustfmt --check of the board crates, clippy -D warnings and tests

@@ -6,6 +6,6 @@
 fn main() {
     trm_fw_embed::build_board(&trm_fw_embed::BoardBuild {
         model_region: "FLASH",
-        default_model: Some("../models/sudoku-d32-fixed.trm"),
+        default_model: Some("../models/sudoku-d64-fixed.trm"),
     });
 }

@@ -15,6 +15,9 @@
 //! - `golden_mps2` (Cortex-M4F, `thumbv7em-none-eabihf`, the fixed models through the DSP
 //!   kernels) and `golden_riscv32` (RV32IMAFC): the three models match their committed golden
 //!   files bit for bit.
+//! - `golden_board_model_mps2` (Cortex-M4F): the real boards' default model
+//!   (`firmware-examples/models/sudoku-d64-fixed.trm`, D=64, 8 ACT steps, QAT int8) matches its
+//!   golden file on two 40-blank puzzles.
 //! - `golden_mismatch_fails` (Cortex-M4F): a golden file with one digit of one y digest changed
 //!   makes the firmware print `TRM-ERROR stage=golden` naming that line and exit 1.
 //!
@@ -22,7 +25,10 @@
 
 mod golden_fixtures;
 
-use golden_fixtures::{FixtureModel, PUZZLES, models, puzzles_path};
+use golden_fixtures::{
+    BOARD_PUZZLES, BOARD_STEPS, FixtureModel, PUZZLES, board_model, board_puzzles_path, models,
+    puzzles_path,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use trm_export::golden::{Golden, parse_golden};
@@ -51,12 +57,18 @@ fn model_paths(fixtures: &[FixtureModel]) -> Vec<PathBuf> {
     fixtures.iter().map(|f| f.model.clone()).collect()
 }
 
+/// Puzzles solved from a fixture CSV: its path and how many of its rows.
+struct Puzzles<'a> {
+    csv: &'a Path,
+    n: usize,
+}
+
 /// Builds the firmware for `board` with `models` and their golden files, runs it under QEMU
 /// with `-icount shift=0`; returns (exit code, console output).
 fn run_with_golden(
     board: &Board,
     models: &[PathBuf],
-    csv: &Path,
+    puzzles: &Puzzles,
     golden: &[PathBuf],
     name: &str,
 ) -> (i32, String) {
@@ -64,7 +76,8 @@ fn run_with_golden(
     let elf = dir.join(format!("{name}.elf"));
     let models = model_list(models);
     let goldens = model_list(golden);
-    let n = PUZZLES.to_string();
+    let csv = puzzles.csv;
+    let n = puzzles.n.to_string();
     qemu::build_firmware(
         board,
         &[
@@ -78,15 +91,21 @@ fn run_with_golden(
     qemu::run_qemu(&elf, board, &["-icount", "shift=0"], QEMU_TIMEOUT)
 }
 
-fn golden_matches_on(board: &Board, test: &str) {
+/// `fixtures` on `board` match their golden files on `puzzles`, every one of `steps` ACT steps.
+fn golden_matches_on(
+    board: &Board,
+    test: &str,
+    fixtures: &[FixtureModel],
+    puzzles: &Puzzles,
+    steps: usize,
+) {
     if !tools_ready(test, board) {
         return;
     }
-    let fixtures = models();
-    let models = model_paths(&fixtures);
-    let golden = golden_files(&fixtures);
+    let models = model_paths(fixtures);
+    let golden = golden_files(fixtures);
     let paths: Vec<PathBuf> = golden.iter().map(|(p, _)| p.clone()).collect();
-    let (code, out) = run_with_golden(board, &models, &puzzles_path(), &paths, test);
+    let (code, out) = run_with_golden(board, &models, puzzles, &paths, test);
     assert_eq!(code, 0, "exit code\n{out}");
     let blocks: Vec<&str> = out
         .split("TRM-BANNER")
@@ -112,7 +131,11 @@ fn golden_matches_on(board: &Board, test: &str) {
             .compare(block)
             .unwrap_or_else(|m| panic!("{}: {m}", path.display()));
         assert_eq!(compared, total);
-        assert_eq!(g.step_count(), PUZZLES * 2, "every ACT step (halt=all)");
+        assert_eq!(
+            g.step_count(),
+            puzzles.n * steps,
+            "every ACT step (halt=all)"
+        );
         let cycles = with_tag(recs, "TRM-CYCLES");
         let per_step: u64 = cycles
             .iter()
@@ -124,21 +147,50 @@ fn golden_matches_on(board: &Board, test: &str) {
             .filter(|r| r.get("correct") == "81/81")
             .count();
         eprintln!(
-            "{test}: {}: {total}/{total} golden lines equal; {solved}/{PUZZLES} solved; {:.1} M instructions per ACT step",
+            "{test}: {}: {total}/{total} golden lines equal; {solved}/{} solved; {:.1} M instructions per ACT step",
             path.display(),
+            puzzles.n,
             (per_step * board.instructions_per_unit) as f64 / 1e6
         );
     }
 }
 
+/// The three fixture models on the six 6-blank fixture puzzles (2 ACT steps each) on `board`.
+fn fixtures_match_on(board: &Board, test: &str) {
+    let csv = puzzles_path();
+    let puzzles = Puzzles {
+        csv: &csv,
+        n: PUZZLES,
+    };
+    golden_matches_on(board, test, &models(), &puzzles, 2);
+}
+
 #[test]
 fn golden_mps2() {
-    golden_matches_on(&MPS2, "golden_mps2");
+    fixtures_match_on(&MPS2, "golden_mps2");
 }
 
 #[test]
 fn golden_riscv32() {
-    golden_matches_on(&RISCV32, "golden_riscv32");
+    fixtures_match_on(&RISCV32, "golden_riscv32");
+}
+
+/// The real boards' default model (D=64, 2 layers, 8 ACT steps, QAT int8) on the Cortex-M4F:
+/// its golden file on two 40-blank puzzles, every ACT step.
+#[test]
+fn golden_board_model_mps2() {
+    let csv = board_puzzles_path();
+    let puzzles = Puzzles {
+        csv: &csv,
+        n: BOARD_PUZZLES,
+    };
+    golden_matches_on(
+        &MPS2,
+        "golden_board_model_mps2",
+        &[board_model()],
+        &puzzles,
+        BOARD_STEPS,
+    );
 }
 
 #[test]
@@ -177,7 +229,12 @@ fn golden_mismatch_fails() {
     let changed = changed.expect("a third TRM-STEP line");
     paths[1] = dir.join("golden-bad-fixed.txt");
     std::fs::write(&paths[1], lines.join("\n") + "\n").expect("write golden");
-    let (code, out) = run_with_golden(&MPS2, &models, &puzzles_path(), &paths, test);
+    let csv = puzzles_path();
+    let puzzles = Puzzles {
+        csv: &csv,
+        n: PUZZLES,
+    };
+    let (code, out) = run_with_golden(&MPS2, &models, &puzzles, &paths, test);
     assert_eq!(code, 1, "exit code\n{out}");
     let all = runs(records(&out));
     assert_eq!(all.len(), 2, "{out}");

@@ -8,7 +8,8 @@
 //! step, and exits 0 (`# done: no errors`), 1 (the firmware reported errors) or 2 (the run
 //! failed: boot, a panic, an unimplemented instruction, an access to unmapped memory, a limit).
 //!
-//! - `pico_golden_matches`: the default fixed model (`models/sudoku-d32-fixed.trm`) on two
+//! - `pico_golden_matches`: the small fixed model (`models/sudoku-d32-fixed.trm`; the board's
+//!   default, D=64, would need some 45 minutes of emulation per puzzle) on two
 //!   generated puzzles, every ACT step, one firmware per puzzle with the host's golden file
 //!   embedded, the two emulators in parallel: each firmware prints `TRM-GOLDEN match=n/n`, and
 //!   its UART output also equals the golden file here, line by line. The emulated clk_sys must
@@ -140,7 +141,8 @@ fn run_emulator(elf: &Path) -> EmuRun {
     run
 }
 
-/// The project's fixed demo model (the Pico's default).
+/// The project's small fixed model (6-blank puzzles, 2 ACT steps; the Pico's default is the
+/// D=64 one, too slow to emulate here).
 fn fixed_model() -> PathBuf {
     trm_tests::workspace_root().join("firmware-examples/models/sudoku-d32-fixed.trm")
 }

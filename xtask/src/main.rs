@@ -84,20 +84,23 @@ fn configs() -> Vec<(String, Config)> {
             out.push((format!("mlp_t D={d}"), c));
         }
     }
-    // The project's own model (the real boards' default), when it is there.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../firmware-examples/models/sudoku-d32-fixed.trm");
-    if let Ok(bytes) = std::fs::read(&path)
-        && let Ok(m) = trm_nostd::Model::parse(&bytes)
-    {
-        out.push((
-            format!(
-                "models/sudoku-d32 (expansion {}, {} prefix tokens)",
-                m.config().expansion,
-                m.config().puzzle_emb_len
-            ),
-            *m.config(),
-        ));
+    // The project's own models (D=64: the real boards' default; D=32: the 6-blank one the
+    // emulated Pico and the golden fixtures run), when they are there.
+    for name in ["sudoku-d64", "sudoku-d32"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../firmware-examples/models/{name}-fixed.trm"));
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(m) = trm_nostd::Model::parse(&bytes)
+        {
+            out.push((
+                format!(
+                    "models/{name} (expansion {}, {} prefix tokens)",
+                    m.config().expansion,
+                    m.config().puzzle_emb_len
+                ),
+                *m.config(),
+            ));
+        }
     }
     out
 }
@@ -320,26 +323,32 @@ mod tests {
         assert!(bf16b >= values * 2 && bf16b <= values * 2 + 64 * (tensors + 16));
     }
 
-    /// The computed fixed size equals the size of the real fixed model the project exports
-    /// (`trm-export quantize`), for that model's own config.
+    /// The computed fixed size equals the size of the real fixed models the project exports
+    /// (`trm-export quantize`/`export`), for each model's own config.
     #[test]
     fn fixed_size_equals_an_exported_file() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../firmware-examples/models/sudoku-d32-fixed.trm");
-        let bytes = std::fs::read(&path).unwrap();
-        let m = trm_nostd::Model::parse(&bytes).unwrap();
-        assert!(m.scheme().is_fixed());
-        // Its SiLU tables' size (the committed model predates the 1025-knot default).
-        let c = m.config();
-        let id = trm_nostd::TensorId::Layer {
-            layer: 0,
-            tensor: trm_nostd::LayerTensor::MlpGateUp,
-        };
-        let words = m.quant_table(id).unwrap().len() / 4;
-        let rows = id.shape(c).rows as usize;
-        let knots = trm_nostd::fixed::tables::gate_up_silu_knots(rows, words).unwrap();
-        assert_eq!(knots, 257);
-        assert_eq!(fixed_file_bytes(c, knots).unwrap(), bytes.len() as u64);
+        // The SiLU tables' knots of each (the D=32 model predates the 1025-knot default).
+        for (name, want_knots) in [("sudoku-d32", 257), ("sudoku-d64", 1025)] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../firmware-examples/models/{name}-fixed.trm"));
+            let bytes = std::fs::read(&path).unwrap();
+            let m = trm_nostd::Model::parse(&bytes).unwrap();
+            assert!(m.scheme().is_fixed());
+            let c = m.config();
+            let id = trm_nostd::TensorId::Layer {
+                layer: 0,
+                tensor: trm_nostd::LayerTensor::MlpGateUp,
+            };
+            let words = m.quant_table(id).unwrap().len() / 4;
+            let rows = id.shape(c).rows as usize;
+            let knots = trm_nostd::fixed::tables::gate_up_silu_knots(rows, words).unwrap();
+            assert_eq!(knots, want_knots, "{name}");
+            assert_eq!(
+                fixed_file_bytes(c, knots).unwrap(),
+                bytes.len() as u64,
+                "{name}"
+            );
+        }
     }
 
     /// ELF sizes of a file written here: one code section, one data section, one bss section.

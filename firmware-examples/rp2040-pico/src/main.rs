@@ -7,9 +7,9 @@
 //! line per defmt record), and as plain text on UART0 (GP0 TX, GP1 RX; 115200 baud, 8N1, lines
 //! ended by CR LF), which a USB-serial adapter, the Debug Probe's UART bridge, or the rp2040js
 //! emulator (`emu/`, run by the test suite) reads. The default
-//! model is the fixed-point one (`../models/sudoku-d32-fixed.trm`): integer kernels only, which
-//! is what a core without an FPU wants. A float model also runs (in software floating point,
-//! far slower).
+//! model is the fixed-point one (`../models/sudoku-d64-fixed.trm`, 30-50-blank puzzles, 8 ACT
+//! steps: minutes per puzzle on this core): integer kernels only, which is what a core without
+//! an FPU wants. A float model also runs (in software floating point, far slower).
 //!
 //! Untested on hardware in this project: the test suite runs this ELF in the rp2040js emulator
 //! (boot2, clocks, timer, UART0; see `emu/README.md`), and the same app runs in QEMU on the

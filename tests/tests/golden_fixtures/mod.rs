@@ -17,6 +17,14 @@ pub const PUZZLE_SEED: u64 = 20_261_129;
 pub const CALIB: usize = 16;
 /// Seed of the calibration puzzles (not those solved).
 pub const CALIB_SEED: u64 = 77;
+/// Puzzles solved by the real boards' default model ([`board_model`]).
+pub const BOARD_PUZZLES: usize = 2;
+/// Seed of those puzzles.
+pub const BOARD_SEED: u64 = 20_261_206;
+/// Blanks of those puzzles (the held-out set the model's target is measured on has 40).
+pub const BOARD_BLANKS: usize = 40;
+/// ACT steps of the board model (its `halt_max_steps`; the golden file has every one).
+pub const BOARD_STEPS: usize = 8;
 
 /// `tests/fixtures/golden/`.
 pub fn fixture_dir() -> PathBuf {
@@ -54,6 +62,21 @@ pub fn models() -> Vec<FixtureModel> {
     ]
 }
 
+/// The real boards' default model (`firmware-examples/models/sudoku-d64-fixed.trm`: D=64, 2
+/// layers, 8 ACT steps, QAT int8; `scripts/demo-models.sh board`) and its golden file on
+/// [`board_puzzles_path`]'s [`BOARD_PUZZLES`] puzzles of [`BOARD_BLANKS`] blanks.
+pub fn board_model() -> FixtureModel {
+    FixtureModel {
+        model: trm_tests::workspace_root().join("firmware-examples/models/sudoku-d64-fixed.trm"),
+        golden: fixture_dir().join("golden-sudoku-d64-fixed.txt"),
+    }
+}
+
+/// The board model's puzzles, committed as `board-puzzles.csv`.
+pub fn board_puzzles_path() -> PathBuf {
+    fixture_dir().join("board-puzzles.csv")
+}
+
 /// The int16-mixed model's quantization: int16 weights for the mixer and heads (int8 for the
 /// channel SwiGLU), 4097-knot SiLU tables, exact SwiGLU products (`trm-export quantize
 /// --int16-weights mixer,heads --silu-knots 4097 --exact-products`), calibrated on
@@ -69,7 +92,12 @@ pub fn int16_mixed_options() -> QuantizeOptions {
 
 /// `n` generated 6-blank puzzles with their solutions, named `gen0`, `gen1`, ...
 pub fn generated(n: usize, seed: u64) -> Vec<PuzzleRow> {
-    let mut generator = SudokuGenerator::new(seed, 6).expect("generator");
+    generated_with(n, seed, 6)
+}
+
+/// `n` generated puzzles of `blanks` blanks with their solutions, named `gen0`, `gen1`, ...
+pub fn generated_with(n: usize, seed: u64, blanks: usize) -> Vec<PuzzleRow> {
+    let mut generator = SudokuGenerator::new(seed, blanks).expect("generator");
     let digits = |g: &[u8; 81]| -> String {
         g.iter()
             .map(|&d| if d == 0 { '.' } else { char::from(b'0' + d) })
