@@ -8,7 +8,8 @@
 //! For each group of four columns `4g..4g + 4` and each row `j` of the tile, two words are
 //! stored: `[a_j[4g], a_j[4g + 2]]` and `[a_j[4g + 1], a_j[4g + 3]]` (halfwords, low first),
 //! the pairs `SMLAD` multiplies with the sign-extended weight bytes `SXTB16 w` = `[w0, w2]` and
-//! `SXTB16 w, ROR #8` = `[w1, w3]`. A tile is `16 * groups` values, word aligned.
+//! `SXTB16 w, ROR #8` = `[w1, w3]`: 16 values per group and tile, word aligned, chunk by chunk
+//! of 64 groups (all tiles of a chunk, then the next chunk).
 //!
 //! # Inner loop (one group of four columns, four rows: 16 multiply-accumulates)
 //!
@@ -25,10 +26,10 @@
 //! ```
 //!
 //! 17 instructions per 16 multiply-accumulates (the per-output path of `dot_w8_a16` needs
-//! about 3). Rows of at most 256 columns (one `i32` chunk) run every tile of a weight row in
-//! one assembly loop (16 more instructions per tile: four sums stored, the weights rewound);
-//! longer rows one tile and one chunk at a time. The columns past the last whole group
-//! (`cols % 4`) are added by the reference.
+//! about 3). One assembly loop runs every tile of a weight row over one `i32` chunk of 256
+//! columns (16 more instructions per tile: four sums stored, the weights rewound); the tiles are
+//! packed chunk-major so that each chunk's tiles follow one another. The columns past the last
+//! whole group (`cols % 4`) are added by the reference.
 //!
 //! # Exactness
 //!
@@ -71,6 +72,8 @@ pub(super) fn matmul(
     pack(a, groups, packed);
     let table = w.table;
     let rows = w.rows;
+    // `false` (the packed rows too short; never after `fits`): the per-output path writes
+    // every output again.
     match epi {
         Epilogue::Sat16 { out, stride } => each_output(w, a, packed, |t, o, acc| {
             out[t * *stride + o] = sat16(table.channel(o).apply(acc));
@@ -91,28 +94,33 @@ pub(super) fn matmul(
         // Exact products have a second set of rows (refused above).
         Epilogue::Residual {
             product: Some(_), ..
-        } => return false,
+        } => false,
     }
-    true
 }
 
+/// Groups of four columns per `i32` chunk ([`ACC_CHUNK`] columns).
+const CHUNK_GROUPS: usize = ACC_CHUNK / 4;
+
 /// Packs `a`'s rows, four per tile, `groups` whole groups of four columns each (module
-/// documentation) into `packed` (word aligned, long enough: [`fits`]).
+/// documentation) into `packed` (word aligned, long enough: [`fits`]), chunk-major: the tiles
+/// of the first [`CHUNK_GROUPS`] groups, then those of the next, so that each chunk's tiles
+/// follow one another.
 fn pack(a: &Rows<'_>, groups: usize, packed: &mut [i16]) {
-    let tile_len = 16 * groups;
-    for (tile, dst) in packed
-        .chunks_exact_mut(tile_len)
-        .take(a.count.div_ceil(TILE))
-        .enumerate()
-    {
-        for j in 0..TILE {
-            let t = tile * TILE + j;
-            let row = if t < a.count { a.row(t) } else { &[][..] };
-            for g in 0..groups {
-                let d = &mut dst[16 * g + 4 * j..16 * g + 4 * j + 4];
-                match row.get(4 * g..4 * g + 4) {
-                    Some(&[a0, a1, a2, a3]) => d.copy_from_slice(&[a0, a2, a1, a3]),
-                    _ => d.fill(0),
+    let tiles = a.count.div_ceil(TILE);
+    let mut at = 0;
+    for g0 in (0..groups).step_by(CHUNK_GROUPS) {
+        let g1 = (g0 + CHUNK_GROUPS).min(groups);
+        for tile in 0..tiles {
+            for g in g0..g1 {
+                for j in 0..TILE {
+                    let t = tile * TILE + j;
+                    let row = if t < a.count { a.row(t) } else { &[][..] };
+                    let d = &mut packed[at..at + 4];
+                    match row.get(4 * g..4 * g + 4) {
+                        Some(&[a0, a1, a2, a3]) => d.copy_from_slice(&[a0, a2, a1, a3]),
+                        _ => d.fill(0),
+                    }
+                    at += 4;
                 }
             }
         }
@@ -122,20 +130,26 @@ fn pack(a: &Rows<'_>, groups: usize, packed: &mut [i16]) {
 /// Tiles whose sums [`row_sums`] writes at a time (128 activation rows: 512 bytes of stack).
 const TILES_PER_PASS: usize = 32;
 
-/// Calls `f(t, o, W[o] . a_t)` for every weight row `o` (outer) and activation row `t`.
+/// Calls `f(t, o, W[o] . a_t)` for every weight row `o` (outer) and activation row `t`: for
+/// each pass of up to [`TILES_PER_PASS`] tiles, each chunk's `i32` sums by [`row_sums`], added
+/// in `i64`, then the columns past the last whole group. `false` when the packed rows are
+/// shorter than [`fits`] makes them (never, for a caller that checked it): some outputs may
+/// then be written, and the caller's per-output path writes them all again.
 #[inline(always)]
-fn each_output(w: &Matrix<'_>, a: &Rows<'_>, packed: &[i16], mut f: impl FnMut(usize, usize, i64)) {
+fn each_output(
+    w: &Matrix<'_>,
+    a: &Rows<'_>,
+    packed: &[i16],
+    mut f: impl FnMut(usize, usize, i64),
+) -> bool {
     let cols = w.cols;
     let groups = cols / 4;
-    let tile_len = 16 * groups;
     let whole = 4 * groups;
     let tiles = a.count.div_ceil(TILE);
     let mut sums = [0i32; TILE * TILES_PER_PASS];
+    let mut totals = [0i64; TILE * TILES_PER_PASS];
     for o in 0..w.rows {
         let wrow = w.row(o);
-        let Some(wmain) = wrow.get(..whole) else {
-            return;
-        };
         let wtail = wrow.get(whole..cols).unwrap_or(&[]);
         let tail = |t: usize| -> i64 {
             if wtail.is_empty() {
@@ -147,38 +161,56 @@ fn each_output(w: &Matrix<'_>, a: &Rows<'_>, packed: &[i16], mut f: impl FnMut(u
                 .map(|(&wv, &av)| (wv as i8 as i64) * (av as i64))
                 .sum()
         };
-        if groups <= ACC_CHUNK / 4 {
-            // One i32 chunk per output: the whole row's tiles in one assembly loop.
-            let mut tile0 = 0;
-            while tile0 < tiles {
-                let n = TILES_PER_PASS.min(tiles - tile0);
-                let ap = &packed[tile0 * tile_len..(tile0 + n) * tile_len];
-                row_sums(wmain, ap, n, &mut sums[..TILE * n]);
-                let t0 = tile0 * TILE;
+        let mut tile0 = 0;
+        while tile0 < tiles {
+            let n = TILES_PER_PASS.min(tiles - tile0);
+            let t0 = tile0 * TILE;
+            if groups <= CHUNK_GROUPS {
+                // One chunk: the i32 sums are the totals.
+                let (Some(wc), Some(ap)) = (wrow.get(..whole), packed.get(tile0 * 16 * groups..))
+                else {
+                    return false;
+                };
+                if !row_sums(wc, ap, n, &mut sums[..TILE * n]) {
+                    return false;
+                }
                 for (j, &sum) in sums[..TILE * n].iter().enumerate().take(a.count - t0) {
-                    let t = t0 + j;
-                    f(t, o, sum as i64 + tail(t));
+                    f(t0 + j, o, sum as i64 + tail(t0 + j));
                 }
                 tile0 += n;
+                continue;
             }
-        } else {
-            for (tile, ap) in packed.chunks_exact(tile_len).take(tiles).enumerate() {
-                let acc = tile_sums(wmain, ap);
-                let t0 = tile * TILE;
-                for (j, &sum) in acc.iter().enumerate().take(a.count - t0) {
-                    let t = t0 + j;
-                    f(t, o, sum + tail(t));
+            let totals = &mut totals[..TILE * n];
+            totals.fill(0);
+            // Chunk `g0..g1` of every tile starts at `16 g0 tiles` (chunk-major packing).
+            for g0 in (0..groups).step_by(CHUNK_GROUPS) {
+                let g1 = (g0 + CHUNK_GROUPS).min(groups);
+                let len = 16 * (g1 - g0);
+                let start = 16 * g0 * tiles + tile0 * len;
+                let (Some(wc), Some(ap)) = (wrow.get(4 * g0..4 * g1), packed.get(start..)) else {
+                    return false;
+                };
+                if !row_sums(wc, ap, n, &mut sums[..TILE * n]) {
+                    return false;
+                }
+                for (t, &c) in totals.iter_mut().zip(&sums[..TILE * n]) {
+                    *t += c as i64;
                 }
             }
+            for (j, &sum) in totals.iter().enumerate().take(a.count - t0) {
+                f(t0 + j, o, sum + tail(t0 + j));
+            }
+            tile0 += n;
         }
     }
+    true
 }
 
 /// The sums `w . a_t` of `tiles` packed tiles (`ap`: `16 * groups` values each) and one weight
 /// row `w` of `4 * groups` bytes, `groups <= ACC_CHUNK / 4` (each sum fits an `i32`: module
 /// documentation), into `out` (`4 * tiles` values, row order).
 #[inline(always)]
-fn row_sums(w: &[u8], ap: &[i16], tiles: usize, out: &mut [i32]) {
+fn row_sums(w: &[u8], ap: &[i16], tiles: usize, out: &mut [i32]) -> bool {
     let groups = w.len() / 4;
     if tiles == 0
         || groups == 0
@@ -186,7 +218,7 @@ fn row_sums(w: &[u8], ap: &[i16], tiles: usize, out: &mut [i32]) {
         || ap.len() < 16 * groups * tiles
         || out.len() < TILE * tiles
     {
-        return;
+        return false;
     }
     let wp = w.as_ptr();
     let wend = w[4 * groups..].as_ptr();
@@ -251,68 +283,7 @@ fn row_sums(w: &[u8], ap: &[i16], tiles: usize, out: &mut [i32]) {
             options(nostack),
         );
     }
-}
-
-/// The four sums `w . a_j` of a tile over `w.len() / 4` whole groups (`ap`: the packed tile,
-/// `16` values per group).
-#[inline(always)]
-fn tile_sums(w: &[u8], ap: &[i16]) -> [i64; TILE] {
-    let groups = (w.len() / 4).min(ap.len() / 16);
-    let mut total = [0i64; TILE];
-    let per_chunk = ACC_CHUNK / 4;
-    let mut g = 0;
-    while g < groups {
-        let n = per_chunk.min(groups - g);
-        let (mut c0, mut c1, mut c2, mut c3) = (0i32, 0i32, 0i32, 0i32);
-        let wp = w[4 * g..].as_ptr();
-        let app = ap[16 * g..].as_ptr();
-        // SAFETY: `wp` points at `4 n` readable bytes of `w` (`4 (g + n) <= 4 groups <=
-        // w.len()`), read as words with LDR, which allows unaligned addresses on ARMv7-M (the
-        // default CCR.UNALIGN_TRP = 0); `app` points at `16 n` readable values of `ap`
-        // (`16 (g + n) <= ap.len()`), word aligned (the caller aligns the packed buffer and a
-        // tile is a multiple of 16 values), read with LDRD. `n >= 1`. Register-only otherwise
-        // (SMLAD may set the sticky Q flag, which nothing reads); the target has the DSP
-        // extension (`cfg(target_feature = "dsp")` on this module).
-        unsafe {
-            asm!(
-                "2:",
-                "ldr {w13}, [{wp}], #4",
-                "sxtb16 {w02}, {w13}",
-                "sxtb16 {w13}, {w13}, ror #8",
-                "ldrd {x}, {y}, [{ap}], #8",
-                "smlad {c0}, {w02}, {x}, {c0}",
-                "smlad {c0}, {w13}, {y}, {c0}",
-                "ldrd {x}, {y}, [{ap}], #8",
-                "smlad {c1}, {w02}, {x}, {c1}",
-                "smlad {c1}, {w13}, {y}, {c1}",
-                "ldrd {x}, {y}, [{ap}], #8",
-                "smlad {c2}, {w02}, {x}, {c2}",
-                "smlad {c2}, {w13}, {y}, {c2}",
-                "ldrd {x}, {y}, [{ap}], #8",
-                "smlad {c3}, {w02}, {x}, {c3}",
-                "smlad {c3}, {w13}, {y}, {c3}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                wp = inout(reg) wp => _,
-                ap = inout(reg) app => _,
-                n = inout(reg) n => _,
-                w02 = out(reg) _,
-                w13 = out(reg) _,
-                x = out(reg) _,
-                y = out(reg) _,
-                c0 = inout(reg) c0,
-                c1 = inout(reg) c1,
-                c2 = inout(reg) c2,
-                c3 = inout(reg) c3,
-                options(readonly, nostack),
-            );
-        }
-        for (t, c) in total.iter_mut().zip([c0, c1, c2, c3]) {
-            *t += c as i64;
-        }
-        g += n;
-    }
-    total
+    true
 }
 
 /// Whether this module's path runs for `isa` (the DSP implementation only).
