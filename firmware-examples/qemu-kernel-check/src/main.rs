@@ -192,6 +192,20 @@ fn matvec(isa: Isa, w: &[u8], rows: usize, cols: usize, wide: bool, a: &[i16], o
     }
 }
 
+/// Instructions per multiply-accumulate of `ticks` SysTick ticks over `macs` MACs, shown with
+/// two decimals (`x.yy`).
+struct PerMac {
+    ticks: u64,
+    macs: u64,
+}
+
+impl core::fmt::Display for PerMac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let hundredths = self.ticks * INSTR_PER_TICK * 100 / self.macs.max(1);
+        write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
+    }
+}
+
 fn exit(ok: bool) -> ! {
     debug::exit(if ok {
         debug::EXIT_SUCCESS
@@ -437,18 +451,16 @@ fn main() -> ! {
             matvec(isa, &W[start_at..], rows, cols, wide, &A[..cols], out_buf);
             let ticks = (now() - start).saturating_sub(empty);
             let macs = (rows * cols) as u64;
-            let hundredths = ticks * INSTR_PER_TICK * 100 / macs.max(1);
             let _ = writeln!(
                 out,
-                "TRM-KCOST kernel={} isa={} rows={rows} cols={cols} macs={macs} ticks={ticks} instr_per_mac={}.{:02}",
+                "TRM-KCOST kernel={} isa={} rows={rows} cols={cols} macs={macs} ticks={ticks} instr_per_mac={}",
                 if wide {
                     "matvec_w16_a16"
                 } else {
                     "matvec_w8_a16"
                 },
                 isa.name(),
-                hundredths / 100,
-                hundredths % 100
+                PerMac { ticks, macs }
             );
         }
         same &= OUT_P == OUT_D;
@@ -473,13 +485,11 @@ fn main() -> ! {
             optimized::matmul(isa, &w, &a, &mut epi, &mut SCRATCH[..]);
             let ticks = (now() - start).saturating_sub(empty);
             let macs = (rows * cols * count) as u64;
-            let hundredths = ticks * INSTR_PER_TICK * 100 / macs;
             let _ = writeln!(
                 out,
-                "TRM-KCOST kernel=matmul_w8_a16 isa={} rows={rows} cols={cols} count={count} macs={macs} ticks={ticks} instr_per_mac={}.{:02}",
+                "TRM-KCOST kernel=matmul_w8_a16 isa={} rows={rows} cols={cols} count={count} macs={macs} ticks={ticks} instr_per_mac={}",
                 isa.name(),
-                hundredths / 100,
-                hundredths % 100
+                PerMac { ticks, macs }
             );
         }
     }
@@ -493,13 +503,11 @@ fn main() -> ! {
         }
         let ticks = (now() - start).saturating_sub(empty);
         let macs = 97 * 64u64;
-        let hundredths = ticks * INSTR_PER_TICK * 100 / macs;
         let _ = writeln!(
             out,
-            "TRM-KCOST kernel=dot_a16_a16 isa={} rows=97 cols=64 macs={macs} ticks={ticks} instr_per_mac={}.{:02} sum={acc}",
+            "TRM-KCOST kernel=dot_a16_a16 isa={} rows=97 cols=64 macs={macs} ticks={ticks} instr_per_mac={} sum={acc}",
             isa.name(),
-            hundredths / 100,
-            hundredths % 100
+            PerMac { ticks, macs }
         );
     }
     let _ = writeln!(out, "TRM-RESULT ok={} matvec_equal={same}", ok && same);

@@ -37,7 +37,6 @@
 //! at most `2 * 128 * 2^15 = 2^23` each: `|acc| <= 2^30`), then added to an `i64`: no partial
 //! sum wraps, so every output is the reference's dot product bit for bit.
 
-use super::Isa;
 use super::kernels::{ACC_CHUNK, sat_residual, sat16};
 use super::matmul::{Epilogue, Matrix, Rows};
 use core::arch::asm;
@@ -284,10 +283,4 @@ fn row_sums(w: &[u8], ap: &[i16], tiles: usize, out: &mut [i32]) -> bool {
         );
     }
     true
-}
-
-/// Whether this module's path runs for `isa` (the DSP implementation only).
-#[inline]
-pub(super) fn takes(isa: Isa) -> bool {
-    isa == Isa::ArmDsp
 }

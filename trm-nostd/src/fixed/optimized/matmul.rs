@@ -372,7 +372,7 @@ pub(in crate::fixed) fn run(
         return;
     }
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-    if super::arm_matmul::takes(isa) && super::arm_matmul::matmul(w, a, epi, scratch) {
+    if isa == Isa::ArmDsp && super::arm_matmul::matmul(w, a, epi, scratch) {
         return;
     }
     let _ = scratch;
