@@ -49,6 +49,7 @@ use crate::qat::{GridCheck, check_grid, int16_for};
 use crate::quantize::{
     Calibration, Int16Weights, QuantizeOptions, calibrate, quantize_with_source,
 };
+use trm_reference::act_ranges::ActRanges;
 use trm_reference::config::WeightQuant;
 
 /// A `.trm` format `export` writes.
@@ -213,6 +214,9 @@ pub struct FloatWeights {
     /// The grid the run fine-tuned the weight matrices onto (QAT, its `quant.weights`);
     /// `None` for float training and `.trm` inputs.
     pub weight_grid: Option<WeightQuant>,
+    /// The activation ranges a run with int16 activation QAT froze (from its manifest);
+    /// the fixed export uses them instead of calibrating those sites.
+    pub act_ranges: Option<ActRanges>,
 }
 
 impl FloatWeights {
@@ -286,6 +290,7 @@ pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Resul
             origin,
             train_split: None,
             weight_grid: None,
+            act_ranges: None,
         });
     }
     let m = import_reference(path, options)?;
@@ -302,6 +307,7 @@ pub fn load_float_weights(path: &Path, options: &ImportOptions) -> anyhow::Resul
         source: m.checkpoint,
         train_split,
         weight_grid: m.weight_grid,
+        act_ranges: m.act_ranges,
     })
 }
 
@@ -347,6 +353,9 @@ pub struct Quantized {
     pub int16: Int16Weights,
     /// Of a QAT checkpoint: the rounding errors of its weights on the grid.
     pub grid: Option<GridCheck>,
+    /// Of a checkpoint fine-tuned with int16 activation QAT: the frozen activation ranges
+    /// used in place of calibrated ones at the network input, SwiGLU and attention sites.
+    pub frozen: Option<ActRanges>,
 }
 
 /// Calibrates `float` (a float `.trm` file) on `rows` (every ACT step, no halting) and
@@ -357,7 +366,7 @@ pub fn quantize_float_model(
     rows: &[PuzzleRow],
     opts: &QuantizeOptions,
 ) -> anyhow::Result<Quantized> {
-    quantize_float_model_recording(float, rows, opts, None)
+    quantize_float_model_recording(float, rows, opts, None, None)
 }
 
 /// [`quantize_float_model`], recording `fallback` as the source when the float file has no
@@ -367,7 +376,13 @@ pub fn quantize_float_model_recording(
     rows: &[PuzzleRow],
     opts: &QuantizeOptions,
     fallback: Option<&Origin>,
+    frozen: Option<&ActRanges>,
 ) -> anyhow::Result<Quantized> {
+    let mut opts = *opts;
+    if let Some(r) = frozen {
+        opts.margin = r.margin;
+    }
+    let opts = &opts;
     let margin = opts.margin;
     let m = Model::parse(float).context("parsing the float model")?;
     if m.scheme().is_fixed() {
@@ -387,7 +402,10 @@ pub fn quantize_float_model_recording(
         .map(|p| (p.question, p.puzzle_id))
         .collect();
     let t = Instant::now();
-    let cal = calibrate(&c, &m, &set, c.halt_max_steps)?;
+    let mut cal = calibrate(&c, &m, &set, c.halt_max_steps)?;
+    if let Some(r) = frozen {
+        use_frozen_ranges(&mut cal, r)?;
+    }
     let source = m.source().or(fallback.map(Origin::record));
     let (out, warnings) = quantize_with_source(&c, &m, &cal, opts, source.as_ref())?;
     let fixed = Model::parse(&out).context("the written fixed model does not parse")?;
@@ -410,7 +428,34 @@ pub fn quantize_float_model_recording(
         warnings,
         int16: opts.int16,
         grid: None,
+        frozen: frozen.cloned(),
     })
+}
+
+/// Puts the ranges a QAT run froze (`quant.activations: int16`) in place of the calibrated
+/// maxima of the sites they cover (network input; SwiGLU gate, up, product; attention q, k,
+/// v): the fixed file then rounds activations with exactly the trained scales.
+pub fn use_frozen_ranges(cal: &mut Calibration, r: &ActRanges) -> anyhow::Result<()> {
+    if r.blocks.len() != cal.blocks.len() {
+        bail!(
+            "frozen activation ranges of {} blocks for a model of {}",
+            r.blocks.len(),
+            cal.blocks.len()
+        );
+    }
+    cal.input = r.input;
+    for (b, f) in cal.blocks.iter_mut().zip(&r.blocks) {
+        b.mix_gate = f.mix_gate;
+        b.mix_up = f.mix_up;
+        b.mix_prod = f.mix_prod;
+        b.q = f.q;
+        b.k = f.k;
+        b.v = f.v;
+        b.gate = f.gate;
+        b.up = f.up;
+        b.prod = f.prod;
+    }
+    Ok(())
 }
 
 /// The calibrated maxima per site, as lines of text (int16 sites map `margin * max` to 32767).
@@ -550,8 +595,14 @@ pub fn export(
                 let (source, rows) = calib_source
                     .as_ref()
                     .context("calibration source missing")?;
-                let mut q = quantize_float_model(&float, rows, &quantize_opts)
-                    .context("the fixed format (no file was written)")?;
+                let mut q = quantize_float_model_recording(
+                    &float,
+                    rows,
+                    &quantize_opts,
+                    None,
+                    weights.act_ranges.as_ref(),
+                )
+                .context("the fixed format (no file was written)")?;
                 if let Some(g) = grid_check {
                     if !g.on_grid() {
                         q.warnings.push(format!(

@@ -497,7 +497,7 @@ fn quantize_cmd(
         bytes.len() as u64,
         trm_reference::run_checkpoint::crc32c(&bytes),
     );
-    let q = export::quantize_float_model_recording(&bytes, &rows, &opts, Some(&fallback))
+    let q = export::quantize_float_model_recording(&bytes, &rows, &opts, Some(&fallback), None)
         .with_context(|| format!("quantizing {}", model.display()))?;
     write(output, &q.bytes)?;
     for w in &q.warnings {
@@ -583,7 +583,7 @@ fn export_cmd(
                 q.calibration.puzzles,
                 q.calibration.steps,
                 q.seconds,
-                quantize.margin,
+                q.frozen.as_ref().map_or(quantize.margin, |r| r.margin),
                 q.int16.name(),
                 quantize.silu_knots,
                 quantize.exact_products
@@ -594,6 +594,14 @@ fn export_cmd(
             );
             if let Some(g) = &q.grid {
                 println!("  {g}");
+            }
+            if let Some(r) = &q.frozen {
+                println!(
+                    "  activation QAT (quant.activations: int16): the network input, SwiGLU and \
+                     attention sites use the ranges frozen at step {} on {} puzzles (margin {}), \
+                     not calibrated ones",
+                    r.step, r.puzzles, r.margin
+                );
             }
             for w in &q.warnings {
                 eprintln!("warning: {w}");

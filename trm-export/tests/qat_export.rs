@@ -12,6 +12,7 @@ use trm_export::qat::{check_grid, int16_for, on_grid_tolerance, quantize_row};
 use trm_export::quantize::Int16Weights;
 use trm_nostd::float::OwnedWeights;
 use trm_nostd::{Config, DType, Model, TensorId, TensorSource};
+use trm_reference::act_ranges::ActRanges;
 use trm_reference::config::WeightQuant;
 
 /// Random float weights of `c`, the QAT matrices projected onto `grid` when given (what a QAT
@@ -51,6 +52,7 @@ fn float_weights(grid: Option<WeightQuant>, on_grid: bool) -> FloatWeights {
         origin: Origin::new(std::path::Path::new("step_1/model.safetensors"), 1, 2),
         train_split: None,
         weight_grid: grid,
+        act_ranges: None,
     }
 }
 
@@ -144,4 +146,51 @@ fn contradicting_int16_option_is_refused() {
     let e = export(&w, &[Format::Fixed], &settings, &dir.join("out/")).unwrap_err();
     assert!(format!("{e:#}").contains("leave the option out"), "{e:#}");
     assert!(!dir.join("out/model-fixed.trm").exists());
+}
+
+/// A checkpoint with frozen activation ranges (`quant.activations: int16`): the fixed file is
+/// quantized with them (and their margin) at the sites they cover, the others calibrated; the
+/// written scales differ from a plain export's; ranges of another depth are refused.
+#[test]
+fn frozen_activation_ranges_replace_the_calibrated_ones() {
+    let dir = tiny::temp_dir("qat-export-act");
+    let mut w = float_weights(Some(WeightQuant::Int8), true);
+    let plain = export(&w, &[Format::Fixed], &calib(&dir), &dir.join("plain/")).unwrap();
+    let (p, _) = plain[0].quantized.as_ref().unwrap();
+    assert!(p.frozen.is_none());
+    let layers = w.config.l_layers as usize;
+    let mut r = ActRanges::new(layers, 1.5);
+    // Twice the calibrated maxima: a visible change of every covered scale.
+    r.input = 2.0 * p.calibration.input;
+    for (f, c) in r.blocks.iter_mut().zip(&p.calibration.blocks) {
+        (f.mix_gate, f.mix_up, f.mix_prod) = (2.0 * c.mix_gate, 2.0 * c.mix_up, 2.0 * c.mix_prod);
+        (f.q, f.k, f.v) = (2.0 * c.q, 2.0 * c.k, 2.0 * c.v);
+        (f.gate, f.up, f.prod) = (2.0 * c.gate, 2.0 * c.up, 2.0 * c.prod);
+    }
+    w.act_ranges = Some(r.clone());
+    let frozen = export(&w, &[Format::Fixed], &calib(&dir), &dir.join("frozen/")).unwrap();
+    let (q, _) = frozen[0].quantized.as_ref().unwrap();
+    assert_eq!(q.frozen.as_ref(), Some(&r));
+    assert_eq!(q.calibration.input, r.input);
+    for (c, f) in q.calibration.blocks.iter().zip(&r.blocks) {
+        assert_eq!((c.gate, c.up, c.prod), (f.gate, f.up, f.prod));
+        assert_eq!((c.q, c.k, c.v), (f.q, f.k, f.v));
+        assert_eq!(
+            (c.mix_gate, c.mix_up, c.mix_prod),
+            (f.mix_gate, f.mix_up, f.mix_prod)
+        );
+    }
+    // Sites the ranges do not cover are calibrated as before.
+    assert_eq!(q.calibration.logits, p.calibration.logits);
+    assert_eq!(q.calibration.states, p.calibration.states);
+    assert_ne!(q.bytes, p.bytes);
+
+    w.act_ranges = Some(ActRanges::new(layers + 1, 1.25));
+    let e = export(&w, &[Format::Fixed], &calib(&dir), &dir.join("bad/")).unwrap_err();
+    let chain = format!("{e:#}");
+    assert!(
+        chain.contains("frozen activation ranges of 2 blocks for a model of 1"),
+        "{chain}"
+    );
+    assert!(!dir.join("bad").join("model-fixed.trm").exists());
 }

@@ -112,6 +112,9 @@ pub struct ReferenceModel {
     /// The grid the weight matrices were fine-tuned onto (the run's `quant.weights`, QAT),
     /// when the run used QAT; `None` for float training and reference checkpoints.
     pub weight_grid: Option<crate::config::WeightQuant>,
+    /// The frozen activation ranges of a run with int16 activation fake-quantization
+    /// (`quant.activations: int16`), from its manifest; `None` otherwise.
+    pub act_ranges: Option<crate::act_ranges::ActRanges>,
 }
 
 /// Size and CRC-32C of the checkpoint file an import read: what tells two checkpoints apart.
@@ -159,6 +162,27 @@ pub fn weights_digest(file: &Path) -> anyhow::Result<WeightsDigest> {
         crc32c,
         manifest_step: None,
     })
+}
+
+/// The frozen activation ranges in the manifest of checkpoint folder `dir` (a run with
+/// `quant.activations: int16`), for a model of `layers` blocks.
+fn read_act_ranges(dir: &Path, layers: usize) -> anyhow::Result<crate::act_ranges::ActRanges> {
+    use crate::act_ranges::{ActRanges, MANIFEST_KEY};
+    let manifest = run_checkpoint::read_manifest(dir).with_context(|| {
+        format!(
+            "the run used quant.activations: int16, whose frozen ranges are in the manifest, \
+             but {} has none",
+            dir.join(META_FILE).display()
+        )
+    })?;
+    let v = manifest.extra.get(MANIFEST_KEY).ok_or_else(|| {
+        anyhow!(
+            "the run used quant.activations: int16 but {} holds no {MANIFEST_KEY}",
+            dir.join(META_FILE).display()
+        )
+    })?;
+    ActRanges::from_json(v, layers)
+        .map_err(|e| anyhow!("{} {MANIFEST_KEY}: {e}", dir.join(META_FILE).display()))
 }
 
 /// The reference dataset's `dataset.json` fields that size the model.
@@ -464,7 +488,14 @@ pub fn import_reference(path: &Path, options: &ImportOptions) -> anyhow::Result<
 
     let mapped = map_tensors(&config, tensors)
         .with_context(|| format!("matching {} to the config", checkpoint.display()))?;
+    let act_ranges = match &settings.quant {
+        Some(q) if q.activations == crate::config::ActivationQuant::Int16 => {
+            Some(read_act_ranges(&dir, config.l_layers as usize)?)
+        }
+        _ => None,
+    };
     Ok(ReferenceModel {
+        act_ranges,
         config,
         tensors: mapped,
         checkpoint,

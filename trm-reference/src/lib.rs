@@ -16,6 +16,7 @@
 //!   (libtorch).
 #![deny(missing_docs)]
 
+pub mod act_ranges;
 pub mod checkpoint;
 pub mod config;
 pub mod names;

@@ -440,7 +440,10 @@ fn quant_section_reads_writes_and_imports() {
         assert_eq!(q.weight_grid(), Some(WeightQuant::Int8));
         let text = c.to_yaml();
         assert!(
-            text.contains("quant:\n  activations: none\n  start_step: 5\n  weights: int8\n"),
+            text.contains(
+                "quant:\n  activations: none\n  calib_batches: 4\n  margin: 1.25\n  \
+                 start_step: 5\n  weights: int8\n"
+            ),
             "{text}"
         );
         let back = TrainConfig::from_yaml_str(&text, "all_config.yaml", &[] as &[&str])
@@ -455,6 +458,14 @@ fn quant_section_reads_writes_and_imports() {
         Some(WeightQuant::Int16)
     );
     assert_eq!(c.quant.as_ref().map(|q| q.start_step), Some(0));
+    let act = TrainConfig::load(&path, &["quant.weights=int8", "quant.activations=int16"])
+        .expect("int16 activations");
+    let q = act.quant.clone().expect("quant section");
+    assert_eq!(q.activations, ActivationQuant::Int16);
+    assert_eq!((q.margin, q.calib_batches), (1.25, 4));
+    let back = TrainConfig::from_yaml_str(&act.to_yaml(), "all_config.yaml", &[] as &[&str])
+        .expect("read back");
+    assert_eq!(back, act);
     let off = TrainConfig::load(&path, &["quant.weights=none"]).expect("none");
     assert_eq!(off.quant.as_ref().and_then(|q| q.weight_grid()), None);
     let imported = ImportConfig::from_yaml_str(&plain.to_yaml(), "all_config.yaml").expect("x");
@@ -475,11 +486,10 @@ fn quant_section_rejects_bad_settings() {
         e.contains("quant.weights") && e.contains("int8, int16 or none"),
         "{e}"
     );
-    let e = err(&["quant.weights=int8", "quant.activations=int16"]);
-    assert!(
-        e.contains("quant.activations") && e.contains("not implemented yet"),
-        "{e}"
-    );
+    let e = err(&["quant.weights=int8", "quant.margin=0.5"]);
+    assert!(e.contains("quant.margin"), "{e}");
+    let e = err(&["quant.weights=int8", "quant.calib_batches=0"]);
+    assert!(e.contains("quant.calib_batches"), "{e}");
     let e = err(&["quant.weights=int8", "quant.activations=int4"]);
     assert!(e.contains("quant.activations"), "{e}");
     let e = err(&["quant.start_step=3"]);

@@ -351,6 +351,38 @@ fn qat_two_ranks_match_one_process_on_the_grid() {
     }
 }
 
+/// Activation QAT (`quant.activations=int16`) data-parallel: each rank calibrates on its rows
+/// of the calibration batches and the ranks take the maximum, so the frozen ranges are the
+/// single process's (f32 rounding of the batched products apart), saved once in the manifest.
+#[test]
+fn activation_qat_two_ranks_freeze_the_ranges_of_one_process() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = dataset(tmp.path(), 48, 12);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let qat = ["quant.weights=int8", "quant.activations=int16"];
+    let o = train_cmd(&data, &one, 2, &qat).output().expect("run");
+    assert!(o.status.success(), "single process: {}", text(&o));
+    run_ranks(&data, &two, 2, 2, &qat);
+    let ((s1, d1), (s2, d2)) = (latest(&one), latest(&two));
+    assert_eq!(s1, s2, "steps");
+    let ranges = |d: &Path| {
+        let w = load_float_weights(d, &ImportOptions::default()).expect("import");
+        w.act_ranges.expect("frozen ranges in the manifest")
+    };
+    let (r1, r2) = (ranges(&d1), ranges(&d2));
+    assert_eq!(
+        (r1.step, r1.puzzles, r1.margin),
+        (r2.step, r2.puzzles, r2.margin)
+    );
+    assert!(r1.puzzles > 0 && r1.input > 0.0);
+    for (a, b) in r1.flat().iter().zip(r2.flat()) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1e-3),
+            "ranges differ: one process {a}, two ranks {b}"
+        );
+    }
+}
+
 /// Spawns 2 ranks that train for a while, waits for their first checkpoint, then applies
 /// `fault` to rank 1; returns rank 0's output and how long after the fault it exited.
 fn fault_run(

@@ -2,6 +2,9 @@
 //! `quant.weights=int8` saves every weight matrix on the int8 export grid (model and EMA), so
 //! that `trm-export export --dtype fixed` rounds nothing; the fake-quantized forward pass is the
 //! forward pass of the exported weights; gradients pass straight through; resume is exact.
+//! With `quant.activations=int16` the activation ranges are calibrated as the exporter
+//! calibrates them, frozen into the checkpoint, read back by resume and by the exporter, and the
+//! rounded forward pass tracks the integer engine closer than the float one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,13 +14,18 @@ use tch::{Device, Kind, Tensor, nn};
 use trm_data::sudoku::SudokuOptions;
 use trm_data::sudoku_gen::generate_dataset;
 use trm_export::export::{CalibSettings, Format, export, load_float_weights};
+use trm_export::quantize::{QuantizeOptions, calibrate, quantize};
+use trm_nostd::fixed::FixedEngine;
 use trm_nostd::fixed::prepare::quantize_row_i8;
+use trm_nostd::float::OwnedWeights;
 use trm_nostd::{Config, DType, Model, TensorId};
+use trm_nostd::{Engine, FloatEngine};
+use trm_reference::act_ranges::ActRanges;
 use trm_reference::checkpoint::{ImportOptions, WeightsChoice};
 use trm_train::ckpt;
 use trm_train::config::{TrainConfig, WeightQuant};
 use trm_train::model::Trm;
-use trm_train::model::quant::{project_named, quantized_names};
+use trm_train::model::quant::{ActQuant, project_named, quantized_names};
 use trm_train::run::{TrainRun, train};
 
 fn ci_config() -> PathBuf {
@@ -381,7 +389,8 @@ fn straight_through_gradients_flow_and_train() {
 fn bad_quant_settings_are_clear_errors() {
     for (ov, want) in [
         ("quant.weights=int4", "expected int8, int16 or none"),
-        ("quant.activations=int16", "not implemented yet"),
+        ("quant.activations=int4", "expected int16 or none"),
+        ("quant.margin=0.9", "must be a finite number >= 1"),
     ] {
         let e = TrainConfig::load(&ci_config(), &["quant.weights=int8", ov])
             .expect_err(ov)
@@ -391,4 +400,250 @@ fn bad_quant_settings_are_clear_errors() {
             "{e}"
         );
     }
+}
+
+/// The tokens of [`act_outputs`]' two puzzles.
+const TOKENS: [u8; 18] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+
+/// The model's weights (matrices already on the grid) as no_std float weights.
+fn owned(vs: &nn::VarStore, c: &Config) -> OwnedWeights {
+    let vals: Vec<(String, Vec<f32>)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, Vec::<f32>::try_from(t.flatten(0, -1)).expect("f32")))
+        .collect();
+    OwnedWeights::from_named_f32(c, vals.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+        .expect("every tensor by name")
+}
+
+/// Records the activation ranges over every ACT step of [`TOKENS`]' puzzles.
+fn record(model: &mut Trm) -> ActRanges {
+    let layers = model.config().l_layers as usize;
+    let empty = ActRanges::new(layers, 1.25);
+    model
+        .set_act_quant(Some(ActQuant::Record(std::sync::Mutex::new(empty))))
+        .expect("record");
+    let tokens = Tensor::from_slice(&TOKENS)
+        .to_kind(Kind::Int64)
+        .view([2, 9]);
+    let _g = tch::no_grad_guard();
+    let x = model.input_embeddings(&tokens, None).expect("x");
+    let mut carry = model.initial_carry(2).expect("carry");
+    for _ in 0..model.config().halt_max_steps {
+        carry = model.act_step(&carry, &x).expect("step").0;
+    }
+    let r = model.act_ranges().expect("ranges");
+    model.set_act_quant(None).expect("off");
+    r
+}
+
+/// (f) The trainer's calibration is the exporter's: the same largest `|value|` at every site it
+/// records (the float engine's values against libtorch's, f32 rounding apart).
+#[test]
+fn recorded_activation_ranges_are_the_exporters_calibration() {
+    for mlp_t in [false, true] {
+        let (vs, mut model) = tiny_model(mlp_t);
+        let c = *model.config();
+        replace_matrices(&vs, &c, |t| {
+            trm_train::model::quant::project(t, 127).expect("project")
+        });
+        let r = record(&mut model);
+        let w = owned(&vs, &c);
+        let puzzles: Vec<(Vec<u8>, u32)> = TOKENS.chunks(9).map(|t| (t.to_vec(), 0)).collect();
+        let cal = calibrate(&c, &w.source(), &puzzles, c.halt_max_steps).expect("calibrate");
+        let close = |a: f32, b: f32, what: &str| {
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1e-3),
+                "mlp_t {mlp_t} {what}: trainer {a} vs exporter {b}"
+            );
+        };
+        close(r.input, cal.input, "input");
+        assert!(r.input > 0.0);
+        for (i, (t, e)) in r.blocks.iter().zip(&cal.blocks).enumerate() {
+            let pairs = [
+                (t.mix_gate, e.mix_gate, "mix_gate"),
+                (t.mix_up, e.mix_up, "mix_up"),
+                (t.mix_prod, e.mix_prod, "mix_prod"),
+                (t.q, e.q, "q"),
+                (t.k, e.k, "k"),
+                (t.v, e.v, "v"),
+                (t.gate, e.gate, "gate"),
+                (t.up, e.up, "up"),
+                (t.prod, e.prod, "prod"),
+            ];
+            for (a, b, what) in pairs {
+                close(a, b, &format!("block {i} {what}"));
+            }
+            // The sites of the model's own mixer were seen, the other mixer's stay 0.
+            let (seen, unseen) = if mlp_t {
+                (t.mix_gate.min(t.mix_prod), t.q.max(t.v))
+            } else {
+                (t.q.min(t.v), t.mix_gate.max(t.mix_prod))
+            };
+            assert!(seen > 0.0 && unseen == 0.0, "mlp_t {mlp_t} block {i}");
+        }
+    }
+}
+
+/// (g) Rounding the activations with the frozen ranges makes the trainer's forward pass the
+/// integer engine's, closer than the float forward pass is: the states after one ACT step of
+/// the fixed file quantized with those ranges, against both.
+#[test]
+fn activation_fake_quant_tracks_the_integer_engine() {
+    for mlp_t in [false, true] {
+        let (vs, mut model) = tiny_model(mlp_t);
+        // One ACT step of one H and one L cycle: two network applications.
+        model.set_recursion(2, 1, 1).expect("recursion");
+        let c = *model.config();
+        replace_matrices(&vs, &c, |t| {
+            trm_train::model::quant::project(t, 127).expect("project")
+        });
+        let ranges = record(&mut model);
+        let float = act_outputs(&model);
+        model
+            .set_act_quant(Some(ActQuant::Apply(ranges.clone())))
+            .expect("apply");
+        let rounded = act_outputs(&model);
+        assert!(!rounded[3].equal(&float[3]), "rounding changed nothing");
+
+        // The fixed file, with the frozen ranges at the sites they cover.
+        let w = owned(&vs, &c);
+        let puzzles: Vec<(Vec<u8>, u32)> = TOKENS.chunks(9).map(|t| (t.to_vec(), 0)).collect();
+        let mut cal = calibrate(&c, &w.source(), &puzzles, 1).expect("calibrate");
+        trm_export::export::use_frozen_ranges(&mut cal, &ranges).expect("frozen");
+        let bytes = quantize(&c, &w.source(), &cal, &QuantizeOptions::default()).expect("q");
+        let m = Model::parse(&bytes).expect("parse");
+        let need = FixedEngine::scratch_len(&c);
+        let (mut s16, mut s32) = (vec![0i16; need.i16s], vec![0i32; need.i32s]);
+        let mut engine = FixedEngine::new(&m, &mut s16, &mut s32).expect("engine");
+        let (mut d_float, mut d_rounded) = (0f64, 0f64);
+        for (b, (tokens, pid)) in puzzles.iter().enumerate() {
+            engine.start(tokens, *pid).expect("start");
+            engine.step();
+            let scale = f64::from(engine.state_scale());
+            let fixed: Vec<f64> = engine.y().iter().map(|&v| f64::from(v) * scale).collect();
+            let row = |t: &Tensor| Vec::<f32>::try_from(t.get(b as i64).flatten(0, -1)).expect("y");
+            for (v, (f, r)) in fixed
+                .iter()
+                .zip(row(&float[3]).iter().zip(row(&rounded[3])))
+            {
+                d_float += (v - f64::from(*f)).powi(2);
+                d_rounded += (v - f64::from(r)).powi(2);
+            }
+        }
+        // mlp_t: the SwiGLU products' int16 rounding is the engine's largest error, and the
+        // rounded forward pass reproduces most of it. Attention: the engine stays within about
+        // one int16 unit per value of the float pass (the rounding floor), where the rounded
+        // pass can only stay as close, not closer.
+        let bound = if mlp_t { 0.75 * d_float } else { 2.5 * d_float };
+        let units = d_float / (2 * 9 * 16) as f64 / (4.0f64 / 32767.0).powi(2);
+        assert!(
+            mlp_t || units < 4.0,
+            "attention: {units:.2} units^2 per value"
+        );
+        assert!(
+            d_rounded < bound,
+            "mlp_t {mlp_t}: squared distance to the integer engine: rounded {d_rounded:.3e}, \
+             float {d_float:.3e}"
+        );
+        // The float engine on the same weights agrees with the float forward pass (the check
+        // above compares like with like).
+        let mut scratch = vec![0f32; FloatEngine::scratch_len(&c).f32s];
+        let mut fe = FloatEngine::new(&c, &w.source(), &mut scratch).expect("float engine");
+        fe.start(&puzzles[0].0, 0).expect("start");
+        fe.step();
+        let y0 = Vec::<f32>::try_from(float[3].get(0).flatten(0, -1)).expect("y");
+        let err = fe
+            .y()
+            .iter()
+            .zip(&y0)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-4, "float engine vs libtorch: {err}");
+    }
+}
+
+/// (h) Activation QAT end to end: fine-tuning with `quant.activations=int16` from a float
+/// checkpoint calibrates the ranges when QAT starts (step 2 here), freezes them into every
+/// checkpoint's manifest, a resumed run reads them back (and equals the straight run bit for
+/// bit), and the fixed export uses them in place of its own calibration.
+#[test]
+fn activation_qat_freezes_ranges_that_resume_and_export_read() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = dataset(tmp.path());
+    let float_ck = run(&data, &tmp.path().join("float"), &[], 2, false);
+    let load = format!(
+        "+load_checkpoint={}",
+        float_ck.join(ckpt::MODEL_FILE).display()
+    );
+    let extra = [
+        load,
+        "quant.weights=int8".to_string(),
+        "quant.activations=int16".into(),
+        "quant.start_step=2".into(),
+        "quant.calib_batches=2".into(),
+    ];
+    let a = run(&data, &tmp.path().join("a"), &extra, 5, false);
+    let b_dir = tmp.path().join("b");
+    let b_mid = run(&data, &b_dir, &extra, 3, false);
+    let b = run(&data, &b_dir, &extra, 5, true);
+    for f in [ckpt::MODEL_FILE, ckpt::EMA_FILE, ckpt::OPTIMIZER_FILE] {
+        let (x, y) = (
+            std::fs::read(a.join(f)).expect("a"),
+            std::fs::read(b.join(f)).expect("b"),
+        );
+        assert!(x == y, "{f} differs after resume");
+    }
+    let manifest = |dir: &Path| {
+        let m = trm_reference::run_checkpoint::read_manifest(dir).expect("manifest");
+        let c = model_config(dir);
+        ActRanges::from_json(&m.extra["act_ranges"], c.l_layers as usize).expect("ranges")
+    };
+    let r = manifest(&a);
+    assert_eq!((r.step, r.puzzles, r.margin), (2, 32, 1.25));
+    assert!(r.input > 0.0);
+    assert!(
+        r.blocks
+            .iter()
+            .all(|b| b.mix_gate > 0.0 && b.gate > 0.0 && b.prod > 0.0)
+    );
+    assert_eq!(manifest(&b_mid), r);
+    assert_eq!(manifest(&b), r);
+    // Before QAT starts nothing is calibrated: a run stopped at step 1 has no ranges.
+    let early = run(&data, &tmp.path().join("early"), &extra, 1, false);
+    let m = trm_reference::run_checkpoint::read_manifest(&early).expect("manifest");
+    assert!(!m.extra.contains_key("act_ranges"));
+
+    let weights = load_float_weights(&a, &ImportOptions::default()).expect("import");
+    assert_eq!(weights.act_ranges.as_ref(), Some(&r));
+    let written = export(
+        &weights,
+        &[Format::Fixed],
+        &CalibSettings::default(),
+        &tmp.path().join("export/"),
+    )
+    .expect("export fixed");
+    let (q, _) = written[0].quantized.as_ref().expect("fixed");
+    assert_eq!(q.frozen.as_ref(), Some(&r));
+    assert_eq!(q.calibration.input, r.input);
+    for (c, f) in q.calibration.blocks.iter().zip(&r.blocks) {
+        assert_eq!((c.gate, c.up, c.prod), (f.gate, f.up, f.prod));
+        assert_eq!(
+            (c.mix_gate, c.mix_up, c.mix_prod),
+            (f.mix_gate, f.mix_up, f.mix_prod)
+        );
+    }
+    // A manifest without the ranges is a clear error, not a silent calibration.
+    let meta = a.join("meta.json");
+    let text = std::fs::read_to_string(&meta).expect("meta");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["extra"]
+        .as_object_mut()
+        .expect("extra")
+        .remove("act_ranges");
+    std::fs::write(&meta, v.to_string()).expect("write");
+    let e = load_float_weights(&a, &ImportOptions::default())
+        .expect_err("missing ranges accepted")
+        .to_string();
+    assert!(e.contains("act_ranges"), "{e}");
 }

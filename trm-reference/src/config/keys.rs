@@ -91,11 +91,18 @@ section! {
     pub struct QuantConfig {
         /// `weights`: the grid of the weight matrices: `int8`, `int16` or `none` (no QAT).
         weights: WeightQuant = "weights", Need::Required;
-        /// `activations`: activation fake-quantization; only `none` for now.
+        /// `activations`: activation fake-quantization: `int16` (at the integer engine's
+        /// requantization sites, ranges calibrated when QAT starts and then frozen) or `none`.
         activations: ActivationQuant = "activations", Need::Default(ActivationQuant::None);
         /// `start_step`: the optimizer step from which the forward pass is fake-quantized
         /// (0: from the first step).
         start_step: u64 = "start_step", Need::Default(0);
+        /// `margin`: with `activations: int16`, the headroom over each calibrated maximum
+        /// (the exporter's `--margin`; 1.25: 25% beyond the largest value seen).
+        margin: f64 = "margin", Need::Default(1.25), check = margin;
+        /// `calib_batches`: with `activations: int16`, the training batches (of
+        /// `global_batch_size` puzzles, every ACT step) the ranges are calibrated on.
+        calib_batches: u64 = "calib_batches", Need::Default(4), check = positive_u64;
     }
 }
 
@@ -176,28 +183,38 @@ impl Value for WeightQuant {
 /// Activation fake-quantization in QAT (`quant.activations`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActivationQuant {
-    /// `none`: activations stay float (the only setting implemented).
+    /// `int16`: the activations are rounded onto the integer engine's int16 grid at its
+    /// requantization sites (network input, SwiGLU gate / up / product, attention q / k / v,
+    /// normalized sub-layer outputs and the states), with the exporter's scales.
+    Int16,
+    /// `none`: activations stay float.
     None,
+}
+
+impl ActivationQuant {
+    /// The name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActivationQuant::Int16 => "int16",
+            ActivationQuant::None => "none",
+        }
+    }
 }
 
 impl Value for ActivationQuant {
     fn from_yaml(v: Yaml, cx: &Cx<'_>) -> Result<Self, ConfigError> {
         match String::from_yaml(v, cx)?.as_str() {
             "none" => Ok(ActivationQuant::None),
-            "int16" => Err(ConfigError::Invalid {
-                key: cx.key.clone(),
-                reason: "int16 activation fake-quantization is not implemented yet; use none"
-                    .to_string(),
-            }),
+            "int16" => Ok(ActivationQuant::Int16),
             other => Err(ConfigError::Invalid {
                 key: cx.key.clone(),
-                reason: format!("{other:?}; expected none (int16 is not implemented yet)"),
+                reason: format!("{other:?}; expected int16 or none"),
             }),
         }
     }
 
     fn to_yaml(&self) -> Yaml {
-        Yaml::String("none".to_string())
+        Yaml::String(self.name().to_string())
     }
 }
 
@@ -399,6 +416,14 @@ fn forward_dtype(dtype: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{dtype:?}; expected float32, bfloat16 or float16"))
+    }
+}
+
+fn margin(m: &f64) -> Result<(), String> {
+    if m.is_finite() && *m >= 1.0 {
+        Ok(())
+    } else {
+        Err(format!("{m} must be a finite number >= 1"))
     }
 }
 

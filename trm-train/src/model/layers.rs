@@ -4,7 +4,17 @@
 //! Every function is fallible (`f_*` tch calls): a shape error surfaces as a [`TchError`]
 //! instead of a panic.
 
+use super::quant::ActSite;
 use tch::{Kind, TchError, Tensor};
+
+/// What a layer calls at each activation site it computes (the value as computed; the value
+/// it goes on with): activation fake-quantization, calibration, or nothing ([`no_hook`]).
+pub type ActHook<'a> = &'a dyn Fn(ActSite, Tensor) -> Result<Tensor, TchError>;
+
+/// The hook that leaves every value as it is.
+pub fn no_hook(_site: ActSite, t: Tensor) -> Result<Tensor, TchError> {
+    Ok(t)
+}
 
 /// `F.linear(x, w)` with the weight cast to the input's element type (the reference's
 /// `CastedLinear`, no bias).
@@ -34,10 +44,19 @@ pub struct SwiGlu {
 impl SwiGlu {
     /// Applies the MLP over the last axis of `x` (`[.., n] -> [.., n]`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        self.forward_with(x, &no_hook)
+    }
+
+    /// [`SwiGlu::forward`], passing the gate, up and product values through `hook`.
+    pub fn forward_with(&self, x: &Tensor, hook: ActHook<'_>) -> Result<Tensor, TchError> {
         let gu = casted_linear(x, &self.gate_up)?.f_chunk(2, -1)?;
         let [gate, up] = <[Tensor; 2]>::try_from(gu)
             .map_err(|_| TchError::Shape("gate_up output does not split in two".into()))?;
-        casted_linear(&gate.f_silu()?.f_mul(&up)?, &self.down)
+        let gate = hook(ActSite::Gate, gate)?;
+        let up = hook(ActSite::Up, up)?;
+        let silu = hook(ActSite::Silu, gate.f_silu()?)?;
+        let product = hook(ActSite::Product, silu.f_mul(&up)?)?;
+        casted_linear(&product, &self.down)
     }
 }
 
@@ -107,16 +126,27 @@ pub struct Attention {
 impl Attention {
     /// `[B, S, D] -> [B, S, D]`, with rotary positions when `rope` is given.
     pub fn forward(&self, h: &Tensor, rope: Option<&Rope>) -> Result<Tensor, TchError> {
+        self.forward_with(h, rope, &no_hook)
+    }
+
+    /// [`Attention::forward`], passing q and k (as projected and after RoPE), v and the
+    /// heads' outputs (the `o` projection's input) through `hook`.
+    pub fn forward_with(
+        &self,
+        h: &Tensor,
+        rope: Option<&Rope>,
+        hook: ActHook<'_>,
+    ) -> Result<Tensor, TchError> {
         let (b, s, d) = h.size3()?;
         let heads = self.num_heads;
         let head_dim = d / heads;
         let qkv = casted_linear(h, &self.qkv)?.f_view([b, s, 3 * heads, head_dim])?;
-        let mut query = qkv.f_narrow(2, 0, heads)?;
-        let mut key = qkv.f_narrow(2, heads, heads)?;
-        let value = qkv.f_narrow(2, 2 * heads, heads)?;
+        let mut query = hook(ActSite::Query, qkv.f_narrow(2, 0, heads)?)?;
+        let mut key = hook(ActSite::Key, qkv.f_narrow(2, heads, heads)?)?;
+        let value = hook(ActSite::Value, qkv.f_narrow(2, 2 * heads, heads)?)?;
         if let Some(rope) = rope {
-            query = rope.apply(&query)?;
-            key = rope.apply(&key)?;
+            query = hook(ActSite::Query, rope.apply(&query)?)?;
+            key = hook(ActSite::Key, rope.apply(&key)?)?;
         }
         // [B, S, H, hd] -> [B, H, S, hd]
         let perm = [0i64, 2, 1, 3];
@@ -130,7 +160,8 @@ impl Attention {
             None,
             false,
         )?;
-        let out = out.f_permute(perm)?.f_reshape([b, s, d])?;
+        // The heads' outputs, at the values' scale in the integer engine.
+        let out = hook(ActSite::Value, out.f_permute(perm)?.f_reshape([b, s, d])?)?;
         casted_linear(&out, &self.o)
     }
 }

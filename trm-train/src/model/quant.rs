@@ -11,10 +11,118 @@
 //!   (`d out / d w = 1`): `project(w).detach() + (w - w.detach())`, whose value is exactly the
 //!   projection (`x + 0` is exact), unlike `w + (q - w).detach()`, which rounds twice.
 //! - [`project`]: the on-grid values without gradient, what checkpoints save.
+//!
+//! Activations (`quant.activations: int16`, [`ActQuant`]): at each of the integer engine's
+//! requantization sites the forward pass rounds the values onto the engine's int16 grid
+//! ([`fake_quant_act`], straight-through gradient), with the exporter's scales: frozen
+//! calibrated ranges ([`ActRanges`], `margin * max / 32767`) for the network input, the SwiGLU
+//! gate, up and product and attention q, k, v; `sqrt(n) / 32767` for the normalized outputs
+//! of every sub-layer (the states among them); the embedding tables' bound for x; a sub-layer's
+//! output rounded at the scale of the residual it is added to. The logits and halting logits
+//! (24-bit integers in the engine) stay float.
 
+use std::sync::Mutex;
 use tch::{Kind, TchError, Tensor};
 use trm_nostd::{Config, TensorId};
+use trm_reference::act_ranges::{ActRanges, BlockRanges};
 use trm_reference::config::WeightQuant;
+
+/// The largest int16 magnitude of the activation grid.
+pub const ACT_LEVELS: f64 = 32767.0;
+
+/// A calibrated activation site of a block (see [`BlockRanges`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActSite {
+    /// A SwiGLU's gate projection (before SiLU).
+    Gate,
+    /// `silu(gate)`, which the engine's SiLU table gives at the gate's scale (not a range of
+    /// its own: nothing is recorded).
+    Silu,
+    /// A SwiGLU's up projection.
+    Up,
+    /// A SwiGLU's product `silu(gate) * up`.
+    Product,
+    /// Attention queries (as projected, and again after RoPE).
+    Query,
+    /// Attention keys (as projected, and again after RoPE).
+    Key,
+    /// Attention values.
+    Value,
+}
+
+/// Which SwiGLU of a block a [`ActSite::Gate`], `Up` or `Product` belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwiGluOf {
+    /// The mlp_t token mixer.
+    Mixer,
+    /// The channel MLP.
+    Mlp,
+}
+
+/// The slot of `ranges` that `site` of `which` SwiGLU (ignored for attention sites) feeds.
+pub fn range_slot(ranges: &mut BlockRanges, site: ActSite, which: SwiGluOf) -> &mut f32 {
+    match (site, which) {
+        (ActSite::Gate | ActSite::Silu, SwiGluOf::Mixer) => &mut ranges.mix_gate,
+        (ActSite::Up, SwiGluOf::Mixer) => &mut ranges.mix_up,
+        (ActSite::Product, SwiGluOf::Mixer) => &mut ranges.mix_prod,
+        (ActSite::Gate | ActSite::Silu, SwiGluOf::Mlp) => &mut ranges.gate,
+        (ActSite::Up, SwiGluOf::Mlp) => &mut ranges.up,
+        (ActSite::Product, SwiGluOf::Mlp) => &mut ranges.prod,
+        (ActSite::Query, _) => &mut ranges.q,
+        (ActSite::Key, _) => &mut ranges.k,
+        (ActSite::Value, _) => &mut ranges.v,
+    }
+}
+
+/// Activation fake-quantization of a model's forward pass.
+#[derive(Debug)]
+pub enum ActQuant {
+    /// Calibration: the forward pass stays float and records the largest `|value|` at every
+    /// calibrated site.
+    Record(Mutex<ActRanges>),
+    /// Training and evaluation: every site rounded with the scales of these frozen ranges.
+    Apply(ActRanges),
+}
+
+/// `t` rounded onto the int16 grid of `scale` (`floor(t / scale + 1/2)` clamped to
+/// `[-32767, 32767]`, times `scale`, in f32), with a straight-through gradient.
+pub fn fake_quant_act(t: &Tensor, scale: f64) -> Result<Tensor, TchError> {
+    fake_quant_act_within(t, scale, ACT_LEVELS)
+}
+
+/// [`fake_quant_act`] clamped to `[-levels, levels]` instead: a sub-layer's output joins its
+/// residual as an i32 (the engine's `RESIDUAL_MAX` range), not an int16.
+pub fn fake_quant_act_within(t: &Tensor, scale: f64, levels: f64) -> Result<Tensor, TchError> {
+    let kind = t.kind();
+    let q = {
+        let _no_grad = tch::no_grad_guard();
+        t.f_detach()?
+            .f_to_kind(Kind::Float)?
+            .f_div_scalar(scale)?
+            .f_add_scalar(0.5)?
+            .f_floor()?
+            .f_clamp(-levels, levels)?
+            .f_mul_scalar(scale)?
+            .f_to_kind(kind)?
+    };
+    if t.requires_grad() {
+        q.f_add(&t.f_sub(&t.f_detach()?)?)
+    } else {
+        Ok(q)
+    }
+}
+
+/// The largest `|value|` of `t`.
+pub fn abs_max(t: &Tensor) -> Result<f32, TchError> {
+    let _no_grad = tch::no_grad_guard();
+    if t.numel() == 0 {
+        return Ok(0.0);
+    }
+    Ok(t.f_abs()?
+        .f_max()?
+        .f_to_kind(Kind::Float)?
+        .f_double_value(&[])? as f32)
+}
 
 /// The on-grid values of a matrix `[rows, cols]` (f32), no gradient: each row quantized with
 /// `levels` (127 for int8, 32767 for int16) by the exporter's rule and dequantized.
@@ -132,5 +240,32 @@ mod tests {
         let weights = Tensor::randn([6, 33], (Kind::Float, tch::Device::Cpu));
         fq.f_mul(&weights).expect("mul").sum(Kind::Float).backward();
         assert!(w.grad().equal(&weights));
+    }
+
+    #[test]
+    fn activation_fake_quant_rounds_to_the_grid_clamps_and_passes_gradients() {
+        let scale = 0.25;
+        let v = [0.1f32, 0.13, -0.13, 0.375, -0.375, 1e6, -1e6, 0.0];
+        let t = Tensor::from_slice(&v).set_requires_grad(true);
+        let q = fake_quant_act(&t, scale).expect("fake quant");
+        let got = Vec::<f32>::try_from(q.detach()).expect("values");
+        // floor(v / s + 1/2): 0.4 -> 0, 0.52 -> 1, -0.52 -> -1, 1.5 -> 2, -1.5 -> -1; clamped.
+        let want = [
+            0.0f32,
+            0.25,
+            -0.25,
+            0.5,
+            -0.25,
+            32767.0 * 0.25,
+            -32767.0 * 0.25,
+            0.0,
+        ];
+        assert_eq!(got, want);
+        let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        q.f_mul(&w).expect("mul").sum(Kind::Float).backward();
+        assert!(t.grad().equal(&w));
+        // A wider clamp for residual outputs.
+        let r = fake_quant_act_within(&t.detach(), scale, 1e7).expect("wide");
+        assert_eq!(Vec::<f32>::try_from(r).expect("values")[5], 1e6);
     }
 }

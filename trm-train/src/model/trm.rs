@@ -5,16 +5,25 @@
 
 use super::ModelError;
 use super::layers::{Attention, Rope, SwiGlu, casted_linear, rms_norm, trunc_normal_};
-use super::quant::fake_quant;
+use super::quant::{
+    ACT_LEVELS, ActQuant, ActSite, SwiGluOf, abs_max, fake_quant, fake_quant_act,
+    fake_quant_act_within, range_slot,
+};
 use std::borrow::Cow;
+use tch::TchError;
 use tch::{Device, Kind, Tensor, nn};
 use trm_nostd::{Config, LayerTensor, PosEncoding, TensorId};
+use trm_reference::act_ranges::ActRanges;
 use trm_reference::config::WeightQuant;
 
 /// The reference's literal 1/sqrt(2) for learned positions, kept to its digits (libtorch
 /// rounds the scalar to f32 for f32 and bf16 tensors, where it equals `FRAC_1_SQRT_2`).
 #[allow(clippy::approx_constant)]
 const LEARNED_POS_SCALE: f64 = 0.707106781;
+
+/// The range of a sub-layer's output joining its residual, in units of the residual's scale
+/// (the integer engine's `RESIDUAL_MAX`).
+const RESIDUAL_LEVELS: f64 = trm_nostd::fixed::kernels::RESIDUAL_MAX as f64;
 
 /// The token mixer of a block.
 #[derive(Debug)]
@@ -90,6 +99,8 @@ pub struct Trm {
     forward_kind: Kind,
     /// QAT: the grid the weight matrices are fake-quantized onto in the forward pass.
     weight_quant: Option<WeightQuant>,
+    /// QAT: activation fake-quantization (or its calibration).
+    act: Option<ActQuant>,
     embed_tokens: Tensor,
     embed_pos: Option<Tensor>,
     puzzle_emb: Option<Tensor>,
@@ -100,6 +111,12 @@ pub struct Trm {
     q_head_bias: Tensor,
     blocks: Vec<Block>,
     rope: Option<Rope>,
+}
+
+/// The ranges behind `m`, also after a panic elsewhere poisoned the lock (they are plain
+/// numbers, valid whatever was interrupted).
+fn lock(m: &std::sync::Mutex<ActRanges>) -> std::sync::MutexGuard<'_, ActRanges> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Where a tensor id lives in the var store: every path component but the last, and the last.
@@ -209,6 +226,7 @@ impl Trm {
             config: *config,
             forward_kind: Kind::Float,
             weight_quant: None,
+            act: None,
             embed_tokens,
             embed_pos,
             puzzle_emb,
@@ -254,6 +272,142 @@ impl Trm {
     /// The grid the forward pass fake-quantizes the weight matrices onto, if any.
     pub fn weight_quant(&self) -> Option<WeightQuant> {
         self.weight_quant
+    }
+
+    /// Quantization-aware training of the activations (see [`super::quant`]):
+    /// [`ActQuant::Record`] to calibrate their ranges, [`ActQuant::Apply`] to round them with
+    /// frozen ranges, `None` for float activations.
+    pub fn set_act_quant(&mut self, act: Option<ActQuant>) -> Result<(), ModelError> {
+        let ranges = match &act {
+            Some(ActQuant::Apply(r)) => Some(r.blocks.len()),
+            Some(ActQuant::Record(m)) => Some(lock(m).blocks.len()),
+            None => None,
+        };
+        if let Some(n) = ranges
+            && n != self.blocks.len()
+        {
+            return Err(ModelError::BadInput(format!(
+                "activation ranges of {n} blocks for a model of {}",
+                self.blocks.len()
+            )));
+        }
+        self.act = act;
+        Ok(())
+    }
+
+    /// The activation fake-quantization in force, if any.
+    pub fn act_quant(&self) -> Option<&ActQuant> {
+        self.act.as_ref()
+    }
+
+    /// The activation ranges: the frozen ones, or those recorded so far.
+    pub fn act_ranges(&self) -> Option<ActRanges> {
+        match &self.act {
+            Some(ActQuant::Apply(r)) => Some(r.clone()),
+            Some(ActQuant::Record(m)) => Some(lock(m).clone()),
+            None => None,
+        }
+    }
+
+    /// The frozen ranges when activations are rounded.
+    fn applied(&self) -> Option<&ActRanges> {
+        match &self.act {
+            Some(ActQuant::Apply(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// `t` rounded at `scale` when activations are rounded; as it is otherwise.
+    fn round_at(&self, t: Tensor, scale: f64) -> Result<Tensor, TchError> {
+        match self.applied() {
+            Some(_) => fake_quant_act(&t, scale),
+            None => Ok(t),
+        }
+    }
+
+    /// A sub-layer's output rounded at `scale`, the scale of the residual it joins (an i32
+    /// in the engine: no int16 clamp), when activations are rounded.
+    fn round_residual(&self, t: Tensor, scale: f64) -> Result<Tensor, TchError> {
+        match self.applied() {
+            Some(_) => fake_quant_act_within(&t, scale, RESIDUAL_LEVELS),
+            None => Ok(t),
+        }
+    }
+
+    /// The scale of a normalized output over `n` values (`|v| <= sqrt(n)`): `sqrt(n) / 32767`.
+    fn norm_scale(n: i64) -> f64 {
+        (n as f64).sqrt() / ACT_LEVELS
+    }
+
+    /// The exporter's bound of x: `sqrt(D) * c * (max |embedding| + max |position|)`, with
+    /// `c` the learned positions' 1/sqrt(2) (1 without).
+    fn x_bound(&self) -> Result<f64, TchError> {
+        let k = (self.config.d() as f64).sqrt() as f32 as f64;
+        let mut max_e = abs_max(&self.embed_tokens)?;
+        if let Some(p) = &self.puzzle_emb {
+            max_e = max_e.max(abs_max(p)?);
+        }
+        let (cpos, max_pos) = match &self.embed_pos {
+            Some(p) => (LEARNED_POS_SCALE as f32 as f64, abs_max(p)?),
+            None => (1.0, 0.0),
+        };
+        Ok(k * cpos * (f64::from(max_e) + f64::from(max_pos)))
+    }
+
+    /// The network input `h + injection` through its activation site.
+    fn net_input(&self, t: Tensor) -> Result<Tensor, TchError> {
+        match &self.act {
+            None => Ok(t),
+            Some(ActQuant::Record(m)) => {
+                let v = abs_max(&t)?;
+                let mut r = lock(m);
+                r.input = r.input.max(v);
+                Ok(t)
+            }
+            Some(ActQuant::Apply(r)) => {
+                let bound = 2.0 * (self.config.d() as f64).sqrt() + self.x_bound()?;
+                fake_quant_act(&t, r.scale(r.input).min(bound / ACT_LEVELS))
+            }
+        }
+    }
+
+    /// The scale of the network input (what block 0's mixer adds its output to).
+    fn input_scale(&self) -> Result<f64, TchError> {
+        match self.applied() {
+            Some(r) => {
+                let bound = 2.0 * (self.config.d() as f64).sqrt() + self.x_bound()?;
+                Ok(r.scale(r.input).min(bound / ACT_LEVELS))
+            }
+            None => Ok(1.0),
+        }
+    }
+
+    /// A block's activation site `site` of SwiGLU `which`.
+    fn site(
+        &self,
+        layer: usize,
+        which: SwiGluOf,
+        site: ActSite,
+        t: Tensor,
+    ) -> Result<Tensor, TchError> {
+        match &self.act {
+            None => Ok(t),
+            Some(ActQuant::Record(_)) if site == ActSite::Silu => Ok(t),
+            Some(ActQuant::Record(m)) => {
+                let v = abs_max(&t)?;
+                let mut r = lock(m);
+                if let Some(b) = r.blocks.get_mut(layer) {
+                    let slot = range_slot(b, site, which);
+                    *slot = slot.max(v);
+                }
+                Ok(t)
+            }
+            Some(ActQuant::Apply(r)) => {
+                let mut b = r.blocks.get(layer).copied().unwrap_or_default();
+                let max = *range_slot(&mut b, site, which);
+                fake_quant_act(&t, r.scale(max))
+            }
+        }
     }
 
     /// The weight matrices of one forward pass: borrowed, or fake-quantized once (per ACT
@@ -406,7 +560,12 @@ impl Trm {
                 .f_add(&pos.f_to_kind(self.forward_kind)?)?
                 .f_mul_scalar(LEARNED_POS_SCALE)?;
         }
-        Ok(embedding.f_mul_scalar((c.d() as f64).sqrt())?)
+        let x = embedding.f_mul_scalar((c.d() as f64).sqrt())?;
+        if self.applied().is_some() {
+            let scale = self.x_bound()?.max(1e-6) / ACT_LEVELS;
+            return Ok(fake_quant_act(&x, scale)?);
+        }
+        Ok(x)
     }
 
     /// The initial carry of a batch: y = H_init and z = L_init at every position.
@@ -419,28 +578,50 @@ impl Trm {
                 .f_expand([batch, l, d], false)?
                 .f_contiguous()?)
         };
+        let state = Self::norm_scale(self.config.d() as i64);
         Ok(Carry {
-            z_h: fill(&self.h_init)?,
-            z_l: fill(&self.l_init)?,
+            z_h: self.round_at(fill(&self.h_init)?, state)?,
+            z_l: self.round_at(fill(&self.l_init)?, state)?,
         })
     }
 
-    fn block(&self, block: &Block, h: &Tensor) -> Result<Tensor, ModelError> {
+    /// Block `layer` on `h`, whose int16 scale (activation QAT) is `h_scale`: each sub-layer's
+    /// output is rounded at the scale of the residual it joins, each normalized output at
+    /// `sqrt(n) / 32767`.
+    fn block(
+        &self,
+        layer: usize,
+        block: &Block,
+        h: &Tensor,
+        h_scale: f64,
+    ) -> Result<Tensor, ModelError> {
         let eps = self.config.rms_norm_eps as f64;
-        let h = match &block.mixer {
+        let (l, d) = (self.config.seq_total() as i64, self.config.d() as i64);
+        let (h, mixed_scale) = match &block.mixer {
             Mixer::MlpT(mlp_t) => {
                 // Token mixing: [B, L, D] -> [B, D, L], norm over L, back.
                 let ht = h.f_transpose(1, 2)?;
-                let out = mlp_t.forward(&ht)?;
-                rms_norm(&ht.f_add(&out)?, eps)?.f_transpose(1, 2)?
+                let hook = |site, t| self.site(layer, SwiGluOf::Mixer, site, t);
+                let out = self.round_residual(mlp_t.forward_with(&ht, &hook)?, h_scale)?;
+                let normed = rms_norm(&ht.f_add(&out)?, eps)?;
+                let scale = Self::norm_scale(l);
+                (self.round_at(normed, scale)?.f_transpose(1, 2)?, scale)
             }
             Mixer::Attention(att) => {
-                let out = att.forward(h, self.rope.as_ref())?;
-                rms_norm(&h.f_add(&out)?, eps)?
+                let hook = |site, t| self.site(layer, SwiGluOf::Mlp, site, t);
+                let out = att.forward_with(h, self.rope.as_ref(), &hook)?;
+                let out = self.round_residual(out, h_scale)?;
+                let scale = Self::norm_scale(d);
+                (
+                    self.round_at(rms_norm(&h.f_add(&out)?, eps)?, scale)?,
+                    scale,
+                )
             }
         };
-        let out = block.mlp.forward(&h)?;
-        Ok(rms_norm(&h.f_add(&out)?, eps)?)
+        let hook = |site, t| self.site(layer, SwiGluOf::Mlp, site, t);
+        let out = self.round_residual(block.mlp.forward_with(&h, &hook)?, mixed_scale)?;
+        let normed = rms_norm(&h.f_add(&out)?, eps)?;
+        Ok(self.round_at(normed, Self::norm_scale(d))?)
     }
 
     /// The one shared network: `h = h + injection`, then every block.
@@ -454,9 +635,11 @@ impl Trm {
         h: &Tensor,
         injection: &Tensor,
     ) -> Result<Tensor, ModelError> {
-        let mut h = h.f_add(injection)?;
-        for block in blocks {
-            h = self.block(block, &h)?;
+        let mut h = self.net_input(h.f_add(injection)?)?;
+        let mut scale = self.input_scale()?;
+        for (layer, block) in blocks.iter().enumerate() {
+            h = self.block(layer, block, &h, scale)?;
+            scale = Self::norm_scale(self.config.d() as i64);
         }
         Ok(h)
     }

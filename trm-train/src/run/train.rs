@@ -32,18 +32,19 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 use tch::{Device, Kind, Tensor, nn};
 use trm_nostd::TensorId;
+use trm_reference::act_ranges::{self, ActRanges};
 
 use super::RunError;
 use super::eval::{EvalOutput, SAVABLE_OUTPUTS, evaluate_with, write_saved};
 use super::evaluators::{Evaluators, check_evaluators};
 use crate::ckpt::{self, Checkpoint};
-use crate::config::{TrainConfig, WeightQuant};
+use crate::config::{ActivationQuant, TrainConfig, WeightQuant};
 use crate::data::{PuzzleDataset, PuzzleDatasetConfig};
-use crate::dist::ProcessGroup;
 use crate::dist::ddp::DEFAULT_BUCKET_BYTES;
+use crate::dist::{ProcessGroup, ReduceOp};
 use crate::logs::{Progress, RunLogger};
 use crate::model::checkpoint::forward_kind;
-use crate::model::quant::{project_named, quantized_names};
+use crate::model::quant::{ActQuant, project_named, quantized_names};
 use crate::model::{Trm, load_named_tensors, read_checkpoint};
 use crate::optim::{
     AdamAtan2, AdamAtan2Config, CosineSchedule, Ema, SparseSignSgd, total_train_steps,
@@ -144,6 +145,8 @@ struct State {
     draws: u64,
     carry_seed: u64,
     step: u64,
+    /// QAT with `quant.activations: int16`: the frozen activation ranges, once calibrated.
+    act_ranges: Option<ActRanges>,
 }
 
 /// The dataset config of a split.
@@ -198,6 +201,84 @@ pub(super) fn build_model(
 fn qat_grid(cfg: &TrainConfig, steps_done: u64) -> Option<WeightQuant> {
     let q = cfg.quant.as_ref()?;
     q.weight_grid().filter(|_| steps_done >= q.start_step)
+}
+
+/// QAT: whether the run rounds activations (`quant.activations: int16`).
+fn act_qat(cfg: &TrainConfig) -> bool {
+    cfg.quant
+        .as_ref()
+        .is_some_and(|q| q.activations == ActivationQuant::Int16)
+}
+
+/// QAT: the activation fake-quantization of the optimizer step taken after `steps_done`
+/// steps: the frozen ranges once QAT is on (`quant.start_step`), none before.
+fn act_quant_at(cfg: &TrainConfig, st: &State, steps_done: u64) -> Option<ActQuant> {
+    let q = cfg.quant.as_ref()?;
+    let r = st.act_ranges.as_ref()?;
+    (steps_done >= q.start_step).then(|| ActQuant::Apply(r.clone()))
+}
+
+/// QAT: calibrates the activation ranges as the exporter does, on the trainer's forward pass:
+/// the first `quant.calib_batches` batches of the next pass over `ds` (a copy: the run's own
+/// data order is untouched), every ACT step from the initial carry, no gradient, the weights
+/// on their grid; the largest `|value|` per site, reduced over the ranks (max).
+fn calibrate_act_ranges(
+    cfg: &TrainConfig,
+    model: &mut Trm,
+    ds: &PuzzleDataset,
+    device: Device,
+    pg: Option<&ProcessGroup>,
+    step: u64,
+) -> Result<ActRanges, RunError> {
+    let q = cfg
+        .quant
+        .as_ref()
+        .ok_or_else(|| RunError::Invalid("activation QAT without a quant section".into()))?;
+    let layers = model.config().l_layers as usize;
+    let steps = model.config().halt_max_steps;
+    model.set_weight_quant(q.weight_grid());
+    model.set_act_quant(Some(ActQuant::Record(std::sync::Mutex::new(
+        ActRanges::new(layers, q.margin),
+    ))))?;
+    let mut copy = ds.clone();
+    let mut puzzles = 0u64;
+    let mut plans = copy.plans();
+    let result = (|| -> Result<(), RunError> {
+        let _no_grad = tch::no_grad_guard();
+        for _ in 0..q.calib_batches {
+            let Some(plan) = plans.next().transpose()? else {
+                break;
+            };
+            let batch = plans.dataset().collate(&plan)?.to_device(device)?;
+            let rows = model.puzzle_rows(&batch.puzzle_identifiers)?;
+            let x = model.input_embeddings(&batch.inputs, rows.as_ref())?;
+            let mut carry = model.initial_carry(batch.inputs.size()[0])?;
+            for _ in 0..steps {
+                carry = model.act_step(&carry, &x)?.0;
+            }
+            puzzles += plan.global_effective_batch_size as u64;
+        }
+        Ok(())
+    })();
+    let mut ranges = model
+        .act_ranges()
+        .unwrap_or_else(|| ActRanges::new(layers, q.margin));
+    model.set_act_quant(None)?;
+    result?;
+    if puzzles == 0 {
+        return Err(RunError::Invalid(
+            "quant.activations: int16 needs at least one training batch to calibrate on".into(),
+        ));
+    }
+    if let Some(pg) = pg {
+        let mut t = Tensor::from_slice(&ranges.flat());
+        pg.all_reduce(&mut t, ReduceOp::Max)?;
+        let v = Vec::<f32>::try_from(&t)?;
+        ranges.set_flat(&v).map_err(RunError::Invalid)?;
+    }
+    ranges.step = step;
+    ranges.puzzles = puzzles;
+    Ok(ranges)
 }
 
 /// QAT: `named` with the matrices QAT quantizes projected onto the grid of `cfg` (unchanged
@@ -380,7 +461,13 @@ impl State {
                 EXPLORATION_RNG.to_owned(),
                 self.draws.to_le_bytes().to_vec(),
             )],
-            extra,
+            extra: {
+                let mut extra = extra;
+                if let Some(r) = &self.act_ranges {
+                    extra.insert(act_ranges::MANIFEST_KEY.to_owned(), r.to_json());
+                }
+                extra
+            },
             config: cfg.clone(),
         })
     }
@@ -470,6 +557,17 @@ impl State {
         self.draws = draws;
         c.rng = exploration_rng(self.carry_seed, draws);
         self.step = ck.step;
+        self.act_ranges = match ck.extra.get(act_ranges::MANIFEST_KEY) {
+            Some(v) => Some(
+                ActRanges::from_json(v, self.model.config().l_layers as usize).map_err(|e| {
+                    RunError::Invalid(format!(
+                        "the checkpoint's {}: {e}",
+                        act_ranges::MANIFEST_KEY
+                    ))
+                })?,
+            ),
+            None => None,
+        };
         Ok(())
     }
 }
@@ -646,6 +744,7 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
         draws: 0,
         carry_seed,
         step: 0,
+        act_ranges: None,
     };
     let schedule = CosineSchedule::new(cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio);
     let options = TrainOptions {
@@ -776,8 +875,28 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                     continue;
                 }
                 let t0 = Instant::now();
+                if act_qat(cfg) && st.act_ranges.is_none() && qat_grid(cfg, st.step - 1).is_some() {
+                    let r = calibrate_act_ranges(
+                        cfg,
+                        &mut st.model,
+                        plans.dataset(),
+                        device,
+                        pg,
+                        st.step - 1,
+                    )?;
+                    progress.println(&format!(
+                        "QAT: activation ranges calibrated on {} puzzles x {} ACT steps and \
+                         frozen (network input max {:.4})",
+                        r.puzzles,
+                        st.model.config().halt_max_steps,
+                        r.input
+                    ));
+                    st.act_ranges = Some(r);
+                }
                 let batch = plans.dataset().collate(&plan)?.to_device(device)?;
                 st.model.set_weight_quant(qat_grid(cfg, st.step - 1));
+                let act = act_quant_at(cfg, &st, st.step - 1);
+                st.model.set_act_quant(act)?;
                 let out = train_step(&st.model, &mut st.carry, &batch, &options)?;
                 st.draws += per_step_draws;
                 out.loss.f_mul_scalar(1.0 / gbs as f64)?.f_backward()?;
@@ -914,6 +1033,8 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                 let save_keys = cfg.eval_save_outputs.clone();
                 st.model
                     .set_weight_quant(cfg.quant.as_ref().and_then(|q| q.weight_grid()));
+                let act = st.act_ranges.clone().map(ActQuant::Apply);
+                st.model.set_act_quant(act)?;
                 let model = &st.model;
                 let ev = evaluators.as_mut();
                 let result = match &st.ema {
