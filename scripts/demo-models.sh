@@ -28,7 +28,9 @@
 #
 # `extreme` and `board` then fine-tune the float run on the int8 export grid (QAT,
 # docs/TRAINING.md): QAT_STEPS optimizer steps [extreme 300, board 800] at QAT_LR [2e-4] from
-# the float run's latest EMA weights, into $D/qat (QAT_STEPS=0: no QAT). The float run is
+# the float run's latest EMA weights, into $D/qat (QAT_STEPS=0: no QAT), with int16
+# activation fake-quantization when QAT_ACTIVATIONS is int16 [extreme int16, board none: the
+# shipped board model was fine-tuned on the weight grid alone]. The float run is
 # exported to $D/pre/model-f32.trm, the QAT run to $D/model-{f32,fixed}.trm, and verify compares
 # the fixed model with both (`--original`: what QAT cost, and what quantization costs after it).
 # PRECISE_LIMIT [LIMIT] puzzles verify the precise export (it costs as much as the default's).
@@ -74,6 +76,7 @@ case "${1:-}" in
     $TRAIN train "${ARGS[@]}" "checkpoint_path=$D/run" --max-steps "${EXTREME_STEPS:-4000}" \
       lr=1e-3 lr_warmup_steps=100 run_name=extreme-d64
     QAT_STEPS=${QAT_STEPS:-300}
+    QAT_ACTIVATIONS=${QAT_ACTIVATIONS:-int16}
     calib="$D/data/train"
     test="$D/data/test"
     ;;
@@ -96,6 +99,7 @@ case "${1:-}" in
         "checkpoint_path=$D/run" lr=1e-3 lr_warmup_steps=100 run_name=board-d64 || [ $? -eq 124 ]
     fi
     QAT_STEPS=${QAT_STEPS:-800}
+    QAT_ACTIVATIONS=${QAT_ACTIVATIONS:-none}
     calib="$D/d40/train"
     test="$D/d40/test"
     ;;
@@ -143,7 +147,7 @@ if [ -n "${ARGS+x}" ] && [ "${QAT_STEPS:-0}" -gt 0 ]; then
   last=$(ls -d "$RUN"/step_* | sort -t_ -k2 -n | tail -1)
   $TRAIN train "${ARGS[@]}" "checkpoint_path=$D/qat" "+load_checkpoint=$last/ema.safetensors" \
     --max-steps "$QAT_STEPS" lr="${QAT_LR:-2e-4}" lr_warmup_steps=20 quant.weights=int8 \
-    run_name="$(basename "$D")-qat"
+    quant.activations="${QAT_ACTIVATIONS:-none}" run_name="$(basename "$D")-qat"
   $EXPORT export "$RUN" -o "$D/pre/" --dtype f32
   PRE="$D/pre/model-f32.trm"
   ORIGINAL=(--original "$PRE")

@@ -14,7 +14,8 @@
 //!
 //! 1b. The engine's matrix products (`optimized::matmul`, raw sums: exact `i64` per output)
 //!    with `Isa::ArmDsp` (the blocked path: activation rows packed four at a time into the
-//!    scratch) against `Isa::Portable`, for random shapes (1..=9 activation rows, and 129..=140
+//!    scratch; one row alone, three weight rows per pass) against `Isa::Portable`, for random
+//!    shapes (one activation row every fourth case, 1..=9 otherwise, and 129..=140
 //!    past one pass of the path's sums; every column count mod 4, past the 256-column chunk), random and extreme values, scratch at both word
 //!    parities and too short (the per-output fallback). Then one line:
 //!
@@ -27,9 +28,11 @@
 //!
 //!    `TRM-KCOST kernel=<name> isa=<isa> rows=<r> cols=<c> macs=<n> ticks=<t> instr_per_mac=<x.yy>`
 //!
-//!    and the blocked product (`kernel=matmul_w8_a16`, 83 activation rows: a Sudoku sequence
-//!    with 2 prefix tokens) of a 256 x 64 and a 64 x 83 matrix, raw sums, for both
-//!    implementations.
+//!    then, for the int8 shapes, the engine's product with one activation row
+//!    (`optimized::matmul`, raw sums, `kernel=matmul_w8_a16 ... count=1`: on Arm with DSP three
+//!    weight rows per pass sharing each activation load), and the blocked product
+//!    (`kernel=matmul_w8_a16`, 83 activation rows: a Sudoku sequence with 2 prefix tokens) of a
+//!    256 x 64 and a 64 x 83 matrix, raw sums, for both implementations.
 //!
 //! How the counting works: under `qemu-system-arm -icount shift=0` QEMU advances virtual time
 //! by exactly 2^0 = 1 ns per executed instruction, and the mps2-an386 SysTick runs on the 25 MHz
@@ -361,6 +364,9 @@ fn main() -> ! {
         let many = case % 10 == 5;
         let count = if many {
             129 + rng.below(12) as usize
+        } else if case % 4 == 0 {
+            // One activation row (the three-weight-rows path), past the chunk every other time.
+            1
         } else {
             1 + rng.below(9) as usize
         };
@@ -464,6 +470,42 @@ fn main() -> ! {
             );
         }
         same &= OUT_P == OUT_D;
+        if wide {
+            continue;
+        }
+        // The engine's product with one activation row (`optimized::matmul`, raw sums): on
+        // Arm with DSP three weight rows per pass sharing each activation load.
+        let rows = rows.min(SUMS_P.len());
+        let (Some(wm), Some(av)) = (
+            Matrix::new(&W[..rows * cols], rows, cols, false, Words(&[])),
+            Rows::new(&A[..cols], 1, cols, cols),
+        ) else {
+            same = false;
+            continue;
+        };
+        for isa in [Isa::Portable, Isa::ArmDsp] {
+            let sums: &mut [i64] = if isa == Isa::Portable {
+                &mut SUMS_P[..rows]
+            } else {
+                &mut SUMS_D[..rows]
+            };
+            let start = now();
+            let mut epi = Epilogue::Raw {
+                out: sums,
+                second: &mut [],
+            };
+            let done = optimized::matmul(isa, &wm, &av, &mut epi, &mut SCRATCH[..]);
+            let ticks = (now() - start).saturating_sub(empty);
+            same &= done;
+            let macs = (rows * cols) as u64;
+            let _ = writeln!(
+                out,
+                "TRM-KCOST kernel=matmul_w8_a16 isa={} rows={rows} cols={cols} count=1 macs={macs} ticks={ticks} instr_per_mac={}",
+                isa.name(),
+                PerMac { ticks, macs }
+            );
+        }
+        same &= SUMS_P[..rows] == SUMS_D[..rows];
     }
     fill(&mut rng, &mut [], &mut SEQ[..], &mut []);
     // The blocked product: 83 activation rows (a Sudoku sequence, 2 prefix tokens) through a

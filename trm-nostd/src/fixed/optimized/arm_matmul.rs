@@ -31,6 +31,29 @@
 //! packed chunk-major so that each chunk's tiles follow one another. The columns past the last
 //! whole group (`cols % 4`) are added by the reference.
 //!
+//! # One activation row (a matrix-vector product)
+//!
+//! With a single activation row a tile would be three quarters padding. The row is packed
+//! once the same way (`[a0, a2]`, `[a1, a3]` per group, four values per group) and the weight
+//! rows go three per pass, sharing each activation load ([`rows3_sums`]):
+//!
+//! ```text
+//! LDRD   x, y, [ap], #8         ; [a0, a2], [a1, a3]
+//! LDR    w13, [b0, n]           ; row 1's four weights (b0: row 0, n: the row stride)
+//! SXTB16 w02, w13
+//! SXTB16 w13, w13, ROR #8
+//! SMLAD  c1, w02, x, c1
+//! SMLAD  c1, w13, y, c1
+//! LDR    w13, [b0, n, LSL #1]   ; row 2
+//! ...
+//! LDR    w13, [b0], #4          ; row 0, and on to the next group
+//! ...
+//! ```
+//!
+//! 16 instructions per 12 multiply-accumulates, unrolled four groups deep (the loop's compare
+//! and branch once per 48), eleven registers; the rows past the last whole triple take the
+//! per-output kernel.
+//!
 //! # Exactness
 //!
 //! Each accumulator is an `i32` reset every [`ACC_CHUNK`] columns (64 groups, 128 `SMLAD`s of
@@ -49,7 +72,13 @@ const TILE: usize = 4;
 /// to align them).
 pub(super) fn fits(count: usize, cols: usize, scratch_len: usize) -> bool {
     let groups = cols / 4;
-    groups > 0 && count.div_ceil(TILE) * TILE * 4 * groups + 1 <= scratch_len
+    // One row is packed alone (no padding rows), its last partial group too.
+    let need = if count == 1 {
+        4 * cols.div_ceil(4)
+    } else {
+        count.div_ceil(TILE) * TILE * 4 * groups
+    };
+    groups > 0 && need < scratch_len
 }
 
 /// Every output of `w` (int8) and `a` (no second rows) through `epi`, or `false` (nothing
@@ -74,7 +103,7 @@ pub(super) fn matmul(
     // `false` (the packed rows too short; never after `fits`): the per-output path writes
     // every output again.
     match epi {
-        Epilogue::Sat16 { out, stride } => each_output(w, a, packed, |t, o, acc| {
+        Epilogue::Sat16 { out, stride } => outputs(w, a, packed, |t, o, acc| {
             out[t * *stride + o] = sat16(table.channel(o).apply(acc));
         }),
         Epilogue::Residual {
@@ -82,18 +111,28 @@ pub(super) fn matmul(
             res,
             stride,
             product: None,
-        } => each_output(w, a, packed, |t, o, acc| {
+        } => outputs(w, a, packed, |t, o, acc| {
             let i = t * *stride + o;
             let delta = table.channel(o).apply(acc);
             res[i] = sat_residual((h[i] as i64).saturating_add(delta));
         }),
-        Epilogue::Raw { out, .. } => each_output(w, a, packed, |t, o, acc| {
+        Epilogue::Raw { out, .. } => outputs(w, a, packed, |t, o, acc| {
             out[t * rows + o] = acc;
         }),
         // Exact products have a second set of rows (refused above).
         Epilogue::Residual {
             product: Some(_), ..
         } => false,
+    }
+}
+
+/// [`each_output`], or [`each_output_of_one_row`] for one activation row.
+#[inline(always)]
+fn outputs(w: &Matrix<'_>, a: &Rows<'_>, packed: &[i16], f: impl FnMut(usize, usize, i64)) -> bool {
+    if a.count == 1 {
+        each_output_of_one_row(w, a, packed, f)
+    } else {
+        each_output(w, a, packed, f)
     }
 }
 
@@ -105,6 +144,19 @@ const CHUNK_GROUPS: usize = ACC_CHUNK / 4;
 /// of the first [`CHUNK_GROUPS`] groups, then those of the next, so that each chunk's tiles
 /// follow one another.
 fn pack(a: &Rows<'_>, groups: usize, packed: &mut [i16]) {
+    if a.count == 1 {
+        // One row alone, group after group, the last partial group padded with zeros.
+        let row = a.row(0);
+        for (g, d) in packed
+            .chunks_exact_mut(4)
+            .take(row.len().div_ceil(4))
+            .enumerate()
+        {
+            let v = |k: usize| row.get(4 * g + k).copied().unwrap_or(0);
+            d.copy_from_slice(&[v(0), v(2), v(1), v(3)]);
+        }
+        return;
+    }
     let tiles = a.count.div_ceil(TILE);
     let mut at = 0;
     for g0 in (0..groups).step_by(CHUNK_GROUPS) {
@@ -283,4 +335,233 @@ fn row_sums(w: &[u8], ap: &[i16], tiles: usize, out: &mut [i32]) -> bool {
         );
     }
     true
+}
+
+/// Triples of weight rows whose `i64` totals [`each_output_of_one_row`] keeps at a time when a
+/// row spans several `i32` chunks (96 rows: 768 bytes of stack).
+const TRIPLES_PER_PASS: usize = 32;
+
+/// Calls `f(0, o, W[o] . a_0)` for every weight row `o` of a product with one activation row,
+/// packed alone in `packed` ([`pack`], the last partial group padded with zeros): three weight
+/// rows per call of [`rows3_sums`]. A row within one `i32` chunk takes one call per triple;
+/// longer rows go by passes of [`TRIPLES_PER_PASS`] triples, chunk after chunk, the `i32` sums
+/// added to `i64` totals. A partial last group reads up to three bytes past each row (the next
+/// row's, or past the matrix: then the pass reads the whole groups only and adds the remaining
+/// columns apart), which the zero activations cancel. The rows past the last whole triple
+/// take the per-output kernel. `false` when `packed` or the matrix is shorter than it must be
+/// (never, for a caller that checked [`fits`] and built the matrix).
+fn each_output_of_one_row(
+    w: &Matrix<'_>,
+    a: &Rows<'_>,
+    packed: &[i16],
+    mut f: impl FnMut(usize, usize, i64),
+) -> bool {
+    let cols = w.cols;
+    let groups = cols / 4;
+    let whole = 4 * groups;
+    let row = a.row(0);
+    let triples = w.rows / 3;
+    let padded = 4 * cols.div_ceil(4);
+    let Some(packed) = packed.get(..padded) else {
+        return false;
+    };
+    // LDRD reads the packed activations: word aligned (the caller aligns them).
+    if row.len() < cols
+        || groups == 0
+        || (packed.as_ptr() as usize) % 4 != 0
+        || w.data.len() < 3 * triples * cols
+    {
+        return false;
+    }
+    let row_tail = &row[whole..cols];
+    // Whether triple `t` may read its padded last group in place: row 2's last word inside the
+    // matrix (always without a partial group, as `padded = cols` then).
+    let in_place = |t: usize| 3 * t * cols + 2 * cols + padded <= w.data.len();
+    // The columns past the whole groups of weight row `o`, apart.
+    let tail = |o: usize| -> i64 {
+        w.data[o * cols + whole..(o + 1) * cols]
+            .iter()
+            .zip(row_tail)
+            .map(|(&wv, &av)| i64::from(wv as i8) * i64::from(av))
+            .sum()
+    };
+    if padded / 4 <= CHUNK_GROUPS {
+        // One chunk: one call per triple.
+        for t in 0..triples {
+            let here = in_place(t);
+            let g = if here { padded / 4 } else { groups };
+            // SAFETY: `4 g` bytes from each of the triple's rows lie inside `w.data` (the
+            // triples' rows: checked above; the padded group past them: `here`), `packed` holds
+            // `padded >= 4 g` values, word aligned (checked above), and `1 <= g <= CHUNK_GROUPS`.
+            let sums =
+                unsafe { rows3_sums(w.data.as_ptr().add(3 * t * cols), cols, packed.as_ptr(), g) };
+            for (k, s) in sums.into_iter().enumerate() {
+                let o = 3 * t + k;
+                let rest = if here { 0 } else { tail(o) };
+                f(0, o, i64::from(s) + rest);
+            }
+        }
+    } else {
+        let mut totals = [0i64; 3 * TRIPLES_PER_PASS];
+        let mut t0 = 0;
+        while t0 < triples {
+            let n = TRIPLES_PER_PASS.min(triples - t0);
+            // The padded group when every triple of the pass may read it in place.
+            let here = in_place(t0 + n - 1);
+            let gx = if here { padded / 4 } else { groups };
+            let totals = &mut totals[..3 * n];
+            totals.fill(0);
+            let mut g0 = 0;
+            while g0 < gx {
+                let g = CHUNK_GROUPS.min(gx - g0);
+                for (j, tot) in totals.chunks_exact_mut(3).enumerate() {
+                    // SAFETY: `4 (g0 + g) <= 4 gx` bytes from each row start of triple `t0 +
+                    // j` lie inside `w.data` (the rows: checked above; the padded group: `here`, as
+                    // `in_place` grows with `t`), `packed` holds `4 gx` values from which the
+                    // `4 g` at `4 g0` are read, word aligned (checked above; `4 g0` values are
+                    // whole words), and `1 <= g <= CHUNK_GROUPS`.
+                    let sums = unsafe {
+                        rows3_sums(
+                            w.data.as_ptr().add(3 * (t0 + j) * cols + 4 * g0),
+                            cols,
+                            packed.as_ptr().add(4 * g0),
+                            g,
+                        )
+                    };
+                    for (t, s) in tot.iter_mut().zip(sums) {
+                        *t += i64::from(s);
+                    }
+                }
+                g0 += g;
+            }
+            for (i, &total) in totals.iter().enumerate() {
+                let o = 3 * t0 + i;
+                let rest = if here { 0 } else { tail(o) };
+                f(0, o, total + rest);
+            }
+            t0 += n;
+        }
+    }
+    for o in 3 * triples..w.rows {
+        f(0, o, super::arm_dsp::dot_w8_a16(w.row(o), &row[..cols]));
+    }
+    true
+}
+
+/// The sums `r_k . a` of the three weight rows at `r0`, `r0 + stride` and `r0 + 2 stride`
+/// over `4 groups` columns, with the packed activations of those columns at `ap`.
+///
+/// # Safety
+///
+/// `4 groups` bytes must be readable from each of the three row addresses, `4 groups` values
+/// from `ap`, which must be word aligned, and `1 <= groups <= ACC_CHUNK / 4` (so that each sum
+/// fits an `i32`: module documentation).
+#[inline(always)]
+unsafe fn rows3_sums(r0: *const u8, stride: usize, ap: *const i16, groups: usize) -> [i32; 3] {
+    // SAFETY: within the `4 groups` values the caller guarantees readable.
+    let aend = unsafe { ap.add(4 * groups) };
+    let (mut c0, mut c1, mut c2): (i32, i32, i32);
+    // SAFETY: the loads read `4 groups` bytes from `r0`, `r0 + stride` and `r0 + 2 stride`
+    // (readable: the function's contract) as words with LDR (unaligned addresses are allowed
+    // for LDR on ARMv7-M with the default CCR.UNALIGN_TRP = 0), and the `4 groups` values at
+    // `ap`, word aligned (the contract), with LDRD. `groups >= 1`; the first pass enters the
+    // unrolled body at the step that leaves a multiple of four groups. Register-only otherwise
+    // (SMLAD may set the sticky Q flag, which nothing reads); the target has the DSP extension
+    // (`cfg(target_feature = "dsp")` on this module).
+    unsafe {
+        asm!(
+            "mov {c0}, #0",
+            "mov {c1}, #0",
+            "mov {c2}, #0",
+            "cmp {x}, #1",
+            "beq 8f",
+            "cmp {x}, #2",
+            "beq 7f",
+            "cmp {x}, #3",
+            "beq 6f",
+            "5:",
+            "ldrd {x}, {y}, [{ap}], #8",
+            "ldr {w13}, [{b0}, {n}]",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c1}, {w02}, {x}, {c1}",
+            "smlad {c1}, {w13}, {y}, {c1}",
+            "ldr {w13}, [{b0}, {n}, lsl #1]",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c2}, {w02}, {x}, {c2}",
+            "smlad {c2}, {w13}, {y}, {c2}",
+            "ldr {w13}, [{b0}], #4",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c0}, {w02}, {x}, {c0}",
+            "smlad {c0}, {w13}, {y}, {c0}",
+            "6:",
+            "ldrd {x}, {y}, [{ap}], #8",
+            "ldr {w13}, [{b0}, {n}]",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c1}, {w02}, {x}, {c1}",
+            "smlad {c1}, {w13}, {y}, {c1}",
+            "ldr {w13}, [{b0}, {n}, lsl #1]",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c2}, {w02}, {x}, {c2}",
+            "smlad {c2}, {w13}, {y}, {c2}",
+            "ldr {w13}, [{b0}], #4",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c0}, {w02}, {x}, {c0}",
+            "smlad {c0}, {w13}, {y}, {c0}",
+            "7:",
+            "ldrd {x}, {y}, [{ap}], #8",
+            "ldr {w13}, [{b0}, {n}]",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c1}, {w02}, {x}, {c1}",
+            "smlad {c1}, {w13}, {y}, {c1}",
+            "ldr {w13}, [{b0}, {n}, lsl #1]",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c2}, {w02}, {x}, {c2}",
+            "smlad {c2}, {w13}, {y}, {c2}",
+            "ldr {w13}, [{b0}], #4",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c0}, {w02}, {x}, {c0}",
+            "smlad {c0}, {w13}, {y}, {c0}",
+            "8:",
+            "ldrd {x}, {y}, [{ap}], #8",
+            "ldr {w13}, [{b0}, {n}]",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c1}, {w02}, {x}, {c1}",
+            "smlad {c1}, {w13}, {y}, {c1}",
+            "ldr {w13}, [{b0}, {n}, lsl #1]",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c2}, {w02}, {x}, {c2}",
+            "smlad {c2}, {w13}, {y}, {c2}",
+            "ldr {w13}, [{b0}], #4",
+            "sxtb16 {w02}, {w13}",
+            "sxtb16 {w13}, {w13}, ror #8",
+            "smlad {c0}, {w02}, {x}, {c0}",
+            "smlad {c0}, {w13}, {y}, {c0}",
+            "cmp {ap}, {aend}",
+            "bne 5b",
+            b0 = inout(reg) r0 => _,
+            n = in(reg) stride,
+            ap = inout(reg) ap => _,
+            aend = in(reg) aend,
+            x = inout(reg) groups % 4 => _,
+            y = out(reg) _,
+            w02 = out(reg) _,
+            w13 = out(reg) _,
+            c0 = out(reg) c0,
+            c1 = out(reg) c1,
+            c2 = out(reg) c2,
+            options(nostack, readonly),
+        );
+    }
+    [c0, c1, c2]
 }
