@@ -380,7 +380,13 @@ fn main() -> ! {
         };
         let rows = 1 + rng.below(if many { 4 } else { 64 }) as usize;
         let n = count * cols;
+        // int16 weights every third case (little-endian pairs, the extremes among them).
+        let wide = case % 3 == 2;
+        let bytes = if wide { 2 * rows * cols } else { rows * cols };
         fill(&mut rng, &mut W[..rows * cols], &mut A[..n], &mut B[..0]);
+        if wide {
+            fill_w16(&mut rng, &mut W[..bytes]);
+        }
         // The scratch at an odd or even halfword, or too short (every 7th case: the
         // per-output fallback).
         let off = (case % 2) as usize;
@@ -390,7 +396,7 @@ fn main() -> ! {
             SCRATCH.len() - off
         };
         let (Some(w), Some(a)) = (
-            Matrix::new(&W[..rows * cols], rows, cols, false, Words(&[])),
+            Matrix::new(&W[..bytes], rows, cols, wide, Words(&[])),
             Rows::new(&A[..n], count, cols, cols),
         ) else {
             mm_bad += 1;
@@ -411,7 +417,7 @@ fn main() -> ! {
             if mm_bad <= 10 {
                 let _ = writeln!(
                     out,
-                    "TRM-MISMATCH case={case} kernel=matmul rows={rows} cols={cols} count={count}"
+                    "TRM-MISMATCH case={case} kernel=matmul rows={rows} cols={cols} count={count} wide={wide}"
                 );
             }
         }
@@ -470,14 +476,17 @@ fn main() -> ! {
             );
         }
         same &= OUT_P == OUT_D;
-        if wide {
-            continue;
-        }
         // The engine's product with one activation row (`optimized::matmul`, raw sums): on
         // Arm with DSP three weight rows per pass sharing each activation load.
         let rows = rows.min(SUMS_P.len());
         let (Some(wm), Some(av)) = (
-            Matrix::new(&W[..rows * cols], rows, cols, false, Words(&[])),
+            Matrix::new(
+                &W[start_at..start_at + rows * bytes_per_row],
+                rows,
+                cols,
+                wide,
+                Words(&[]),
+            ),
             Rows::new(&A[..cols], 1, cols, cols),
         ) else {
             same = false;
@@ -500,7 +509,12 @@ fn main() -> ! {
             let macs = (rows * cols) as u64;
             let _ = writeln!(
                 out,
-                "TRM-KCOST kernel=matmul_w8_a16 isa={} rows={rows} cols={cols} count=1 macs={macs} ticks={ticks} instr_per_mac={}",
+                "TRM-KCOST kernel={} isa={} rows={rows} cols={cols} count=1 macs={macs} ticks={ticks} instr_per_mac={}",
+                if wide {
+                    "matmul_w16_a16"
+                } else {
+                    "matmul_w8_a16"
+                },
                 isa.name(),
                 PerMac { ticks, macs }
             );

@@ -90,14 +90,19 @@ pub(super) fn matmul(
     epi: &mut Epilogue<'_>,
     scratch: &mut [i16],
 ) -> bool {
-    if w.wide || a.second.is_some() || !fits(a.count, w.cols, scratch.len()) {
+    if a.second.is_some() || (!w.wide && !fits(a.count, w.cols, scratch.len())) {
         return false;
     }
     let groups = w.cols / 4;
-    // Word-align the packed tiles (LDRD needs it).
+    // Word-align the packed tiles (LDRD needs it). int16 weights read the rows in place.
     let skip = (scratch.as_ptr() as usize / 2) % 2;
-    let packed = &mut scratch[skip..];
-    pack(a, groups, packed);
+    let packed = match scratch.get_mut(skip..) {
+        Some(p) if !w.wide => {
+            pack(a, groups, p);
+            &*p
+        }
+        _ => &[][..],
+    };
     let table = w.table;
     let rows = w.rows;
     // `false` (the packed rows too short; never after `fits`): the per-output path writes
@@ -126,10 +131,13 @@ pub(super) fn matmul(
     }
 }
 
-/// [`each_output`], or [`each_output_of_one_row`] for one activation row.
+/// [`each_output`], or [`each_output_of_one_row`] for one activation row, or
+/// [`each_output_w16`] for int16 weights.
 #[inline(always)]
 fn outputs(w: &Matrix<'_>, a: &Rows<'_>, packed: &[i16], f: impl FnMut(usize, usize, i64)) -> bool {
-    if a.count == 1 {
+    if w.wide {
+        each_output_w16(w, a, f)
+    } else if a.count == 1 {
         each_output_of_one_row(w, a, packed, f)
     } else {
         each_output(w, a, packed, f)
@@ -564,4 +572,146 @@ unsafe fn rows3_sums(r0: *const u8, stride: usize, ap: *const i16, groups: usize
         );
     }
     [c0, c1, c2]
+}
+
+/// Calls `f(t, o, W[o] . a_t)` for every activation row `t` (outer) and int16 weight row `o`:
+/// three weight rows per pass of [`rows3_sums_w16`] over the row in place (each activation
+/// word loaded once for three `SMLALD`s: 64-bit sums, exact for any int16 values), the last
+/// column of an odd row and the rows past the last whole triple by the reference. `false`
+/// when the matrix or a row is shorter than its shape says (never, for a built matrix).
+fn each_output_w16(w: &Matrix<'_>, a: &Rows<'_>, mut f: impl FnMut(usize, usize, i64)) -> bool {
+    let cols = w.cols;
+    let stride = 2 * cols;
+    let pairs = cols / 2;
+    let triples = w.rows / 3;
+    if pairs == 0 || w.data.len() < w.rows * stride {
+        return false;
+    }
+    for t in 0..a.count {
+        let row = a.row(t);
+        if row.len() < cols {
+            return false;
+        }
+        for tr in 0..triples {
+            let at = 3 * tr * stride;
+            // SAFETY: the triple's rows are `w.data[at..at + 3 stride]` (inside: checked above),
+            // of which the loads read the first `4 pairs <= stride` bytes of each; `row` holds
+            // `2 pairs <= cols` values (checked above); `pairs >= 1`.
+            let sums =
+                unsafe { rows3_sums_w16(w.data.as_ptr().add(at), stride, row.as_ptr(), pairs) };
+            for (k, s) in sums.into_iter().enumerate() {
+                let o = 3 * tr + k;
+                let last = if cols % 2 == 1 {
+                    let b = &w.data[o * stride + stride - 2..o * stride + stride];
+                    i64::from(i16::from_le_bytes([b[0], b[1]])) * i64::from(row[cols - 1])
+                } else {
+                    0
+                };
+                f(t, o, s + last);
+            }
+        }
+        for o in 3 * triples..w.rows {
+            f(t, o, super::kernels::dot_w16_a16(w.row(o), &row[..cols]));
+        }
+    }
+    true
+}
+
+/// The sums `r_k . a` of the three int16 weight rows at `r0`, `r0 + stride` and
+/// `r0 + 2 stride` (little-endian byte pairs) and the activations at `a`, over `2 pairs`
+/// columns, each in 64 bits (`SMLALD`: exact).
+///
+/// ```text
+/// LDR    x, [ap], #4            ; [a0, a1]
+/// LDR    w, [b0, n]             ; row 1: [w0, w1]
+/// SMLALD l1, h1, w, x
+/// LDR    w, [b0, n, LSL #1]     ; row 2
+/// SMLALD l2, h2, w, x
+/// LDR    w, [b0], #4            ; row 0, and on to the next pair
+/// SMLALD l0, h0, w, x
+/// ```
+///
+/// Seven instructions per six multiply-accumulates, unrolled four pairs deep, twelve
+/// registers.
+///
+/// # Safety
+///
+/// `4 pairs` bytes must be readable from each of the three row addresses, `2 pairs` values
+/// from `a`, and `pairs >= 1`.
+#[inline(always)]
+unsafe fn rows3_sums_w16(r0: *const u8, stride: usize, a: *const i16, pairs: usize) -> [i64; 3] {
+    // SAFETY: within the `2 pairs` values the caller guarantees readable.
+    let aend = unsafe { a.add(2 * pairs) };
+    let (mut l0, mut h0, mut l1, mut h1, mut l2, mut h2): (u32, u32, u32, u32, u32, u32);
+    // SAFETY: the loads read `4 pairs` bytes from `r0`, `r0 + stride` and `r0 + 2 stride` and
+    // `2 pairs` values from `a` (readable: the function's contract), as words with LDR
+    // (unaligned addresses are allowed for LDR on ARMv7-M with the default CCR.UNALIGN_TRP =
+    // 0). `pairs >= 1`; the first pass enters the unrolled body at the step that leaves a
+    // multiple of four pairs. Register-only otherwise (SMLALD sets no flags); the target has the
+    // DSP extension (`cfg(target_feature = "dsp")` on this module).
+    unsafe {
+        asm!(
+            "mov {l0}, #0",
+            "mov {h0}, #0",
+            "mov {l1}, #0",
+            "mov {h1}, #0",
+            "mov {l2}, #0",
+            "mov {h2}, #0",
+            "cmp {x}, #1",
+            "beq 8f",
+            "cmp {x}, #2",
+            "beq 7f",
+            "cmp {x}, #3",
+            "beq 6f",
+            "5:",
+            "ldr {x}, [{ap}], #4",
+            "ldr {w}, [{b0}, {n}]",
+            "smlald {l1}, {h1}, {w}, {x}",
+            "ldr {w}, [{b0}, {n}, lsl #1]",
+            "smlald {l2}, {h2}, {w}, {x}",
+            "ldr {w}, [{b0}], #4",
+            "smlald {l0}, {h0}, {w}, {x}",
+            "6:",
+            "ldr {x}, [{ap}], #4",
+            "ldr {w}, [{b0}, {n}]",
+            "smlald {l1}, {h1}, {w}, {x}",
+            "ldr {w}, [{b0}, {n}, lsl #1]",
+            "smlald {l2}, {h2}, {w}, {x}",
+            "ldr {w}, [{b0}], #4",
+            "smlald {l0}, {h0}, {w}, {x}",
+            "7:",
+            "ldr {x}, [{ap}], #4",
+            "ldr {w}, [{b0}, {n}]",
+            "smlald {l1}, {h1}, {w}, {x}",
+            "ldr {w}, [{b0}, {n}, lsl #1]",
+            "smlald {l2}, {h2}, {w}, {x}",
+            "ldr {w}, [{b0}], #4",
+            "smlald {l0}, {h0}, {w}, {x}",
+            "8:",
+            "ldr {x}, [{ap}], #4",
+            "ldr {w}, [{b0}, {n}]",
+            "smlald {l1}, {h1}, {w}, {x}",
+            "ldr {w}, [{b0}, {n}, lsl #1]",
+            "smlald {l2}, {h2}, {w}, {x}",
+            "ldr {w}, [{b0}], #4",
+            "smlald {l0}, {h0}, {w}, {x}",
+            "cmp {ap}, {aend}",
+            "bne 5b",
+            b0 = inout(reg) r0 => _,
+            n = in(reg) stride,
+            ap = inout(reg) a => _,
+            aend = in(reg) aend,
+            x = inout(reg) pairs % 4 => _,
+            w = out(reg) _,
+            l0 = out(reg) l0,
+            h0 = out(reg) h0,
+            l1 = out(reg) l1,
+            h1 = out(reg) h1,
+            l2 = out(reg) l2,
+            h2 = out(reg) h2,
+            options(nostack, readonly),
+        );
+    }
+    let join = |lo: u32, hi: u32| (((hi as u64) << 32) | lo as u64) as i64;
+    [join(l0, h0), join(l1, h1), join(l2, h2)]
 }
