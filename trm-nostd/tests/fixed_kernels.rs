@@ -460,3 +460,71 @@ fn split_products_through_every_kernel_equal_the_spec() {
         }
     }
 }
+
+/// `Requant::apply` takes a 64-bit path for accumulators within `i32`: the same integer as the
+/// specification's `i128` arithmetic (`round_shift_i128(acc * mult, shift)`, saturated), for
+/// random and extreme accumulators, mantissas and every shift, at the path's edges included.
+#[test]
+fn requant_fast_path_equals_the_i128_rule() {
+    let spec = |acc: i64, r: Requant| -> i64 {
+        let s = r.shift.min(trm_nostd::fixed::kernels::MAX_SHIFT);
+        let v = trm_nostd::fixed::kernels::round_shift_i128(acc as i128 * r.mult as i128, s);
+        v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    };
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let edges = [
+        0i64,
+        1,
+        -1,
+        i32::MAX as i64,
+        i32::MIN as i64,
+        i32::MAX as i64 + 1,
+        i32::MIN as i64 - 1,
+        1 << 40,
+        -(1 << 40),
+        i64::MAX,
+        i64::MIN,
+    ];
+    let mults = [0i32, 1, (1 << 30) + 12345, i32::MAX, -5];
+    let mut checked = 0u64;
+    for shift in 0..=130u32 {
+        for &mult in &mults {
+            let r = Requant { mult, shift };
+            for &acc in &edges {
+                assert_eq!(
+                    r.apply(acc),
+                    spec(acc, r),
+                    "acc {acc} mult {mult} shift {shift}"
+                );
+                checked += 1;
+            }
+            for _ in 0..200 {
+                let v = next();
+                let acc = match v % 3 {
+                    0 => (v >> 8) as i32 as i64,
+                    1 => ((v >> 8) as i64) >> (v % 40),
+                    _ => (v >> 48) as i16 as i64,
+                };
+                let m = if mult == 0 {
+                    (next() >> 33) as i32
+                } else {
+                    mult
+                };
+                let r = Requant { mult: m, shift };
+                assert_eq!(
+                    r.apply(acc),
+                    spec(acc, r),
+                    "acc {acc} mult {m} shift {shift}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100_000);
+}

@@ -286,12 +286,25 @@ impl Requant {
     }
 
     /// `round(acc * mult / 2^shift)` (the rounding rule), saturated to `i64`.
+    ///
+    /// An accumulator within `i32` (every matrix product of up to 256 columns, and most
+    /// others) takes a 64-bit path: `|acc * mult| < 2^62`, so the sum with `2^(shift - 1)` and
+    /// the shift are exact in `i64` (and the result 0 from shift 63 on), the same integer as the
+    /// `i128` computation, which 32-bit cores pay dearly for.
     #[inline]
     pub const fn apply(&self, acc: i64) -> i64 {
-        sat_i64(round_shift_i128(
-            acc as i128 * self.mult as i128,
-            clamp_shift(self.shift),
-        ))
+        let s = clamp_shift(self.shift);
+        if acc >= i32::MIN as i64 && acc <= i32::MAX as i64 && self.mult >= 0 {
+            let p = acc * self.mult as i64;
+            return if s == 0 {
+                p
+            } else if s >= 63 {
+                0
+            } else {
+                (p + (1 << (s - 1))) >> s
+            };
+        }
+        sat_i64(round_shift_i128(acc as i128 * self.mult as i128, s))
     }
 }
 
