@@ -549,6 +549,86 @@ fn main() -> ! {
             );
         }
     }
+    // The rest of an ACT step, per value: the SwiGLU's SiLU (1025-knot table, the engine's
+    // knot spacing 2^6) and product requantization, a requantizing epilogue (`sat16` of
+    // `Requant::apply`), RMSNorm of 83 rows of 64 (a D=64 model's channel norm).
+    {
+        for (k, t) in W[..2050].chunks_exact_mut(2).enumerate() {
+            t.copy_from_slice(&(((k as i32 - 512) * 31) as i16).to_le_bytes());
+        }
+        let table = kernels::I16Table(&W[..2050]);
+        let n = 2048usize;
+        let rq = Requant {
+            mult: (1 << 30) + 777,
+            shift: 45,
+        };
+        let start = now();
+        let mut acc = 0i64;
+        for k in 0..n {
+            let g = A[k % MAX_LEN];
+            let u = A[(k * 7) % MAX_LEN];
+            let s = kernels::silu_spaced(table, 6, g);
+            acc += kernels::sat16(rq.apply(s as i64 * u as i64)) as i64;
+        }
+        let ticks = (now() - start).saturating_sub(empty);
+        let _ = writeln!(
+            out,
+            "TRM-KCOST kernel=silu_product values={n} ticks={ticks} instr_per_value={} sum={acc}",
+            PerMac {
+                ticks,
+                macs: n as u64
+            }
+        );
+        let start = now();
+        let mut acc = 0i64;
+        for k in 0..n {
+            let sum = (A[k % MAX_LEN] as i64) * 4099 + k as i64;
+            acc += kernels::sat16(rq.apply(sum)) as i64;
+        }
+        let ticks = (now() - start).saturating_sub(empty);
+        let _ = writeln!(
+            out,
+            "TRM-KCOST kernel=requant_sat16 values={n} ticks={ticks} instr_per_value={} sum={acc}",
+            PerMac {
+                ticks,
+                macs: n as u64
+            }
+        );
+        let (rows, d) = (83usize, 64usize);
+        let start = now();
+        for r in 0..rows {
+            let v: [i32; 64] = core::array::from_fn(|k| A[(r * d + k) % MAX_LEN] as i32 * 37);
+            optimized::rms_norm(Isa::ArmDsp, &v, 1 << 20, &mut OUT_D[..d]);
+        }
+        let ticks = (now() - start).saturating_sub(empty);
+        let _ = writeln!(
+            out,
+            "TRM-KCOST kernel=rms_norm rows={rows} cols={d} ticks={ticks} instr_per_value={}",
+            PerMac {
+                ticks,
+                macs: (rows * d) as u64
+            }
+        );
+        // The DSP path's RMSNorm (the division-free one) against the reference, on random
+        // rows of every length up to 200 and residuals up to the clamp.
+        let mut bad = 0u32;
+        for case in 0..300usize {
+            let n = 1 + rng.below(200) as usize;
+            let amp = 1i64 << (rng.below(24) + 1);
+            let v: [i32; 200] = core::array::from_fn(|_| {
+                ((rng.next() as i64 % (2 * amp)) - amp).clamp(i32::MIN as i64, i32::MAX as i64)
+                    as i32
+            });
+            let eps = if case % 3 == 0 { 0 } else { rng.next() as u64 };
+            kernels::rms_norm(&v[..n], eps, &mut OUT_P[..n]);
+            optimized::rms_norm(Isa::ArmDsp, &v[..n], eps, &mut OUT_D[..n]);
+            if OUT_P[..n] != OUT_D[..n] {
+                bad += 1;
+            }
+        }
+        let _ = writeln!(out, "TRM-RMSNORM cases=300 mismatches={bad}");
+        same &= bad == 0;
+    }
     // The attention score kernel: 64-element heads (D=512, 8 heads), 97 keys.
     for isa in [Isa::Portable, Isa::ArmDsp] {
         let start = now();

@@ -295,7 +295,8 @@ impl Requant {
     pub const fn apply(&self, acc: i64) -> i64 {
         let s = clamp_shift(self.shift);
         if acc >= i32::MIN as i64 && acc <= i32::MAX as i64 && self.mult >= 0 {
-            let p = acc * self.mult as i64;
+            // One 32 x 32 -> 64-bit multiplication.
+            let p = (acc as i32 as i64) * (self.mult as i64);
             return if s == 0 {
                 p
             } else if s >= 63 {

@@ -1,8 +1,10 @@
 //! Optimized versions of the element-wise integer kernels of a block: the SwiGLU SiLU pass
 //! ([`swiglu_silu`]) and RMSNorm ([`rms_norm`]), equal to the reference kernels
 //! ([`kernels::silu_spaced`], [`kernels::rms_norm`]) bit for bit. At D = 512 the matrix
-//! products leave them a large share of an ACT step on the host; the device path
-//! ([`Isa::Portable`], [`Isa::ArmDsp`]) keeps the reference kernels.
+//! products leave them a large share of an ACT step on the host; on Cortex-M4F (
+//! [`Isa::ArmDsp`]) the reference RMSNorm's `i128` division per value was a third of the
+//! board model's step, so it takes [`rms_norm_fast`] too; [`Isa::Portable`] keeps the
+//! reference kernels.
 
 use super::Isa;
 use super::kernels::{self, EPS_TERM_MAX, I16Table, NORM_ONE, RESIDUAL_MAX, Requant};
@@ -35,13 +37,17 @@ pub fn swiglu_silu(
     }
 }
 
-/// [`kernels::rms_norm`] with `isa`: the reference on the device path ([`Isa::Portable`],
-/// [`Isa::ArmDsp`]); AVX-512 vectors ([`Isa::Avx512`], [`Isa::Avx512Vnni`]); elsewhere
-/// [`rms_norm_fast`]. The same results bit for bit.
+/// [`kernels::rms_norm`] with `isa`: the reference for [`Isa::Portable`] on 64-bit targets;
+/// AVX-512 vectors
+/// ([`Isa::Avx512`], [`Isa::Avx512Vnni`]); elsewhere ([`Isa::ArmDsp`] included: the
+/// reference's `i128` division per value is a library call of about a thousand instructions
+/// on Cortex-M4F) [`rms_norm_fast`]. The same results bit for bit.
 #[inline]
 pub fn rms_norm(isa: Isa, v: &[i32], eps_term: u64, out: &mut [i16]) {
     match isa {
-        Isa::Portable | Isa::ArmDsp => kernels::rms_norm(v, eps_term, out),
+        // The reference on 64-bit targets; 32-bit ones (RISC-V, Cortex-M0+) take the same
+        // results without the `i128` division.
+        Isa::Portable if cfg!(target_pointer_width = "64") => kernels::rms_norm(v, eps_term, out),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 | Isa::Avx512Vnni if super::x86::rms_norm_avx512(v, eps_term, out) => {}
         _ => rms_norm_fast(v, eps_term, out),
@@ -88,9 +94,10 @@ pub fn rms_norm_fast(v: &[i32], eps_term: u64, out: &mut [i16]) {
     let r = tn.isqrt() as i64;
     let d = r << e_right;
     let div = 2 * d as u64;
-    let m = (1u128 << 80) / div as u128;
+    // D >= 2^31, so m < 2^49.
+    let m = ((1u128 << 80) / div as u128) as u64;
     let floor_div = |x: u64| -> u64 {
-        let q = ((x as u128 * m) >> 80) as u64;
+        let q = mul_shr80(x, m);
         if x - q * div >= div { q + 1 } else { q }
     };
     for (o, &x) in out.iter_mut().zip(v) {
@@ -102,5 +109,56 @@ pub fn rms_norm_fast(v: &[i32], eps_term: u64, out: &mut [i16]) {
             -(floor_div(n.unsigned_abs() + div - 1) as i64)
         };
         *o = kernels::sat16(q);
+    }
+}
+
+/// `floor(x m / 2^80)` from four 32 x 32 -> 64-bit products (no 128-bit multiplication, a
+/// library call on 32-bit cores): `x m = hh 2^64 + (hl + lh) 2^32 + ll`, the middle terms
+/// split so that every partial sum fits a `u64`.
+#[inline(always)]
+fn mul_shr80(x: u64, m: u64) -> u64 {
+    let (xl, xh) = (x & 0xFFFF_FFFF, x >> 32);
+    let (ml, mh) = (m & 0xFFFF_FFFF, m >> 32);
+    let (ll, lh, hl, hh) = (xl * ml, xl * mh, xh * ml, xh * mh);
+    let mid = (ll >> 32) + (lh & 0xFFFF_FFFF) + (hl & 0xFFFF_FFFF);
+    let hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    hi >> 16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mul_shr80;
+
+    #[test]
+    fn mul_shr80_is_the_128_bit_product_shifted() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let edges = [
+            0u64,
+            1,
+            u32::MAX as u64,
+            1 << 32,
+            (1 << 49) - 1,
+            1 << 50,
+            u64::MAX,
+        ];
+        for &a in &edges {
+            for &b in &edges {
+                assert_eq!(mul_shr80(a, b), ((a as u128 * b as u128) >> 80) as u64);
+            }
+        }
+        for _ in 0..100_000 {
+            let (a, b) = (next(), next() >> (next() % 64));
+            assert_eq!(
+                mul_shr80(a, b),
+                ((a as u128 * b as u128) >> 80) as u64,
+                "{a} {b}"
+            );
+        }
     }
 }
