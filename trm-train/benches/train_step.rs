@@ -12,7 +12,8 @@
 //! `BENCH_BATCH`, `BENCH_WARMUP`, `BENCH_STEPS`); a flag wins over its variable. `--config`
 //! takes names of `trm-train/configs/<name>.yaml` or YAML paths, comma-separated; `key=value`
 //! overrides (`arch.hidden_size=64`) apply to every config, as `trm-train train` does;
-//! `quant.weights=int8` measures the quantization-aware (fake-quantized) step.
+//! `quant.weights=int8` measures the quantization-aware (fake-quantized) step, and with
+//! `quant.activations=int16` also the activations' rounding.
 //! Dataset sizes (seq_len, vocab, puzzle identifiers) default to the paper's datasets: Sudoku
 //! 81 / 11 / 1, Maze 900 / 6 / 1, ARC 900 / 12 / 1,000,000 (the order of magnitude of
 //! arc1concept-aug-1000's identifiers; a stated value, the real count is in its dataset.json).
@@ -36,9 +37,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tch::{Device, Kind, Tensor, nn};
+use trm_reference::act_ranges::ActRanges;
 use trm_train::config::TrainConfig;
 use trm_train::device::DeviceChoice;
 use trm_train::model::Trm;
+use trm_train::model::quant::ActQuant;
 use trm_train::optim::{AdamAtan2, AdamAtan2Config, Ema, SparseSignSgd, trainable_named};
 use trm_train::train::{Batch, HaltingOptions, LossKind, TrainCarry, TrainOptions, train_step};
 
@@ -203,6 +206,18 @@ impl Model {
         model.set_forward_kind(kind)?;
         // QAT (`quant.weights=int8` among the overrides): the fake-quantized step.
         model.set_weight_quant(cfg.quant.as_ref().and_then(|q| q.weight_grid()));
+        // `quant.activations=int16`: activations rounded at every site, with ranges of 4 (the
+        // step's cost does not depend on the values; a run calibrates them).
+        if cfg
+            .quant
+            .as_ref()
+            .is_some_and(|q| q.activations == trm_train::config::ActivationQuant::Int16)
+        {
+            let mut r = ActRanges::new(mc.l_layers as usize, 1.25);
+            let n = r.flat().len();
+            r.set_flat(&vec![4.0; n]).map_err(anyhow::Error::msg)?;
+            model.set_act_quant(Some(ActQuant::Apply(r)))?;
+        }
         let adam = AdamAtan2::new(
             trainable_named(&vs),
             AdamAtan2Config {

@@ -96,14 +96,13 @@ pub fn fake_quant_act_within(t: &Tensor, scale: f64, levels: f64) -> Result<Tens
     let kind = t.kind();
     let q = {
         let _no_grad = tch::no_grad_guard();
-        t.f_detach()?
-            .f_to_kind(Kind::Float)?
-            .f_div_scalar(scale)?
-            .f_add_scalar(0.5)?
-            .f_floor()?
-            .f_clamp(-levels, levels)?
-            .f_mul_scalar(scale)?
-            .f_to_kind(kind)?
+        // One new tensor, then in place (the activations of a step are many).
+        let mut q = t.f_detach()?.f_to_kind(Kind::Float)?.f_div_scalar(scale)?;
+        let _ = q.f_add_scalar_(0.5)?;
+        let _ = q.f_floor_()?;
+        let _ = q.f_clamp_(-levels, levels)?;
+        let _ = q.f_mul_scalar_(scale)?;
+        q.f_to_kind(kind)?
     };
     if t.requires_grad() {
         q.f_add(&t.f_sub(&t.f_detach()?)?)
