@@ -160,7 +160,8 @@ impl Attention {
             None,
             false,
         )?;
-        // The heads' outputs, at the values' scale in the integer engine.
+        // The heads' outputs, at the values' scale in the integer engine (convex combinations of
+        // the values: recording them never raises the values' range).
         let out = hook(ActSite::Value, out.f_permute(perm)?.f_reshape([b, s, d])?)?;
         casted_linear(&out, &self.o)
     }

@@ -354,8 +354,9 @@ impl Trm {
         Ok(k * cpos * (f64::from(max_e) + f64::from(max_pos)))
     }
 
-    /// The network input `h + injection` through its activation site.
-    fn net_input(&self, t: Tensor) -> Result<Tensor, TchError> {
+    /// The network input `h + injection` through its activation site (`scale`: its int16
+    /// scale, [`Trm::input_scale`]).
+    fn net_input(&self, t: Tensor, scale: f64) -> Result<Tensor, TchError> {
         match &self.act {
             None => Ok(t),
             Some(ActQuant::Record(m)) => {
@@ -364,14 +365,13 @@ impl Trm {
                 r.input = r.input.max(v);
                 Ok(t)
             }
-            Some(ActQuant::Apply(r)) => {
-                let bound = 2.0 * (self.config.d() as f64).sqrt() + self.x_bound()?;
-                fake_quant_act(&t, r.scale(r.input).min(bound / ACT_LEVELS))
-            }
+            Some(ActQuant::Apply(_)) => fake_quant_act(&t, scale),
         }
     }
 
-    /// The scale of the network input (what block 0's mixer adds its output to).
+    /// The scale of the network input (what block 0's mixer adds its output to): the frozen
+    /// range's, capped by the input's bound `2 sqrt(D) + max |x|` as the exporter caps it (1
+    /// when activations are not rounded). Once per ACT step: it reads the embedding tables.
     fn input_scale(&self) -> Result<f64, TchError> {
         match self.applied() {
             Some(r) => {
@@ -626,7 +626,7 @@ impl Trm {
 
     /// The one shared network: `h = h + injection`, then every block.
     pub fn net(&self, h: &Tensor, injection: &Tensor) -> Result<Tensor, ModelError> {
-        self.net_with(&self.weights()?.blocks, h, injection)
+        self.net_with(&self.weights()?.blocks, h, injection, self.input_scale()?)
     }
 
     fn net_with(
@@ -634,9 +634,10 @@ impl Trm {
         blocks: &[Block],
         h: &Tensor,
         injection: &Tensor,
+        in_scale: f64,
     ) -> Result<Tensor, ModelError> {
-        let mut h = self.net_input(h.f_add(injection)?)?;
-        let mut scale = self.input_scale()?;
+        let mut h = self.net_input(h.f_add(injection)?, in_scale)?;
+        let mut scale = in_scale;
         for (layer, block) in blocks.iter().enumerate() {
             h = self.block(layer, block, &h, scale)?;
             scale = Self::norm_scale(self.config.d() as i64);
@@ -676,20 +677,21 @@ impl Trm {
         let c = &self.config;
         let w = self.weights()?;
         let blocks = &w.blocks;
+        let s = self.input_scale()?;
         let (mut z_h, mut z_l) = (carry.z_h.shallow_clone(), carry.z_l.shallow_clone());
         {
             let _no_grad = tch::no_grad_guard();
             for _ in 1..c.h_cycles {
                 for _ in 0..c.l_cycles {
-                    z_l = self.net_with(blocks, &z_l, &z_h.f_add(x)?)?;
+                    z_l = self.net_with(blocks, &z_l, &z_h.f_add(x)?, s)?;
                 }
-                z_h = self.net_with(blocks, &z_h, &z_l)?;
+                z_h = self.net_with(blocks, &z_h, &z_l, s)?;
             }
         }
         for _ in 0..c.l_cycles {
-            z_l = self.net_with(blocks, &z_l, &z_h.f_add(x)?)?;
+            z_l = self.net_with(blocks, &z_l, &z_h.f_add(x)?, s)?;
         }
-        z_h = self.net_with(blocks, &z_h, &z_l)?;
+        z_h = self.net_with(blocks, &z_h, &z_l, s)?;
 
         let out = self.heads_with(&w, &z_h)?;
         let carry = Carry {
