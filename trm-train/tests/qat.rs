@@ -609,6 +609,20 @@ fn activation_qat_freezes_ranges_that_resume_and_export_read() {
     );
     assert_eq!(manifest(&b_mid), r);
     assert_eq!(manifest(&b), r);
+    // A resume that turns activation QAT off drops the ranges.
+    let off: Vec<String> = extra
+        .iter()
+        .map(|e| {
+            if e.starts_with("quant.activations") {
+                "quant.activations=none".to_string()
+            } else {
+                e.clone()
+            }
+        })
+        .collect();
+    let b_off = run(&data, &b_dir, &off, 6, true);
+    let m = trm_reference::run_checkpoint::read_manifest(&b_off).expect("manifest");
+    assert!(!m.extra.contains_key("act_ranges"));
     // Before QAT starts nothing is calibrated: a run stopped at step 1 has no ranges.
     let early = run(&data, &tmp.path().join("early"), &extra, 1, false);
     let m = trm_reference::run_checkpoint::read_manifest(&early).expect("manifest");

@@ -213,7 +213,7 @@ fn act_qat(cfg: &TrainConfig) -> bool {
 /// QAT: the activation fake-quantization of the optimizer step taken after `steps_done`
 /// steps: the frozen ranges once QAT is on (`quant.start_step`), none before.
 fn act_quant_at(cfg: &TrainConfig, st: &State, steps_done: u64) -> Option<ActQuant> {
-    let q = cfg.quant.as_ref()?;
+    let q = cfg.quant.as_ref().filter(|_| act_qat(cfg))?;
     let r = st.act_ranges.as_ref()?;
     (steps_done >= q.start_step).then(|| ActQuant::Apply(r.clone()))
 }
@@ -764,6 +764,11 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
         skip_batches = extra_u64(&ck.extra, "batch_in_iter")?;
         finished = ck.extra.get("finished").and_then(Value::as_bool) == Some(true);
         st.restore(ck, run.rank, run.world_size)?;
+        // A resume that turns activation QAT off drops the frozen ranges (its checkpoints then
+        // hold none, and its forward passes round nothing).
+        if !act_qat(cfg) {
+            st.act_ranges = None;
+        }
         eprintln!("resuming from {} (step {step})", dir.display());
         last_checkpoint = Some(dir.clone());
         for _ in 0..start_iter {
@@ -1033,8 +1038,8 @@ pub fn train(run: &TrainRun) -> Result<TrainSummary, RunError> {
                 let save_keys = cfg.eval_save_outputs.clone();
                 st.model
                     .set_weight_quant(cfg.quant.as_ref().and_then(|q| q.weight_grid()));
-                let act = st.act_ranges.clone().map(ActQuant::Apply);
-                st.model.set_act_quant(act)?;
+                let act = st.act_ranges.clone().filter(|_| act_qat(cfg));
+                st.model.set_act_quant(act.map(ActQuant::Apply))?;
                 let model = &st.model;
                 let ev = evaluators.as_mut();
                 let result = match &st.ema {
