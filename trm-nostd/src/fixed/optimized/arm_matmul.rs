@@ -1,6 +1,8 @@
-//! Blocked matrix products on Arm with the DSP extension (Cortex-M4/M7/M33), int8 weights:
+//! Blocked matrix products on Arm with the DSP extension (Cortex-M4/M7/M33). int8 weights:
 //! four activation rows per weight row pass, their values packed once per product into the
-//! scratch so that the inner loop is loads and dual multiply-accumulates only.
+//! scratch so that the inner loop is loads and dual multiply-accumulates only; one activation
+//! row: three weight rows per pass. int16 weights ([`each_output_w16`]): three weight rows per
+//! pass over each activation row in place, `SMLALD`.
 //!
 //! # Packing
 //!
@@ -81,9 +83,9 @@ pub(super) fn fits(count: usize, cols: usize, scratch_len: usize) -> bool {
     groups > 0 && need < scratch_len
 }
 
-/// Every output of `w` (int8) and `a` (no second rows) through `epi`, or `false` (nothing
-/// done) when the product is not one this path takes ([`fits`], int16 weights, exact
-/// products): the caller then runs the per-output path.
+/// Every output of `w` and `a` (no second rows) through `epi`, or `false` (nothing done) when
+/// the product is not one this path takes (exact products; int8 weights whose packed rows do
+/// not [`fits`] the scratch): the caller then runs the per-output path.
 pub(super) fn matmul(
     w: &Matrix<'_>,
     a: &Rows<'_>,

@@ -15,9 +15,11 @@
 //! - [`Isa::Portable`] on RISC-V, int8 weights:
 //!   four activation rows per pass over a weight row ([`tiles_portable`]), each weight byte
 //!   loaded once for four products;
-//! - [`Isa::ArmDsp`] with int8 weights (the `arm_matmul` module): the activation rows packed
+//! - [`Isa::ArmDsp`] (the `arm_matmul` module): int8 weights with the activation rows packed
 //!   once per product, four at a time, into the scratch; each weight word then feeds 8 `SMLAD`s
-//!   (17 instructions per 16 multiply-accumulates in the inner loop);
+//!   (17 instructions per 16 multiply-accumulates in the inner loop); one activation row:
+//!   three weight rows per pass (16 per 12); int16 weights: three weight rows per pass with
+//!   `SMLALD` (7 per 6);
 //! - the x86_64 implementations ([`Isa::Avx2`], [`Isa::Avx512`], [`Isa::Avx512Vnni`]): blocked
 //!   products of GEMM class (the `x86_matmul` module): a panel of 16 or 32 weight rows is
 //!   widened to int16 once into the scratch, then applied to tiles of activation rows with the
