@@ -370,7 +370,9 @@ pub fn quantize_float_model(
 }
 
 /// [`quantize_float_model`], recording `fallback` as the source when the float file has no
-/// source record of its own (`quantize` records the float file itself).
+/// source record of its own (`quantize` records the float file itself); with `frozen` (a run
+/// with int16 activation QAT), those ranges and their margin in place of the calibrated ones
+/// at the sites they cover ([`use_frozen_ranges`]).
 pub fn quantize_float_model_recording(
     float: &[u8],
     rows: &[PuzzleRow],
