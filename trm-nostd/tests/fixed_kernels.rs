@@ -528,3 +528,54 @@ fn requant_fast_path_equals_the_i128_rule() {
     }
     assert!(checked > 100_000);
 }
+
+/// `Requant2::apply` takes a 64-bit path for inputs within `2^30`: the same integer as the
+/// `i128` rule, for random and extreme inputs, mantissas and every shift.
+#[test]
+fn requant2_fast_path_equals_the_i128_rule() {
+    use trm_nostd::fixed::kernels::Requant2;
+    let spec = |a: i64, b: i64, r: Requant2| -> i64 {
+        let s = r.shift.min(trm_nostd::fixed::kernels::MAX_SHIFT);
+        let v = a as i128 * r.ma as i128 + b as i128 * r.mb as i128;
+        let v = trm_nostd::fixed::kernels::round_shift_i128(v, s);
+        v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    };
+    let mut x = 0x1234_5678_9ABC_DEF1u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let edges = [
+        0i64,
+        1,
+        -1,
+        32767,
+        -32768,
+        (1 << 30) - 1,
+        -(1 << 30) + 1,
+        1 << 30,
+        -(1 << 30),
+        1 << 40,
+        i64::MIN,
+    ];
+    let ms = [0i32, 1, (1 << 30) + 99, i32::MAX, -3];
+    let mut checked = 0u64;
+    for shift in 0..=130u32 {
+        for &ma in &ms {
+            for &mb in &ms {
+                let r = Requant2 { ma, mb, shift };
+                for &a in &edges {
+                    for &b in &edges {
+                        assert_eq!(r.apply(a, b), spec(a, b, r), "{a} {b} {ma} {mb} {shift}");
+                        checked += 1;
+                    }
+                }
+                let (a, b) = ((next() >> 48) as i16 as i64, (next() >> 40) as i32 as i64);
+                assert_eq!(r.apply(a, b), spec(a, b, r), "{a} {b} {ma} {mb} {shift}");
+            }
+        }
+    }
+    assert!(checked > 100_000);
+}

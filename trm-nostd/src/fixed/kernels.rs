@@ -351,10 +351,25 @@ impl Requant2 {
 
     /// `round((a * ma + b * mb) / 2^shift)`, saturated to `i64` (for `|a|, |b| < 2^32` the sum
     /// is exact in `i128`).
+    ///
+    /// Inputs within `2^30` (the int16 states and x it adds) take a 64-bit path: `|a ma + b mb|
+    /// < 2^62`, so the rounding is exact in `i64` (0 from shift 63 on), the same integer.
     #[inline]
     pub const fn apply(&self, a: i64, b: i64) -> i64 {
+        let shift = clamp_shift(self.shift);
+        const LIM: i64 = 1 << 30;
+        if a > -LIM && a < LIM && b > -LIM && b < LIM && self.ma >= 0 && self.mb >= 0 {
+            let s = (a as i32 as i64) * (self.ma as i64) + (b as i32 as i64) * (self.mb as i64);
+            return if shift == 0 {
+                s
+            } else if shift >= 63 {
+                0
+            } else {
+                (s + (1 << (shift - 1))) >> shift
+            };
+        }
         let s = a as i128 * self.ma as i128 + b as i128 * self.mb as i128;
-        sat_i64(round_shift_i128(s, clamp_shift(self.shift)))
+        sat_i64(round_shift_i128(s, shift))
     }
 }
 
