@@ -471,13 +471,8 @@ fn requant_fast_path_equals_the_i128_rule() {
         let v = trm_nostd::fixed::kernels::round_shift_i128(acc as i128 * r.mult as i128, s);
         v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     };
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut next = move || rng.next();
     let edges = [
         0i64,
         1,
@@ -540,13 +535,8 @@ fn requant2_fast_path_equals_the_i128_rule() {
         let v = trm_nostd::fixed::kernels::round_shift_i128(v, s);
         v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     };
-    let mut x = 0x1234_5678_9ABC_DEF1u64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut next = move || rng.next();
     let edges = [
         0i64,
         1,

@@ -86,6 +86,13 @@ pub const fn round_shift(x: i64, s: u32) -> i64 {
     }
 }
 
+/// [`round_shift`] of `|x| < 2^62` for any shift: 0 from shift 63 on (`x + 2^(s - 1)` then lies
+/// in `(0, 2^s)`), past [`round_shift`]'s range. The requantizations' 64-bit paths.
+#[inline]
+const fn round_shift_small(x: i64, s: u32) -> i64 {
+    if s >= 63 { 0 } else { round_shift(x, s) }
+}
+
 /// `floor(x / 2^s + 1/2)` in `i128`, for `s <= 126`.
 #[inline]
 pub const fn round_shift_i128(x: i128, s: u32) -> i128 {
@@ -296,14 +303,7 @@ impl Requant {
         let s = clamp_shift(self.shift);
         if acc >= i32::MIN as i64 && acc <= i32::MAX as i64 && self.mult >= 0 {
             // One 32 x 32 -> 64-bit multiplication.
-            let p = (acc as i32 as i64) * (self.mult as i64);
-            return if s == 0 {
-                p
-            } else if s >= 63 {
-                0
-            } else {
-                (p + (1 << (s - 1))) >> s
-            };
+            return round_shift_small((acc as i32 as i64) * (self.mult as i64), s);
         }
         sat_i64(round_shift_i128(acc as i128 * self.mult as i128, s))
     }
@@ -360,13 +360,7 @@ impl Requant2 {
         const LIM: i64 = 1 << 30;
         if a > -LIM && a < LIM && b > -LIM && b < LIM && self.ma >= 0 && self.mb >= 0 {
             let s = (a as i32 as i64) * (self.ma as i64) + (b as i32 as i64) * (self.mb as i64);
-            return if shift == 0 {
-                s
-            } else if shift >= 63 {
-                0
-            } else {
-                (s + (1 << (shift - 1))) >> shift
-            };
+            return round_shift_small(s, shift);
         }
         let s = a as i128 * self.ma as i128 + b as i128 * self.mb as i128;
         sat_i64(round_shift_i128(s, shift))

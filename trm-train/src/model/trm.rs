@@ -119,6 +119,19 @@ fn lock(m: &std::sync::Mutex<ActRanges>) -> std::sync::MutexGuard<'_, ActRanges>
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Raises the maximum `slot` picks in the ranges behind `m` (none: nothing) to `max |t|`.
+fn record(
+    m: &std::sync::Mutex<ActRanges>,
+    t: &Tensor,
+    slot: impl FnOnce(&mut ActRanges) -> Option<&mut f32>,
+) -> Result<(), TchError> {
+    let v = abs_max(t)?;
+    if let Some(s) = slot(&mut lock(m)) {
+        *s = s.max(v);
+    }
+    Ok(())
+}
+
 /// Where a tensor id lives in the var store: every path component but the last, and the last.
 fn split_name(id: TensorId) -> (Vec<String>, String) {
     let name = id.to_string();
@@ -360,9 +373,7 @@ impl Trm {
         match &self.act {
             None => Ok(t),
             Some(ActQuant::Record(m)) => {
-                let v = abs_max(&t)?;
-                let mut r = lock(m);
-                r.input = r.input.max(v);
+                record(m, &t, |r| Some(&mut r.input))?;
                 Ok(t)
             }
             Some(ActQuant::Apply(_)) => fake_quant_act(&t, scale),
@@ -394,12 +405,10 @@ impl Trm {
             None => Ok(t),
             Some(ActQuant::Record(_)) if site == ActSite::Silu => Ok(t),
             Some(ActQuant::Record(m)) => {
-                let v = abs_max(&t)?;
-                let mut r = lock(m);
-                if let Some(b) = r.blocks.get_mut(layer) {
-                    let slot = range_slot(b, site, which);
-                    *slot = slot.max(v);
-                }
+                record(m, &t, |r| {
+                    let b = r.blocks.get_mut(layer)?;
+                    Some(range_slot(b, site, which))
+                })?;
                 Ok(t)
             }
             Some(ActQuant::Apply(r)) => {

@@ -388,13 +388,8 @@ fn each_output_of_one_row(
     // matrix (always without a partial group, as `padded = cols` then).
     let in_place = |t: usize| 3 * t * cols + 2 * cols + padded <= w.data.len();
     // The columns past the whole groups of weight row `o`, apart.
-    let tail = |o: usize| -> i64 {
-        w.data[o * cols + whole..(o + 1) * cols]
-            .iter()
-            .zip(row_tail)
-            .map(|(&wv, &av)| i64::from(wv as i8) * i64::from(av))
-            .sum()
-    };
+    let tail =
+        |o: usize| super::kernels::dot_w8_a16(&w.data[o * cols + whole..(o + 1) * cols], row_tail);
     if padded / 4 <= CHUNK_GROUPS {
         // One chunk: one call per triple.
         for t in 0..triples {
@@ -458,6 +453,46 @@ fn each_output_of_one_row(
     true
 }
 
+/// One group of [`rows3_sums`]' loop (four columns of the three rows: rows 1 and 2 first,
+/// then row 0, whose load moves on to the next group), as assembly text.
+macro_rules! rows3_step {
+    () => {
+        concat!(
+            "ldrd {x}, {y}, [{ap}], #8\n",
+            "ldr {w13}, [{b0}, {n}]\n",
+            "sxtb16 {w02}, {w13}\n",
+            "sxtb16 {w13}, {w13}, ror #8\n",
+            "smlad {c1}, {w02}, {x}, {c1}\n",
+            "smlad {c1}, {w13}, {y}, {c1}\n",
+            "ldr {w13}, [{b0}, {n}, lsl #1]\n",
+            "sxtb16 {w02}, {w13}\n",
+            "sxtb16 {w13}, {w13}, ror #8\n",
+            "smlad {c2}, {w02}, {x}, {c2}\n",
+            "smlad {c2}, {w13}, {y}, {c2}\n",
+            "ldr {w13}, [{b0}], #4\n",
+            "sxtb16 {w02}, {w13}\n",
+            "sxtb16 {w13}, {w13}, ror #8\n",
+            "smlad {c0}, {w02}, {x}, {c0}\n",
+            "smlad {c0}, {w13}, {y}, {c0}",
+        )
+    };
+}
+
+/// One pair of columns of [`rows3_sums_w16`]' loop, as assembly text (the same order).
+macro_rules! rows3_w16_step {
+    () => {
+        concat!(
+            "ldr {x}, [{ap}], #4\n",
+            "ldr {w}, [{b0}, {n}]\n",
+            "smlald {l1}, {h1}, {w}, {x}\n",
+            "ldr {w}, [{b0}, {n}, lsl #1]\n",
+            "smlald {l2}, {h2}, {w}, {x}\n",
+            "ldr {w}, [{b0}], #4\n",
+            "smlald {l0}, {h0}, {w}, {x}",
+        )
+    };
+}
+
 /// The sums `r_k . a` of the three weight rows at `r0`, `r0 + stride` and `r0 + 2 stride`
 /// over `4 groups` columns, with the packed activations of those columns at `ap`.
 ///
@@ -490,73 +525,13 @@ unsafe fn rows3_sums(r0: *const u8, stride: usize, ap: *const i16, groups: usize
             "cmp {x}, #3",
             "beq 6f",
             "5:",
-            "ldrd {x}, {y}, [{ap}], #8",
-            "ldr {w13}, [{b0}, {n}]",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c1}, {w02}, {x}, {c1}",
-            "smlad {c1}, {w13}, {y}, {c1}",
-            "ldr {w13}, [{b0}, {n}, lsl #1]",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c2}, {w02}, {x}, {c2}",
-            "smlad {c2}, {w13}, {y}, {c2}",
-            "ldr {w13}, [{b0}], #4",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c0}, {w02}, {x}, {c0}",
-            "smlad {c0}, {w13}, {y}, {c0}",
+            rows3_step!(),
             "6:",
-            "ldrd {x}, {y}, [{ap}], #8",
-            "ldr {w13}, [{b0}, {n}]",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c1}, {w02}, {x}, {c1}",
-            "smlad {c1}, {w13}, {y}, {c1}",
-            "ldr {w13}, [{b0}, {n}, lsl #1]",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c2}, {w02}, {x}, {c2}",
-            "smlad {c2}, {w13}, {y}, {c2}",
-            "ldr {w13}, [{b0}], #4",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c0}, {w02}, {x}, {c0}",
-            "smlad {c0}, {w13}, {y}, {c0}",
+            rows3_step!(),
             "7:",
-            "ldrd {x}, {y}, [{ap}], #8",
-            "ldr {w13}, [{b0}, {n}]",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c1}, {w02}, {x}, {c1}",
-            "smlad {c1}, {w13}, {y}, {c1}",
-            "ldr {w13}, [{b0}, {n}, lsl #1]",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c2}, {w02}, {x}, {c2}",
-            "smlad {c2}, {w13}, {y}, {c2}",
-            "ldr {w13}, [{b0}], #4",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c0}, {w02}, {x}, {c0}",
-            "smlad {c0}, {w13}, {y}, {c0}",
+            rows3_step!(),
             "8:",
-            "ldrd {x}, {y}, [{ap}], #8",
-            "ldr {w13}, [{b0}, {n}]",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c1}, {w02}, {x}, {c1}",
-            "smlad {c1}, {w13}, {y}, {c1}",
-            "ldr {w13}, [{b0}, {n}, lsl #1]",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c2}, {w02}, {x}, {c2}",
-            "smlad {c2}, {w13}, {y}, {c2}",
-            "ldr {w13}, [{b0}], #4",
-            "sxtb16 {w02}, {w13}",
-            "sxtb16 {w13}, {w13}, ror #8",
-            "smlad {c0}, {w02}, {x}, {c0}",
-            "smlad {c0}, {w13}, {y}, {c0}",
+            rows3_step!(),
             "cmp {ap}, {aend}",
             "bne 5b",
             b0 = inout(reg) r0 => _,
@@ -603,9 +578,12 @@ fn each_output_w16(w: &Matrix<'_>, a: &Rows<'_>, mut f: impl FnMut(usize, usize,
                 unsafe { rows3_sums_w16(w.data.as_ptr().add(at), stride, row.as_ptr(), pairs) };
             for (k, s) in sums.into_iter().enumerate() {
                 let o = 3 * tr + k;
+                // The last column of an odd row.
                 let last = if cols % 2 == 1 {
-                    let b = &w.data[o * stride + stride - 2..o * stride + stride];
-                    i64::from(i16::from_le_bytes([b[0], b[1]])) * i64::from(row[cols - 1])
+                    super::kernels::dot_w16_a16(
+                        &w.data[o * stride + 4 * pairs..(o + 1) * stride],
+                        &row[2 * pairs..cols],
+                    )
                 } else {
                     0
                 };
@@ -666,37 +644,13 @@ unsafe fn rows3_sums_w16(r0: *const u8, stride: usize, a: *const i16, pairs: usi
             "cmp {x}, #3",
             "beq 6f",
             "5:",
-            "ldr {x}, [{ap}], #4",
-            "ldr {w}, [{b0}, {n}]",
-            "smlald {l1}, {h1}, {w}, {x}",
-            "ldr {w}, [{b0}, {n}, lsl #1]",
-            "smlald {l2}, {h2}, {w}, {x}",
-            "ldr {w}, [{b0}], #4",
-            "smlald {l0}, {h0}, {w}, {x}",
+            rows3_w16_step!(),
             "6:",
-            "ldr {x}, [{ap}], #4",
-            "ldr {w}, [{b0}, {n}]",
-            "smlald {l1}, {h1}, {w}, {x}",
-            "ldr {w}, [{b0}, {n}, lsl #1]",
-            "smlald {l2}, {h2}, {w}, {x}",
-            "ldr {w}, [{b0}], #4",
-            "smlald {l0}, {h0}, {w}, {x}",
+            rows3_w16_step!(),
             "7:",
-            "ldr {x}, [{ap}], #4",
-            "ldr {w}, [{b0}, {n}]",
-            "smlald {l1}, {h1}, {w}, {x}",
-            "ldr {w}, [{b0}, {n}, lsl #1]",
-            "smlald {l2}, {h2}, {w}, {x}",
-            "ldr {w}, [{b0}], #4",
-            "smlald {l0}, {h0}, {w}, {x}",
+            rows3_w16_step!(),
             "8:",
-            "ldr {x}, [{ap}], #4",
-            "ldr {w}, [{b0}, {n}]",
-            "smlald {l1}, {h1}, {w}, {x}",
-            "ldr {w}, [{b0}, {n}, lsl #1]",
-            "smlald {l2}, {h2}, {w}, {x}",
-            "ldr {w}, [{b0}], #4",
-            "smlald {l0}, {h0}, {w}, {x}",
+            rows3_w16_step!(),
             "cmp {ap}, {aend}",
             "bne 5b",
             b0 = inout(reg) r0 => _,
