@@ -442,3 +442,73 @@ fn dot_w16_a16_misaligned_slices() {
         }
     }
 }
+
+/// `DivRound` (the attention output's division by a reciprocal) equals `div_round` on random
+/// numerators of every size and sign, at the fast path's edges and beyond them (where it
+/// falls back), and for divisors of every size including `<= 0`.
+#[test]
+fn div_round_by_reciprocal_equals_div_round() {
+    use optimized::attention::DivRound;
+    let mut rng = Rng(0xD1F0);
+    let mut divisors = vec![i64::MIN, -5, 0, 1, 2, 3, 7, 1 << 30, (1 << 37) - 1, 97 << 30];
+    divisors.extend([(1 << 59) - 1, 1 << 59, (1 << 59) + 1, i64::MAX]);
+    for _ in 0..200 {
+        let bits = rng.range(1, 62) as u32;
+        divisors.push(rng.range(1, (1i64 << bits) - 1));
+    }
+    for &d in &divisors {
+        let div = DivRound::new(d);
+        let mut numerators = vec![0, 1, -1, d, -d, d / 2, -(d / 2), i64::MAX, i64::MIN];
+        numerators.extend([(1 << 61) - 1, -(1 << 61), 1 << 61, (1 << 62) - 1, -(1 << 62)]);
+        for _ in 0..300 {
+            let bits = rng.range(0, 63) as u32;
+            let n = (rng.next() >> (64 - bits.max(1))) as i64;
+            numerators.push(if rng.next() % 2 == 0 { n } else { n.wrapping_neg() });
+        }
+        if d > 0 {
+            // Ties and their neighbours: n = k d +- d / 2 (+- 1).
+            for _ in 0..50 {
+                let k = rng.range(-(1 << 20), 1 << 20);
+                for e in [-1, 0, 1] {
+                    if let Some(n) = k.checked_mul(d).and_then(|x| x.checked_add(d / 2 + e)) {
+                        numerators.push(n);
+                    }
+                }
+            }
+        }
+        for &n in &numerators {
+            assert_eq!(div.apply(n), kernels::div_round(n, d), "n={n} d={d}");
+        }
+    }
+}
+
+/// The attention output row of `optimized::attention` equals the reference
+/// `kernels::attention_row` with every implementation: random and extreme probabilities and
+/// values, head widths across every vector remainder, value rows at a stride.
+#[test]
+fn attention_row_equals_the_reference() {
+    let isas = supported();
+    let mut rng = Rng(0xA77E);
+    for case in 0..400u64 {
+        let hd = rng.range(1, 80) as usize;
+        let n = rng.range(1, 120) as usize;
+        let stride = hd + rng.range(0, 40) as usize;
+        let kind = case % 4;
+        let p: Vec<i32> = (0..n)
+            .map(|_| match kind {
+                1 => 1 << 30,
+                2 => rng.range(0, 3) as i32,
+                _ => rng.range(0, 1 << 30) as i32,
+            })
+            .collect();
+        let sum: i64 = p.iter().map(|&x| x as i64).sum::<i64>().max(1);
+        let v: Vec<i16> = (0..(n - 1) * stride + hd).map(|_| pick_i16(&mut rng, kind)).collect();
+        let mut want = vec![0i16; hd];
+        kernels::attention_row(&p, sum, |j| &v[j * stride..j * stride + hd], &mut want);
+        for &isa in &isas {
+            let mut got = vec![0i16; hd];
+            optimized::attention::attention_row(isa, &p, sum, &v, stride, &mut got);
+            assert_eq!(got, want, "{} n={n} hd={hd} stride={stride} kind={kind}", isa.name());
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! the channel SwiGLU, each with its residual and RMSNorm), integer only.
 
 use super::kernels::{
-    self, I16Table, Requant, SILU_KNOT_BITS_MIN, SILU_TABLE_LEN, attention_row, rope, sat16, sat32,
+    self, I16Table, Requant, SILU_KNOT_BITS_MIN, SILU_TABLE_LEN, rope, sat16, sat32,
     softmax_q30,
 };
 use super::layout::Bufs;
@@ -250,10 +250,12 @@ fn attention_mixer(c: &Config, w: &WeightsQ<'_>, lw: &LayerQ<'_>, h: &mut [i16],
             }
             let sum = softmax_q30(scores);
             let v_base = 2 * d + hh * hd;
-            attention_row(
+            optimized::attention::attention_row(
+                isa,
                 scores,
                 sum,
-                |j| &qkv[j * stride + v_base..j * stride + v_base + hd],
+                &qkv[v_base..],
+                stride,
                 head_out,
             );
             qkv[q_off..q_off + hd].copy_from_slice(head_out);

@@ -49,6 +49,7 @@ mod x86;
 mod x86_matmul;
 
 pub mod activation;
+pub mod attention;
 pub mod matmul;
 pub use activation::{rms_norm, swiglu_silu};
 pub use matmul::{Epilogue, Matrix, Rows, matmul};

@@ -487,3 +487,134 @@ unsafe fn rms_norm_avx512_impl(v: &[i32], eps_term: u64, out: &mut [i16]) {
         out[j] = kernels::sat16(kernels::div_round(num, d));
     }
 }
+
+/// The numerators of [`super::attention::attention_row`] in `i64` lanes (`vpmuldq`: the low,
+/// signed 32 bits of each lane, `p[j] <= 2^30` and the sign-extended value) with AVX-512 or
+/// AVX2, then the exact division per output; `false`, changing nothing, when `isa` is neither
+/// or not supported here. The caller has checked that every value row lies in `v`.
+pub(super) fn attention_row_simd(
+    isa: super::Isa,
+    p: &[i32],
+    div: &super::attention::DivRound,
+    v: &[i16],
+    stride: usize,
+    out: &mut [i16],
+) -> bool {
+    use super::Isa;
+    let hd = out.len();
+    if !p.is_empty() && (p.len() - 1) * stride + hd > v.len() {
+        return false;
+    }
+    match isa {
+        // SAFETY: AVX-512 F + BW are available (checked); the rows lie in `v` (checked).
+        Isa::Avx512 | Isa::Avx512Vnni if has_avx512() => unsafe {
+            attention_row_avx512(p, div, v, stride, out)
+        },
+        // SAFETY: AVX2 is available (checked); the rows lie in `v` (checked).
+        Isa::Avx2 if has_avx2() => unsafe { attention_row_avx2(p, div, v, stride, out) },
+        _ => return false,
+    }
+    true
+}
+
+/// `out[c] = sat16(div(sum_j p[j] v[j stride + c]))` for the columns `c0..hd` (scalar).
+#[inline]
+fn attention_columns(
+    p: &[i32],
+    div: &super::attention::DivRound,
+    v: &[i16],
+    stride: usize,
+    c0: usize,
+    out: &mut [i16],
+) {
+    for c in c0..out.len() {
+        let mut num = 0i64;
+        for (j, &pj) in p.iter().enumerate() {
+            num += pj as i64 * v[j * stride + c] as i64;
+        }
+        out[c] = kernels::sat16(div.apply(num));
+    }
+}
+
+/// See [`attention_row_simd`]: 32 columns (four vectors of 8 `i64`) per pass over the rows.
+///
+/// # Safety
+///
+/// AVX-512 F + BW are available; `(p.len() - 1) * stride + out.len() <= v.len()` (or `p` is
+/// empty).
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+unsafe fn attention_row_avx512(
+    p: &[i32],
+    div: &super::attention::DivRound,
+    v: &[i16],
+    stride: usize,
+    out: &mut [i16],
+) {
+    let hd = out.len();
+    let mut c0 = 0;
+    let mut num = [0i64; 32];
+    while c0 + 8 <= hd {
+        let nv = ((hd - c0) / 8).min(4);
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for (j, &pj) in p.iter().enumerate() {
+            let pv = _mm512_set1_epi64(pj as i64);
+            // SAFETY: columns c0..c0 + 8 nv of row j lie in `v` (the caller's contract).
+            let row = unsafe { v.as_ptr().add(j * stride + c0) };
+            for (k, a) in acc.iter_mut().enumerate().take(nv) {
+                // SAFETY: 8 values of row j at column c0 + 8 k (in the row, see above).
+                let x = _mm512_cvtepi16_epi64(unsafe { _mm_loadu_si128(row.add(8 * k).cast()) });
+                *a = _mm512_add_epi64(*a, _mm512_mul_epi32(x, pv));
+            }
+        }
+        for (k, a) in acc.iter().enumerate().take(nv) {
+            // SAFETY: `num` holds 32 i64, k < 4.
+            unsafe { _mm512_storeu_si512(num.as_mut_ptr().add(8 * k).cast(), *a) };
+        }
+        for (o, &n) in out[c0..c0 + 8 * nv].iter_mut().zip(&num) {
+            *o = kernels::sat16(div.apply(n));
+        }
+        c0 += 8 * nv;
+    }
+    attention_columns(p, div, v, stride, c0, out);
+}
+
+/// See [`attention_row_simd`]: 16 columns (four vectors of 4 `i64`) per pass over the rows.
+///
+/// # Safety
+///
+/// AVX2 is available; `(p.len() - 1) * stride + out.len() <= v.len()` (or `p` is empty).
+#[target_feature(enable = "avx2")]
+unsafe fn attention_row_avx2(
+    p: &[i32],
+    div: &super::attention::DivRound,
+    v: &[i16],
+    stride: usize,
+    out: &mut [i16],
+) {
+    let hd = out.len();
+    let mut c0 = 0;
+    let mut num = [0i64; 16];
+    while c0 + 4 <= hd {
+        let nv = ((hd - c0) / 4).min(4);
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for (j, &pj) in p.iter().enumerate() {
+            let pv = _mm256_set1_epi64x(pj as i64);
+            // SAFETY: columns c0..c0 + 4 nv of row j lie in `v` (the caller's contract).
+            let row = unsafe { v.as_ptr().add(j * stride + c0) };
+            for (k, a) in acc.iter_mut().enumerate().take(nv) {
+                // SAFETY: 4 values of row j at column c0 + 4 k (in the row, see above).
+                let x = _mm256_cvtepi16_epi64(unsafe { _mm_loadl_epi64(row.add(4 * k).cast()) });
+                *a = _mm256_add_epi64(*a, _mm256_mul_epi32(x, pv));
+            }
+        }
+        for (k, a) in acc.iter().enumerate().take(nv) {
+            // SAFETY: `num` holds 16 i64, k < 4.
+            unsafe { _mm256_storeu_si256(num.as_mut_ptr().add(4 * k).cast(), *a) };
+        }
+        for (o, &n) in out[c0..c0 + 4 * nv].iter_mut().zip(&num) {
+            *o = kernels::sat16(div.apply(n));
+        }
+        c0 += 4 * nv;
+    }
+    attention_columns(p, div, v, stride, c0, out);
+}

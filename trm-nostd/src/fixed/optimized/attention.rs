@@ -1,0 +1,142 @@
+//! The attention output of one query row and head ([`kernels::attention_row`]) without its two
+//! costs: the `i128` division per output (a reciprocal multiplication with an exact
+//! correction, [`DivRound`]) and, on x86_64, the scalar loop over value columns (`i64` lanes,
+//! `vpmuldq`).
+//!
+//! The numerators `sum_j p[j] v_j[c]` are exact integer sums (`p[j] <= 2^30`, `|v| <= 2^15`:
+//! each product `<= 2^45`, and the reference adds them in `i64`), so any order gives the same
+//! value as the reference; the division is exact by construction (see [`DivRound`]). The
+//! results are the reference's bit for bit (`tests/fixed_attention.rs`).
+
+use super::Isa;
+use super::kernels::{div_round, sat16};
+#[cfg(doc)]
+use super::kernels;
+
+/// `div_round(n, d) = floor((2n + d) / 2d)` for one divisor `d` and many numerators, by a
+/// reciprocal: with `D = 2d` and `m = floor((2^64 - 1) / D)`, the estimate `q = floor(|N| m /
+/// 2^64)` of `floor(|N| / D)` is at most 2 below it (`|N| / D - |N| m / 2^64 < |N| / (D 2^64) +
+/// |N| / 2^64 < 2` for `|N| < 2^62`), then the remainder `N - q D` moves the quotient (signed)
+/// until `0 <= N - q D < D`: that is `floor(N / D)` exactly. The fast path takes `0 < d <=
+/// 2^59` and `|N| < 2^62`, so every intermediate fits `i64` (`|q D| < 2^62 + 3 * 2^60`); any
+/// other argument goes to [`div_round`] itself.
+#[derive(Clone, Copy, Debug)]
+pub struct DivRound {
+    d: i64,
+    /// `floor((2^64 - 1) / 2d)`, or 0 when the fast path does not apply to `d`.
+    m: u64,
+}
+
+/// Largest divisor of the fast path.
+const FAST_D_MAX: i64 = 1 << 59;
+
+/// Largest `|2n + d|` (exclusive) of the fast path.
+const FAST_N_LIMIT: u64 = 1 << 62;
+
+impl DivRound {
+    /// The reciprocal of `d` (any `d`: one outside the fast path's range keeps
+    /// [`div_round`]'s meaning, including 0 for `d <= 0`).
+    #[inline]
+    pub const fn new(d: i64) -> DivRound {
+        let m = if d > 0 && d <= FAST_D_MAX {
+            u64::MAX / (2 * d as u64)
+        } else {
+            0
+        };
+        DivRound { d, m }
+    }
+
+    /// `div_round(n, d)`.
+    #[inline]
+    pub fn apply(&self, n: i64) -> i64 {
+        let d = self.d;
+        let nn = match n.checked_mul(2).and_then(|x| x.checked_add(d)) {
+            Some(nn) if self.m != 0 && nn.unsigned_abs() < FAST_N_LIMIT => nn,
+            _ => return div_round(n, d),
+        };
+        let dd = 2 * d;
+        let est = mul_hi64(nn.unsigned_abs(), self.m) as i64;
+        let mut q = if nn < 0 { -est } else { est };
+        let mut r = nn - q * dd;
+        while r < 0 {
+            q -= 1;
+            r += dd;
+        }
+        while r >= dd {
+            q += 1;
+            r -= dd;
+        }
+        q
+    }
+}
+
+/// The high 64 bits of the 128-bit product `x m` (on 32-bit targets, where a 128-bit product
+/// is a library call, from four 32-bit multiplies: [`mul_hi64_split`]).
+#[inline(always)]
+fn mul_hi64(x: u64, m: u64) -> u64 {
+    if cfg!(target_pointer_width = "64") {
+        ((x as u128 * m as u128) >> 64) as u64
+    } else {
+        mul_hi64_split(x, m)
+    }
+}
+
+/// [`mul_hi64`] from 32-bit halves: `x m = hh 2^64 + (hl + lh) 2^32 + ll`, the middle terms
+/// split so that every partial sum fits a `u64`.
+#[inline(always)]
+fn mul_hi64_split(x: u64, m: u64) -> u64 {
+    let (xl, xh) = (x & 0xFFFF_FFFF, x >> 32);
+    let (ml, mh) = (m & 0xFFFF_FFFF, m >> 32);
+    let (ll, lh, hl, hh) = (xl * ml, xl * mh, xh * ml, xh * mh);
+    let mid = (ll >> 32) + (lh & 0xFFFF_FFFF) + (hl & 0xFFFF_FFFF);
+    hh + (lh >> 32) + (hl >> 32) + (mid >> 32)
+}
+
+/// [`kernels::attention_row`] with value row `j` at `v[j * stride..][..out.len()]`: `out[c] =
+/// sat16(div_round(sum_j p[j] v_j[c], sum))`, the same results with `isa`. Value rows that
+/// would run past `v` read as zeros (as the reference's missing values do).
+pub fn attention_row(isa: Isa, p: &[i32], sum: i64, v: &[i16], stride: usize, out: &mut [i16]) {
+    let div = DivRound::new(sum);
+    let hd = out.len();
+    let fits = p.is_empty() || (p.len() - 1) * stride + hd <= v.len();
+    #[cfg(target_arch = "x86_64")]
+    if fits && super::x86::attention_row_simd(isa, p, &div, v, stride, out) {
+        return;
+    }
+    let _ = (isa, fits);
+    for (c, o) in out.iter_mut().enumerate() {
+        let mut num = 0i64;
+        for (j, &pj) in p.iter().enumerate() {
+            let x = v.get(j * stride + c).copied().unwrap_or(0);
+            num += pj as i64 * x as i64;
+        }
+        *o = sat16(div.apply(num));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mul_hi64_split;
+
+    #[test]
+    fn mul_hi64_split_is_the_high_half_of_the_128_bit_product() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let edges = [0u64, 1, u32::MAX as u64, 1 << 32, (1 << 62) - 1, u64::MAX / 3, u64::MAX];
+        let mut pairs: Vec<(u64, u64)> = Vec::new();
+        for &a in &edges {
+            for &b in &edges {
+                pairs.push((a, b));
+            }
+        }
+        pairs.extend((0..10_000).map(|_| (next(), next())));
+        for (a, b) in pairs {
+            assert_eq!(mul_hi64_split(a, b), ((a as u128 * b as u128) >> 64) as u64);
+        }
+    }
+}
