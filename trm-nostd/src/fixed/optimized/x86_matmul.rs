@@ -122,10 +122,16 @@ pub(super) fn matmul(
     // activations of as many rows as fit.
     let off = scratch.as_ptr().align_offset(64).min(32);
     let (panel, acts) = scratch[off..].split_at_mut(npairs * width * 2);
+    // VNNI with int8 weights reads the activation rows in place (no packed copy).
+    let direct = isa == Isa::Avx512Vnni && !split && sub == 1;
     let per_row = sub * npairs * 2;
-    let group = acts.len() / per_row.max(1);
+    let group = if direct {
+        a.count
+    } else {
+        acts.len() / per_row.max(1)
+    };
     if group == 0 {
-        return false;
+        return a.count == 0;
     }
     let vector_epilogue = matches!(isa, Isa::Avx512 | Isa::Avx512Vnni)
         && matches!(
@@ -138,7 +144,9 @@ pub(super) fn matmul(
     while t0 < a.count {
         let gn = group.min(a.count - t0);
         let vcount = gn * sub;
-        pack_rows(a, t0, gn, npairs, tmax, acts);
+        if !direct {
+            pack_rows(a, t0, gn, npairs, tmax, acts);
+        }
         let mut o0 = 0;
         while o0 < w.rows {
             let n = pr.min(w.rows - o0);
@@ -151,12 +159,22 @@ pub(super) fn matmul(
                 None
             };
             for (vt, tn) in tiles(vcount, tmax, sub) {
-                let tile_acts = &acts[vt * npairs * 2..(vt + tn) * npairs * 2];
                 let out = &mut tile[..tn * width];
-                // SAFETY: `isa` is supported (checked above); the panel holds `npairs` pairs
-                // of `width` lanes and `tile_acts` the `tn` rows' `npairs` pairs; `out` holds
-                // `tn * width` sums.
-                unsafe { run_tile(isa, nv, tn, panel.as_ptr(), npairs, tile_acts, out) };
+                if direct {
+                    let first = (t0 + vt) * a.stride;
+                    let rows = &a.data[first..first + (tn - 1) * a.stride + w.cols];
+                    // SAFETY: VNNI is supported (checked above); the panel holds `npairs`
+                    // pairs of 32 lanes; `rows` holds the tile's `tn` rows of `w.cols` values
+                    // at `a.stride` (`Rows` holds its rows, `a.len >= w.cols`); `out` holds
+                    // `32 tn` sums.
+                    unsafe { run_tile_rows(tn, panel.as_ptr(), w.cols, rows, a.stride, out) };
+                } else {
+                    let tile_acts = &acts[vt * npairs * 2..(vt + tn) * npairs * 2];
+                    // SAFETY: `isa` is supported (checked above); the panel holds `npairs`
+                    // pairs of `width` lanes and `tile_acts` the `tn` rows' `npairs` pairs;
+                    // `out` holds `tn * width` sums.
+                    unsafe { run_tile(isa, nv, tn, panel.as_ptr(), npairs, tile_acts, out) };
+                }
                 let mut i = 0;
                 while i < tn {
                     let t = t0 + (vt + i) / sub;
@@ -652,6 +670,188 @@ unsafe fn tile_vnni_int8<const T: usize>(
     }
 }
 
+/// Runs [`tile_vnni_int8_rows`] for `tn` activation rows.
+///
+/// # Safety
+///
+/// As [`tile_vnni_int8_rows`] with `T = tn`.
+unsafe fn run_tile_rows(
+    tn: usize,
+    panel: *const i16,
+    cols: usize,
+    rows: &[i16],
+    stride: usize,
+    out: &mut [i64],
+) {
+    macro_rules! by_rows {
+        ($($t:literal)*) => {
+            match tn {
+                // SAFETY: the caller's contract with `T = tn`.
+                $($t => unsafe { tile_vnni_int8_rows::<$t>(panel, cols, rows, stride, out) },)*
+                _ => unreachable!("tiles hold 1..=T_MAX rows"),
+            }
+        };
+    }
+    by_rows!(1 2 3 4 5 6 7 8 9 10 11 12);
+}
+
+/// The text of one pass of [`tile_vnni_int8_rows`]'s loop: as [`vnni_int8_loop`], each
+/// activation row's pair read in place (row `t` at `b + t s` bytes: `b`, `b5 = b + 5 s` and
+/// `b10 = b + 10 s` with `s` and `s3 = 3 s` as index registers).
+macro_rules! vnni_rows_loop {
+    ($($addr:literal $r0:literal $r1:literal),*) => {
+        concat!(
+            "lea {s3}, [{s} + {s}*2]\n",
+            "lea {b5}, [{b} + {s}*4]\n",
+            "add {b5}, {s}\n",
+            "lea {b10}, [{b5} + {s}*4]\n",
+            "add {b10}, {s}\n",
+            "2:\n",
+            "vmovdqu64 zmm24, zmmword ptr [{w}]\n",
+            "vmovdqu64 zmm25, zmmword ptr [{w} + 64]\n",
+            $(
+                "vpdpwssd zmm", $r0, ", zmm24, dword ptr ", $addr, "{{1to16}}\n",
+                "vpdpwssd zmm", $r1, ", zmm25, dword ptr ", $addr, "{{1to16}}\n",
+            )*
+            "add {w}, 128\n",
+            "add {b}, 4\n",
+            "add {b5}, 4\n",
+            "add {b10}, 4\n",
+            "dec {n}\n",
+            "jnz 2b\n",
+        )
+    };
+}
+
+/// One chunk of [`tile_vnni_int8_rows`] through `asm!` (accumulators in `zmm0..zmm23`).
+macro_rules! vnni_rows_asm {
+    ($acc:ident, $w:ident, $b:ident, $s:ident, $n:ident; $($rows:tt)*) => {
+        asm!(
+            vnni_rows_loop!($($rows)*),
+            w = inout(reg) $w => _,
+            b = inout(reg) $b => _,
+            s = in(reg) $s,
+            n = inout(reg) $n => _,
+            s3 = out(reg) _,
+            b5 = out(reg) _,
+            b10 = out(reg) _,
+            inout("zmm0") $acc[0], inout("zmm1") $acc[1], inout("zmm2") $acc[2],
+            inout("zmm3") $acc[3], inout("zmm4") $acc[4], inout("zmm5") $acc[5],
+            inout("zmm6") $acc[6], inout("zmm7") $acc[7], inout("zmm8") $acc[8],
+            inout("zmm9") $acc[9], inout("zmm10") $acc[10], inout("zmm11") $acc[11],
+            inout("zmm12") $acc[12], inout("zmm13") $acc[13], inout("zmm14") $acc[14],
+            inout("zmm15") $acc[15], inout("zmm16") $acc[16], inout("zmm17") $acc[17],
+            inout("zmm18") $acc[18], inout("zmm19") $acc[19], inout("zmm20") $acc[20],
+            inout("zmm21") $acc[21], inout("zmm22") $acc[22], inout("zmm23") $acc[23],
+            out("zmm24") _, out("zmm25") _,
+            options(nostack, readonly),
+        )
+    };
+}
+
+/// [`tile_vnni_int8`] reading the `T` activation rows where they are (row `t` at `rows[t *
+/// stride..]`, at least `cols` values each) instead of a packed copy: the same sums. The
+/// pairs `(a[t, 2p], a[t, 2p + 1])` of the `cols / 2` full pairs are broadcast from the rows
+/// themselves; an odd last column (whose pair would read past the row) is added after the
+/// loop, its weight pair being `(w, 0)`.
+///
+/// # Safety
+///
+/// AVX-512 F, BW and VNNI are available; `panel` points to `cols.div_ceil(2)` pairs of 32
+/// lanes of two `i16`; `rows.len() >= (T - 1) * stride + cols`; `out.len() >= 32 T`.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_vnni_int8_rows<const T: usize>(
+    panel: *const i16,
+    cols: usize,
+    rows: &[i16],
+    stride: usize,
+    out: &mut [i64],
+) {
+    assert!(
+        (1..=T_MAX).contains(&T)
+            && cols > 0
+            && rows.len() >= (T - 1) * stride + cols
+            && out.len() >= 32 * T
+    );
+    let npairs = cols.div_ceil(2);
+    let full = cols / 2;
+    let s = 2 * stride;
+    let mut c = 0;
+    while c < npairs {
+        let end = (c + CHUNK_PAIRS).min(npairs);
+        let mut acc = [_mm512_setzero_si512(); 24];
+        let n = end.min(full).saturating_sub(c);
+        if n > 0 {
+            let w = panel.wrapping_add(c * 64);
+            let b = rows.as_ptr().wrapping_add(2 * c);
+            // SAFETY: pairs `c..c + n` of the panel (128 bytes each) and of every row `t <
+            // T` (4 bytes at `b + t s + 4 p`, within the row's `cols` values since `2 (c + n)
+            // <= 2 full <= cols`) are in bounds (the caller's contract and the assertion); the
+            // loop runs `n >= 1` passes, reads nothing else, writes only the named registers.
+            unsafe {
+                match T {
+                    1 => vnni_rows_asm!(acc, w, b, s, n; "[{b}]" 0 1),
+                    2 => vnni_rows_asm!(acc, w, b, s, n; "[{b}]" 0 1, "[{b} + {s}]" 2 3),
+                    3 => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5),
+                    4 => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5, "[{b} + {s3}]" 6 7),
+                    5 => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5, "[{b} + {s3}]" 6 7,
+                        "[{b} + {s}*4]" 8 9),
+                    6 => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5, "[{b} + {s3}]" 6 7,
+                        "[{b} + {s}*4]" 8 9, "[{b5}]" 10 11),
+                    7 => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5, "[{b} + {s3}]" 6 7,
+                        "[{b} + {s}*4]" 8 9, "[{b5}]" 10 11, "[{b5} + {s}]" 12 13),
+                    8 => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5, "[{b} + {s3}]" 6 7,
+                        "[{b} + {s}*4]" 8 9, "[{b5}]" 10 11, "[{b5} + {s}]" 12 13,
+                        "[{b5} + {s}*2]" 14 15),
+                    9 => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5, "[{b} + {s3}]" 6 7,
+                        "[{b} + {s}*4]" 8 9, "[{b5}]" 10 11, "[{b5} + {s}]" 12 13,
+                        "[{b5} + {s}*2]" 14 15, "[{b5} + {s3}]" 16 17),
+                    10 => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5, "[{b} + {s3}]" 6 7,
+                        "[{b} + {s}*4]" 8 9, "[{b5}]" 10 11, "[{b5} + {s}]" 12 13,
+                        "[{b5} + {s}*2]" 14 15, "[{b5} + {s3}]" 16 17, "[{b5} + {s}*4]" 18 19),
+                    11 => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5, "[{b} + {s3}]" 6 7,
+                        "[{b} + {s}*4]" 8 9, "[{b5}]" 10 11, "[{b5} + {s}]" 12 13,
+                        "[{b5} + {s}*2]" 14 15, "[{b5} + {s3}]" 16 17, "[{b5} + {s}*4]" 18 19,
+                        "[{b10}]" 20 21),
+                    _ => vnni_rows_asm!(acc, w, b, s, n;
+                        "[{b}]" 0 1, "[{b} + {s}]" 2 3, "[{b} + {s}*2]" 4 5, "[{b} + {s3}]" 6 7,
+                        "[{b} + {s}*4]" 8 9, "[{b5}]" 10 11, "[{b5} + {s}]" 12 13,
+                        "[{b5} + {s}*2]" 14 15, "[{b5} + {s3}]" 16 17, "[{b5} + {s}*4]" 18 19,
+                        "[{b10}]" 20 21, "[{b10} + {s}]" 22 23),
+                }
+            }
+        }
+        if end > full {
+            // The odd last column: pair `full` holds `(w[r, cols - 1], 0)` per lane.
+            // SAFETY: pair `full < npairs` of the panel: two 32-value vectors.
+            let (w0, w1) = unsafe {
+                (
+                    load512(panel.add(full * 64)),
+                    load512(panel.add(full * 64 + 32)),
+                )
+            };
+            for t in 0..T {
+                let x = _mm512_set1_epi32(rows[t * stride + cols - 1] as u16 as i32);
+                acc[2 * t] = _mm512_dpwssd_epi32(acc[2 * t], w0, x);
+                acc[2 * t + 1] = _mm512_dpwssd_epi32(acc[2 * t + 1], w1, x);
+            }
+        }
+        for (i, &x) in acc.iter().enumerate().take(2 * T) {
+            widen_add_512(x, &mut out[i * 16..][..16], c == 0);
+        }
+        c = end;
+    }
+}
+
 /// 32 `i16` from `p`.
 ///
 /// # Safety
@@ -829,6 +1029,9 @@ unsafe fn load_group(p: &PanelRq, g: usize, acc: &[i64]) -> __m512i {
 #[target_feature(enable = "avx2,avx512f")]
 fn sat16_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], out: &mut [i16]) {
     let n = acc.len().min(out.len());
+    if n == 32 && p.groups == 4 && sat16_full_panel(p, acc, out) {
+        return;
+    }
     for g in 0..p.groups {
         let lanes = 8 * g..(8 * g + 8).min(n);
         // SAFETY: AVX-512 F; `acc` holds the n rows.
@@ -845,6 +1048,29 @@ fn sat16_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], out: &mut [i16]) {
             }
         }
     }
+}
+
+/// [`sat16_avx512`] of a full panel (32 rows, every lane used): two unmasked 16-value stores;
+/// `false`, writing nothing, when a sum does not fit `i32` (the general path then runs).
+#[inline]
+#[target_feature(enable = "avx2,avx512f")]
+fn sat16_full_panel(p: &PanelRq, acc: &[i64], out: &mut [i16]) -> bool {
+    let (acc, out) = (&acc[..32], &mut out[..32]);
+    let mut r = [_mm_setzero_si128(); 4];
+    for (g, rg) in r.iter_mut().enumerate() {
+        // SAFETY: acc[8 g..8 g + 8] exists (32 values).
+        let a = unsafe { _mm512_loadu_si512(acc.as_ptr().add(8 * g).cast()) };
+        match requant_group(p, g, a) {
+            Some(v) => *rg = _mm512_cvtsepi64_epi16(v),
+            None => return false,
+        }
+    }
+    // SAFETY: out[0..32] exists (two 32-byte stores).
+    unsafe {
+        _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm256_set_m128i(r[1], r[0]));
+        _mm256_storeu_si256(out.as_mut_ptr().add(16).cast(), _mm256_set_m128i(r[3], r[2]));
+    }
+    true
 }
 
 /// `res[i] = sat_residual(h[i] + requant_i(acc[i]))` for the panel's rows.
