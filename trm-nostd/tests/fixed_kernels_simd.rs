@@ -234,11 +234,26 @@ fn select_refuses_what_this_machine_lacks() {
 }
 
 /// Row blocking (a scratch between `scratch_len` and `scratch_len_fast` and beyond) gives the
-/// same states, logits and answers as one row per weight pass.
+/// same states, logits and answers as one row per weight pass, with every implementation, for
+/// int8 weights and for a model whose token mixer is int16.
 #[test]
 fn row_blocks_change_only_the_speed() {
-    for config in [odd_mlp_t(), odd_attention()] {
-        let bytes = fixed_model(&config, 5, Fill::Random);
+    let isas = supported();
+    let models = [
+        (odd_mlp_t(), Weights::I8),
+        (odd_attention(), Weights::I8),
+        (odd_mlp_t(), Weights::I16),
+    ];
+    for (config, weights) in models {
+        let bytes = fixed_model_with(&config, 5, Fill::Random, weights, |t| {
+            matches!(
+                t,
+                trm_nostd::TensorId::Layer {
+                    tensor: trm_nostd::LayerTensor::MlpTGateUp,
+                    ..
+                }
+            )
+        });
         let model = Model::parse(&bytes).expect("parse");
         let small = FixedEngine::scratch_len(&config);
         let fast = FixedEngine::scratch_len_fast(&config);
@@ -257,25 +272,33 @@ fn row_blocks_change_only_the_speed() {
             .map(|i| (i * 3 % config.vocab_size) as u8)
             .collect();
         let mut runs = Vec::new();
-        for size in [small, mid, fast, huge] {
-            let (mut s16, mut s32) = (vec![0i16; size.i16s], vec![0i32; size.i32s]);
-            let mut engine = FixedEngine::new(&model, &mut s16, &mut s32).expect("engine");
-            engine.start(&tokens, 0).expect("start");
-            let mut trace = Vec::new();
-            for _ in 0..config.halt_max_steps {
-                let s = engine.step();
-                let mut logits = vec![0i32; (config.seq_len * config.vocab_size) as usize];
-                engine.logits(&mut logits).expect("logits");
-                trace.push((engine.y().to_vec(), engine.z().to_vec(), s, logits));
+        for &isa in &isas {
+            for size in [small, mid, fast, huge] {
+                let (mut s16, mut s32) = (vec![0i16; size.i16s], vec![0i32; size.i32s]);
+                let mut engine = FixedEngine::new(&model, &mut s16, &mut s32).expect("engine");
+                engine.start(&tokens, 0).expect("start");
+                let trace = with_isa(isa, || {
+                    let mut trace = Vec::new();
+                    for _ in 0..config.halt_max_steps {
+                        let s = engine.step();
+                        let mut logits = vec![0i32; (config.seq_len * config.vocab_size) as usize];
+                        engine.logits(&mut logits).expect("logits");
+                        trace.push((engine.y().to_vec(), engine.z().to_vec(), s, logits));
+                    }
+                    trace
+                });
+                runs.push(trace);
             }
-            runs.push(trace);
         }
         assert_ne!(
             runs[0][0].0, runs[0][1].0,
             "y does not change between steps"
         );
         for (i, r) in runs.iter().enumerate().skip(1) {
-            assert!(r == &runs[0], "scratch size {i} changes the results");
+            assert!(
+                r == &runs[0],
+                "run {i} (implementation x scratch size) changes the results"
+            );
         }
     }
 }
@@ -450,7 +473,18 @@ fn dot_w16_a16_misaligned_slices() {
 fn div_round_by_reciprocal_equals_div_round() {
     use optimized::attention::DivRound;
     let mut rng = Rng(0xD1F0);
-    let mut divisors = vec![i64::MIN, -5, 0, 1, 2, 3, 7, 1 << 30, (1 << 37) - 1, 97 << 30];
+    let mut divisors = vec![
+        i64::MIN,
+        -5,
+        0,
+        1,
+        2,
+        3,
+        7,
+        1 << 30,
+        (1 << 37) - 1,
+        97 << 30,
+    ];
     divisors.extend([(1 << 59) - 1, 1 << 59, (1 << 59) + 1, i64::MAX]);
     for _ in 0..200 {
         let bits = rng.range(1, 62) as u32;
@@ -458,12 +492,32 @@ fn div_round_by_reciprocal_equals_div_round() {
     }
     for &d in &divisors {
         let div = DivRound::new(d);
-        let mut numerators = vec![0, 1, -1, d, -d, d / 2, -(d / 2), i64::MAX, i64::MIN];
-        numerators.extend([(1 << 61) - 1, -(1 << 61), 1 << 61, (1 << 62) - 1, -(1 << 62)]);
+        let mut numerators = vec![
+            0,
+            1,
+            -1,
+            d,
+            d.wrapping_neg(),
+            d / 2,
+            -(d / 2),
+            i64::MAX,
+            i64::MIN,
+        ];
+        numerators.extend([
+            (1 << 61) - 1,
+            -(1 << 61),
+            1 << 61,
+            (1 << 62) - 1,
+            -(1 << 62),
+        ]);
         for _ in 0..300 {
             let bits = rng.range(0, 63) as u32;
             let n = (rng.next() >> (64 - bits.max(1))) as i64;
-            numerators.push(if rng.next() % 2 == 0 { n } else { n.wrapping_neg() });
+            numerators.push(if rng.next() % 2 == 0 {
+                n
+            } else {
+                n.wrapping_neg()
+            });
         }
         if d > 0 {
             // Ties and their neighbours: n = k d +- d / 2 (+- 1).
@@ -502,13 +556,20 @@ fn attention_row_equals_the_reference() {
             })
             .collect();
         let sum: i64 = p.iter().map(|&x| x as i64).sum::<i64>().max(1);
-        let v: Vec<i16> = (0..(n - 1) * stride + hd).map(|_| pick_i16(&mut rng, kind)).collect();
+        let v: Vec<i16> = (0..(n - 1) * stride + hd)
+            .map(|_| pick_i16(&mut rng, kind))
+            .collect();
         let mut want = vec![0i16; hd];
         kernels::attention_row(&p, sum, |j| &v[j * stride..j * stride + hd], &mut want);
         for &isa in &isas {
             let mut got = vec![0i16; hd];
             optimized::attention::attention_row(isa, &p, sum, &v, stride, &mut got);
-            assert_eq!(got, want, "{} n={n} hd={hd} stride={stride} kind={kind}", isa.name());
+            assert_eq!(
+                got,
+                want,
+                "{} n={n} hd={hd} stride={stride} kind={kind}",
+                isa.name()
+            );
         }
     }
 }

@@ -68,11 +68,10 @@ impl<'a> AnyEngine<'a> {
     }
 
     /// The f32 words of arena with which `model`'s engine runs fastest: the float engine's
-    /// [`Engine::scratch_len_fast`]; for a fixed model on Arm with DSP and on RISC-V the fixed
-    /// engine's [`Engine::scratch_len_fast`] (the blocked products there take four activation
-    /// rows per weight pass), elsewhere the same as [`AnyEngine::arena_len`] (on x86_64 its
-    /// row blocks measured no faster where the weights fit in cache, see
-    /// [`fixed`](crate::fixed#memory)).
+    /// [`Engine::scratch_len_fast`]; for a fixed model on Arm with DSP, RISC-V and x86_64 the
+    /// fixed engine's [`Engine::scratch_len_fast`] (the blocked products there take four or
+    /// more activation rows per weight pass), elsewhere (Cortex-M0+) the same as
+    /// [`AnyEngine::arena_len`].
     /// Results are identical for any arena from [`AnyEngine::arena_len`] up.
     pub fn arena_len_fast(model: &Model<'_>) -> usize {
         if model.scheme().is_fixed() {
@@ -83,12 +82,15 @@ impl<'a> AnyEngine<'a> {
     }
 
     /// The fixed engine's fast scratch where it is worth its memory: the targets whose blocked
-    /// products take four activation rows per weight pass (Arm with DSP, RISC-V).
+    /// products take four activation rows per weight pass (Arm with DSP, RISC-V), and x86_64,
+    /// whose blocked products (GEMM-class tiles, issue 13) run five to seven times faster than
+    /// one output at a time.
     fn fixed_fast(model: &Model<'_>) -> Option<ScratchLen> {
         cfg!(any(
             all(target_arch = "arm", target_feature = "dsp"),
             target_arch = "riscv32",
-            target_arch = "riscv64"
+            target_arch = "riscv64",
+            target_arch = "x86_64"
         ))
         .then(|| FixedEngine::scratch_len_fast(model.config()))
     }

@@ -2,8 +2,7 @@
 //! the channel SwiGLU, each with its residual and RMSNorm), integer only.
 
 use super::kernels::{
-    self, I16Table, Requant, SILU_KNOT_BITS_MIN, SILU_TABLE_LEN, rope, sat16, sat32,
-    softmax_q30,
+    self, I16Table, Requant, SILU_KNOT_BITS_MIN, SILU_TABLE_LEN, rope, sat16, sat32, softmax_q30,
 };
 use super::layout::Bufs;
 // The hot kernels through the optimized implementations (bit-identical to the reference ones).
@@ -250,14 +249,7 @@ fn attention_mixer(c: &Config, w: &WeightsQ<'_>, lw: &LayerQ<'_>, h: &mut [i16],
             }
             let sum = softmax_q30(scores);
             let v_base = 2 * d + hh * hd;
-            optimized::attention::attention_row(
-                isa,
-                scores,
-                sum,
-                &qkv[v_base..],
-                stride,
-                head_out,
-            );
+            optimized::attention::attention_row(isa, scores, sum, &qkv[v_base..], stride, head_out);
             qkv[q_off..q_off + hd].copy_from_slice(head_out);
         }
     }

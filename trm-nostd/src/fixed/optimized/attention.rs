@@ -9,9 +9,9 @@
 //! results are the reference's bit for bit (`tests/fixed_attention.rs`).
 
 use super::Isa;
-use super::kernels::{div_round, sat16};
 #[cfg(doc)]
 use super::kernels;
+use super::kernels::{div_round, sat16};
 
 /// `div_round(n, d) = floor((2n + d) / 2d)` for one divisor `d` and many numerators, by a
 /// reciprocal: with `D = 2d` and `m = floor((2^64 - 1) / D)`, the estimate `q = floor(|N| m /
@@ -127,7 +127,15 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let edges = [0u64, 1, u32::MAX as u64, 1 << 32, (1 << 62) - 1, u64::MAX / 3, u64::MAX];
+        let edges = [
+            0u64,
+            1,
+            u32::MAX as u64,
+            1 << 32,
+            (1 << 62) - 1,
+            u64::MAX / 3,
+            u64::MAX,
+        ];
         let mut pairs: Vec<(u64, u64)> = Vec::new();
         for &a in &edges {
             for &b in &edges {

@@ -1068,7 +1068,10 @@ fn sat16_full_panel(p: &PanelRq, acc: &[i64], out: &mut [i16]) -> bool {
     // SAFETY: out[0..32] exists (two 32-byte stores).
     unsafe {
         _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm256_set_m128i(r[1], r[0]));
-        _mm256_storeu_si256(out.as_mut_ptr().add(16).cast(), _mm256_set_m128i(r[3], r[2]));
+        _mm256_storeu_si256(
+            out.as_mut_ptr().add(16).cast(),
+            _mm256_set_m128i(r[3], r[2]),
+        );
     }
     true
 }
