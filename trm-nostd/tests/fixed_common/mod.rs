@@ -44,6 +44,7 @@ pub fn isas() -> Vec<Isa> {
             isas.contains(&Isa::Avx512Vnni),
             isas.contains(&Isa::Avx512) && std::is_x86_feature_detected!("avx512vnni")
         );
+        assert!(!isas.contains(&Isa::Amx) || isas.contains(&Isa::Avx512Vnni));
     }
     assert_eq!(isas.first(), Some(&Isa::Portable));
     assert!(!isas.contains(&Isa::ArmDsp) || cfg!(target_arch = "arm"));

@@ -46,6 +46,9 @@ mod arm_matmul;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
+mod x86_amx;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod x86_matmul;
 
 pub mod activation;
@@ -67,6 +70,11 @@ pub enum Isa {
     /// x86_64 AVX-512 F + BW + VNNI: the dot products of [`Isa::Avx512`]; the blocked matrix
     /// products ([`matmul()`]) multiply and accumulate with one `vpdpwssd`.
     Avx512Vnni = 5,
+    /// x86_64 AMX-INT8 (Sapphire Rapids and later, with the operating system's permission:
+    /// Linux, the `std` feature): the blocked matrix products of int8 weights on the tile
+    /// unit (`tdpbssd` / `tdpbusd`, 16 x 16 x 64 products per instruction); every other
+    /// kernel as [`Isa::Avx512Vnni`].
+    Amx = 6,
     /// Arm DSP extension (Cortex-M4/M7/M33): `SMLAD` / `SMLALD`, two 16-bit products per
     /// instruction, through `asm!`.
     ArmDsp = 4,
@@ -74,21 +82,24 @@ pub enum Isa {
 
 impl Isa {
     /// Every implementation, supported here or not, fastest last.
-    pub const ALL: [Isa; 5] = [
+    pub const ALL: [Isa; 6] = [
         Isa::Portable,
         Isa::ArmDsp,
         Isa::Avx2,
         Isa::Avx512,
         Isa::Avx512Vnni,
+        Isa::Amx,
     ];
 
-    /// A short lowercase name (`portable`, `avx2`, `avx512`, `avx512-vnni`, `arm-dsp`).
+    /// A short lowercase name (`portable`, `avx2`, `avx512`, `avx512-vnni`, `amx`,
+    /// `arm-dsp`).
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512-vnni",
+            Isa::Amx => "amx",
             Isa::ArmDsp => "arm-dsp",
         }
     }
@@ -105,8 +116,10 @@ impl Isa {
             Isa::Avx512 => x86::has_avx512(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => x86::has_avx512_vnni(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => x86::has_amx(),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => false,
+            Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx => false,
         }
     }
 
@@ -147,7 +160,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::dot_w8_a16_avx2(w, a).unwrap_or_else(|| kernels::dot_w8_a16(w, a)),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 | Isa::Avx512Vnni => {
+            Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx => {
                 x86::dot_w8_a16_avx512(w, a).unwrap_or_else(|| kernels::dot_w8_a16(w, a))
             }
             #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
@@ -162,7 +175,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::dot_a16_a16_avx2(a, b).unwrap_or_else(|| kernels::dot_a16_a16(a, b)),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 | Isa::Avx512Vnni => {
+            Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx => {
                 x86::dot_a16_a16_avx512(a, b).unwrap_or_else(|| kernels::dot_a16_a16(a, b))
             }
             #[cfg(all(target_arch = "arm", target_feature = "dsp"))]

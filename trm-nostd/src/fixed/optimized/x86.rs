@@ -87,6 +87,70 @@ pub(super) fn has_avx512_vnni() -> bool {
     }
 }
 
+/// Whether AMX-TILE and AMX-INT8 are usable (with AVX-512 VNNI): the CPU has them (CPUID
+/// leaf 7, EDX bits 24 and 25) and Linux granted this process the tile data state
+/// (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, asked once). Without `std` or
+/// outside Linux: never (the permission needs the operating system).
+pub(super) fn has_amx() -> bool {
+    #[cfg(all(feature = "std", target_os = "linux"))]
+    {
+        use core::sync::atomic::{AtomicU8, Ordering};
+        /// 0: not asked yet, 1: usable, 2: not usable.
+        static AMX: AtomicU8 = AtomicU8::new(0);
+        match AMX.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let ok = has_avx512_vnni()
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && amx_cpuid()
+                    && amx_permission();
+                AMX.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                ok
+            }
+        }
+    }
+    #[cfg(not(all(feature = "std", target_os = "linux")))]
+    {
+        false
+    }
+}
+
+/// CPUID leaf 7 sub-leaf 0: EDX bit 24 (AMX-TILE) and bit 25 (AMX-INT8).
+#[cfg(all(feature = "std", target_os = "linux"))]
+fn amx_cpuid() -> bool {
+    // SAFETY: `cpuid` exists on every x86_64 CPU; leaf 7 is valid where the maximum leaf
+    // (leaf 0's EAX) reaches it, checked first.
+    let max = unsafe { __cpuid(0) }.eax;
+    if max < 7 {
+        return false;
+    }
+    // SAFETY: as above.
+    let edx = unsafe { __cpuid_count(7, 0) }.edx;
+    edx & (1 << 24) != 0 && edx & (1 << 25) != 0
+}
+
+/// Asks Linux for the AMX tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023,
+/// XFEATURE_XTILEDATA = 18)`, system call 158); `true` when granted.
+#[cfg(all(feature = "std", target_os = "linux"))]
+fn amx_permission() -> bool {
+    let ret: i64;
+    // SAFETY: the arch_prctl system call with these arguments only changes this process's
+    // permitted extended states; the kernel clobbers rcx and r11 (declared), nothing else.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") 158i64 => ret,
+            in("rdi") 0x1023i64,
+            in("rsi") 18i64,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret == 0
+}
+
 /// AVX2 `dot_w8_a16`, `None` without AVX2.
 #[inline]
 pub(super) fn dot_w8_a16_avx2(w: &[u8], a: &[i16]) -> Option<i64> {
@@ -507,7 +571,7 @@ pub(super) fn attention_row_simd(
     }
     match isa {
         // SAFETY: AVX-512 F + BW are available (checked); the rows lie in `v` (checked).
-        Isa::Avx512 | Isa::Avx512Vnni if has_avx512() => unsafe {
+        Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx if has_avx512() => unsafe {
             attention_row_avx512(p, div, v, stride, out)
         },
         // SAFETY: AVX2 is available (checked); the rows lie in `v` (checked).

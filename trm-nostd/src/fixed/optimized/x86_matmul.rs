@@ -104,6 +104,15 @@ pub(super) fn matmul(
     epi: &mut Epilogue<'_>,
     scratch: &mut [i16],
 ) -> bool {
+    // AMX runs the int8 products it can; every other product as VNNI.
+    let isa = if isa == Isa::Amx {
+        if super::x86_amx::matmul(w, a, epi, scratch) {
+            return true;
+        }
+        Isa::Avx512Vnni
+    } else {
+        isa
+    };
     let Some(shape) = Shape::of(isa) else {
         return false;
     };
@@ -361,7 +370,7 @@ fn pack_int8_avx512(w: &Matrix<'_>, o0: usize, panel: &mut [i16]) {
 /// result's row `i` is element `i` of `v[j]`.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512bw")]
-fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
+pub(super) fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
     // 2 x 2 blocks of 32-bit elements.
     let mut a = [_mm512_setzero_si512(); 16];
     for i in 0..8 {
@@ -940,7 +949,7 @@ fn widen_add_256(x: __m256i, out: &mut [i64], first: bool) {
 /// The requants of a panel of up to 32 weight rows as AVX-512 vectors (groups of 8 rows, the
 /// `(mult, shift)` word pairs as 64-bit lanes), for the vectorized epilogues.
 #[derive(Clone, Copy)]
-struct PanelRq {
+pub(super) struct PanelRq {
     /// `(mult, shift)` per lane (`vpmuldq` reads the low, signed half).
     q: [__m512i; 4],
     shift: [__m512i; 4],
@@ -959,7 +968,7 @@ impl PanelRq {
     ///
     /// AVX-512 F is available.
     #[target_feature(enable = "avx2,avx512f")]
-    fn new(table: Words<'_>, n: usize) -> Option<PanelRq> {
+    pub(super) fn new(table: Words<'_>, n: usize) -> Option<PanelRq> {
         if n > 32 || table.0.len() < 8 * n {
             return None;
         }
@@ -1027,7 +1036,7 @@ unsafe fn load_group(p: &PanelRq, g: usize, acc: &[i64]) -> __m512i {
 
 /// `out[i] = sat16(requant_i(acc[i]))` for the panel's rows (`acc.len() = out.len() = n`).
 #[target_feature(enable = "avx2,avx512f")]
-fn sat16_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], out: &mut [i16]) {
+pub(super) fn sat16_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], out: &mut [i16]) {
     let n = acc.len().min(out.len());
     if n == 32 && p.groups == 4 && sat16_full_panel(p, acc, out) {
         return;
@@ -1078,7 +1087,7 @@ fn sat16_full_panel(p: &PanelRq, acc: &[i64], out: &mut [i16]) -> bool {
 
 /// `res[i] = sat_residual(h[i] + requant_i(acc[i]))` for the panel's rows.
 #[target_feature(enable = "avx2,avx512f")]
-fn residual_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], h: &[i16], res: &mut [i32]) {
+pub(super) fn residual_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], h: &[i16], res: &mut [i32]) {
     let n = acc.len().min(h.len()).min(res.len());
     let (lo, hi) = (
         _mm512_set1_epi64(-(RESIDUAL_MAX as i64)),
