@@ -513,7 +513,7 @@ fn div_round_by_reciprocal_equals_div_round() {
         for _ in 0..300 {
             let bits = rng.range(0, 63) as u32;
             let n = (rng.next() >> (64 - bits.max(1))) as i64;
-            numerators.push(if rng.next() % 2 == 0 {
+            numerators.push(if rng.next().is_multiple_of(2) {
                 n
             } else {
                 n.wrapping_neg()

@@ -237,21 +237,8 @@ fn attention_mixer(c: &Config, w: &WeightsQ<'_>, lw: &LayerQ<'_>, h: &mut [i16],
     }
     let score_rq = qkv_m.table.requant(tables::channel_words(qkv_m.rows));
     let stride = 3 * d;
-    let scores = &mut b.scores[..l];
-    let head_out = &mut b.head[..hd];
-    for i in 0..l {
-        for hh in 0..heads {
-            let q_off = i * stride + hh * hd;
-            for (j, s) in scores.iter_mut().enumerate() {
-                let k_off = j * stride + d + hh * hd;
-                let acc = dot_a16_a16(&qkv[q_off..q_off + hd], &qkv[k_off..k_off + hd]);
-                *s = sat32(score_rq.apply(acc));
-            }
-            let sum = softmax_q30(scores);
-            let v_base = 2 * d + hh * hd;
-            optimized::attention::attention_row(isa, scores, sum, &qkv[v_base..], stride, head_out);
-            qkv[q_off..q_off + hd].copy_from_slice(head_out);
-        }
+    if !blocked_heads(isa, qkv, l, d, heads, score_rq, b.gu, b.scores, b.panel) {
+        per_row_heads(isa, qkv, l, d, heads, score_rq, b.scores, b.head);
     }
     let o_m = &lw.mix_b;
     let eps = o_m.table.u64_at(tables::channel_words(d));
@@ -271,4 +258,142 @@ fn attention_mixer(c: &Config, w: &WeightsQ<'_>, lw: &LayerQ<'_>, h: &mut [i16],
             optimized::rms_norm(isa, r, eps, row);
         }
     }
+}
+
+/// The heads of attention one query row at a time (the specification's order): scores `q .
+/// k` per key, their requant, the integer softmax and the value rows' weighted sum, each
+/// head's output written over its query (which no later row reads).
+#[allow(clippy::too_many_arguments)]
+fn per_row_heads(
+    isa: Isa,
+    qkv: &mut [i16],
+    l: usize,
+    d: usize,
+    heads: usize,
+    score_rq: Requant,
+    scores: &mut [i32],
+    head: &mut [i16],
+) {
+    let hd = d / heads;
+    let stride = 3 * d;
+    let scores = &mut scores[..l];
+    let head_out = &mut head[..hd];
+    for i in 0..l {
+        for hh in 0..heads {
+            let q_off = i * stride + hh * hd;
+            for (j, s) in scores.iter_mut().enumerate() {
+                let k_off = j * stride + d + hh * hd;
+                let acc = dot_a16_a16(&qkv[q_off..q_off + hd], &qkv[k_off..k_off + hd]);
+                *s = sat32(score_rq.apply(acc));
+            }
+            let sum = softmax_q30(scores);
+            let v_base = 2 * d + hh * hd;
+            optimized::attention::attention_row(isa, scores, sum, &qkv[v_base..], stride, head_out);
+            qkv[q_off..q_off + hd].copy_from_slice(head_out);
+        }
+    }
+}
+
+/// The heads of attention as matrix products, on x86_64 when the SwiGLU buffer `gu` is free
+/// and large enough (the host's fast scratch; `false`, changing nothing, otherwise): per head,
+/// the scores of every query and key at once (`Q_h K_h^T` through [`optimized::matmul`] with
+/// the keys as an int16 matrix, exact sums), their requant and softmax per row as
+/// [`per_row_heads`] does, then the numerators `sum_j p_j v_j[c]` as one more product: with
+/// `p = 2^16 ph + pl`, `ph = p >> 16 <= 2^14` and `pl - 2^15` both int16, `sum_j p_j v_j =
+/// 2^16 (ph . v) + ((pl - 2^15) . v) + 2^15 sum_j v_j`, exact in `i64` (`|ph . v| <= l 2^29`).
+/// Every result equals [`per_row_heads`]'s: integer sums in any order, then the same requant,
+/// softmax and division (test `fixed_kernels_simd::row_blocks_change_only_the_speed`, which
+/// runs both).
+#[allow(clippy::too_many_arguments)]
+fn blocked_heads(
+    isa: Isa,
+    qkv: &mut [i16],
+    l: usize,
+    d: usize,
+    heads: usize,
+    score_rq: Requant,
+    gu: &mut [i16],
+    scores: &mut [i32],
+    panel: &mut [i16],
+) -> bool {
+    if !cfg!(target_arch = "x86_64") || panel.is_empty() || scores.len() < l {
+        return false;
+    }
+    let hd = d / heads;
+    let stride = 3 * d;
+    // gu: the two planes of p (2 l l), the keys (l hd), the values transposed (hd l), then
+    // in i64: the scores' sums (l l), the numerators' two parts (2 l hd), the rows' sums of p
+    // (l) and the values' column sums (hd).
+    if gu.len() < 2 * l * l + 2 * l * hd {
+        return false;
+    }
+    let (planes, rest) = gu.split_at_mut(2 * l * l);
+    let (keys, rest) = rest.split_at_mut(l * hd);
+    let (vt, rest) = rest.split_at_mut(hd * l);
+    let (_, wide, _) = bytemuck::pod_align_to_mut::<i16, i64>(rest);
+    if wide.len() < l * l + 2 * l * hd + l + hd {
+        return false;
+    }
+    let (sums, wide) = wide.split_at_mut(l * l);
+    let (num_hi, wide) = wide.split_at_mut(l * hd);
+    let (num_lo, wide) = wide.split_at_mut(l * hd);
+    let (p_sums, wide) = wide.split_at_mut(l);
+    let col_sums = &mut wide[..hd];
+    let scores = &mut scores[..l];
+    for hh in 0..heads {
+        // The head's keys (row-major) and values (transposed) as int16 matrices.
+        for j in 0..l {
+            let at = j * stride + hh * hd;
+            keys[j * hd..(j + 1) * hd].copy_from_slice(&qkv[at + d..at + d + hd]);
+            for (c, &x) in qkv[at + 2 * d..at + 2 * d + hd].iter().enumerate() {
+                vt[c * l + j] = x;
+            }
+        }
+        let no_table = tables::Words(&[]);
+        let kmat = optimized::Matrix::new(bytemuck::cast_slice(keys), l, hd, true, no_table);
+        let vmat = optimized::Matrix::new(bytemuck::cast_slice(vt), hd, l, true, no_table);
+        let (Some(kmat), Some(vmat)) = (kmat, vmat) else {
+            return false;
+        };
+        let mut raw = Epilogue::Raw {
+            out: sums,
+            second: &mut [],
+        };
+        let queries = Rows::new(&qkv[hh * hd..], l, hd, stride);
+        if !queries.is_some_and(|q| optimized::matmul(isa, &kmat, &q, &mut raw, panel)) {
+            return false;
+        }
+        // Each query row's softmax, split into the planes ph | pl - 2^15.
+        let (ph, pl) = planes.split_at_mut(l * l);
+        for i in 0..l {
+            for (s, &acc) in scores.iter_mut().zip(&sums[i * l..(i + 1) * l]) {
+                *s = sat32(score_rq.apply(acc));
+            }
+            p_sums[i] = softmax_q30(scores);
+            for (j, &p) in scores.iter().enumerate() {
+                ph[i * l + j] = (p >> 16) as i16;
+                pl[i * l + j] = ((p & 0xFFFF) - 0x8000) as i16;
+            }
+        }
+        let mut raw = Epilogue::Raw {
+            out: num_hi,
+            second: num_lo,
+        };
+        let probs = Rows::new(planes, l, l, l).and_then(|r| r.with_second(l * l));
+        if !probs.is_some_and(|p| optimized::matmul(isa, &vmat, &p, &mut raw, panel)) {
+            return false;
+        }
+        for (c, cs) in col_sums.iter_mut().enumerate() {
+            *cs = vt[c * l..(c + 1) * l].iter().map(|&x| x as i64).sum();
+        }
+        for i in 0..l {
+            let div = optimized::attention::DivRound::new(p_sums[i]);
+            let out = &mut qkv[i * stride + hh * hd..][..hd];
+            for (c, o) in out.iter_mut().enumerate() {
+                let num = (num_hi[i * hd + c] << 16) + num_lo[i * hd + c] + (col_sums[c] << 15);
+                *o = sat16(div.apply(num));
+            }
+        }
+    }
+    true
 }

@@ -29,7 +29,9 @@ pub fn swiglu_silu(
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx => super::x86::silu_avx512(table.0, step, gate, up, prod),
+        Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx => {
+            super::x86::silu_avx512(table.0, step, gate, up, prod)
+        }
         _ => {
             let _ = (gate, up);
             false
@@ -49,7 +51,8 @@ pub fn rms_norm(isa: Isa, v: &[i32], eps_term: u64, out: &mut [i16]) {
         // results without the `i128` division.
         Isa::Portable if cfg!(target_pointer_width = "64") => kernels::rms_norm(v, eps_term, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx if super::x86::rms_norm_avx512(v, eps_term, out) => {}
+        Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx
+            if super::x86::rms_norm_avx512(v, eps_term, out) => {}
         _ => rms_norm_fast(v, eps_term, out),
     }
 }

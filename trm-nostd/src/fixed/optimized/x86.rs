@@ -119,14 +119,12 @@ pub(super) fn has_amx() -> bool {
 /// CPUID leaf 7 sub-leaf 0: EDX bit 24 (AMX-TILE) and bit 25 (AMX-INT8).
 #[cfg(all(feature = "std", target_os = "linux"))]
 fn amx_cpuid() -> bool {
-    // SAFETY: `cpuid` exists on every x86_64 CPU; leaf 7 is valid where the maximum leaf
-    // (leaf 0's EAX) reaches it, checked first.
-    let max = unsafe { __cpuid(0) }.eax;
-    if max < 7 {
+    // `cpuid` exists on every x86_64 CPU (a safe intrinsic); leaf 7 is read only where the
+    // maximum leaf (leaf 0's EAX) reaches it.
+    if __cpuid(0).eax < 7 {
         return false;
     }
-    // SAFETY: as above.
-    let edx = unsafe { __cpuid_count(7, 0) }.edx;
+    let edx = __cpuid_count(7, 0).edx;
     edx & (1 << 24) != 0 && edx & (1 << 25) != 0
 }
 

@@ -1087,7 +1087,13 @@ fn sat16_full_panel(p: &PanelRq, acc: &[i64], out: &mut [i16]) -> bool {
 
 /// `res[i] = sat_residual(h[i] + requant_i(acc[i]))` for the panel's rows.
 #[target_feature(enable = "avx2,avx512f")]
-pub(super) fn residual_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], h: &[i16], res: &mut [i32]) {
+pub(super) fn residual_avx512(
+    p: &PanelRq,
+    table: Words<'_>,
+    acc: &[i64],
+    h: &[i16],
+    res: &mut [i32],
+) {
     let n = acc.len().min(h.len()).min(res.len());
     let (lo, hi) = (
         _mm512_set1_epi64(-(RESIDUAL_MAX as i64)),
