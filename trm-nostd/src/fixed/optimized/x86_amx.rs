@@ -12,13 +12,19 @@
 //! `lo x W` (`tdpbusd`, unsigned x signed) for the panel's two halves over all the columns;
 //! then `sum = 256 sum_hi + sum_lo` in `i64` per output, and the epilogue of the x86 products.
 //!
+//! int16 weights are split the same way, `w = 256 w_hi + w_lo`, into two B tiles per 16 weight
+//! rows: three accumulators sum `a_hi w_hi` (`tdpbssd`), `a_hi w_lo + a_lo w_hi` (`tdpbsud`,
+//! `tdpbusd`) and `a_lo w_lo` (`tdpbuud`), and `sum = 65536 hh + 256 mid + ll`.
+//!
 //! # Exactness
 //!
 //! `|w hi| <= 128 * 128 = 2^14` and `|w lo| <= 128 * 255 = 32640`: over at most [`COLS_MAX`]
 //! = 65536 columns the `i32` sums stay below `2^30` and `2^31 - 1` (32640 * 65536 =
 //! 2_139_095_040); the tile unit adds in `i32` without saturation, so every sum is exact, and
 //! `256 sum_hi + sum_lo` (in `i64`) is the exact dot product, as every order of integer
-//! additions gives the same. Padding (activation rows past the block, columns past the row,
+//! additions gives the same. With int16 weights the middle sum has two such products per
+//! column and the low one `255 * 255 = 65025`: exact over at most [`COLS_MAX_WIDE`] = 32768
+//! columns (`2 * 32640 * 32768 < 2^31`, `65025 * 32768 < 2^31`). Padding (activation rows past the block, columns past the row,
 //! weight rows past the matrix) is zero on one side of each product.
 
 use super::matmul::{Epilogue, Matrix, Rows};
@@ -26,8 +32,11 @@ use super::x86_matmul::{PanelRq, residual_avx512, sat16_avx512, transpose16};
 use core::arch::asm;
 use core::arch::x86_64::*;
 
-/// Longest row of the products (see the module's exactness notes).
+/// Longest row of the int8-weight products (see the module's exactness notes).
 const COLS_MAX: usize = 1 << 16;
+
+/// Longest row of the int16-weight products.
+const COLS_MAX_WIDE: usize = 1 << 15;
 
 /// Bytes of one tile (16 rows of 64 bytes).
 const TILE: usize = 1024;
@@ -51,18 +60,21 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
-/// [`super::matmul`] of int8 weights with AMX; `false` (nothing done) for int16 weights,
-/// second rows, rows longer than [`COLS_MAX`], without AMX, or when `scratch` cannot hold a
-/// panel and 16 activation rows.
+/// [`super::matmul`] with AMX; `false` (nothing done) for second rows, rows longer than
+/// [`COLS_MAX`] ([`COLS_MAX_WIDE`] with int16 weights), without AMX, or when `scratch` cannot
+/// hold a panel and 16 activation rows.
 pub(super) fn matmul(
     w: &Matrix<'_>,
     a: &Rows<'_>,
     epi: &mut Epilogue<'_>,
     scratch: &mut [i16],
 ) -> bool {
-    if w.wide || a.second.is_some() || w.cols > COLS_MAX || !super::x86::has_amx() {
+    let max = if w.wide { COLS_MAX_WIDE } else { COLS_MAX };
+    if a.second.is_some() || w.cols > max || !super::x86::has_amx() {
         return false;
     }
+    // Weight rows per panel: two halves of 16 (int8), or one block of 16 split in two bytes.
+    let block = if w.wide { 16 } else { 32 };
     let kc = w.cols.div_ceil(64);
     // The scratch as bytes, 64-byte aligned: the panel's B tiles (2 halves x kc), then the
     // activations' hi and lo bytes of as many groups of 16 rows as fit.
@@ -93,9 +105,15 @@ pub(super) fn matmul(
         unsafe { pack_activations(a, t0, gn, w.cols, &mut acts[..groups * group_len]) };
         let mut o0 = 0;
         while o0 < w.rows {
-            let n = 32.min(w.rows - o0);
+            let n = block.min(w.rows - o0);
             // SAFETY: AVX-512 BW is available.
-            unsafe { pack_panel(w, o0, kc, panel) };
+            unsafe {
+                if w.wide {
+                    pack_panel_wide(w, o0, kc, panel)
+                } else {
+                    pack_panel(w, o0, kc, panel)
+                }
+            };
             let table = w.table.from(1 + 2 * o0);
             let prq = if vector_epilogue {
                 // SAFETY: AVX-512 F is available.
@@ -108,11 +126,23 @@ pub(super) fn matmul(
                 // SAFETY: AMX is configured (above); `act` holds the group's hi and lo tiles
                 // (kc each, rows at a stride of 64 kc bytes), `panel` the 2 kc B tiles, `c`
                 // 4 tiles of sums.
-                unsafe { group_sums(act, panel, kc, &mut c) };
+                unsafe {
+                    if w.wide {
+                        group_sums_wide(act, panel, kc, &mut c)
+                    } else {
+                        group_sums(act, panel, kc, &mut c)
+                    }
+                };
                 for i in 0..16.min(gn - 16 * g) {
                     let t = t0 + 16 * g + i;
                     // SAFETY: AVX-512 F is available.
-                    unsafe { combine_row(&c, i, &mut acc) };
+                    unsafe {
+                        if w.wide {
+                            combine_row_wide(&c, i, &mut acc)
+                        } else {
+                            combine_row(&c, i, &mut acc)
+                        }
+                    };
                     let acc = &acc[..n];
                     match (&prq, &mut *epi) {
                         (Some(p), Epilogue::Sat16 { out, stride }) => {
@@ -131,7 +161,7 @@ pub(super) fn matmul(
                     }
                 }
             }
-            o0 += 32;
+            o0 += block;
         }
         t0 += gn;
     }
@@ -201,6 +231,98 @@ unsafe fn group_sums(act: &[u8], panel: &[u8], kc: usize, c: &mut Sums) {
             s64 = in(reg) 64usize,
             options(nostack),
         );
+    }
+}
+
+/// The sums of one group of 16 activation rows with a block of 16 int16 weight rows into
+/// tiles 0 (`hh`), 1 (`mid`) and 2 (`ll`) of `c`.
+///
+/// # Safety
+///
+/// As [`group_sums`], with the `2 kc` B tiles of [`pack_panel_wide`] (hi bytes, then lo).
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+unsafe fn group_sums_wide(act: &[u8], panel: &[u8], kc: usize, c: &mut Sums) {
+    assert!(act.len() >= 2 * kc * TILE && panel.len() >= 2 * kc * TILE && kc > 0);
+    let stride = 64 * kc;
+    let hi = act.as_ptr();
+    let lo = act[kc * TILE..].as_ptr();
+    let bh = panel.as_ptr();
+    let bl = panel[kc * TILE..].as_ptr();
+    // SAFETY: as in `group_sums`: `kc` passes over tiles within `act` and `panel`; the stores
+    // write 3 KiB of `c`.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "2:",
+            "tileloadd tmm4, [{hi} + {stride}*1]",
+            "tileloadd tmm5, [{lo} + {stride}*1]",
+            "tileloadd tmm6, [{bh} + {s64}*1]",
+            "tileloadd tmm7, [{bl} + {s64}*1]",
+            "tdpbssd tmm0, tmm4, tmm6",
+            "tdpbsud tmm1, tmm4, tmm7",
+            "tdpbusd tmm1, tmm5, tmm6",
+            "tdpbuud tmm2, tmm5, tmm7",
+            "add {hi}, 64",
+            "add {lo}, 64",
+            "add {bh}, 1024",
+            "add {bl}, 1024",
+            "dec {n}",
+            "jnz 2b",
+            "tilestored [{c} + {s64}*1], tmm0",
+            "add {c}, 1024",
+            "tilestored [{c} + {s64}*1], tmm1",
+            "add {c}, 1024",
+            "tilestored [{c} + {s64}*1], tmm2",
+            hi = inout(reg) hi => _,
+            lo = inout(reg) lo => _,
+            bh = inout(reg) bh => _,
+            bl = inout(reg) bl => _,
+            n = inout(reg) kc => _,
+            c = inout(reg) c.0.as_mut_ptr() => _,
+            stride = in(reg) stride,
+            s64 = in(reg) 64usize,
+            options(nostack),
+        );
+    }
+}
+
+/// `acc[r] = 65536 hh[i][r] + 256 mid[i][r] + ll[i][r]` for the 16 weight rows of activation
+/// row `i` of `c` (tiles 0, 1, 2).
+///
+/// # Safety
+///
+/// AVX-512 F is available.
+#[inline]
+#[target_feature(enable = "avx2,avx512f")]
+unsafe fn combine_row_wide(c: &Sums, i: usize, acc: &mut [i64; 32]) {
+    let s = &c.0;
+    // SAFETY: row i (< 16) of tiles 0, 1, 2: 16 i32 each, in `c`.
+    let (hh, mid, ll) = unsafe {
+        (
+            _mm512_loadu_si512(s[16 * i..].as_ptr().cast()),
+            _mm512_loadu_si512(s[256 + 16 * i..].as_ptr().cast()),
+            _mm512_loadu_si512(s[512 + 16 * i..].as_ptr().cast()),
+        )
+    };
+    for q in 0..2 {
+        let part = |v: __m512i| {
+            _mm512_cvtepi32_epi64(if q == 0 {
+                _mm512_castsi512_si256(v)
+            } else {
+                _mm512_extracti64x4_epi64::<1>(v)
+            })
+        };
+        let v = _mm512_add_epi64(
+            _mm512_add_epi64(
+                _mm512_slli_epi64::<16>(part(hh)),
+                _mm512_slli_epi64::<8>(part(mid)),
+            ),
+            part(ll),
+        );
+        // SAFETY: acc[8 q..][..8] exists.
+        unsafe { _mm512_storeu_si512(acc[8 * q..].as_mut_ptr().cast(), v) };
     }
 }
 
@@ -274,6 +396,60 @@ unsafe fn pack_activations(a: &Rows<'_>, t0: usize, gn: usize, cols: usize, dst:
                 _mm256_mask_storeu_epi8(lo[k..].as_mut_ptr().cast(), mask, l);
             }
             k += m;
+        }
+    }
+}
+
+/// Packs int16 weight rows `o0..o0 + 16` (zeros past the matrix) as `2 kc` B tiles: tile `j`
+/// the high bytes (signed) of columns `64 j..`, tile `kc + j` the low bytes (unsigned), each
+/// laid out as in [`pack_panel`].
+///
+/// # Safety
+///
+/// AVX-512 F + BW are available; `panel` holds `2 kc` tiles; `w` is wide.
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+unsafe fn pack_panel_wide(w: &Matrix<'_>, o0: usize, kc: usize, panel: &mut [u8]) {
+    let panel = &mut panel[..2 * kc * TILE];
+    for j in 0..kc {
+        let k0 = 64 * j;
+        let m = (w.cols - k0).min(64);
+        let mut hi = [_mm512_setzero_si512(); 16];
+        let mut lo = [_mm512_setzero_si512(); 16];
+        for n in 0..16 {
+            let o = o0 + n;
+            if o >= w.rows {
+                continue;
+            }
+            let row = &w.row(o)[2 * k0..2 * (k0 + m)];
+            let mut h = [_mm256_setzero_si256(); 2];
+            let mut l = [_mm256_setzero_si256(); 2];
+            for q in 0..2 {
+                let k = 32 * q;
+                if k >= m {
+                    break;
+                }
+                let cnt = (m - k).min(32);
+                let mask = if cnt == 32 {
+                    u32::MAX
+                } else {
+                    (1u32 << cnt) - 1
+                };
+                // SAFETY: the lanes of `mask` read int16 values k..k + cnt of the row's
+                // slice (2 (k + cnt) <= 2 m bytes).
+                let x = unsafe { _mm512_maskz_loadu_epi16(mask, row[2 * k..].as_ptr().cast()) };
+                h[q] = _mm512_cvtepi16_epi8(_mm512_srai_epi16::<8>(x));
+                l[q] = _mm512_cvtepi16_epi8(x);
+            }
+            hi[n] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(h[0]), h[1]);
+            lo[n] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(l[0]), l[1]);
+        }
+        for (part, v) in [(0, hi), (1, lo)] {
+            let t = transpose16(v);
+            let tile = &mut panel[(part * kc + j) * TILE..][..TILE];
+            for (k4, tk) in t.iter().enumerate() {
+                // SAFETY: row k4 of the tile: 64 bytes.
+                unsafe { _mm512_storeu_si512(tile[64 * k4..].as_mut_ptr().cast(), *tk) };
+            }
         }
     }
 }
