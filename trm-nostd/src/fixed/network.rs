@@ -366,14 +366,15 @@ fn blocked_heads(
         // Each query row's softmax, split into the planes ph | pl - 2^15.
         let (ph, pl) = planes.split_at_mut(l * l);
         for i in 0..l {
-            for (s, &acc) in scores.iter_mut().zip(&sums[i * l..(i + 1) * l]) {
-                *s = sat32(score_rq.apply(acc));
-            }
-            p_sums[i] = softmax_q30(scores);
-            for (j, &p) in scores.iter().enumerate() {
-                ph[i * l + j] = (p >> 16) as i16;
-                pl[i * l + j] = ((p & 0xFFFF) - 0x8000) as i16;
-            }
+            let row = i * l..(i + 1) * l;
+            p_sums[i] = optimized::attention::softmax_planes(
+                isa,
+                &sums[row.clone()],
+                score_rq,
+                scores,
+                &mut ph[row.clone()],
+                &mut pl[row],
+            );
         }
         let mut raw = Epilogue::Raw {
             out: num_hi,

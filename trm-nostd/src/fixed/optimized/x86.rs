@@ -680,3 +680,135 @@ unsafe fn attention_row_avx2(
     }
     attention_columns(p, div, v, stride, c0, out);
 }
+
+/// One query row of the blocked attention ([`super::attention::softmax_planes`]) with
+/// AVX-512: the scores `sat32(rq.apply(sums[j]))`, the integer softmax of
+/// [`kernels::softmax_q30`] into `scores`, and its two int16 planes `ph = p >> 16`, `pl = (p &
+/// 0xFFFF) - 2^15`; returns `sum_j p_j`, or `None` (nothing written) without AVX-512.
+///
+/// The same integers as the scalar code: the requant takes the reference's 64-bit path per
+/// group of 8 sums within `i32` (`vpmuldq`, a rounding add, an arithmetic shift, the `i32`
+/// saturation of `vpmovsqd`), any other group the scalar [`kernels::Requant::apply`]. The
+/// softmax: `max - s` is exact as an unsigned 32-bit difference (`max >= s`), clamped to
+/// `EXP_ARG_MAX = 2^21`; the knots are gathered from [`kernels::EXP2_NEG_Q30`]; `(a - b) f <
+/// 2^30` and the interpolated value `v <= 2^30` stay in 32-bit lanes; `round_shift(v, k)` is
+/// `(v + 2^(k - 1)) >> k` in unsigned lanes (`v + 2^31 < 2^32`), 0 for `k = 32` (a shift by 32
+/// gives 0), `v` for `k = 0`.
+pub(super) fn softmax_planes_avx512(
+    sums: &[i64],
+    rq: kernels::Requant,
+    scores: &mut [i32],
+    ph: &mut [i16],
+    pl: &mut [i16],
+) -> Option<i64> {
+    let n = sums.len();
+    if !has_avx512() || scores.len() < n || ph.len() < n || pl.len() < n {
+        return None;
+    }
+    // SAFETY: AVX-512 F + BW are available; the slices hold `n` values (checked).
+    Some(unsafe { softmax_planes_impl(sums, rq, &mut scores[..n], &mut ph[..n], &mut pl[..n]) })
+}
+
+/// See [`softmax_planes_avx512`].
+///
+/// # Safety
+///
+/// AVX-512 F + BW are available; `scores`, `ph`, `pl` hold `sums.len()` values.
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+unsafe fn softmax_planes_impl(
+    sums: &[i64],
+    rq: kernels::Requant,
+    scores: &mut [i32],
+    ph: &mut [i16],
+    pl: &mut [i16],
+) -> i64 {
+    use kernels::{EXP_ARG_MAX, EXP_FRAC_BITS, EXP2_NEG_Q30};
+    let n = sums.len();
+    // The scores.
+    let s = rq.shift.min(kernels::MAX_SHIFT);
+    let fast = rq.mult >= 0 && s <= 62;
+    let mult = _mm512_set1_epi64(rq.mult as i64);
+    let round = _mm512_set1_epi64(if s == 0 || !fast { 0 } else { 1i64 << (s - 1) });
+    let shift = _mm512_set1_epi64(s as i64);
+    let mut j = 0;
+    while j + 8 <= n {
+        // SAFETY: sums[j..j + 8] exists.
+        let acc = unsafe { _mm512_loadu_si512(sums[j..].as_ptr().cast()) };
+        let fits =
+            _mm512_cmpeq_epi64_mask(acc, _mm512_srai_epi64::<32>(_mm512_slli_epi64::<32>(acc)));
+        if fast && fits == 0xff {
+            let r = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(acc, mult), round), shift);
+            // SAFETY: scores[j..j + 8] exists (8 i32).
+            unsafe {
+                _mm256_storeu_si256(scores[j..].as_mut_ptr().cast(), _mm512_cvtsepi64_epi32(r))
+            };
+        } else {
+            for i in j..j + 8 {
+                scores[i] = kernels::sat32(rq.apply(sums[i]));
+            }
+        }
+        j += 8;
+    }
+    for i in j..n {
+        scores[i] = kernels::sat32(rq.apply(sums[i]));
+    }
+    let max = scores.iter().copied().max().unwrap_or(0);
+    // The softmax numerators and the planes.
+    let maxv = _mm512_set1_epi32(max);
+    let cap = _mm512_set1_epi32(EXP_ARG_MAX as i32);
+    let one = _mm512_set1_epi32(1);
+    let mut total = _mm512_setzero_si512();
+    let mut j = 0;
+    while j + 16 <= n {
+        // SAFETY: scores[j..j + 16] exists.
+        let x = unsafe { _mm512_loadu_si512(scores[j..].as_ptr().cast()) };
+        let u = _mm512_min_epu32(_mm512_sub_epi32(maxv, x), cap);
+        let k = _mm512_srli_epi32::<{ EXP_FRAC_BITS }>(u);
+        let idx = _mm512_and_si512(_mm512_srli_epi32::<8>(u), _mm512_set1_epi32(255));
+        let f = _mm512_and_si512(u, _mm512_set1_epi32(255));
+        // SAFETY: idx and idx + 1 are in 0..=256, entries of the 257-entry table.
+        let (a, b) = unsafe {
+            let t = EXP2_NEG_Q30.as_ptr().cast::<i32>();
+            (
+                _mm512_i32gather_epi32::<4>(idx, t),
+                _mm512_i32gather_epi32::<4>(_mm512_add_epi32(idx, one), t),
+            )
+        };
+        let d = _mm512_srai_epi32::<8>(_mm512_add_epi32(
+            _mm512_mullo_epi32(_mm512_sub_epi32(a, b), f),
+            _mm512_set1_epi32(128),
+        ));
+        let v = _mm512_sub_epi32(a, d);
+        let half = _mm512_sllv_epi32(one, _mm512_sub_epi32(k, one));
+        let shifted = _mm512_srlv_epi32(_mm512_add_epi32(v, half), k);
+        let zero_k = _mm512_cmpeq_epi32_mask(k, _mm512_setzero_si512());
+        let p = _mm512_mask_blend_epi32(zero_k, shifted, v);
+        // SAFETY: scores, ph, pl [j..j + 16] exist.
+        unsafe {
+            _mm512_storeu_si512(scores[j..].as_mut_ptr().cast(), p);
+            let hi = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(p));
+            let lo = _mm512_cvtepi32_epi16(_mm512_sub_epi32(
+                _mm512_and_si512(p, _mm512_set1_epi32(0xFFFF)),
+                _mm512_set1_epi32(0x8000),
+            ));
+            _mm256_storeu_si256(ph[j..].as_mut_ptr().cast(), hi);
+            _mm256_storeu_si256(pl[j..].as_mut_ptr().cast(), lo);
+        }
+        total = _mm512_add_epi64(total, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(p)));
+        total = _mm512_add_epi64(
+            total,
+            _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(p)),
+        );
+        j += 16;
+    }
+    let mut sum = _mm512_reduce_add_epi64(total);
+    for i in j..n {
+        let u = (max as i64 - scores[i] as i64).min(EXP_ARG_MAX);
+        let p = kernels::exp2_neg_q30(u);
+        scores[i] = p;
+        ph[i] = (p >> 16) as i16;
+        pl[i] = ((p & 0xFFFF) - 0x8000) as i16;
+        sum += p as i64;
+    }
+    sum
+}
