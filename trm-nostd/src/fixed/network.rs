@@ -365,9 +365,9 @@ fn blocked_heads(
         }
         // Each query row's softmax, split into the planes ph | pl - 2^15.
         let (ph, pl) = planes.split_at_mut(l * l);
-        for i in 0..l {
+        for (i, p_sum) in p_sums.iter_mut().enumerate() {
             let row = i * l..(i + 1) * l;
-            p_sums[i] = optimized::attention::softmax_planes(
+            *p_sum = optimized::attention::softmax_planes(
                 isa,
                 &sums[row.clone()],
                 score_rq,

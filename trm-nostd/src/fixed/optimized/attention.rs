@@ -160,10 +160,10 @@ pub fn softmax_planes(
     pl: &mut [i16],
 ) -> i64 {
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx) {
-        if let Some(sum) = super::x86::softmax_planes_avx512(sums, rq, scores, ph, pl) {
-            return sum;
-        }
+    if matches!(isa, Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx)
+        && let Some(sum) = super::x86::softmax_planes_avx512(sums, rq, scores, ph, pl)
+    {
+        return sum;
     }
     let _ = isa;
     let scores = &mut scores[..sums.len()];
