@@ -112,6 +112,37 @@ pub fn attention_row(isa: Isa, p: &[i32], sum: i64, v: &[i16], stride: usize, ou
     }
 }
 
+/// One query row of the blocked attention: `scores[j] = sat32(rq.apply(sums[j]))`, then the
+/// integer softmax of [`kernels::softmax_q30`] in place (returning its sum), and the two int16
+/// planes of each `p`: `ph = p >> 16` (`<= 2^14`) and `pl = (p & 0xFFFF) - 2^15`. The same
+/// integers with every `isa` (AVX-512 on x86_64 where available).
+pub fn softmax_planes(
+    isa: Isa,
+    sums: &[i64],
+    rq: Requant,
+    scores: &mut [i32],
+    ph: &mut [i16],
+    pl: &mut [i16],
+) -> i64 {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx)
+        && let Some(sum) = super::x86::softmax_planes_avx512(sums, rq, scores, ph, pl)
+    {
+        return sum;
+    }
+    let _ = isa;
+    let scores = &mut scores[..sums.len()];
+    for (s, &acc) in scores.iter_mut().zip(sums) {
+        *s = sat32(rq.apply(acc));
+    }
+    let sum = kernels::softmax_q30(scores);
+    for ((&p, h), l) in scores.iter().zip(ph.iter_mut()).zip(pl.iter_mut()) {
+        *h = (p >> 16) as i16;
+        *l = ((p & 0xFFFF) - 0x8000) as i16;
+    }
+    sum
+}
+
 #[cfg(test)]
 mod tests {
     use super::mul_hi64_split;
@@ -145,35 +176,4 @@ mod tests {
             assert_eq!(mul_hi64_split(a, b), ((a as u128 * b as u128) >> 64) as u64);
         }
     }
-}
-
-/// One query row of the blocked attention: `scores[j] = sat32(rq.apply(sums[j]))`, then the
-/// integer softmax of [`kernels::softmax_q30`] in place (returning its sum), and the two int16
-/// planes of each `p`: `ph = p >> 16` (`<= 2^14`) and `pl = (p & 0xFFFF) - 2^15`. The same
-/// integers with every `isa` (AVX-512 on x86_64 where available).
-pub fn softmax_planes(
-    isa: Isa,
-    sums: &[i64],
-    rq: Requant,
-    scores: &mut [i32],
-    ph: &mut [i16],
-    pl: &mut [i16],
-) -> i64 {
-    #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx)
-        && let Some(sum) = super::x86::softmax_planes_avx512(sums, rq, scores, ph, pl)
-    {
-        return sum;
-    }
-    let _ = isa;
-    let scores = &mut scores[..sums.len()];
-    for (s, &acc) in scores.iter_mut().zip(sums) {
-        *s = sat32(rq.apply(acc));
-    }
-    let sum = kernels::softmax_q30(scores);
-    for ((&p, h), l) in scores.iter().zip(ph.iter_mut()).zip(pl.iter_mut()) {
-        *h = (p >> 16) as i16;
-        *l = ((p & 0xFFFF) - 0x8000) as i16;
-    }
-    sum
 }
