@@ -1,5 +1,6 @@
 //! One ACT step of the libtorch model in evaluation (no gradient), batch 1, fp32, one CPU
-//! thread, random weights, for the paper's Sudoku configs (mlp_t and attention, D=512): the
+//! thread, random weights, for the paper's Sudoku configs (mlp_t and attention, D=512, and
+//! the D=128 mlp_t one): the
 //! libtorch figure beside trm-nostd's float and integer engines (`cargo bench -p trm-nostd`).
 //!
 //! `cargo bench -p trm-train --bench act_forward`
@@ -38,6 +39,7 @@ fn act_forward(c: &mut Criterion) {
     tch::set_num_threads(1);
     bench_config(c, "sudoku_mlp_t", Config::sudoku_mlp_t());
     bench_config(c, "sudoku_attention", Config::sudoku_attention());
+    bench_config(c, "sudoku_mlp_t_d128", Config::sudoku_mlp_t_d128());
 }
 
 criterion_group!(benches, act_forward);
