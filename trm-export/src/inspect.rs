@@ -39,6 +39,9 @@ pub struct Arena {
     pub fixed_i32s: Option<usize>,
     /// Fixed models: the fixed arena in bytes (`2 * i16s + 4 * i32s`).
     pub fixed_bytes: Option<usize>,
+    /// Fixed models: the arena with which the fixed engine goes fastest on a host (its blocked
+    /// matrix products' scratch and row blocks: `FixedEngine::scratch_len_fast`), in bytes.
+    pub fixed_fast_bytes: Option<usize>,
     /// The firmware app's scratch for this model, in bytes (f32 words; a fixed model's i16 part
     /// rounded up to whole words).
     pub app_scratch_bytes: usize,
@@ -153,6 +156,7 @@ pub fn inspect(model: &Model<'_>) -> anyhow::Result<Inspection> {
             fixed_i16s: Some(need.i16s),
             fixed_i32s: Some(need.i32s),
             fixed_bytes: Some(need.bytes()),
+            fixed_fast_bytes: Some(FixedEngine::scratch_len_fast(&c).bytes()),
             app_scratch_bytes: AnyEngine::arena_len(model) * 4,
         }
     } else {
@@ -162,6 +166,7 @@ pub fn inspect(model: &Model<'_>) -> anyhow::Result<Inspection> {
             fixed_i16s: None,
             fixed_i32s: None,
             fixed_bytes: None,
+            fixed_fast_bytes: None,
             app_scratch_bytes: AnyEngine::arena_len(model) * 4,
         }
     };
@@ -280,8 +285,11 @@ impl Inspection {
         let a = &self.arena;
         // `fixed engine RAM arena:` and `float engine RAM arena:` lines are read by scripts.
         if let (Some(b), Some(i16s), Some(i32s)) = (a.fixed_bytes, a.fixed_i16s, a.fixed_i32s) {
+            let fast = a
+                .fixed_fast_bytes
+                .map_or(String::new(), |f| format!(", {f} bytes (fastest, host)"));
             line(format!(
-                "fixed engine RAM arena: {b} bytes ({i16s} i16 + {i32s} i32)"
+                "fixed engine RAM arena: {b} bytes ({i16s} i16 + {i32s} i32){fast}"
             ));
         }
         if let (Some(min), Some(fast)) = (a.float_min_bytes, a.float_fast_bytes) {

@@ -23,8 +23,12 @@
 //! - the x86_64 implementations ([`Isa::Avx2`], [`Isa::Avx512`], [`Isa::Avx512Vnni`]): blocked
 //!   products of GEMM class (the `x86_matmul` module): a panel of 16 or 32 weight rows is
 //!   widened to int16 once into the scratch, then applied to tiles of activation rows with the
-//!   accumulators in registers; integer sums are exact, so the results are the same bit for
-//!   bit (tests `fixed_matmul.rs`).
+//!   accumulators in registers (the VNNI tile's loop in `asm!`, reading the activation rows in
+//!   place); integer sums are exact, so the results are the same bit for bit (tests
+//!   `fixed_matmul.rs`);
+//! - [`Isa::Amx`] (the `x86_amx` module): the AMX tile unit, activations and int16 weights
+//!   split into bytes, 32-bit tile sums exact over the row lengths it accepts (65536 columns,
+//!   32768 with int16 weights), everything else as VNNI.
 //!
 //! The scratch of the blocked products is [`scratch_len`] `i16` values for the longest row of
 //! the matrices and a block of activation rows (the engine's fast arena holds it; its minimum

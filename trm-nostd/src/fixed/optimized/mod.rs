@@ -11,9 +11,10 @@
 //! Each [`Isa`] implements both. The engine calls the functions of this module, which run the
 //! [`selected`] implementation:
 //!
-//! - x86_64: [`Isa::Avx512`] (AVX-512 F + BW) or [`Isa::Avx2`], chosen at compile time when the
-//!   build enables the target feature (`-C target-feature=+avx2`), otherwise, with the `std`
-//!   feature, at run time with `is_x86_feature_detected!` (once; the decision is cached);
+//! - x86_64: [`Isa::Amx`] (AMX-INT8 matrix products, Linux with `std`), [`Isa::Avx512Vnni`],
+//!   [`Isa::Avx512`] (AVX-512 F + BW) or [`Isa::Avx2`], chosen at compile time when the build
+//!   enables the target feature (`-C target-feature=+avx2`), otherwise, with the `std` feature,
+//!   at run time with `is_x86_feature_detected!` and CPUID (once; the decision is cached);
 //! - Arm with the DSP extension (Cortex-M4/M7/M33, `target_feature = "dsp"`, e.g.
 //!   `thumbv7em-none-eabihf`): [`Isa::ArmDsp`], dual 16-bit multiply-accumulates (`SMLAD`,
 //!   `SMLALD`) through `asm!`, chosen at compile time;
