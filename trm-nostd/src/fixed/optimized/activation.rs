@@ -8,6 +8,7 @@
 
 use super::Isa;
 use super::kernels::{self, EPS_TERM_MAX, I16Table, NORM_ONE, RESIDUAL_MAX, Requant};
+use super::mul_hi::mul_hi64;
 
 /// The SiLU of one SwiGLU row with a vector implementation of `isa`: `gate[i] <-
 /// silu(gate[i])` ([`kernels::silu_spaced`] with knot spacing `2^step`), or with `prod`
@@ -100,7 +101,7 @@ pub fn rms_norm_fast(v: &[i32], eps_term: u64, out: &mut [i16]) {
     // D >= 2^31, so m < 2^49.
     let m = ((1u128 << 80) / div as u128) as u64;
     let floor_div = |x: u64| -> u64 {
-        let q = mul_shr80(x, m);
+        let q = mul_hi64(x, m) >> 16;
         if x - q * div >= div { q + 1 } else { q }
     };
     for (o, &x) in out.iter_mut().zip(v) {
@@ -112,56 +113,5 @@ pub fn rms_norm_fast(v: &[i32], eps_term: u64, out: &mut [i16]) {
             -(floor_div(n.unsigned_abs() + div - 1) as i64)
         };
         *o = kernels::sat16(q);
-    }
-}
-
-/// `floor(x m / 2^80)` from four 32 x 32 -> 64-bit products (no 128-bit multiplication, a
-/// library call on 32-bit cores): `x m = hh 2^64 + (hl + lh) 2^32 + ll`, the middle terms
-/// split so that every partial sum fits a `u64`.
-#[inline(always)]
-fn mul_shr80(x: u64, m: u64) -> u64 {
-    let (xl, xh) = (x & 0xFFFF_FFFF, x >> 32);
-    let (ml, mh) = (m & 0xFFFF_FFFF, m >> 32);
-    let (ll, lh, hl, hh) = (xl * ml, xl * mh, xh * ml, xh * mh);
-    let mid = (ll >> 32) + (lh & 0xFFFF_FFFF) + (hl & 0xFFFF_FFFF);
-    let hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
-    hi >> 16
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mul_shr80;
-
-    #[test]
-    fn mul_shr80_is_the_128_bit_product_shifted() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let edges = [
-            0u64,
-            1,
-            u32::MAX as u64,
-            1 << 32,
-            (1 << 49) - 1,
-            1 << 50,
-            u64::MAX,
-        ];
-        for &a in &edges {
-            for &b in &edges {
-                assert_eq!(mul_shr80(a, b), ((a as u128 * b as u128) >> 80) as u64);
-            }
-        }
-        for _ in 0..100_000 {
-            let (a, b) = (next(), next() >> (next() % 64));
-            assert_eq!(
-                mul_shr80(a, b),
-                ((a as u128 * b as u128) >> 80) as u64,
-                "{a} {b}"
-            );
-        }
     }
 }

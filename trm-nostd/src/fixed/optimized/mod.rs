@@ -55,6 +55,7 @@ mod x86_matmul;
 pub mod activation;
 pub mod attention;
 pub mod matmul;
+mod mul_hi;
 pub use activation::{rms_norm, swiglu_silu};
 pub use matmul::{Epilogue, Matrix, Rows, matmul};
 

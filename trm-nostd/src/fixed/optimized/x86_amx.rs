@@ -28,7 +28,7 @@
 //! weight rows past the matrix) is zero on one side of each product.
 
 use super::matmul::{Epilogue, Matrix, Rows};
-use super::x86_matmul::{PanelRq, residual_avx512, sat16_avx512, transpose16};
+use super::x86_matmul::{PanelRq, finish_row, transpose16};
 use core::arch::asm;
 use core::arch::x86_64::*;
 
@@ -143,22 +143,7 @@ pub(super) fn matmul(
                             combine_row(&c, i, &mut acc)
                         }
                     };
-                    let acc = &acc[..n];
-                    match (&prq, &mut *epi) {
-                        (Some(p), Epilogue::Sat16 { out, stride }) => {
-                            let out = &mut out[t * *stride + o0..][..n];
-                            // SAFETY: AVX-512 F is available (`prq` exists).
-                            unsafe { sat16_avx512(p, table, acc, out) };
-                        }
-                        (Some(p), Epilogue::Residual { h, res, stride, .. }) => {
-                            let at = t * *stride + o0;
-                            // SAFETY: AVX-512 F is available (`prq` exists).
-                            unsafe {
-                                residual_avx512(p, table, acc, &h[at..][..n], &mut res[at..][..n])
-                            };
-                        }
-                        (_, epi) => epi.apply_scalar(w.table, w.rows, t, o0, acc, &[]),
-                    }
+                    finish_row(prq.as_ref(), table, w, epi, t, o0, &acc[..n], &[]);
                 }
             }
             o0 += block;

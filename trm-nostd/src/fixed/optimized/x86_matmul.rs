@@ -194,34 +194,18 @@ pub(super) fn matmul(
                     } else {
                         &sums[..n]
                     };
-                    match (&prq, &mut *epi) {
-                        (Some(p), Epilogue::Sat16 { out, stride }) => {
-                            let out = &mut out[t * *stride + o0..][..n];
-                            // SAFETY: AVX-512 F is available (`prq` exists).
-                            unsafe { sat16_avx512(p, table, acc, out) };
+                    let acc2: &[i64] = if sub == 2 {
+                        let sums2 = &out[(i + 1) * width..][..width];
+                        if split {
+                            combine(sums2, pr, &mut hi[..n]);
+                        } else {
+                            hi[..n].copy_from_slice(&sums2[..n]);
                         }
-                        (Some(p), Epilogue::Residual { h, res, stride, .. }) => {
-                            let at = t * *stride + o0;
-                            // SAFETY: AVX-512 F is available (`prq` exists).
-                            unsafe {
-                                residual_avx512(p, table, acc, &h[at..][..n], &mut res[at..][..n])
-                            };
-                        }
-                        (_, epi) => {
-                            let acc2: &[i64] = if sub == 2 {
-                                let sums2 = &out[(i + 1) * width..][..width];
-                                if split {
-                                    combine(sums2, pr, &mut hi[..n]);
-                                } else {
-                                    hi[..n].copy_from_slice(&sums2[..n]);
-                                }
-                                &hi[..n]
-                            } else {
-                                &[]
-                            };
-                            epi.apply_scalar(w.table, w.rows, t, o0, acc, acc2);
-                        }
-                    }
+                        &hi[..n]
+                    } else {
+                        &[]
+                    };
+                    finish_row(prq.as_ref(), table, w, epi, t, o0, acc, acc2);
                     i += sub;
                 }
             }
@@ -230,6 +214,37 @@ pub(super) fn matmul(
         t0 += gn;
     }
     true
+}
+
+/// The epilogue of activation row `t` and the panel's weight rows `o0..o0 + acc.len()`
+/// (`table`: the table from row `o0` on; `acc2`: the second sums, or empty): the vectorized
+/// requantizations where `prq` exists (AVX-512), else [`Epilogue::apply_scalar`].
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(super) fn finish_row(
+    prq: Option<&PanelRq>,
+    table: Words<'_>,
+    w: &Matrix<'_>,
+    epi: &mut Epilogue<'_>,
+    t: usize,
+    o0: usize,
+    acc: &[i64],
+    acc2: &[i64],
+) {
+    let n = acc.len();
+    match (prq, epi) {
+        (Some(p), Epilogue::Sat16 { out, stride }) => {
+            let out = &mut out[t * *stride + o0..][..n];
+            // SAFETY: AVX-512 F is available (`prq` exists).
+            unsafe { sat16_avx512(p, table, acc, out) };
+        }
+        (Some(p), Epilogue::Residual { h, res, stride, .. }) => {
+            let at = t * *stride + o0;
+            // SAFETY: AVX-512 F is available (`prq` exists).
+            unsafe { residual_avx512(p, table, acc, &h[at..][..n], &mut res[at..][..n]) };
+        }
+        (_, epi) => epi.apply_scalar(w.table, w.rows, t, o0, acc, acc2),
+    }
 }
 
 /// The sums `256 hi + lo` of `out.len()` rows of split int16 weights from a tile row's lanes
@@ -589,16 +604,14 @@ macro_rules! vnni_int8_loop {
     };
 }
 
-/// One chunk of [`tile_vnni_int8`] through `asm!`: the accumulators pinned to `zmm0..zmm23`
-/// (rows past `T` pass through untouched).
-macro_rules! vnni_int8_asm {
-    ($acc:ident, $w:ident, $a:ident, $n:ident, $step:ident; $($rows:tt)*) => {
+/// One chunk of a VNNI int8 tile through `asm!`: the loop text `$loop!(rows)`, the
+/// accumulators pinned to `zmm0..zmm23` (rows past `T` pass through untouched), the weight
+/// vectors in `zmm24`/`zmm25`, and the loop's own operands.
+macro_rules! vnni_asm {
+    ($acc:ident, $loop:ident!($($rows:tt)*), $($operands:tt)*) => {
         asm!(
-            vnni_int8_loop!($($rows)*),
-            w = inout(reg) $w => _,
-            a = inout(reg) $a => _,
-            n = inout(reg) $n => _,
-            step = in(reg) $step,
+            $loop!($($rows)*),
+            $($operands)*
             inout("zmm0") $acc[0], inout("zmm1") $acc[1], inout("zmm2") $acc[2],
             inout("zmm3") $acc[3], inout("zmm4") $acc[4], inout("zmm5") $acc[5],
             inout("zmm6") $acc[6], inout("zmm7") $acc[7], inout("zmm8") $acc[8],
@@ -609,6 +622,20 @@ macro_rules! vnni_int8_asm {
             inout("zmm21") $acc[21], inout("zmm22") $acc[22], inout("zmm23") $acc[23],
             out("zmm24") _, out("zmm25") _,
             options(nostack, readonly),
+        )
+    };
+}
+
+/// One chunk of [`tile_vnni_int8`]: [`vnni_asm`] over packed rows.
+macro_rules! vnni_int8_asm {
+    ($acc:ident, $w:ident, $a:ident, $n:ident, $step:ident; $($rows:tt)*) => {
+        vnni_asm!(
+            $acc,
+            vnni_int8_loop!($($rows)*),
+            w = inout(reg) $w => _,
+            a = inout(reg) $a => _,
+            n = inout(reg) $n => _,
+            step = in(reg) $step,
         )
     };
 }
@@ -732,10 +759,11 @@ macro_rules! vnni_rows_loop {
     };
 }
 
-/// One chunk of [`tile_vnni_int8_rows`] through `asm!` (accumulators in `zmm0..zmm23`).
+/// One chunk of [`tile_vnni_int8_rows`]: [`vnni_asm`] over the rows in place.
 macro_rules! vnni_rows_asm {
     ($acc:ident, $w:ident, $b:ident, $s:ident, $n:ident; $($rows:tt)*) => {
-        asm!(
+        vnni_asm!(
+            $acc,
             vnni_rows_loop!($($rows)*),
             w = inout(reg) $w => _,
             b = inout(reg) $b => _,
@@ -744,16 +772,6 @@ macro_rules! vnni_rows_asm {
             s3 = out(reg) _,
             b5 = out(reg) _,
             b10 = out(reg) _,
-            inout("zmm0") $acc[0], inout("zmm1") $acc[1], inout("zmm2") $acc[2],
-            inout("zmm3") $acc[3], inout("zmm4") $acc[4], inout("zmm5") $acc[5],
-            inout("zmm6") $acc[6], inout("zmm7") $acc[7], inout("zmm8") $acc[8],
-            inout("zmm9") $acc[9], inout("zmm10") $acc[10], inout("zmm11") $acc[11],
-            inout("zmm12") $acc[12], inout("zmm13") $acc[13], inout("zmm14") $acc[14],
-            inout("zmm15") $acc[15], inout("zmm16") $acc[16], inout("zmm17") $acc[17],
-            inout("zmm18") $acc[18], inout("zmm19") $acc[19], inout("zmm20") $acc[20],
-            inout("zmm21") $acc[21], inout("zmm22") $acc[22], inout("zmm23") $acc[23],
-            out("zmm24") _, out("zmm25") _,
-            options(nostack, readonly),
         )
     };
 }
@@ -1036,7 +1054,7 @@ unsafe fn load_group(p: &PanelRq, g: usize, acc: &[i64]) -> __m512i {
 
 /// `out[i] = sat16(requant_i(acc[i]))` for the panel's rows (`acc.len() = out.len() = n`).
 #[target_feature(enable = "avx2,avx512f")]
-pub(super) fn sat16_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], out: &mut [i16]) {
+fn sat16_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], out: &mut [i16]) {
     let n = acc.len().min(out.len());
     if n == 32 && p.groups == 4 && sat16_full_panel(p, acc, out) {
         return;
@@ -1087,13 +1105,7 @@ fn sat16_full_panel(p: &PanelRq, acc: &[i64], out: &mut [i16]) -> bool {
 
 /// `res[i] = sat_residual(h[i] + requant_i(acc[i]))` for the panel's rows.
 #[target_feature(enable = "avx2,avx512f")]
-pub(super) fn residual_avx512(
-    p: &PanelRq,
-    table: Words<'_>,
-    acc: &[i64],
-    h: &[i16],
-    res: &mut [i32],
-) {
+fn residual_avx512(p: &PanelRq, table: Words<'_>, acc: &[i64], h: &[i16], res: &mut [i32]) {
     let n = acc.len().min(h.len()).min(res.len());
     let (lo, hi) = (
         _mm512_set1_epi64(-(RESIDUAL_MAX as i64)),
