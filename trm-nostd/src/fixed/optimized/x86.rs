@@ -598,88 +598,77 @@ fn attention_columns(
     }
 }
 
-/// See [`attention_row_simd`]: 32 columns (four vectors of 8 `i64`) per pass over the rows.
-///
-/// # Safety
-///
-/// AVX-512 F + BW are available; `(p.len() - 1) * stride + out.len() <= v.len()` (or `p` is
-/// empty).
-#[target_feature(enable = "avx2,avx512f,avx512bw")]
-unsafe fn attention_row_avx512(
-    p: &[i32],
-    div: &super::attention::DivRound,
-    v: &[i16],
-    stride: usize,
-    out: &mut [i16],
-) {
-    let hd = out.len();
-    let mut c0 = 0;
-    let mut num = [0i64; 32];
-    while c0 + 8 <= hd {
-        let nv = ((hd - c0) / 8).min(4);
-        let mut acc = [_mm512_setzero_si512(); 4];
-        for (j, &pj) in p.iter().enumerate() {
-            let pv = _mm512_set1_epi64(pj as i64);
-            // SAFETY: columns c0..c0 + 8 nv of row j lie in `v` (the caller's contract).
-            let row = unsafe { v.as_ptr().add(j * stride + c0) };
-            for (k, a) in acc.iter_mut().enumerate().take(nv) {
-                // SAFETY: 8 values of row j at column c0 + 8 k (in the row, see above).
-                let x = _mm512_cvtepi16_epi64(unsafe { _mm_loadu_si128(row.add(8 * k).cast()) });
-                *a = _mm512_add_epi64(*a, _mm512_mul_epi32(x, pv));
+/// Defines one implementation of [`attention_row_simd`]: four vectors of `$lanes` `i64`
+/// numerators per pass over the rows (`$load` reads `$lanes` int16 values, sign-extended by
+/// `$widen`; `vpmuldq` multiplies their low, signed 32 bits by `p[j]`), then the exact division
+/// per output; the columns past the last whole vector one at a time.
+macro_rules! attention_row_impl {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $feat:literal, $v:ty, $lanes:literal,
+        zero: $zero:ident, splat: $splat:ident, load: $load:ident, widen: $widen:ident,
+        mul: $mul:ident, add: $add:ident, store: $store:ident
+    ) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        ///
+        /// The CPU has the target features; `(p.len() - 1) * stride + out.len() <= v.len()` (or
+        /// `p` is empty).
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(
+            p: &[i32],
+            div: &super::attention::DivRound,
+            v: &[i16],
+            stride: usize,
+            out: &mut [i16],
+        ) {
+            const LANES: usize = $lanes;
+            let hd = out.len();
+            let mut c0 = 0;
+            let mut num = [0i64; 4 * LANES];
+            while c0 + LANES <= hd {
+                let nv = ((hd - c0) / LANES).min(4);
+                let mut acc = [$zero(); 4];
+                for (j, &pj) in p.iter().enumerate() {
+                    let pv = $splat(pj as i64);
+                    // SAFETY: columns c0..c0 + LANES nv of row j lie in `v` (the contract).
+                    let row = unsafe { v.as_ptr().add(j * stride + c0) };
+                    for (k, a) in acc.iter_mut().enumerate().take(nv) {
+                        // SAFETY: LANES values of row j at column c0 + LANES k (in the row).
+                        let x = $widen(unsafe { $load(row.add(LANES * k).cast()) });
+                        *a = $add(*a, $mul(x, pv));
+                    }
+                }
+                for (k, a) in acc.iter().enumerate().take(nv) {
+                    // SAFETY: `num` holds 4 LANES i64, k < 4.
+                    unsafe { $store(num.as_mut_ptr().add(LANES * k).cast(), *a) };
+                }
+                for (o, &n) in out[c0..c0 + LANES * nv].iter_mut().zip(&num) {
+                    *o = kernels::sat16(div.apply(n));
+                }
+                c0 += LANES * nv;
             }
+            attention_columns(p, div, v, stride, c0, out);
         }
-        for (k, a) in acc.iter().enumerate().take(nv) {
-            // SAFETY: `num` holds 32 i64, k < 4.
-            unsafe { _mm512_storeu_si512(num.as_mut_ptr().add(8 * k).cast(), *a) };
-        }
-        for (o, &n) in out[c0..c0 + 8 * nv].iter_mut().zip(&num) {
-            *o = kernels::sat16(div.apply(n));
-        }
-        c0 += 8 * nv;
-    }
-    attention_columns(p, div, v, stride, c0, out);
+    };
 }
 
-/// See [`attention_row_simd`]: 16 columns (four vectors of 4 `i64`) per pass over the rows.
-///
-/// # Safety
-///
-/// AVX2 is available; `(p.len() - 1) * stride + out.len() <= v.len()` (or `p` is empty).
-#[target_feature(enable = "avx2")]
-unsafe fn attention_row_avx2(
-    p: &[i32],
-    div: &super::attention::DivRound,
-    v: &[i16],
-    stride: usize,
-    out: &mut [i16],
-) {
-    let hd = out.len();
-    let mut c0 = 0;
-    let mut num = [0i64; 16];
-    while c0 + 4 <= hd {
-        let nv = ((hd - c0) / 4).min(4);
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for (j, &pj) in p.iter().enumerate() {
-            let pv = _mm256_set1_epi64x(pj as i64);
-            // SAFETY: columns c0..c0 + 4 nv of row j lie in `v` (the caller's contract).
-            let row = unsafe { v.as_ptr().add(j * stride + c0) };
-            for (k, a) in acc.iter_mut().enumerate().take(nv) {
-                // SAFETY: 4 values of row j at column c0 + 4 k (in the row, see above).
-                let x = _mm256_cvtepi16_epi64(unsafe { _mm_loadl_epi64(row.add(4 * k).cast()) });
-                *a = _mm256_add_epi64(*a, _mm256_mul_epi32(x, pv));
-            }
-        }
-        for (k, a) in acc.iter().enumerate().take(nv) {
-            // SAFETY: `num` holds 16 i64, k < 4.
-            unsafe { _mm256_storeu_si256(num.as_mut_ptr().add(4 * k).cast(), *a) };
-        }
-        for (o, &n) in out[c0..c0 + 4 * nv].iter_mut().zip(&num) {
-            *o = kernels::sat16(div.apply(n));
-        }
-        c0 += 4 * nv;
-    }
-    attention_columns(p, div, v, stride, c0, out);
-}
+attention_row_impl!(
+    /// See [`attention_row_simd`]: 32 columns (four vectors of 8 `i64`) per pass, AVX-512.
+    attention_row_avx512, "avx2,avx512f,avx512bw", __m512i, 8,
+    zero: _mm512_setzero_si512, splat: _mm512_set1_epi64, load: _mm_loadu_si128,
+    widen: _mm512_cvtepi16_epi64, mul: _mm512_mul_epi32, add: _mm512_add_epi64,
+    store: _mm512_storeu_si512
+);
+
+attention_row_impl!(
+    /// See [`attention_row_simd`]: 16 columns (four vectors of 4 `i64`) per pass, AVX2.
+    attention_row_avx2, "avx2", __m256i, 4,
+    zero: _mm256_setzero_si256, splat: _mm256_set1_epi64x, load: _mm_loadl_epi64,
+    widen: _mm256_cvtepi16_epi64, mul: _mm256_mul_epi32, add: _mm256_add_epi64,
+    store: _mm256_storeu_si256
+);
 
 /// One query row of the blocked attention ([`super::attention::softmax_planes`]) with
 /// AVX-512: the scores `sat32(rq.apply(sums[j]))`, the integer softmax of
