@@ -579,6 +579,52 @@ fn main() -> ! {
                 macs: n as u64
             }
         );
+        // The engine's pass on 32-bit cores (`optimized::swiglu_silu`, 32-bit arithmetic) on
+        // the same values, then compared with the reference value by value.
+        let len = 512usize;
+        let reps = n / len;
+        let start = now();
+        for r in 0..reps {
+            let gate = &mut SCRATCH[..len];
+            for (k, g) in gate.iter_mut().enumerate() {
+                *g = A[(r * len + k) % MAX_LEN];
+            }
+            let up: [i16; 512] = core::array::from_fn(|k| A[((r * len + k) * 7) % MAX_LEN]);
+            optimized::swiglu_silu(Isa::ArmDsp, table, 6, gate, &up, Some(rq));
+        }
+        let ticks = (now() - start).saturating_sub(empty);
+        let _ = writeln!(
+            out,
+            "TRM-KCOST kernel=silu_product_pass values={} ticks={ticks} instr_per_value={} (with copying the inputs)",
+            reps * len,
+            PerMac {
+                ticks,
+                macs: (reps * len) as u64
+            }
+        );
+        let mut bad = 0u32;
+        for case in 0..64usize {
+            let shift = [32u32, 40, 45, 62, 20, 0][case % 6];
+            let prq = Requant {
+                mult: (rng.next() >> 1) as i32,
+                shift,
+            };
+            let gate = &mut SCRATCH[..len];
+            for g in gate.iter_mut() {
+                *g = rng.next() as i16;
+            }
+            let up: [i16; 512] = core::array::from_fn(|_| rng.next() as i16);
+            let want: [i16; 512] = core::array::from_fn(|k| {
+                let s = kernels::silu_spaced(table, 6, gate[k]);
+                kernels::sat16(prq.apply(s as i64 * up[k] as i64))
+            });
+            optimized::swiglu_silu(Isa::ArmDsp, table, 6, gate, &up, Some(prq));
+            if gate[..] != want[..] {
+                bad += 1;
+            }
+        }
+        let _ = writeln!(out, "TRM-SILU cases=64 mismatches={bad}");
+        same &= bad == 0;
         let start = now();
         let mut acc = 0i64;
         for k in 0..n {

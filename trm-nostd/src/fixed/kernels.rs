@@ -87,10 +87,19 @@ pub const fn round_shift(x: i64, s: u32) -> i64 {
 }
 
 /// [`round_shift`] of `|x| < 2^62` for any shift: 0 from shift 63 on (`x + 2^(s - 1)` then lies
-/// in `(0, 2^s)`), past [`round_shift`]'s range. The requantizations' 64-bit paths.
+/// in `(0, 2^s)`), past [`round_shift`]'s range. The requantizations' 64-bit paths. A shift of
+/// 32 or more is done as `>> 32`, then an `i32` shift by `s - 32`: the same floor
+/// (`|x + 2^(s - 1)| < 2^62 + 2^61`, so its high word fits `i32`), and on 32-bit cores one
+/// word instead of a 64-bit variable shift.
 #[inline]
 const fn round_shift_small(x: i64, s: u32) -> i64 {
-    if s >= 63 { 0 } else { round_shift(x, s) }
+    if s >= 63 {
+        0
+    } else if s >= 32 {
+        ((((x + (1 << (s - 1))) >> 32) as i32) >> (s - 32)) as i64
+    } else {
+        round_shift(x, s)
+    }
 }
 
 /// `floor(x / 2^s + 1/2)` in `i128`, for `s <= 126`.

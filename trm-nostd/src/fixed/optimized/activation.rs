@@ -10,11 +10,12 @@ use super::Isa;
 use super::kernels::{self, EPS_TERM_MAX, I16Table, NORM_ONE, RESIDUAL_MAX, Requant};
 use super::mul_hi::mul_hi64;
 
-/// The SiLU of one SwiGLU row with a vector implementation of `isa`: `gate[i] <-
+/// The SiLU of one SwiGLU row with a faster implementation of `isa`: `gate[i] <-
 /// silu(gate[i])` ([`kernels::silu_spaced`] with knot spacing `2^step`), or with `prod`
-/// `gate[i] <- sat16(prod.apply(silu(gate[i]) * up[i]))`. Returns `false`, changing nothing,
-/// where none applies (not x86_64 AVX-512, a table that is not `2^(16 - step) + 1` knots, a
-/// product shift above 62): the caller then runs the reference.
+/// `gate[i] <- sat16(prod.apply(silu(gate[i]) * up[i]))`. x86_64 AVX-512: vectors; 32-bit
+/// targets (Cortex-M, RISC-V): [`swiglu_silu_i32`]. Returns `false`, changing nothing, where
+/// none applies (a 64-bit target without AVX-512, a table that is not `2^(16 - step) + 1`
+/// knots, a product shift above 62): the caller then runs the reference.
 pub fn swiglu_silu(
     isa: Isa,
     table: I16Table<'_>,
@@ -33,9 +34,62 @@ pub fn swiglu_silu(
         Isa::Avx512 | Isa::Avx512Vnni | Isa::Amx => {
             super::x86::silu_avx512(table.0, step, gate, up, prod)
         }
-        _ => {
-            let _ = (gate, up);
-            false
+        _ if cfg!(target_pointer_width = "32") => {
+            swiglu_silu_i32(table, step, gate, up, prod);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// [`swiglu_silu`] in 32-bit arithmetic, for 32-bit cores where the reference's `i64`
+/// operations take several instructions each: the same integers.
+///
+/// - The interpolation `a + round_shift((c - a) f, step)`: `|c - a| < 2^16` and `f < 2^step
+///   <= 2^8`, so the product and the rounding fit `i32`; `|a + d| < 2^17`, then the `i16`
+///   saturation.
+/// - The product's requant `round(s u mult / 2^shift)` for a shift in `32..=62` (where the
+///   engine's product scales fall): `x = s u mult` (`|s u| <= 2^30`, so `|x| < 2^61`; one 32 x
+///   32 -> 64-bit multiply) plus `2^(shift - 1)`, then `>> shift` as `(>> 32) >> (shift -
+///   32)` on the high word (`|x + 2^(shift-1)| < 2^62`, so it fits `i32` after `>> 32`):
+///   exactly [`Requant::apply`]'s 64-bit path. Other shifts take [`Requant::apply`] itself.
+///
+/// Public for its test; the engine reaches it through [`swiglu_silu`].
+pub fn swiglu_silu_i32(
+    table: I16Table<'_>,
+    step: u32,
+    gate: &mut [i16],
+    up: &[i16],
+    prod: Option<Requant>,
+) {
+    let mask = (1u32 << step) - 1;
+    let half = 1i32 << (step - 1);
+    let silu = |g: i16| -> i32 {
+        let u = (g as i32 + 32768) as u32;
+        let k = (u >> step) as usize;
+        let f = (u & mask) as i32;
+        let a = table.get(k) as i32;
+        let c = table.get(k + 1) as i32;
+        (a + (((c - a) * f + half) >> step)).clamp(i16::MIN as i32, i16::MAX as i32)
+    };
+    match prod {
+        None => {
+            for g in gate.iter_mut() {
+                *g = silu(*g) as i16;
+            }
+        }
+        Some(rq) if rq.mult >= 0 && (32..=62).contains(&rq.shift) => {
+            let (mult, round, rest) = (rq.mult as i64, 1i64 << (rq.shift - 1), rq.shift - 32);
+            for (g, &u) in gate.iter_mut().zip(up) {
+                let x = (silu(*g) * u as i32) as i64 * mult + round;
+                let r = ((x >> 32) as i32) >> rest;
+                *g = r.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+            }
+        }
+        Some(rq) => {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = kernels::sat16(rq.apply(silu(*g) as i64 * u as i64));
+            }
         }
     }
 }
@@ -75,13 +129,15 @@ pub fn rms_norm_fast(v: &[i32], eps_term: u64, out: &mut [i16]) {
     if v.len() > 1 << 16 {
         return kernels::rms_norm(v, eps_term, out);
     }
+    // Clamped values fit i32, so their squares and NORM_ONE multiples are one 32 x 32 -> 64-bit
+    // multiply each.
     let clamp = |x: i32| x.clamp(-RESIDUAL_MAX, RESIDUAL_MAX) as i64;
     // At most 2^16 values of at most (2^23 - 1)^2 < 2^46: the sum stays below 2^62 (no
     // saturation, as in the reference).
     let mut s = 0u64;
     for &x in v {
-        let x = clamp(x);
-        s += (x * x) as u64;
+        let x = x.clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+        s += (x as i64 * x as i64) as u64;
     }
     let t = s.saturating_add(eps_term.min(EPS_TERM_MAX));
     if t == 0 {
@@ -98,8 +154,11 @@ pub fn rms_norm_fast(v: &[i32], eps_term: u64, out: &mut [i16]) {
     let r = tn.isqrt() as i64;
     let d = r << e_right;
     let div = 2 * d as u64;
-    // D >= 2^31, so m < 2^49.
-    let m = ((1u128 << 80) / div as u128) as u64;
+    // D >= 2^31, so m < 2^49: m = floor(2^80 / D) = floor(2^(79 - e') / r), by long division
+    // in two 64-bit steps (no 128-bit division, a long loop on 32-bit cores): with `k = 47 -
+    // e'`, `floor(2^k / r) 2^32 + floor((2^k mod r) 2^32 / r)` (`2^k mod r < 2^31`).
+    let (r64, k) = (r as u64, 47 - e_right);
+    let m = ((1u64 << k) / r64) << 32 | (((1u64 << k) % r64) << 32) / r64;
     let floor_div = |x: u64| -> u64 {
         let q = mul_hi64(x, m) >> 16;
         if x - q * div >= div { q + 1 } else { q }
