@@ -158,7 +158,7 @@ pub fn rms_norm_fast(v: &[i32], eps_term: u64, out: &mut [i16]) {
     // in two 64-bit steps (no 128-bit division, a long loop on 32-bit cores): with `k = 47 -
     // e'`, `floor(2^k / r) 2^32 + floor((2^k mod r) 2^32 / r)` (`2^k mod r < 2^31`).
     let (r64, k) = (r as u64, 47 - e_right);
-    let m = ((1u64 << k) / r64) << 32 | (((1u64 << k) % r64) << 32) / r64;
+    let m = (((1u64 << k) / r64) << 32) | ((((1u64 << k) % r64) << 32) / r64);
     let floor_div = |x: u64| -> u64 {
         let q = mul_hi64(x, m) >> 16;
         if x - q * div >= div { q + 1 } else { q }
