@@ -340,8 +340,11 @@ fn blocked_heads(
     let (p_sums, wide) = wide.split_at_mut(l);
     let col_sums = &mut wide[..hd];
     let scores = &mut scores[..l];
+    // Every head has the same shapes, so a `false` below can only come at the first head,
+    // before any output is written over its queries: the per-row path then starts afresh.
     for hh in 0..heads {
-        // The head's keys (row-major) and values (transposed) as int16 matrices.
+        // The head's keys (row-major) and values (transposed) as int16 matrices: their bytes
+        // are little-endian int16 pairs, as the matrices want, on x86_64.
         for j in 0..l {
             let at = j * stride + hh * hd;
             keys[j * hd..(j + 1) * hd].copy_from_slice(&qkv[at + d..at + d + hd]);
