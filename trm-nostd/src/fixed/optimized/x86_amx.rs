@@ -60,7 +60,7 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
-/// [`super::matmul`] with AMX; `false` (nothing done) for second rows, rows longer than
+/// [`super::matmul`] with AMX; `false` (nothing done) for second rows, empty rows, rows longer than
 /// [`COLS_MAX`] ([`COLS_MAX_WIDE`] with int16 weights), without AMX, or when `scratch` cannot
 /// hold a panel and 16 activation rows.
 pub(super) fn matmul(
@@ -70,7 +70,7 @@ pub(super) fn matmul(
     scratch: &mut [i16],
 ) -> bool {
     let max = if w.wide { COLS_MAX_WIDE } else { COLS_MAX };
-    if a.second.is_some() || w.cols > max || !super::x86::has_amx() {
+    if a.second.is_some() || w.cols == 0 || w.cols > max || !super::x86::has_amx() {
         return false;
     }
     // Weight rows per panel: two halves of 16 (int8), or one block of 16 split in two bytes.
