@@ -24,8 +24,9 @@
 //! `256 sum_hi + sum_lo` (in `i64`) is the exact dot product, as every order of integer
 //! additions gives the same. With int16 weights the middle sum has two such products per
 //! column and the low one `255 * 255 = 65025`: exact over at most [`COLS_MAX_WIDE`] = 32768
-//! columns (`2 * 32640 * 32768 < 2^31`, `65025 * 32768 < 2^31`). Padding (activation rows past the block, columns past the row,
-//! weight rows past the matrix) is zero on one side of each product.
+//! columns (`2 * 32640 * 32768 < 2^31`, `65025 * 32768 < 2^31`). Padding (activation rows
+//! past the block, columns past the row, weight rows past the matrix) is zero on one side of
+//! each product.
 
 use super::matmul::{Epilogue, Matrix, Rows};
 use super::x86_matmul::{PanelRq, finish_row, transpose16};
@@ -60,9 +61,9 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
-/// [`super::matmul`] with AMX; `false` (nothing done) for second rows, empty rows, rows longer than
-/// [`COLS_MAX`] ([`COLS_MAX_WIDE`] with int16 weights), without AMX, or when `scratch` cannot
-/// hold a panel and 16 activation rows.
+/// [`super::matmul`] with AMX; `false` (nothing done) for second rows, empty rows, rows longer
+/// than [`COLS_MAX`] ([`COLS_MAX_WIDE`] with int16 weights), without AMX, or when `scratch`
+/// cannot hold a panel and 16 activation rows.
 pub(super) fn matmul(
     w: &Matrix<'_>,
     a: &Rows<'_>,

@@ -296,8 +296,9 @@ fn pack_rows(a: &Rows<'_>, t0: usize, gn: usize, npairs: usize, tmax: usize, dst
 
 /// The tiles `(first, rows)` of `vcount` activation rows: as few as hold `tmax` rows each, as
 /// even as possible (97 rows in tiles of at most 12: seven of 11 and two of 10, not eight of
-/// 12 and one of 1, whose kernel would run far below the others' speed), each a multiple of `sub` rows (so a tile never separates a row from its second
-/// row; `tmax` and `vcount` are multiples of `sub`).
+/// 12 and one of 1, whose kernel would run far below the others' speed), each a multiple of
+/// `sub` rows (so a tile never separates a row from its second row; `tmax` and `vcount` are
+/// multiples of `sub`).
 fn tiles(vcount: usize, tmax: usize, sub: usize) -> impl Iterator<Item = (usize, usize)> {
     let units = vcount / sub;
     let per = (tmax / sub).max(1);
