@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tch::nn::OptimizerConfig as _;
 use tch::{Device, Kind, Tensor, nn};
@@ -20,6 +21,16 @@ use trm_nostd::fixed::prepare::quantize_row_i8;
 use trm_nostd::float::OwnedWeights;
 use trm_nostd::{Config, DType, Model, TensorId};
 use trm_nostd::{Engine, FloatEngine};
+
+/// Held by every test of this file: they seed libtorch's one global generator
+/// (`tch::manual_seed`) and draw from it (model initialisation, training runs), so two tests at
+/// once would interleave their draws and change each other's weights. Serial, every test's
+/// model is the same on every run.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
 use trm_reference::act_ranges::ActRanges;
 use trm_reference::checkpoint::{ImportOptions, WeightsChoice};
 use trm_train::ckpt;
@@ -111,6 +122,7 @@ fn max_rounding_error(weights: &HashMap<String, Tensor>, c: &Config) -> f64 {
 /// weights.
 #[test]
 fn qat_fine_tuning_saves_weights_the_fixed_export_does_not_round() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = dataset(tmp.path());
     let float_ck = run(&data, &tmp.path().join("float"), &[], 3, false);
@@ -225,6 +237,7 @@ fn qat_fine_tuning_saves_weights_the_fixed_export_does_not_round() {
 /// weights come back from the optimizer file.
 #[test]
 fn qat_resume_equals_straight_run() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = dataset(tmp.path());
     let extra = [
@@ -305,6 +318,7 @@ fn replace_matrices(vs: &nn::VarStore, c: &Config, f: impl Fn(&Tensor) -> Tensor
 /// exactly, and that of the exporter's dequantized int8 values (`q * scale`) to f32 rounding.
 #[test]
 fn fake_quant_forward_is_the_forward_of_the_exported_weights() {
+    let _serial = serial();
     for mlp_t in [false, true] {
         let (vs, mut model) = tiny_model(mlp_t);
         let c = *model.config();
@@ -347,6 +361,7 @@ fn fake_quant_forward_is_the_forward_of_the_exported_weights() {
 /// gradient, and gradient steps lower a loss.
 #[test]
 fn straight_through_gradients_flow_and_train() {
+    let _serial = serial();
     let (vs, mut model) = tiny_model(true);
     let c = *model.config();
     model.set_weight_quant(Some(WeightQuant::Int8));
@@ -387,6 +402,7 @@ fn straight_through_gradients_flow_and_train() {
 /// (d) Bad settings are errors naming the key.
 #[test]
 fn bad_quant_settings_are_clear_errors() {
+    let _serial = serial();
     for (ov, want) in [
         ("quant.weights=int4", "expected int8, int16 or none"),
         ("quant.activations=int4", "expected int16 or none"),
@@ -441,6 +457,7 @@ fn record(model: &mut Trm) -> ActRanges {
 /// records (the float engine's values against libtorch's, f32 rounding apart).
 #[test]
 fn recorded_activation_ranges_are_the_exporters_calibration() {
+    let _serial = serial();
     for mlp_t in [false, true] {
         let (vs, mut model) = tiny_model(mlp_t);
         let c = *model.config();
@@ -490,6 +507,7 @@ fn recorded_activation_ranges_are_the_exporters_calibration() {
 /// the fixed file quantized with those ranges, against both.
 #[test]
 fn activation_fake_quant_tracks_the_integer_engine() {
+    let _serial = serial();
     for mlp_t in [false, true] {
         let (vs, mut model) = tiny_model(mlp_t);
         // One ACT step of one H and one L cycle: two network applications.
@@ -569,6 +587,7 @@ fn activation_fake_quant_tracks_the_integer_engine() {
 /// bit), and the fixed export uses them in place of its own calibration.
 #[test]
 fn activation_qat_freezes_ranges_that_resume_and_export_read() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = dataset(tmp.path());
     let float_ck = run(&data, &tmp.path().join("float"), &[], 2, false);
