@@ -52,7 +52,10 @@ pub fn swiglu_silu(
 ///   engine's product scales fall): `x = s u mult` (`|s u| <= 2^30`, so `|x| < 2^61`; one 32 x
 ///   32 -> 64-bit multiply) plus `2^(shift - 1)`, then `>> shift` as `(>> 32) >> (shift -
 ///   32)` on the high word (`|x + 2^(shift-1)| < 2^62`, so it fits `i32` after `>> 32`):
-///   exactly [`Requant::apply`]'s 64-bit path. Other shifts take [`Requant::apply`] itself.
+///   exactly [`Requant::apply`]'s 64-bit path, with the multiplier, the rounding term and the
+///   shift taken out of the loop (calling [`Requant::apply`] per value measured 62.9 instead of
+///   43.9 instructions per value on Cortex-M4F: its range checks and shift clamp run each
+///   time). Other shifts take [`Requant::apply`] itself.
 ///
 /// Public for its test; the engine reaches it through [`swiglu_silu`].
 pub fn swiglu_silu_i32(
