@@ -524,6 +524,65 @@ fn requant_fast_path_equals_the_i128_rule() {
     assert!(checked > 100_000);
 }
 
+/// `Requant::high_word` exists exactly for `mult >= 0` and shifts `32..=62`, and then its
+/// `apply` equals `Requant::apply` for every `i32` accumulator (random, and the extremes), for
+/// random and extreme mantissas at every shift of the range.
+#[test]
+fn requant_high_word_equals_apply() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut next = move || rng.next();
+    let edges = [
+        0i32,
+        1,
+        -1,
+        2,
+        -2,
+        i32::MAX,
+        i32::MIN,
+        i32::MAX - 1,
+        i32::MIN + 1,
+    ];
+    let mut checked = 0u64;
+    for shift in 0..=130u32 {
+        for mult in [0i32, 1, 1 << 30, (1 << 30) + 777, i32::MAX, -1, i32::MIN] {
+            let r = Requant { mult, shift };
+            let hw = r.high_word();
+            assert_eq!(
+                hw.is_some(),
+                mult >= 0 && (32..=62).contains(&shift),
+                "mult {mult} shift {shift}"
+            );
+            if hw.is_none() {
+                continue;
+            }
+            for _ in 0..300 {
+                let v = next();
+                let acc = match v % 3 {
+                    0 => (v >> 16) as i32,
+                    1 => ((v >> 16) as i32) >> (v % 31),
+                    _ => edges[(v >> 40) as usize % edges.len()],
+                };
+                let m = if v % 5 == 0 {
+                    (next() >> 33) as i32
+                } else {
+                    mult
+                };
+                let r = Requant { mult: m, shift };
+                let Some(hw) = r.high_word() else {
+                    panic!("mult {m} shift {shift}: no high word")
+                };
+                assert_eq!(
+                    hw.apply(acc) as i64,
+                    r.apply(acc as i64),
+                    "acc {acc} mult {m} shift {shift}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40_000);
+}
+
 /// `Requant2::apply` takes a 64-bit path for inputs within `2^30`: the same integer as the
 /// `i128` rule, for random and extreme inputs, mantissas and every shift.
 #[test]

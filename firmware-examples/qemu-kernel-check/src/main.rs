@@ -17,7 +17,9 @@
 //!    scratch; one row alone, three weight rows per pass) against `Isa::Portable`, for random
 //!    shapes (one activation row every fourth case, 1..=9 otherwise, and 129..=140
 //!    past one pass of the path's sums; every column count mod 4, past the 256-column chunk), random and extreme values, scratch at both word
-//!    parities and too short (the per-output fallback). Then one line:
+//!    parities and too short (the per-output fallback); the same products through the
+//!    requantizing epilogues too (`Sat16`, `Residual`: a random channel table, shifts on both
+//!    sides of the 32..=62 high-word path, output strides past the row length). Then one line:
 //!
 //!    `TRM-MATMUL cases=<n> outputs=<n> mismatches=<n>`
 //!
@@ -234,6 +236,12 @@ fn main() -> ! {
     static mut SUMS: [i64; 256 * 83] = [0; 256 * 83];
     static mut SEQ: [i16; 83 * 83] = [0; 83 * 83];
     static mut SCRATCH: [i16; 7000] = [0; 7000];
+    static mut TABLE: [u8; 4 * (1 + 2 * 64)] = [0; 4 * (1 + 2 * 64)];
+    static mut EPI_P: [i16; 1200] = [0; 1200];
+    static mut EPI_D: [i16; 1200] = [0; 1200];
+    static mut RES_P: [i32; 1200] = [0; 1200];
+    static mut RES_D: [i32; 1200] = [0; 1200];
+    static mut RES_H: [i16; 1200] = [0; 1200];
 
     let mut out = Out(hio::hstdout().ok());
     let Some(mut cp) = cortex_m::Peripherals::take() else {
@@ -412,7 +420,64 @@ fn main() -> ! {
         };
         let p = run(Isa::Portable, &mut SUMS_P[..], &mut []);
         let d = run(Isa::ArmDsp, &mut SUMS_D[..], &mut SCRATCH[off..off + len]);
-        if !p || !d || SUMS_P[..nout] != SUMS_D[..nout] {
+        // The requantizing epilogues (int16 outputs; residual sums) through a random channel
+        // table: mantissas in [2^30, 2^31) and now and then 0 or small, shifts 20..=70 (below,
+        // inside and past the 32..=62 of the high-word path), rows of `stride` >= `rows`.
+        let stride = rows + (case % 3) as usize;
+        let nepi = (count - 1) * stride + rows;
+        TABLE[..4].copy_from_slice(&(rows as i32).to_le_bytes());
+        for o in 0..rows {
+            let mult = match rng.below(8) {
+                0 => 0,
+                1 => rng.below(1000) as i32,
+                _ => (1 << 30) + (rng.next() >> 2) as i32,
+            };
+            let shift = 20 + rng.below(51);
+            TABLE[4 + 8 * o..8 + 8 * o].copy_from_slice(&mult.to_le_bytes());
+            TABLE[8 + 8 * o..12 + 8 * o].copy_from_slice(&shift.to_le_bytes());
+        }
+        for v in RES_H[..nepi].iter_mut() {
+            *v = rng.next() as i16;
+        }
+        // The same values in both sets of outputs first: the gaps of a stride past `rows` are
+        // never written and compare equal.
+        EPI_P[..nepi].fill(0x5a5a);
+        EPI_D[..nepi].fill(0x5a5a);
+        RES_P[..nepi].fill(0x5a5a);
+        RES_D[..nepi].fill(0x5a5a);
+        let wq = Matrix::new(&W[..bytes], rows, cols, wide, Words(&TABLE[..4 + 8 * rows]));
+        let (mut p2, mut d2) = (true, true);
+        if let Some(wq) = wq {
+            for isa in [Isa::Portable, Isa::ArmDsp] {
+                let (out, res, scratch): (&mut [i16], &mut [i32], &mut [i16]) =
+                    if isa == Isa::Portable {
+                        (&mut EPI_P[..], &mut RES_P[..], &mut [])
+                    } else {
+                        (&mut EPI_D[..], &mut RES_D[..], &mut SCRATCH[off..off + len])
+                    };
+                let mut epi = Epilogue::Sat16 {
+                    out: &mut out[..nepi],
+                    stride,
+                };
+                let ok1 = optimized::matmul(isa, &wq, &a, &mut epi, scratch);
+                let mut epi = Epilogue::Residual {
+                    h: &RES_H[..nepi],
+                    res: &mut res[..nepi],
+                    stride,
+                    product: None,
+                };
+                let ok2 = optimized::matmul(isa, &wq, &a, &mut epi, scratch);
+                if isa == Isa::Portable {
+                    p2 = ok1 && ok2;
+                } else {
+                    d2 = ok1 && ok2;
+                }
+            }
+        } else {
+            p2 = false;
+        }
+        let epi_same = EPI_P[..nepi] == EPI_D[..nepi] && RES_P[..nepi] == RES_D[..nepi];
+        if !p || !d || !p2 || !d2 || !epi_same || SUMS_P[..nout] != SUMS_D[..nout] {
             mm_bad += 1;
             if mm_bad <= 10 {
                 let _ = writeln!(

@@ -318,6 +318,41 @@ impl Requant {
     }
 }
 
+/// [`Requant::apply`] of `i32` accumulators in 32-bit words, for a multiplier whose shift lies
+/// in `32..=62` (the matrix products' usual range): one 32 x 32 -> 64-bit multiply-accumulate
+/// with the rounding term, the high word, one `i32` shift. Built by [`Requant::high_word`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HighWord {
+    mult: i32,
+    round: i64,
+    shift: u32,
+}
+
+impl HighWord {
+    /// `Requant::apply(acc)`, which lies in `i32` here (`|acc * mult| < 2^62`, shift >= 32).
+    #[inline(always)]
+    pub const fn apply(self, acc: i32) -> i32 {
+        ((((acc as i64) * (self.mult as i64) + self.round) >> 32) as i32) >> self.shift
+    }
+}
+
+impl Requant {
+    /// The [`HighWord`] form of this multiplier, when `mult >= 0` and `32 <= shift <= 62`: then
+    /// [`Requant::apply`] of an `i32` accumulator takes its 64-bit path, `round_shift_small`'s
+    /// high-word branch, which [`HighWord::apply`] is step for step.
+    pub const fn high_word(&self) -> Option<HighWord> {
+        if self.mult >= 0 && self.shift >= 32 && self.shift <= 62 {
+            Some(HighWord {
+                mult: self.mult,
+                round: 1 << (self.shift - 1),
+                shift: self.shift - 32,
+            })
+        } else {
+            None
+        }
+    }
+}
+
 impl Requant {
     /// [`Requant::apply`] of an `i128` accumulator (the exact-product dots): `|acc| < 2^96`
     /// keeps `acc * mult` in `i128`; larger values saturate first. The result saturates to

@@ -62,8 +62,9 @@
 //! at most `2 * 128 * 2^15 = 2^23` each: `|acc| <= 2^30`), then added to an `i64`: no partial
 //! sum wraps, so every output is the reference's dot product bit for bit.
 
-use super::kernels::{ACC_CHUNK, sat_residual, sat16};
+use super::kernels::{ACC_CHUNK, RESIDUAL_MAX, sat_residual, sat16};
 use super::matmul::{Epilogue, Matrix, Rows};
+use crate::fixed::tables::Words;
 use core::arch::asm;
 
 /// Rows of a tile.
@@ -110,22 +111,38 @@ pub(super) fn matmul(
     // `false` (the packed rows too short; never after `fits`): the per-output path writes
     // every output again.
     match epi {
-        Epilogue::Sat16 { out, stride } => outputs(w, a, packed, |t, o, acc| {
-            out[t * *stride + o] = sat16(table.channel(o).apply(acc));
-        }),
+        Epilogue::Sat16 { out, stride } => outputs(
+            w,
+            a,
+            packed,
+            &mut Sat16Out {
+                out,
+                stride: *stride,
+                table,
+            },
+        ),
         Epilogue::Residual {
             h,
             res,
             stride,
             product: None,
-        } => outputs(w, a, packed, |t, o, acc| {
-            let i = t * *stride + o;
-            let delta = table.channel(o).apply(acc);
-            res[i] = sat_residual((h[i] as i64).saturating_add(delta));
-        }),
-        Epilogue::Raw { out, .. } => outputs(w, a, packed, |t, o, acc| {
-            out[t * rows + o] = acc;
-        }),
+        } => outputs(
+            w,
+            a,
+            packed,
+            &mut ResidualOut {
+                h,
+                res,
+                stride: *stride,
+                table,
+            },
+        ),
+        Epilogue::Raw { out, .. } => outputs(
+            w,
+            a,
+            packed,
+            &mut Each(|t: usize, o: usize, acc: i64| out[t * rows + o] = acc),
+        ),
         // Exact products have a second set of rows (refused above).
         Epilogue::Residual {
             product: Some(_), ..
@@ -133,16 +150,147 @@ pub(super) fn matmul(
     }
 }
 
+/// What becomes of the exact sums: output `(t, o)` (activation row `t`, weight row `o`) one at
+/// a time, or a run of the outputs of weight row `o` for consecutive activation rows
+/// `t0, t0 + 1, ...`, whose per-row requantization is then looked up once.
+trait Finish {
+    /// Output `(t, o)` with the sum `acc`.
+    fn one(&mut self, t: usize, o: usize, acc: i64);
+
+    /// Outputs `(t0 + j, o)` with the sums `sums[j]`, each within `i32`.
+    #[inline(always)]
+    fn run_i32(&mut self, t0: usize, o: usize, sums: &[i32]) {
+        for (j, &s) in sums.iter().enumerate() {
+            self.one(t0 + j, o, i64::from(s));
+        }
+    }
+
+    /// Outputs `(t0 + j, o)` with the sums `sums[j]`.
+    #[inline(always)]
+    fn run_i64(&mut self, t0: usize, o: usize, sums: &[i64]) {
+        for (j, &s) in sums.iter().enumerate() {
+            self.one(t0 + j, o, s);
+        }
+    }
+}
+
+/// A closure called for each output.
+struct Each<F>(F);
+
+impl<F: FnMut(usize, usize, i64)> Finish for Each<F> {
+    #[inline(always)]
+    fn one(&mut self, t: usize, o: usize, acc: i64) {
+        (self.0)(t, o, acc)
+    }
+}
+
+/// [`Epilogue::Sat16`]: `out[t * stride + o] = sat16(requant_o(acc))`. A run of sums within
+/// `i32` through a channel whose multiplier has the [`HighWord`](super::kernels::HighWord) form (the usual case) takes
+/// it: a multiply-accumulate, a shift and a saturation per output, the same integers as
+/// [`Requant::apply`](super::kernels::Requant::apply) (`kernels` tests the equality for every shift of the form).
+struct Sat16Out<'o, 't> {
+    out: &'o mut [i16],
+    stride: usize,
+    table: Words<'t>,
+}
+
+impl Finish for Sat16Out<'_, '_> {
+    #[inline(always)]
+    fn one(&mut self, t: usize, o: usize, acc: i64) {
+        self.out[t * self.stride + o] = sat16(self.table.channel(o).apply(acc));
+    }
+
+    #[inline(always)]
+    fn run_i32(&mut self, t0: usize, o: usize, sums: &[i32]) {
+        let q = self.table.channel(o);
+        let (Some(hw), Some(dst)) = (q.high_word(), self.out.get_mut(t0 * self.stride + o..))
+        else {
+            for (j, &s) in sums.iter().enumerate() {
+                self.one(t0 + j, o, i64::from(s));
+            }
+            return;
+        };
+        for (d, &s) in dst.iter_mut().step_by(self.stride).zip(sums) {
+            *d = hw.apply(s).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+        }
+    }
+
+    #[inline(always)]
+    fn run_i64(&mut self, t0: usize, o: usize, sums: &[i64]) {
+        let q = self.table.channel(o);
+        let hw = q.high_word();
+        for (j, &s) in sums.iter().enumerate() {
+            let i = (t0 + j) * self.stride + o;
+            self.out[i] = match (hw, i32::try_from(s)) {
+                (Some(hw), Ok(s)) => hw.apply(s).clamp(i16::MIN as i32, i16::MAX as i32) as i16,
+                _ => sat16(q.apply(s)),
+            };
+        }
+    }
+}
+
+/// [`Epilogue::Residual`] without exact products: `res[i] = sat_residual(h[i] +
+/// requant_o(acc))`, `i = t * stride + o`; runs within `i32` through a [`HighWord`](super::kernels::HighWord)
+/// multiplier in 32-bit words (`|h[i] + delta| < 2^15 + 2^30`: no overflow), the same
+/// integers.
+struct ResidualOut<'o, 't> {
+    h: &'o [i16],
+    res: &'o mut [i32],
+    stride: usize,
+    table: Words<'t>,
+}
+
+impl ResidualOut<'_, '_> {
+    /// Output `i` from a delta of the [`HighWord`](super::kernels::HighWord) path.
+    #[inline(always)]
+    fn put(&mut self, i: usize, delta: i32) {
+        self.res[i] = (i32::from(self.h[i]) + delta).clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+    }
+}
+
+impl Finish for ResidualOut<'_, '_> {
+    #[inline(always)]
+    fn one(&mut self, t: usize, o: usize, acc: i64) {
+        let i = t * self.stride + o;
+        let delta = self.table.channel(o).apply(acc);
+        self.res[i] = sat_residual(i64::from(self.h[i]).saturating_add(delta));
+    }
+
+    #[inline(always)]
+    fn run_i32(&mut self, t0: usize, o: usize, sums: &[i32]) {
+        let Some(hw) = self.table.channel(o).high_word() else {
+            for (j, &s) in sums.iter().enumerate() {
+                self.one(t0 + j, o, i64::from(s));
+            }
+            return;
+        };
+        for (j, &s) in sums.iter().enumerate() {
+            self.put((t0 + j) * self.stride + o, hw.apply(s));
+        }
+    }
+
+    #[inline(always)]
+    fn run_i64(&mut self, t0: usize, o: usize, sums: &[i64]) {
+        let hw = self.table.channel(o).high_word();
+        for (j, &s) in sums.iter().enumerate() {
+            match (hw, i32::try_from(s)) {
+                (Some(hw), Ok(s)) => self.put((t0 + j) * self.stride + o, hw.apply(s)),
+                _ => self.one(t0 + j, o, s),
+            }
+        }
+    }
+}
+
 /// [`each_output`], or [`each_output_of_one_row`] for one activation row, or
 /// [`each_output_w16`] for int16 weights.
 #[inline(always)]
-fn outputs(w: &Matrix<'_>, a: &Rows<'_>, packed: &[i16], f: impl FnMut(usize, usize, i64)) -> bool {
+fn outputs(w: &Matrix<'_>, a: &Rows<'_>, packed: &[i16], fin: &mut impl Finish) -> bool {
     if w.wide {
-        each_output_w16(w, a, f)
+        each_output_w16(w, a, |t, o, acc| fin.one(t, o, acc))
     } else if a.count == 1 {
-        each_output_of_one_row(w, a, packed, f)
+        each_output_of_one_row(w, a, packed, |t, o, acc| fin.one(t, o, acc))
     } else {
-        each_output(w, a, packed, f)
+        each_output(w, a, packed, fin)
     }
 }
 
@@ -191,18 +339,14 @@ fn pack(a: &Rows<'_>, groups: usize, packed: &mut [i16]) {
 /// Tiles whose sums [`row_sums`] writes at a time (128 activation rows: 512 bytes of stack).
 const TILES_PER_PASS: usize = 32;
 
-/// Calls `f(t, o, W[o] . a_t)` for every weight row `o` (outer) and activation row `t`: for
-/// each pass of up to [`TILES_PER_PASS`] tiles, each chunk's `i32` sums by [`row_sums`], added
-/// in `i64`, then the columns past the last whole group. `false` when the packed rows are
+/// Hands `W[o] . a_t` for every weight row `o` (outer) and activation row `t` to `fin`, a run
+/// of activation rows at a time: for each pass of up to [`TILES_PER_PASS`] tiles, each chunk's
+/// `i32` sums by [`row_sums`] (one chunk: the sums themselves; more: added in `i64`), plus the
+/// columns past the last whole group. `false` when the packed rows are
 /// shorter than [`fits`] makes them (never, for a caller that checked it): some outputs may
 /// then be written, and the caller's per-output path writes them all again.
 #[inline(always)]
-fn each_output(
-    w: &Matrix<'_>,
-    a: &Rows<'_>,
-    packed: &[i16],
-    mut f: impl FnMut(usize, usize, i64),
-) -> bool {
+fn each_output(w: &Matrix<'_>, a: &Rows<'_>, packed: &[i16], fin: &mut impl Finish) -> bool {
     let cols = w.cols;
     let groups = cols / 4;
     let whole = 4 * groups;
@@ -235,9 +379,14 @@ fn each_output(
                 if !row_sums(wc, ap, n, &mut sums[..TILE * n]) {
                     return false;
                 }
-                for (j, &sum) in sums[..TILE * n].iter().enumerate().take(a.count - t0) {
-                    f(t0 + j, o, sum as i64 + tail(t0 + j));
+                let sums = &mut sums[..(TILE * n).min(a.count - t0)];
+                if !wtail.is_empty() {
+                    // `|sum| <= 2^30` and `|tail| < 3 * 2^22`: the total stays within `i32`.
+                    for (j, s) in sums.iter_mut().enumerate() {
+                        *s += tail(t0 + j) as i32;
+                    }
                 }
+                fin.run_i32(t0, o, sums);
                 tile0 += n;
                 continue;
             }
@@ -258,9 +407,13 @@ fn each_output(
                     *t += c as i64;
                 }
             }
-            for (j, &sum) in totals.iter().enumerate().take(a.count - t0) {
-                f(t0 + j, o, sum + tail(t0 + j));
+            let totals = &mut totals[..(TILE * n).min(a.count - t0)];
+            if !wtail.is_empty() {
+                for (j, s) in totals.iter_mut().enumerate() {
+                    *s += tail(t0 + j);
+                }
             }
+            fin.run_i64(t0, o, totals);
             tile0 += n;
         }
     }
