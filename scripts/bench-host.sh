@@ -10,6 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== $(date -u) load: $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo bench -p trm-nostd --bench fixed_step -- \
-  '/(fixed-(avx2|avx512|avx512-vnni|amx)-fast|float-f32)$' 2>&1 | grep -E '^act_step|time:'
+  '/(fixed-(avx2|avx512|avx512-vnni|amx)-fast|float-f32|float-f32-fused)$' 2>&1 | grep -E '^act_step|time:'
 cargo bench -p trm-train --bench act_forward 2>&1 | grep -E '^libtorch|time:'
 echo "== $(date -u) load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -28,6 +28,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use safetensors::{Dtype, View};
 use trm_nostd::act::should_stop;
+use trm_nostd::float::kernels::Arith;
 use trm_nostd::{AnyEngine, Engine, HaltMode, Model};
 
 use crate::puzzles::{PuzzleKind, PuzzleRow};
@@ -141,12 +142,18 @@ where
 }
 
 /// Solves `rows` with `model` (every puzzle whose question parses, in order, with its puzzle
-/// identifier, stopping as `halt` says) and returns the safetensors bytes described in the module
-/// documentation.
-pub fn dump_bytes(model: &[u8], rows: &[PuzzleRow], halt: HaltMode) -> anyhow::Result<Vec<u8>> {
+/// identifier, stopping as `halt` says; a float model with `arith`'s multiply-accumulates) and
+/// returns the safetensors bytes described in the module documentation.
+pub fn dump_bytes(
+    model: &[u8],
+    rows: &[PuzzleRow],
+    halt: HaltMode,
+    arith: Arith,
+) -> anyhow::Result<Vec<u8>> {
     let m = Model::parse(model).context("the model is not a valid .trm file")?;
     let mut arena = crate::engine::arena_for(&m);
     let mut engine = AnyEngine::new(&m, &mut arena).context("building the engine")?;
+    engine.set_float_arith(arith);
     let kind = PuzzleKind::of(m.config());
     let mut dump = Dump::default();
     let scheme = if engine.is_fixed() { "fixed" } else { "float" };
@@ -191,8 +198,9 @@ pub fn write_dump(
     model: &[u8],
     rows: &[PuzzleRow],
     halt: HaltMode,
+    arith: Arith,
 ) -> anyhow::Result<()> {
-    let bytes = dump_bytes(model, rows, halt)?;
+    let bytes = dump_bytes(model, rows, halt, arith)?;
     let Some(name) = path.file_name() else {
         bail!("--dump {}: not a file name", path.display());
     };

@@ -83,6 +83,7 @@ pub fn run_app(
         step_digests,
         boards,
         threads,
+        float_arith: trm_nostd::float::kernels::Arith::Separate,
     };
     let report = run_app_on_host(&mut out, &NoCounter, model, rows, &how);
     (out.0, report)

@@ -14,6 +14,7 @@
 
 use trm_fw_app::{Console, Counter, HaltMode, Options, Puzzle, Report};
 use trm_nostd::Model;
+use trm_nostd::float::kernels::Arith;
 use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
 use trm_nostd::task::{Task, arc_grid};
 
@@ -246,6 +247,8 @@ pub struct HostRun {
     pub boards: bool,
     /// Threads to solve on (0: one per core).
     pub threads: usize,
+    /// A float model's multiply-accumulates (`Separate`: the bits of golden files).
+    pub float_arith: Arith,
 }
 
 /// Runs `model` on `rows` through the firmware app, printing to `out` and the errors also to
@@ -322,6 +325,7 @@ pub fn run_app_on_host<K: Counter + Clone + Send>(
         halt: how.halt,
         step_digests: how.step_digests,
         boards: how.boards,
+        float_arith: how.float_arith,
     };
     let threads = crate::parallel::thread_count(how.threads, list.len());
     if threads == 1 {

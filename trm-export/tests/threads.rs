@@ -339,3 +339,71 @@ fn verify_reports_the_same_on_any_number_of_threads() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `run --float-arith fused`: a float model's steps change bits (its own arithmetic), the same
+/// on one and two threads; a fixed model ignores the option (output byte for byte the default's).
+#[test]
+fn run_float_arith_fused() {
+    let dir = tiny::temp_dir("threads-fused");
+    let (float, fixed) = models(&dir);
+    let csv = dir.join("p.csv");
+    tiny::write_csv(&csv, &rows(false));
+    let csv = csv.to_str().unwrap();
+    let run = |model: &str, arith: &str, threads: &str| {
+        outcome(&[
+            "run",
+            "-m",
+            model,
+            "--puzzles",
+            csv,
+            "--limit",
+            "7",
+            "--step-digests",
+            "--no-boards",
+            "--float-arith",
+            arith,
+            "--threads",
+            threads,
+        ])
+    };
+    let steps = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("TRM-STEP "))
+            .map(String::from)
+            .collect()
+    };
+    let separate = run(&float, "separate", "1");
+    let fused = run(&float, "fused", "1");
+    assert_eq!(separate.0, Some(0), "{}", separate.2);
+    assert_eq!(fused.0, Some(0), "{}", fused.2);
+    let (s, f) = (steps(&separate.1), steps(&fused.1));
+    assert_eq!(s.len(), f.len());
+    assert!(!s.is_empty());
+    assert!(s != f, "fused multiply-adds gave the separate digests");
+    // The default is the separate arithmetic.
+    let plain = outcome(&[
+        "run",
+        "-m",
+        &float,
+        "--puzzles",
+        csv,
+        "--limit",
+        "7",
+        "--step-digests",
+        "--no-boards",
+    ]);
+    assert_eq!(plain, separate);
+    assert_eq!(run(&float, "fused", "2"), fused, "fused on two threads");
+    assert_eq!(run(&fixed, "fused", "1"), run(&fixed, "separate", "1"));
+    let bad = tiny::cli(&[
+        "run",
+        "-m",
+        &float,
+        "--puzzles",
+        csv,
+        "--float-arith",
+        "fast",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", tiny::text(&bad));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -69,6 +69,7 @@ use core::fmt::{self, Write as _};
 use trm_nostd::AnyEngine;
 use trm_nostd::act::should_stop;
 use trm_nostd::digest::digest_tokens;
+use trm_nostd::float::kernels::Arith;
 use trm_nostd::format::Model;
 use trm_nostd::sudoku::{self, BLANK, CELLS, PAD, Tokens};
 use trm_nostd::task::{MAX_SEQ_LEN, Task};
@@ -222,6 +223,9 @@ pub struct Options<'a> {
     pub step_digests: bool,
     /// Print the boards (question, prediction) for humans.
     pub boards: bool,
+    /// A float model's multiply-accumulates ([`Arith::Separate`], the default, is what golden
+    /// files hold; [`Arith::Fused`] is the faster host arithmetic with its own bits).
+    pub float_arith: Arith,
 }
 
 /// What [`run`] found.
@@ -275,6 +279,7 @@ pub fn run_firmware<C: Console + ?Sized, K: Counter + ?Sized>(
         halt: fw.halt,
         step_digests: fw.step_digests,
         boards: true,
+        float_arith: Arith::Separate,
     };
     if fw.golden.is_empty() {
         return run_models(console, counter, fw.models, fw.puzzles, scratch, &opts);
@@ -628,7 +633,7 @@ fn run_inner<C: Console + ?Sized, K: Counter + ?Sized>(
         check.check_header(out, bytes, puzzles.len(), opts.halt);
         out.check = Some(check);
     }
-    let Ok(mut engine) = engine_of(out, model, scratch) else {
+    let Ok(mut engine) = engine_of(out, model, scratch, opts) else {
         return finish(
             out,
             Report {
@@ -658,13 +663,17 @@ fn engine_of<'s, C: Console + ?Sized>(
     out: &mut Out<'_, '_, C>,
     model: Option<&'s [u8]>,
     scratch: &'s mut [f32],
+    opts: &Options<'_>,
 ) -> Result<Option<AnyEngine<'s>>, ()> {
     match model {
         None => {
             say!(out, "TRM-MODEL none");
             Ok(None)
         }
-        Some(bytes) => load(out, bytes, scratch).map(Some),
+        Some(bytes) => load(out, bytes, scratch).map(|mut e| {
+            e.set_float_arith(opts.float_arith);
+            Some(e)
+        }),
     }
 }
 
@@ -723,7 +732,7 @@ pub fn begin_run<'s, C: Console + ?Sized>(
 ) -> Result<Option<AnyEngine<'s>>, Report> {
     let mut out = Out::new(console);
     banner(&mut out, opts);
-    engine_of(&mut out, model, scratch).map_err(|()| {
+    engine_of(&mut out, model, scratch, opts).map_err(|()| {
         finish(
             &mut out,
             Report {

@@ -59,6 +59,7 @@ fn opts() -> Options<'static> {
         halt: HaltMode::AllSteps,
         step_digests: true,
         boards: true,
+        float_arith: trm_nostd::float::kernels::Arith::Separate,
     }
 }
 

@@ -41,6 +41,7 @@ fn opts(halt: HaltMode) -> Options<'static> {
         halt,
         step_digests: true,
         boards: false,
+        float_arith: trm_nostd::float::kernels::Arith::Separate,
     }
 }
 

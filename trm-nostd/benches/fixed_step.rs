@@ -2,7 +2,8 @@
 //! paper's Sudoku configs (mlp_t and attention, D=512) and the D=128 mlp_t one: every kernel
 //! implementation this machine supports (`portable`, `avx2`, `avx512`), with int8 weights,
 //! (`fixed-<isa>-i16-fast` rows) every weight matrix int16, and (`-i16-exact-fast`) int16
-//! weights with exact SwiGLU products, then the float engine.
+//! weights with exact SwiGLU products, then the float engine (`float-f32`) and the float engine
+//! with its opt-in fused multiply-adds (`float-f32-fused`).
 //!
 //! `cargo bench -p trm-nostd --bench fixed_step` (a filter selects rows, e.g.
 //! `-- sudoku_mlp_t/avx2`). The fixed models are synthetic: random int8 weights with
@@ -18,6 +19,7 @@ use std::hint::black_box;
 use std::time::Duration;
 use trm_nostd::fixed::optimized::{self, Isa};
 use trm_nostd::float::OwnedWeights;
+use trm_nostd::float::kernels::Arith;
 use trm_nostd::format::Model;
 use trm_nostd::{Config, DType, Engine, FixedEngine, FloatEngine};
 
@@ -79,6 +81,11 @@ fn bench_config(c: &mut Criterion, name: &str, config: Config) {
     let mut fe = FloatEngine::new(&config, &weights.source(), &mut scratch).expect("float engine");
     fe.start(&tokens, 0).expect("start");
     group.bench_function(format!("{name}/float-f32"), |b| {
+        b.iter(|| black_box(fe.step()))
+    });
+    // The opt-in fused multiply-adds (another bit-exact arithmetic, not the golden files').
+    fe.set_arith(Arith::Fused);
+    group.bench_function(format!("{name}/float-f32-fused"), |b| {
         b.iter(|| black_box(fe.step()))
     });
     group.finish();

@@ -89,6 +89,7 @@ fn swiglu_block_matches_torch() {
             out: &mut out,
             rows: rb,
             isa,
+            arith: kernels::Arith::Separate,
         };
         let (rows, tap) = (shape[0], &mut Tap::none());
         kernels::swiglu_residual_rms(&gu.m(), &down.m(), &mut h2, rows, 1e-5, &mut bufs, tap);
@@ -138,7 +139,16 @@ fn attention_matches_torch_sdpa() {
     let mut first: Option<Vec<f32>> = None;
     for isa in supported() {
         let mut qkv = qkv.clone();
-        kernels::attention(isa, &mut qkv, l, heads, hd, &mut scores, &mut Tap::none());
+        kernels::attention(
+            isa,
+            kernels::Arith::Separate,
+            &mut qkv,
+            l,
+            heads,
+            hd,
+            &mut scores,
+            &mut Tap::none(),
+        );
         let got: Vec<f32> = qkv
             .chunks_exact(3 * d)
             .flat_map(|r| r[..d].to_vec())
@@ -219,6 +229,7 @@ fn block_buffers_test(sz: Sizes, run: impl FnOnce(&mut BlockBuffers<'_>)) {
         scores: &mut scores,
         rows,
         isa,
+        arith: kernels::Arith::Separate,
     };
     run(&mut b);
 }

@@ -10,7 +10,7 @@
 //! The implementation is a per-engine (or per-call) choice, so these tests share no global
 //! state.
 
-use trm_nostd::float::kernels;
+use trm_nostd::float::kernels::{self, Arith};
 use trm_nostd::float::optimized::{self, Isa};
 use trm_nostd::float::{MatRef, OwnedWeights};
 use trm_nostd::{Config, DType, Engine, FloatEngine, PosEncoding, Shape, TensorView};
@@ -23,7 +23,7 @@ fn isas() -> Vec<Isa> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::is_x86_feature_detected as has;
-        let avx2 = has!("avx2") && has!("f16c");
+        let avx2 = has!("avx2") && has!("fma") && has!("f16c");
         assert_eq!(isas.contains(&Isa::Avx2), avx2);
         let avx512 = avx2 && has!("avx512f") && has!("avx512vl") && has!("avx512dq");
         assert_eq!(isas.contains(&Isa::Avx512), avx512 && has!("avx512bw"));
@@ -158,23 +158,39 @@ fn check_linear(
     let out_len = rows * out_stride;
     // Outside the outputs the sentinel must survive.
     let sentinel = -1234.5678f32;
-    let mut want = vec![sentinel; out_len];
-    let mut wrow = vec![0.0; w.cols()];
-    kernels::linear(w, &mut wrow, input, in_stride, rows, &mut want, out_stride);
-    for &isa in isas {
-        for &t in tiles {
-            let mut tile = vec![f32::NAN; t];
-            let mut got = vec![sentinel; out_len];
-            optimized::linear(
-                isa, w, &mut tile, input, in_stride, rows, &mut got, out_stride,
-            );
-            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    same(*g, *e),
-                    "{what} {isa:?} tile {t}: out[{i}] = {g:e} ({:#010x}), portable {e:e} ({:#010x})",
-                    g.to_bits(),
-                    e.to_bits()
-                );
+    for arith in Arith::ALL {
+        let mut want = vec![sentinel; out_len];
+        let mut wrow = vec![0.0; w.cols()];
+        kernels::linear_with(
+            arith, w, &mut wrow, input, in_stride, rows, &mut want, out_stride,
+        );
+        if arith == Arith::Separate {
+            // The default entry points are the separate arithmetic.
+            let mut plain = vec![sentinel; out_len];
+            kernels::linear(w, &mut wrow, input, in_stride, rows, &mut plain, out_stride);
+            assert_same(&format!("{what}: kernels::linear"), &plain, &want);
+        }
+        for &isa in isas {
+            for &t in tiles {
+                let mut tile = vec![f32::NAN; t];
+                let mut got = vec![sentinel; out_len];
+                if arith == Arith::Separate {
+                    optimized::linear(
+                        isa, w, &mut tile, input, in_stride, rows, &mut got, out_stride,
+                    );
+                } else {
+                    optimized::linear_with(
+                        isa, arith, w, &mut tile, input, in_stride, rows, &mut got, out_stride,
+                    );
+                }
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        same(*g, *e),
+                        "{what} {isa:?} {arith:?} tile {t}: out[{i}] = {g:e} ({:#010x}), portable {e:e} ({:#010x})",
+                        g.to_bits(),
+                        e.to_bits()
+                    );
+                }
             }
         }
     }
@@ -575,7 +591,7 @@ fn attention_matches_portable() {
                     }
                 })
                 .collect();
-            let run = |isa: Isa, len: usize| {
+            let run = |isa: Isa, arith: Arith, len: usize| {
                 let mut q = qkv.clone();
                 let mut scores = vec![f32::NAN; len];
                 let mut seen = Seen::default();
@@ -584,21 +600,25 @@ fn attention_matches_portable() {
                     layer: 1,
                     sub: trm_nostd::float::Sublayer::Mixer,
                 };
-                kernels::attention(isa, &mut q, l, heads, hd, &mut scores, &mut tap);
+                kernels::attention(isa, arith, &mut q, l, heads, hd, &mut scores, &mut tap);
                 (q, seen.0)
             };
-            let (want, want_seen) = run(Isa::Portable, l);
-            for &isa in &isas {
-                for len in [l, optimized::attention_len(l, heads, hd)] {
-                    let (got, seen) = run(isa, len);
-                    let what = format!("case {case} extreme {extreme} {isa:?} scratch {len}");
-                    assert_same(&what, &got, &want);
-                    assert_eq!(seen.len(), want_seen.len(), "{what}: reports");
-                    for (k, (g, w)) in seen.iter().zip(&want_seen).enumerate() {
-                        assert_eq!(g.0, w.0, "{what}: report {k} site");
-                        let gf: Vec<f32> = g.1.iter().map(|b| f32::from_bits(*b)).collect();
-                        let wf: Vec<f32> = w.1.iter().map(|b| f32::from_bits(*b)).collect();
-                        assert_same(&format!("{what}: report {k}"), &gf, &wf);
+            for arith in Arith::ALL {
+                let (want, want_seen) = run(Isa::Portable, arith, l);
+                for &isa in &isas {
+                    for len in [l, optimized::attention_len(l, heads, hd)] {
+                        let (got, seen) = run(isa, arith, len);
+                        let what = format!(
+                            "case {case} extreme {extreme} {isa:?} {arith:?} scratch {len}"
+                        );
+                        assert_same(&what, &got, &want);
+                        assert_eq!(seen.len(), want_seen.len(), "{what}: reports");
+                        for (k, (g, w)) in seen.iter().zip(&want_seen).enumerate() {
+                            assert_eq!(g.0, w.0, "{what}: report {k} site");
+                            let gf: Vec<f32> = g.1.iter().map(|b| f32::from_bits(*b)).collect();
+                            let wf: Vec<f32> = w.1.iter().map(|b| f32::from_bits(*b)).collect();
+                            assert_same(&format!("{what}: report {k}"), &gf, &wf);
+                        }
                     }
                 }
             }
@@ -612,6 +632,11 @@ type StepBits = (Vec<u32>, Vec<u32>, Vec<u32>, u32, u32);
 /// A random model's run on every implementation equals the portable engine's at every step: y,
 /// z, logits, q_halt and q_continue, bit for bit.
 fn check_engine(name: &str, c: &Config, steps: u32) {
+    check_engine_with(name, c, steps, Arith::Separate);
+}
+
+/// [`check_engine`] with `arith`'s products and attention on every engine.
+fn check_engine_with(name: &str, c: &Config, steps: u32, arith: Arith) {
     let isas = isas();
     let tokens: Vec<u8> = (0..c.seq_len)
         .map(|i| ((i * 7 + 3) % c.vocab_size) as u8)
@@ -626,6 +651,9 @@ fn check_engine(name: &str, c: &Config, steps: u32) {
             let mut e = FloatEngine::new(c, &src, &mut scratch).expect("engine");
             assert!(e.set_isa(isa));
             assert_eq!(e.isa(), isa);
+            assert_eq!(e.arith(), Arith::Separate, "the default arithmetic");
+            e.set_arith(arith);
+            assert_eq!(e.arith(), arith);
             e.start(&tokens, 0).expect("start");
             let mut run = Vec::new();
             for _ in 0..steps {
@@ -646,7 +674,7 @@ fn check_engine(name: &str, c: &Config, steps: u32) {
         }
         for (isa, run) in isas.iter().zip(&runs).skip(1) {
             for (k, (got, want)) in run.iter().zip(&runs[0]).enumerate() {
-                let at = format!("{name} {dtype:?} {isa:?} step {}", k + 1);
+                let at = format!("{name} {dtype:?} {isa:?} {arith:?} step {}", k + 1);
                 assert!(got.0 == want.0, "{at}: y differs from the portable engine");
                 assert!(got.1 == want.1, "{at}: z differs from the portable engine");
                 assert!(
@@ -712,6 +740,65 @@ fn engine_d512_attention_learned_equals_portable() {
     );
 }
 
+#[test]
+fn engine_d128_mlp_t_fused_equals_portable() {
+    check_engine_with("d128 mlp_t", &Config::sudoku_mlp_t_d128(), 2, Arith::Fused);
+}
+
+#[test]
+fn engine_d128_attention_rope_fused_equals_portable() {
+    check_engine_with(
+        "d128 rope",
+        &short(attention(128, PosEncoding::Rope)),
+        2,
+        Arith::Fused,
+    );
+}
+
+#[test]
+fn engine_d512_attention_learned_fused_equals_portable() {
+    check_engine_with(
+        "d512 learned",
+        &short(attention(512, PosEncoding::Learned)),
+        1,
+        Arith::Fused,
+    );
+}
+
+/// The fused arithmetic is a different specification: on a random model its step differs from
+/// the separate one's (so the tests above compare what they claim), by rounding only.
+#[test]
+fn fused_arith_changes_bits_by_rounding_only() {
+    let c = short(Config::sudoku_mlp_t_d128());
+    let w = OwnedWeights::random(&c, 3, DType::F32);
+    let src = w.source();
+    let tokens: Vec<u8> = (0..c.seq_len).map(|i| (i % c.vocab_size) as u8).collect();
+    let run = |arith: Arith| {
+        let mut scratch = vec![0.0; FloatEngine::scratch_len_fast(&c).f32s];
+        let mut e = FloatEngine::new(&c, &src, &mut scratch).expect("engine");
+        e.set_arith(arith);
+        e.start(&tokens, 0).expect("start");
+        e.step();
+        e.y().to_vec()
+    };
+    let (sep, fused) = (run(Arith::Separate), run(Arith::Fused));
+    let differ = sep
+        .iter()
+        .zip(&fused)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert!(differ > 0, "fused and separate gave the same bits");
+    let worst = sep
+        .iter()
+        .zip(&fused)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-3,
+        "fused vs separate: largest difference {worst}"
+    );
+}
+
 /// The engine starts on the best implementation and refuses an unsupported one.
 #[test]
 fn engine_isa_selection() {
@@ -728,4 +815,20 @@ fn engine_isa_selection() {
     }
     assert!(e.set_isa(Isa::Portable));
     assert_eq!(e.isa(), Isa::Portable);
+}
+
+/// `Arith`'s names round-trip, and its `mac` is the separate or the fused rule.
+#[test]
+fn arith_names_and_mac() {
+    for a in Arith::ALL {
+        assert_eq!(Arith::from_name(a.name()), Some(a));
+    }
+    assert_eq!(Arith::from_name("fast"), None);
+    assert_eq!(Arith::default(), Arith::Separate);
+    // 1 + 2^-12 squared, minus its rounded square: only the fused rule keeps the 2^-24 term.
+    let x = 1.0 + f32::EPSILON * 2048.0;
+    let p = x * x;
+    assert_eq!(Arith::Separate.mac(-p, x, x), 0.0);
+    assert_eq!(Arith::Fused.mac(-p, x, x), libm::fmaf(x, x, -p));
+    assert!(Arith::Fused.mac(-p, x, x) != 0.0);
 }

@@ -6,6 +6,7 @@ use crate::digest::{digest_f32, digest_i16};
 use crate::engine::{Engine, EngineError, Logit, ScratchLen, StepOutput, check_output};
 use crate::fixed::FixedEngine;
 use crate::float::FloatEngine;
+use crate::float::kernels::Arith;
 use crate::format::Model;
 
 /// The engine of a model's numeric scheme.
@@ -131,6 +132,19 @@ impl<'a> AnyEngine<'a> {
             FixedEngine::new(model, s16, s32).map(AnyEngine::Fixed)
         } else {
             FloatEngine::new(model.config(), model, arena).map(AnyEngine::Float)
+        }
+    }
+
+    /// Makes a float engine's products and attention use `arith`
+    /// ([`FloatEngine::set_arith`]: [`Arith::Fused`] gives other bits than golden files made
+    /// with the default). Returns whether the engine is a float one (a fixed engine ignores it).
+    pub fn set_float_arith(&mut self, arith: Arith) -> bool {
+        match self {
+            AnyEngine::Float(e) => {
+                e.set_arith(arith);
+                true
+            }
+            AnyEngine::Fixed(_) => false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! [`FloatEngine`]: the float engine's state and its [`Engine`] interface.
 
 use super::LEARNED_POS_SCALE;
-use super::kernels::{self, BlockBuffers};
+use super::kernels::{self, Arith, BlockBuffers};
 use super::layout::Layout;
 use super::network::net_blocks;
 use super::observer::{NoObserver, Observer, Site};
@@ -109,6 +109,21 @@ impl<'a> FloatEngine<'a> {
         }
         self.bufs.isa = isa;
         true
+    }
+
+    /// The multiply-accumulate arithmetic of the products and attention
+    /// ([`Arith::Separate`] unless [`set_arith`](Self::set_arith) chose the other).
+    pub fn arith(&self) -> Arith {
+        self.bufs.arith
+    }
+
+    /// Makes the products and attention use `arith` ([`kernels`](crate::float::kernels)'
+    /// "Fused arithmetic"). Unlike the [`Isa`], this changes results: [`Arith::Fused`] is its
+    /// own bit-exact specification (the same bits on every target and with every `Isa`), not
+    /// that of golden files made with the default [`Arith::Separate`]. Takes effect from the
+    /// next step.
+    pub fn set_arith(&mut self, arith: Arith) {
+        self.bufs.arith = arith;
     }
 
     /// One ACT step, like [`Engine::step`] (which is this with [`NoObserver`]), reporting the

@@ -12,6 +12,16 @@
 //! blocking); each output still comes from one [`dot`]-ordered sum, so blocking never changes a
 //! result ([`dot4`] equals four [`dot`] calls bit for bit; a test checks it).
 //!
+//! # Fused arithmetic (opt-in)
+//!
+//! With [`Arith::Fused`] the multiply-accumulates of the matrix products and of attention (the
+//! scores `q . k` and the weighted values `sum_j p_j v_j`) are fused, `lane = fmaf(x, w, lane)`
+//! (one rounding: IEEE 754 `fusedMultiplyAdd`, `libm::fmaf` here, `vfmadd` on x86_64), in the
+//! same lane order; everything else is unchanged. It is a second, equally exact specification:
+//! its results are the same on every target, but not those of the default
+//! [`Arith::Separate`] (today's results, what golden files hold). Its point is speed on hosts,
+//! whose fused multiply-add does one operation where separate arithmetic does two.
+//!
 //! These kernels are the specification. The block kernels below run the matrix products, the
 //! SiLU and the softmax exponentials through [`optimized`] with the [`Isa`] their buffers name:
 //! on x86_64 blocked AVX-512 / AVX2 versions that give the same bits (separate vector multiplies
@@ -28,6 +38,52 @@ use crate::float::weights::MatRef;
 
 /// Partial sums per dot product.
 pub const LANES: usize = 8;
+
+/// How the multiply-accumulates of the matrix products and of attention round (module
+/// documentation, "Fused arithmetic").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Arith {
+    /// `lane + x * w`: two roundings (the default; the results of golden files).
+    #[default]
+    Separate,
+    /// `fmaf(x, w, lane)`: one rounding.
+    Fused,
+}
+
+impl Arith {
+    /// Both, the default first.
+    pub const ALL: [Arith; 2] = [Arith::Separate, Arith::Fused];
+
+    /// A short lowercase name (`separate`, `fused`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Arith::Separate => "separate",
+            Arith::Fused => "fused",
+        }
+    }
+
+    /// The arithmetic named `name` ([`Arith::name`]).
+    pub fn from_name(name: &str) -> Option<Arith> {
+        Arith::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// `acc + x * y` with this arithmetic's rounding.
+    #[inline(always)]
+    pub fn mac(self, acc: f32, x: f32, y: f32) -> f32 {
+        mac(acc, x, y, self == Arith::Fused)
+    }
+}
+
+/// `acc + x * y`, fused when `fused` (a constant in the generic kernels below).
+#[inline(always)]
+fn mac(acc: f32, x: f32, y: f32, fused: bool) -> f32 {
+    if fused {
+        libm::fmaf(x, y, acc)
+    } else {
+        acc + x * y
+    }
+}
 
 /// Activation rows processed per weight row in [`linear`].
 pub const ROW_BLOCK: usize = 4;
@@ -48,6 +104,20 @@ pub fn reduce_lanes(a: [f32; LANES]) -> f32 {
 /// whole-register operations (one AVX or two SSE/NEON registers).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_in::<false>(a, b)
+}
+
+/// [`dot`] with `arith`'s multiply-accumulates.
+#[inline]
+pub fn dot_with(arith: Arith, a: &[f32], b: &[f32]) -> f32 {
+    match arith {
+        Arith::Separate => dot_in::<false>(a, b),
+        Arith::Fused => dot_in::<true>(a, b),
+    }
+}
+
+#[inline]
+fn dot_in<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let full = n / LANES * LANES;
     let mut acc = [[0.0f32; 4]; 2];
@@ -56,7 +126,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         if let (Some(x), Some(y)) = (a.get(k..k + LANES), b.get(k..k + LANES)) {
             for h in 0..2 {
                 for j in 0..4 {
-                    acc[h][j] += x[4 * h + j] * y[4 * h + j];
+                    acc[h][j] = mac(acc[h][j], x[4 * h + j], y[4 * h + j], FUSED);
                 }
             }
         }
@@ -66,7 +136,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes[..4].copy_from_slice(&acc[0]);
     lanes[4..].copy_from_slice(&acc[1]);
     for (j, (x, y)) in a[full..n].iter().zip(&b[full..n]).enumerate() {
-        lanes[j] += x * y;
+        lanes[j] = mac(lanes[j], *x, *y, FUSED);
     }
     reduce_lanes(lanes)
 }
@@ -76,6 +146,20 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// ignored); a shorter row gives the dot over the common prefix, like [`dot`].
 #[inline]
 pub fn dot4(w: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
+    dot4_in::<false>(w, a)
+}
+
+/// [`dot4`] with `arith`'s multiply-accumulates (each output equals [`dot_with`]).
+#[inline]
+pub fn dot4_with(arith: Arith, w: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
+    match arith {
+        Arith::Separate => dot4_in::<false>(w, a),
+        Arith::Fused => dot4_in::<true>(w, a),
+    }
+}
+
+#[inline]
+fn dot4_in<const FUSED: bool>(w: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
     let n = a.iter().fold(w.len(), |n, r| n.min(r.len()));
     let full = n / LANES * LANES;
     // Accumulators as 4-wide halves (lanes 0..4 and 4..8) of each row: whole registers.
@@ -87,7 +171,7 @@ pub fn dot4(w: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
                 if let Some(x) = row.get(k..k + LANES) {
                     for h in 0..2 {
                         for j in 0..4 {
-                            acc_row[h][j] += x[4 * h + j] * wc[4 * h + j];
+                            acc_row[h][j] = mac(acc_row[h][j], x[4 * h + j], wc[4 * h + j], FUSED);
                         }
                     }
                 }
@@ -101,7 +185,7 @@ pub fn dot4(w: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
         lanes[..4].copy_from_slice(&acc_row[0]);
         lanes[4..].copy_from_slice(&acc_row[1]);
         for (j, (x, y)) in row[full..n].iter().zip(&w[full..n]).enumerate() {
-            lanes[j] += x * y;
+            lanes[j] = mac(lanes[j], *x, *y, FUSED);
         }
         *o = reduce_lanes(lanes);
     }
@@ -125,6 +209,48 @@ pub fn linear(
     out: &mut [f32],
     out_stride: usize,
 ) {
+    linear_with(
+        Arith::Separate,
+        w,
+        wrow,
+        input,
+        in_stride,
+        rows,
+        out,
+        out_stride,
+    );
+}
+
+/// [`linear`] with `arith`'s multiply-accumulates ([`dot_with`] per output).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_with(
+    arith: Arith,
+    w: &MatRef<'_>,
+    wrow: &mut [f32],
+    input: &[f32],
+    in_stride: usize,
+    rows: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    // One arithmetic per call: the loops below see a constant.
+    match arith {
+        Arith::Separate => {
+            linear_in::<false>(w, wrow, input, in_stride, rows, out, out_stride);
+        }
+        Arith::Fused => linear_in::<true>(w, wrow, input, in_stride, rows, out, out_stride),
+    }
+}
+
+fn linear_in<const FUSED: bool>(
+    w: &MatRef<'_>,
+    wrow: &mut [f32],
+    input: &[f32],
+    in_stride: usize,
+    rows: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
     let cols = w.cols();
     let wrow = &mut wrow[..cols];
     let row = |r: usize| &input[r * in_stride..r * in_stride + cols];
@@ -132,14 +258,14 @@ pub fn linear(
         w.row_into(o, wrow);
         let mut r = 0;
         while r + ROW_BLOCK <= rows {
-            let s = dot4(wrow, [row(r), row(r + 1), row(r + 2), row(r + 3)]);
+            let s = dot4_in::<FUSED>(wrow, [row(r), row(r + 1), row(r + 2), row(r + 3)]);
             for (i, v) in s.into_iter().enumerate() {
                 out[(r + i) * out_stride + o] = v;
             }
             r += ROW_BLOCK;
         }
         while r < rows {
-            out[r * out_stride + o] = dot(row(r), wrow);
+            out[r * out_stride + o] = dot_in::<FUSED>(row(r), wrow);
             r += 1;
         }
     }
@@ -190,6 +316,8 @@ pub struct SwigluBuffers<'s> {
     pub rows: usize,
     /// The kernel implementation (every one gives the same results).
     pub isa: Isa,
+    /// The multiply-accumulates of the products.
+    pub arith: Arith,
 }
 
 /// Post-norm SwiGLU sub-block over every row of `h: [rows, n]`, in place:
@@ -211,14 +339,24 @@ pub fn swiglu_residual_rms<O: Observer>(
     let n = down.rows();
     let inter = down.cols();
     let rb = bufs.rows.max(1);
-    let isa = bufs.isa;
+    let (isa, arith) = (bufs.isa, bufs.arith);
     let (layer, sub) = (tap.layer, tap.sub);
     let mut r0 = 0;
     while r0 < rows {
         let nb = rb.min(rows - r0);
         let block = &mut h[r0 * n..(r0 + nb) * n];
         // gu: [nb, 2 inter] = block @ gate_up^T
-        optimized::linear(isa, gate_up, bufs.wrow, block, n, nb, bufs.gu, 2 * inter);
+        optimized::linear_with(
+            isa,
+            arith,
+            gate_up,
+            bufs.wrow,
+            block,
+            n,
+            nb,
+            bufs.gu,
+            2 * inter,
+        );
         for r in 0..nb {
             let row = &mut bufs.gu[r * 2 * inter..(r + 1) * 2 * inter];
             let (gate, up) = row.split_at_mut(inter);
@@ -228,7 +366,17 @@ pub fn swiglu_residual_rms<O: Observer>(
             tap.see(Site::Product { layer, sub }, gate);
         }
         // out: [nb, n] = (silu(gate) * up) @ down^T
-        optimized::linear(isa, down, bufs.wrow, bufs.gu, 2 * inter, nb, bufs.out, n);
+        optimized::linear_with(
+            isa,
+            arith,
+            down,
+            bufs.wrow,
+            bufs.gu,
+            2 * inter,
+            nb,
+            bufs.out,
+            n,
+        );
         for r in 0..nb {
             add_rms_norm(
                 &mut block[r * n..(r + 1) * n],
@@ -292,8 +440,10 @@ pub fn apply_rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
 /// first as one blocked product per head, then the softmax rows, then the weighted values as
 /// blocked products: the same operations on each value, so the same results.
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 pub fn attention<O: Observer>(
     isa: Isa,
+    arith: Arith,
     qkv: &mut [f32],
     l: usize,
     heads: usize,
@@ -302,13 +452,11 @@ pub fn attention<O: Observer>(
     tap: &mut Tap<O>,
 ) {
     let layer = tap.layer;
-    let d = heads * hd;
-    let stride = 3 * d;
     let scale = 1.0 / libm::sqrtf(hd as f32);
     if isa != Isa::Portable && scores.len() >= optimized::attention_len(l, heads, hd) {
         let (all, rest) = scores.split_at_mut(heads * l * l);
         let (sums, tile) = rest.split_at_mut(heads * l);
-        if optimized::attention_scores(isa, qkv, l, heads, hd, all, tile) {
+        if optimized::attention_scores(isa, arith, qkv, l, heads, hd, all, tile) {
             for i in 0..l {
                 for h in 0..heads {
                     let row = &mut all[(h * l + i) * l..(h * l + i + 1) * l];
@@ -329,11 +477,31 @@ pub fn attention<O: Observer>(
                 }
             }
             // The shapes fit (the scores ran), so this runs too and nothing falls through.
-            if optimized::attention_values(isa, qkv, l, heads, hd, all, sums) {
+            if optimized::attention_values(isa, arith, qkv, l, heads, hd, all, sums) {
                 return;
             }
         }
     }
+    match arith {
+        Arith::Separate => attention_rows::<false, O>(isa, qkv, l, heads, hd, scores, tap),
+        Arith::Fused => attention_rows::<true, O>(isa, qkv, l, heads, hd, scores, tap),
+    }
+}
+
+/// [`attention`] row by row (the specification's loops), `FUSED` the arithmetic.
+fn attention_rows<const FUSED: bool, O: Observer>(
+    isa: Isa,
+    qkv: &mut [f32],
+    l: usize,
+    heads: usize,
+    hd: usize,
+    scores: &mut [f32],
+    tap: &mut Tap<O>,
+) {
+    let layer = tap.layer;
+    let d = heads * hd;
+    let stride = 3 * d;
+    let scale = 1.0 / libm::sqrtf(hd as f32);
     let scores = &mut scores[..l];
     for i in 0..l {
         for h in 0..heads {
@@ -341,7 +509,7 @@ pub fn attention<O: Observer>(
             let mut max = f32::NEG_INFINITY;
             for (j, s) in scores.iter_mut().enumerate() {
                 let k_off = j * stride + d + h * hd;
-                let v = dot(&qkv[q_off..q_off + hd], &qkv[k_off..k_off + hd]) * scale;
+                let v = dot_in::<FUSED>(&qkv[q_off..q_off + hd], &qkv[k_off..k_off + hd]) * scale;
                 *s = v;
                 if v > max {
                     max = v;
@@ -359,7 +527,7 @@ pub fn attention<O: Observer>(
                 let v_off = j * stride + 2 * d + h * hd;
                 for c in 0..hd {
                     let v = qkv[v_off + c];
-                    qkv[q_off + c] += p * v;
+                    qkv[q_off + c] = mac(qkv[q_off + c], p, v, FUSED);
                 }
             }
             for o in &mut qkv[q_off..q_off + hd] {
@@ -410,6 +578,8 @@ pub struct BlockBuffers<'s> {
     pub rows: usize,
     /// The kernel implementation (every one gives the same results).
     pub isa: Isa,
+    /// The multiply-accumulates of the products and of attention.
+    pub arith: Arith,
 }
 
 impl BlockBuffers<'_> {
@@ -420,6 +590,7 @@ impl BlockBuffers<'_> {
             out: self.out,
             rows: self.rows,
             isa: self.isa,
+            arith: self.arith,
         }
     }
 }
@@ -460,6 +631,7 @@ pub fn mlp_t_mixer<O: Observer>(
         out: b.out,
         rows: b.rows,
         isa: b.isa,
+        arith: b.arith,
     };
     swiglu_residual_rms(gate_up, down, ht, d, eps, &mut bufs, tap);
     optimized::transpose(b.isa, ht, d, l, h);
@@ -483,7 +655,7 @@ pub fn attention_mixer<O: Observer>(
     let hd = d / heads.max(1);
     let layer = tap.layer;
     let qkv = &mut b.work[..3 * l * d];
-    optimized::linear(b.isa, qkv_w, b.wrow, h, d, l, qkv, 3 * d);
+    optimized::linear_with(b.isa, b.arith, qkv_w, b.wrow, h, d, l, qkv, 3 * d);
     // (No slicing that could panic: with `Tap::none` the loop has no effect and is removed.)
     for row in qkv.chunks_exact(3 * d) {
         let mut parts = row.chunks_exact(d.max(1));
@@ -529,13 +701,23 @@ pub fn attention_mixer<O: Observer>(
             );
         }
     }
-    attention(b.isa, qkv, l, heads, hd, b.scores, tap);
+    attention(b.isa, b.arith, qkv, l, heads, hd, b.scores, tap);
     let rb = b.rows.max(1);
     let mut r0 = 0;
     while r0 < l {
         let nb = rb.min(l - r0);
         let out = &mut b.out[..nb * d];
-        optimized::linear(b.isa, o_w, b.wrow, &qkv[r0 * 3 * d..], 3 * d, nb, out, d);
+        optimized::linear_with(
+            b.isa,
+            b.arith,
+            o_w,
+            b.wrow,
+            &qkv[r0 * 3 * d..],
+            3 * d,
+            nb,
+            out,
+            d,
+        );
         for r in 0..nb {
             let row = &mut h[(r0 + r) * d..(r0 + r + 1) * d];
             add_rms_norm(row, &out[r * d..(r + 1) * d], eps, tap);

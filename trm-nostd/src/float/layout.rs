@@ -3,7 +3,7 @@
 
 use crate::config::{Config, PosEncoding};
 use crate::engine::carve;
-use crate::float::kernels::{BlockBuffers, ROW_BLOCK};
+use crate::float::kernels::{Arith, BlockBuffers, ROW_BLOCK};
 use crate::float::optimized::{self, Isa};
 
 /// The carried states x, y, z (`[L, D]` f32 each).
@@ -144,6 +144,7 @@ impl Layout {
             scores,
             rows,
             isa,
+            arith: Arith::Separate,
         };
         ([x, y, z], bufs, used)
     }

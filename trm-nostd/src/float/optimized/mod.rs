@@ -12,7 +12,7 @@
 //! was given ([`FloatEngine::set_isa`](crate::FloatEngine::set_isa)), by default
 //! [`Isa::best`]:
 //!
-//! - x86_64: [`Isa::Avx512`] (AVX-512 F, VL, DQ, BW) or [`Isa::Avx2`] (AVX2 and F16C), chosen
+//! - x86_64: [`Isa::Avx512`] (AVX-512 F, VL, DQ, BW) or [`Isa::Avx2`] (AVX2, FMA and F16C), chosen
 //!   at compile time when the build enables the target features (`-C target-cpu=native`),
 //!   otherwise, with the `std` feature, at run time (once; the decision is cached);
 //! - everything else (Cortex-M, RISC-V): [`Isa::Portable`], the portable kernels themselves.
@@ -31,6 +31,10 @@
 //! the same in a vector lane as in a scalar register). Blocking only changes which dot products
 //! run at the same time, never the order within one.
 //!
+//! With [`Arith::Fused`] (opt-in; [`kernels`]' "Fused arithmetic") the products and attention
+//! use `vfmadd` instead, lane for lane the portable `libm::fmaf`: the same order, one rounding
+//! in both. Only that arithmetic's own results are matched, never the separate ones.
+//!
 //! The tests (`tests/float_simd.rs`) compare every implementation the machine supports with the
 //! portable one on random and extreme values (subnormals, infinities, `-0.0`), on lengths that
 //! are not multiples of the vector widths and on every block remainder, and whole engines on
@@ -39,7 +43,7 @@
 //! `unsafe` exists only in the per-architecture submodule (intrinsics); this module's API is
 //! safe.
 
-use super::kernels;
+use super::kernels::{self, Arith};
 use super::weights::MatRef;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -53,7 +57,7 @@ mod x86;
 pub enum Isa {
     /// The portable kernels of [`kernels`].
     Portable = 1,
-    /// x86_64 AVX2 (and F16C): blocks of 3 activation rows x 4 weight rows, 8-float vectors.
+    /// x86_64 AVX2 (with FMA and F16C): blocks of 3 activation rows x 4 weight rows, 8-float vectors.
     Avx2 = 2,
     /// x86_64 AVX-512 F, VL, DQ, BW: blocks of 6 activation rows x 4 weight row pairs, each
     /// 16-float vector holding the lanes of two dot products.
@@ -137,15 +141,47 @@ pub fn linear(
     out: &mut [f32],
     out_stride: usize,
 ) {
+    linear_with(
+        isa,
+        Arith::Separate,
+        w,
+        tile,
+        input,
+        in_stride,
+        rows,
+        out,
+        out_stride,
+    );
+}
+
+/// [`kernels::linear_with`] with `isa` (the same results): [`linear`] with `arith`'s
+/// multiply-accumulates. Fused arithmetic on [`Isa::Avx2`] needs the CPU's FMA as well
+/// (otherwise the portable kernel runs).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_with(
+    isa: Isa,
+    arith: Arith,
+    w: &MatRef<'_>,
+    tile: &mut [f32],
+    input: &[f32],
+    in_stride: usize,
+    rows: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    let fused = arith == Arith::Fused;
     let done = match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::linear_avx512(w, tile, input, in_stride, rows, out, out_stride),
+        Isa::Avx512 => x86::linear_avx512(fused, w, tile, input, in_stride, rows, out, out_stride),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::linear_avx2(w, tile, input, in_stride, rows, out, out_stride),
-        _ => false,
+        Isa::Avx2 => x86::linear_avx2(fused, w, tile, input, in_stride, rows, out, out_stride),
+        _ => {
+            let _ = fused;
+            false
+        }
     };
     if !done {
-        kernels::linear(w, tile, input, in_stride, rows, out, out_stride);
+        kernels::linear_with(arith, w, tile, input, in_stride, rows, out, out_stride);
     }
 }
 
@@ -203,13 +239,15 @@ pub const fn attention_len(l: usize, heads: usize, hd: usize) -> usize {
     heads * l * l + heads * l + tile_len(hd)
 }
 
-/// Attention scores of every head: `s[h, i, j] = dot(q_i, k_j)` (the [`kernels::dot`] order,
-/// unscaled) for `qkv: [l, 3 heads hd]` (query heads, key heads, value heads per row). `tile`
+/// Attention scores of every head: `s[h, i, j] = dot(q_i, k_j)` (the [`kernels::dot_with`]
+/// order and `arith`, unscaled) for `qkv: [l, 3 heads hd]` (query heads, key heads, value heads per row). `tile`
 /// holds at least [`tile_len`]`(hd)` values. Returns `false`, writing nothing, on
 /// [`Isa::Portable`] or an unsupported one, or when the shapes do not fit (`s` shorter than
 /// `heads * l * l`, `qkv` than `3 l heads hd`).
+#[allow(clippy::too_many_arguments)]
 pub fn attention_scores(
     isa: Isa,
+    arith: Arith,
     qkv: &[f32],
     l: usize,
     heads: usize,
@@ -219,11 +257,11 @@ pub fn attention_scores(
 ) -> bool {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::attention_scores(true, qkv, l, heads, hd, s, tile),
+        Isa::Avx512 => x86::attention_scores(true, arith, qkv, l, heads, hd, s, tile),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::attention_scores(false, qkv, l, heads, hd, s, tile),
+        Isa::Avx2 => x86::attention_scores(false, arith, qkv, l, heads, hd, s, tile),
         _ => {
-            let _ = (qkv, l, heads, hd, s, tile);
+            let _ = (arith, qkv, l, heads, hd, s, tile);
             false
         }
     }
@@ -231,11 +269,13 @@ pub fn attention_scores(
 
 /// Attention outputs from the probabilities `p: [heads, l, l]` (unnormalized) and their sums
 /// `sums: [heads, l]`: the query of row `i`, head `h` in `qkv: [l, 3 heads hd]` becomes
-/// `(sum_j p[h, i, j] v_j) / sums[h, i]` (the sum over `j` in increasing order from `0.0`, as
-/// [`kernels::attention`] computes it). Returns `false`, writing nothing, on
+/// `(sum_j p[h, i, j] v_j) / sums[h, i]` (the sum over `j` in increasing order from `0.0` with
+/// `arith`'s multiply-accumulates, as [`kernels::attention`] computes it). Returns `false`, writing nothing, on
 /// [`Isa::Portable`] or an unsupported one, or when the shapes do not fit.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_values(
     isa: Isa,
+    arith: Arith,
     qkv: &mut [f32],
     l: usize,
     heads: usize,
@@ -245,11 +285,11 @@ pub fn attention_values(
 ) -> bool {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::attention_values_avx512(qkv, l, heads, hd, p, sums),
+        Isa::Avx512 => x86::attention_values_avx512(arith, qkv, l, heads, hd, p, sums),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::attention_values_avx2(qkv, l, heads, hd, p, sums),
+        Isa::Avx2 => x86::attention_values_avx2(arith, qkv, l, heads, hd, p, sums),
         _ => {
-            let _ = (qkv, l, heads, hd, p, sums);
+            let _ = (arith, qkv, l, heads, hd, p, sums);
             false
         }
     }

@@ -35,9 +35,9 @@
 // `#[target_feature]` functions since 1.86 (the workspace's rust-version is 1.89).
 
 use super::TILE_ROWS;
-use crate::float::kernels::LANES;
 #[cfg(doc)]
 use crate::float::kernels::reduce_lanes;
+use crate::float::kernels::{Arith, LANES};
 use crate::float::weights::MatRef;
 use crate::tensor::DType;
 use core::arch::x86_64::*;
@@ -51,23 +51,38 @@ const NR256: usize = 3;
 /// Weight rows per AVX2 micro-kernel pass.
 const OT256: usize = 4;
 
-/// Whether AVX2 and F16C are available (compile time, or run time with `std`; the standard
-/// library caches its CPUID reading).
+/// Whether AVX2, FMA and F16C are available (compile time, or run time with `std`; the
+/// standard library caches its CPUID reading). FMA serves the fused arithmetic only; every CPU
+/// with AVX2 in practice has it.
 #[inline]
 pub(super) fn has_avx2() -> bool {
-    #[cfg(all(target_feature = "avx2", target_feature = "f16c"))]
+    #[cfg(all(
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    ))]
     {
         true
     }
     #[cfg(all(
-        not(all(target_feature = "avx2", target_feature = "f16c")),
+        not(all(
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "f16c"
+        )),
         feature = "std"
     ))]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
     }
     #[cfg(all(
-        not(all(target_feature = "avx2", target_feature = "f16c")),
+        not(all(
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "f16c"
+        )),
         not(feature = "std")
     ))]
     {
@@ -152,7 +167,7 @@ impl Src<'_, '_> {
 
     /// Converts row `o` (zeros when out of range) into the tile layout (see [`pack_row`]).
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn pack(&self, o: usize, dst: &mut [f32], stride: usize) {
         match *self {
             Src::Mat(w) => pack_row(w.dtype(), w.row_bytes(o), w.cols(), dst, stride),
@@ -249,7 +264,7 @@ impl<'p, 'w> Linear<'p, 'w> {
 ///
 /// AVX2 and F16C must be available; `src` must hold 8 values of `dtype` (32 or 16 bytes).
 #[inline]
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn convert8(dtype: DType, src: *const u8) -> __m256 {
     match dtype {
         // SAFETY: `src` holds 8 f32 (caller's guarantee); unaligned loads are allowed.
@@ -277,7 +292,7 @@ unsafe fn convert8(dtype: DType, src: *const u8) -> __m256 {
 /// into `chunks = ceil(cols / 8)` chunks of 8 f32, chunk `c` at `dst[c * stride..c * stride + 8]`,
 /// the last one zero-padded: the layout of the weight tiles.
 #[inline]
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn pack_row(dtype: DType, bytes: &[u8], cols: usize, dst: &mut [f32], stride: usize) {
     let size = dtype.size();
     let chunks = cols.div_ceil(LANES);
@@ -321,7 +336,7 @@ pub(super) fn row_into(w: &MatRef<'_>, r: usize, out: &mut [f32]) -> bool {
     true
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn row_into_avx2(w: &MatRef<'_>, r: usize, out: &mut [f32]) {
     let size = w.dtype().size();
     let bytes = w.row_bytes(r);
@@ -369,6 +384,7 @@ fn prefetch_rows(w: &MatRef<'_>, first: usize, count: usize, part: usize, parts:
 /// are degenerate or `tile` cannot hold one weight row pair (`16 * ceil(cols / 8)` values).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear_avx512(
+    fused: bool,
     w: &MatRef<'_>,
     tile: &mut [f32],
     input: &[f32],
@@ -377,12 +393,22 @@ pub(super) fn linear_avx512(
     out: &mut [f32],
     out_stride: usize,
 ) -> bool {
-    product512(Src::Mat(w), tile, input, in_stride, rows, out, out_stride)
+    product512(
+        fused,
+        Src::Mat(w),
+        tile,
+        input,
+        in_stride,
+        rows,
+        out,
+        out_stride,
+    )
 }
 
 /// [`linear_avx512`] on any weight rows.
 #[allow(clippy::too_many_arguments)]
 fn product512(
+    fused: bool,
     w: Src<'_, '_>,
     tile: &mut [f32],
     input: &[f32],
@@ -402,19 +428,26 @@ fn product512(
     if pairs == 0 {
         return false;
     }
-    // SAFETY: AVX-512 F/VL/DQ/BW, AVX2 and F16C are available; `p` checked the input and
+    let tile = &mut tile[..pairs * pair_stride];
+    // SAFETY: AVX-512 F/VL/DQ/BW, AVX2, FMA and F16C are available; `p` checked the input and
     // output extents, and `tile` holds `pairs` pairs.
-    unsafe { linear512(&p, &mut tile[..pairs * pair_stride], pairs, out, out_stride) };
+    unsafe {
+        if fused {
+            linear512::<true>(&p, tile, pairs, out, out_stride)
+        } else {
+            linear512::<false>(&p, tile, pairs, out, out_stride)
+        }
+    };
     true
 }
 
 /// # Safety
 ///
-/// AVX-512 F/VL/DQ/BW, AVX2 and F16C must be available; `p` is checked (its input holds every
+/// AVX-512 F/VL/DQ/BW, AVX2, FMA and F16C must be available; `p` is checked (its input holds every
 /// row it names, `out` holds `p.rows` rows of `w.rows()` values at `out_stride`), and `tile`
 /// holds `pairs` row pairs of `16 * p.chunks` values.
-#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,f16c")]
-unsafe fn linear512(
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,f16c")]
+unsafe fn linear512<const F: bool>(
     p: &Linear<'_, '_>,
     tile: &mut [f32],
     pairs: usize,
@@ -445,7 +478,7 @@ unsafe fn linear512(
             // `dst` rows 0..nr hold `valid` values each at `out_stride` (checked by `p`);
             // `tile` holds `used` pairs.
             unsafe {
-                block512_dispatch(
+                block512_dispatch::<F>(
                     nr,
                     used,
                     tile.as_ptr(),
@@ -472,8 +505,8 @@ unsafe fn linear512(
 /// As [`block512`].
 #[allow(clippy::too_many_arguments)]
 #[inline]
-#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,f16c")]
-unsafe fn block512_dispatch(
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,f16c")]
+unsafe fn block512_dispatch<const F: bool>(
     nr: usize,
     pairs: usize,
     tile: *const f32,
@@ -492,10 +525,10 @@ unsafe fn block512_dispatch(
             unsafe {
                 match (nr, pairs) {
                     $(
-                        ($nr, 1) => block512::<$nr, 1>(tile, pair_stride, x, in_stride, full, tail, out, out_stride, valid),
-                        ($nr, 2) => block512::<$nr, 2>(tile, pair_stride, x, in_stride, full, tail, out, out_stride, valid),
-                        ($nr, 3) => block512::<$nr, 3>(tile, pair_stride, x, in_stride, full, tail, out, out_stride, valid),
-                        ($nr, 4) => block512::<$nr, 4>(tile, pair_stride, x, in_stride, full, tail, out, out_stride, valid),
+                        ($nr, 1) => block512::<F, $nr, 1>(tile, pair_stride, x, in_stride, full, tail, out, out_stride, valid),
+                        ($nr, 2) => block512::<F, $nr, 2>(tile, pair_stride, x, in_stride, full, tail, out, out_stride, valid),
+                        ($nr, 3) => block512::<F, $nr, 3>(tile, pair_stride, x, in_stride, full, tail, out, out_stride, valid),
+                        ($nr, 4) => block512::<F, $nr, 4>(tile, pair_stride, x, in_stride, full, tail, out, out_stride, valid),
                     )*
                     _ => {}
                 }
@@ -505,10 +538,17 @@ unsafe fn block512_dispatch(
     go!(1, 2, 3, 4, 5, 6);
 }
 
-/// Adds `x * w` to `acc` on the lanes of `m` (all lanes: a plain add), one rounding each.
+/// Adds `x * w` to `acc` on the lanes of `m` (all lanes: a plain add): a multiply and an add,
+/// one rounding each, or with `F` one fused multiply-add (one rounding).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn madd512(acc: __m512, x: __m512, w: __m512, m: Option<__mmask16>) -> __m512 {
+fn madd512<const F: bool>(acc: __m512, x: __m512, w: __m512, m: Option<__mmask16>) -> __m512 {
+    if F {
+        return match m {
+            None => _mm512_fmadd_ps(x, w, acc),
+            Some(m) => _mm512_mask3_fmadd_ps(x, w, acc, m),
+        };
+    }
     let prod = _mm512_mul_ps(x, w);
     match m {
         None => _mm512_add_ps(acc, prod),
@@ -525,8 +565,8 @@ fn madd512(acc: __m512, x: __m512, w: __m512, m: Option<__mmask16>) -> __m512 {
 /// `out + r * out_stride` holds `valid` writable f32 for `r < NR` (`valid <= 2 * OP`).
 #[allow(clippy::too_many_arguments)]
 #[inline]
-#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,f16c")]
-unsafe fn block512<const NR: usize, const OP: usize>(
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,f16c")]
+unsafe fn block512<const F: bool, const NR: usize, const OP: usize>(
     tile: *const f32,
     pair_stride: usize,
     x: *const f32,
@@ -558,7 +598,7 @@ unsafe fn block512<const NR: usize, const OP: usize>(
             };
             let xv = _mm512_broadcast_f32x8(xr);
             for q in 0..OP {
-                acc[q][r] = madd512(acc[q][r], xv, wv[q], m);
+                acc[q][r] = madd512::<F>(acc[q][r], xv, wv[q], m);
             }
         }
     };
@@ -638,6 +678,7 @@ fn reduce16(a: [__m512; 4], b: [__m512; 4]) -> __m512 {
 /// degenerate or `tile` cannot hold one weight row (`8 * ceil(cols / 8)` values).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear_avx2(
+    fused: bool,
     w: &MatRef<'_>,
     tile: &mut [f32],
     input: &[f32],
@@ -646,12 +687,22 @@ pub(super) fn linear_avx2(
     out: &mut [f32],
     out_stride: usize,
 ) -> bool {
-    product256(Src::Mat(w), tile, input, in_stride, rows, out, out_stride)
+    product256(
+        fused,
+        Src::Mat(w),
+        tile,
+        input,
+        in_stride,
+        rows,
+        out,
+        out_stride,
+    )
 }
 
 /// [`linear_avx2`] on any weight rows.
 #[allow(clippy::too_many_arguments)]
 fn product256(
+    fused: bool,
     w: Src<'_, '_>,
     tile: &mut [f32],
     input: &[f32],
@@ -671,18 +722,25 @@ fn product256(
     if trows == 0 {
         return false;
     }
-    // SAFETY: AVX2 and F16C are available; `p` checked the input and output extents, and
+    let tile = &mut tile[..trows * row_stride];
+    // SAFETY: AVX2, FMA and F16C are available; `p` checked the input and output extents, and
     // `tile` holds `trows` rows.
-    unsafe { linear256(&p, &mut tile[..trows * row_stride], trows, out, out_stride) };
+    unsafe {
+        if fused {
+            linear256::<true>(&p, tile, trows, out, out_stride)
+        } else {
+            linear256::<false>(&p, tile, trows, out, out_stride)
+        }
+    };
     true
 }
 
 /// # Safety
 ///
-/// AVX2 and F16C must be available; `p` is checked, `tile` holds `trows` rows of
+/// AVX2, FMA and F16C must be available; `p` is checked, `tile` holds `trows` rows of
 /// `8 * p.chunks` values.
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn linear256(
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn linear256<const F: bool>(
     p: &Linear<'_, '_>,
     tile: &mut [f32],
     trows: usize,
@@ -718,7 +776,7 @@ unsafe fn linear256(
                 // 0..nr hold `ot` values at `out_stride` (checked by `p`); tile rows
                 // t0..t0+kt hold `row_stride` values (`padded` rows were written).
                 unsafe {
-                    block256_dispatch(
+                    block256_dispatch::<F>(
                         nr,
                         kt,
                         w.as_ptr(),
@@ -747,8 +805,8 @@ unsafe fn linear256(
 /// As [`block256`].
 #[allow(clippy::too_many_arguments)]
 #[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn block256_dispatch(
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block256_dispatch<const F: bool>(
     nr: usize,
     ot: usize,
     w: *const f32,
@@ -767,8 +825,8 @@ unsafe fn block256_dispatch(
             unsafe {
                 match (nr, ot) {
                     $(
-                        ($nr, 1) => block256::<$nr, 1>(w, row_stride, x, in_stride, full, tail, out, out_stride, valid),
-                        ($nr, 4) => block256::<$nr, 4>(w, row_stride, x, in_stride, full, tail, out, out_stride, valid),
+                        ($nr, 1) => block256::<F, $nr, 1>(w, row_stride, x, in_stride, full, tail, out, out_stride, valid),
+                        ($nr, 4) => block256::<F, $nr, 4>(w, row_stride, x, in_stride, full, tail, out, out_stride, valid),
                     )*
                     _ => {}
                 }
@@ -782,13 +840,13 @@ unsafe fn block256_dispatch(
 ///
 /// # Safety
 ///
-/// AVX2 must be available; `x + r * in_stride` holds `8 * full + tail` readable f32 for
+/// AVX2 and FMA must be available; `x + r * in_stride` holds `8 * full + tail` readable f32 for
 /// `r < NR`; `w + t * row_stride` holds `8 * (full + (tail > 0))` for `t < OT`;
 /// `out + r * out_stride` holds `valid` writable f32 for `r < NR` (`valid <= OT`).
 #[allow(clippy::too_many_arguments)]
 #[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn block256<const NR: usize, const OT: usize>(
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block256<const F: bool, const NR: usize, const OT: usize>(
     w: *const f32,
     row_stride: usize,
     x: *const f32,
@@ -810,7 +868,7 @@ unsafe fn block256<const NR: usize, const OT: usize>(
             // SAFETY: chunk c of tile row t lies in the tile.
             let wv = unsafe { _mm256_loadu_ps(w.add(t * row_stride + c * LANES)) };
             for (a, xr) in acc_t.iter_mut().zip(xv) {
-                *a = _mm256_add_ps(*a, _mm256_mul_ps(xr, wv));
+                *a = madd256::<F>(*a, xr, wv);
             }
         }
     }
@@ -829,7 +887,7 @@ unsafe fn block256<const NR: usize, const OT: usize>(
             // SAFETY: the tail chunk of tile row t lies in the tile.
             let wv = unsafe { _mm256_loadu_ps(w.add(t * row_stride + full * LANES)) };
             for (a, xr) in acc_t.iter_mut().zip(xv) {
-                let sum = _mm256_add_ps(*a, _mm256_mul_ps(xr, wv));
+                let sum = madd256::<F>(*a, xr, wv);
                 *a = _mm256_blendv_ps(*a, sum, mf);
             }
         }
@@ -869,6 +927,18 @@ unsafe fn block256<const NR: usize, const OT: usize>(
             }
         }
         r += 2;
+    }
+}
+
+/// `acc + x * w`: a multiply and an add (one rounding each), or with `F` one fused
+/// multiply-add.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn madd256<const F: bool>(acc: __m256, x: __m256, w: __m256) -> __m256 {
+    if F {
+        _mm256_fmadd_ps(x, w, acc)
+    } else {
+        _mm256_add_ps(acc, _mm256_mul_ps(x, w))
     }
 }
 
@@ -925,8 +995,10 @@ fn attention_shapes(qkv: usize, l: usize, heads: usize, hd: usize, s: usize, sum
 /// `isa`'s product; `false` (nothing written) when the CPU lacks it or the shapes do not fit.
 ///
 /// [`kernels::dot`]: crate::float::kernels::dot
+#[allow(clippy::too_many_arguments)]
 pub(super) fn attention_scores(
     avx512: bool,
+    arith: Arith,
     qkv: &[f32],
     l: usize,
     heads: usize,
@@ -952,10 +1024,11 @@ pub(super) fn attention_scores(
             cols: hd,
         };
         let queries = &qkv[h * hd..];
+        let fused = arith == Arith::Fused;
         let done = if avx512 {
-            product512(keys, tile, queries, 3 * d, l, s_h, l)
+            product512(fused, keys, tile, queries, 3 * d, l, s_h, l)
         } else {
-            product256(keys, tile, queries, 3 * d, l, s_h, l)
+            product256(fused, keys, tile, queries, 3 * d, l, s_h, l)
         };
         // The shapes were checked above: every head runs.
         debug_assert!(done);
@@ -967,6 +1040,7 @@ pub(super) fn attention_scores(
 /// increasing order from `0.0`, written in place of the queries of `qkv: [l, 3 heads hd]`;
 /// `false` (nothing written) when the CPU lacks AVX-512 or the shapes do not fit.
 pub(super) fn attention_values_avx512(
+    arith: Arith,
     qkv: &mut [f32],
     l: usize,
     heads: usize,
@@ -978,7 +1052,12 @@ pub(super) fn attention_values_avx512(
         return false;
     }
     // SAFETY: AVX-512 is available and the shapes fit (checked above).
-    unsafe { values512(qkv, l, heads, hd, p, sums) };
+    unsafe {
+        match arith {
+            Arith::Separate => values512::<false>(qkv, l, heads, hd, p, sums),
+            Arith::Fused => values512::<true>(qkv, l, heads, hd, p, sums),
+        }
+    };
     true
 }
 
@@ -991,7 +1070,14 @@ const NQ256: usize = 2;
 ///
 /// AVX-512 F/VL/DQ/BW must be available; the shapes fit ([`attention_shapes`]).
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw")]
-unsafe fn values512(qkv: &mut [f32], l: usize, heads: usize, hd: usize, p: &[f32], sums: &[f32]) {
+unsafe fn values512<const F: bool>(
+    qkv: &mut [f32],
+    l: usize,
+    heads: usize,
+    hd: usize,
+    p: &[f32],
+    sums: &[f32],
+) {
     let d = heads * hd;
     let base = qkv.as_mut_ptr();
     for h in 0..heads {
@@ -1018,12 +1104,12 @@ unsafe fn values512(qkv: &mut [f32], l: usize, heads: usize, hd: usize, p: &[f32
                 // and the read value slots are disjoint.
                 unsafe {
                     match nq {
-                        1 => values_block512::<1>(&v),
-                        2 => values_block512::<2>(&v),
-                        3 => values_block512::<3>(&v),
-                        4 => values_block512::<4>(&v),
-                        5 => values_block512::<5>(&v),
-                        _ => values_block512::<6>(&v),
+                        1 => values_block512::<F, 1>(&v),
+                        2 => values_block512::<F, 2>(&v),
+                        3 => values_block512::<F, 3>(&v),
+                        4 => values_block512::<F, 4>(&v),
+                        5 => values_block512::<F, 5>(&v),
+                        _ => values_block512::<F, 6>(&v),
                     }
                 };
                 c0 += cols;
@@ -1060,7 +1146,7 @@ struct ValueBlock {
 /// AVX-512 F must be available; `v` describes valid memory (see [`values512`]).
 #[inline]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw")]
-unsafe fn values_block512<const NQ: usize>(v: &ValueBlock) {
+unsafe fn values_block512<const F: bool, const NQ: usize>(v: &ValueBlock) {
     let mask = |k: usize| -> __mmask16 {
         let n = v.cols.saturating_sub(16 * k).min(16);
         ((1u32 << n) - 1) as __mmask16
@@ -1079,7 +1165,7 @@ unsafe fn values_block512<const NQ: usize>(v: &ValueBlock) {
             // SAFETY: row q of the probabilities holds `l` values.
             let pq = _mm512_set1_ps(unsafe { *v.p.add(q * v.l + j) });
             for (a, val) in acc_q.iter_mut().zip(vals) {
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(pq, val));
+                *a = madd512::<F>(*a, pq, val, None);
             }
         }
     }
@@ -1099,6 +1185,7 @@ unsafe fn values_block512<const NQ: usize>(v: &ValueBlock) {
 
 /// [`attention_values_avx512`] with AVX2.
 pub(super) fn attention_values_avx2(
+    arith: Arith,
     qkv: &mut [f32],
     l: usize,
     heads: usize,
@@ -1110,15 +1197,27 @@ pub(super) fn attention_values_avx2(
         return false;
     }
     // SAFETY: AVX2 is available and the shapes fit (checked above).
-    unsafe { values256(qkv, l, heads, hd, p, sums) };
+    unsafe {
+        match arith {
+            Arith::Separate => values256::<false>(qkv, l, heads, hd, p, sums),
+            Arith::Fused => values256::<true>(qkv, l, heads, hd, p, sums),
+        }
+    };
     true
 }
 
 /// # Safety
 ///
-/// AVX2 must be available; the shapes fit ([`attention_shapes`]).
-#[target_feature(enable = "avx2")]
-unsafe fn values256(qkv: &mut [f32], l: usize, heads: usize, hd: usize, p: &[f32], sums: &[f32]) {
+/// AVX2 and FMA must be available; the shapes fit ([`attention_shapes`]).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn values256<const F: bool>(
+    qkv: &mut [f32],
+    l: usize,
+    heads: usize,
+    hd: usize,
+    p: &[f32],
+    sums: &[f32],
+) {
     let d = heads * hd;
     let base = qkv.as_mut_ptr();
     for h in 0..heads {
@@ -1142,8 +1241,8 @@ unsafe fn values256(qkv: &mut [f32], l: usize, heads: usize, hd: usize, p: &[f32
                 // SAFETY: as in `values512`.
                 unsafe {
                     match nq {
-                        1 => values_block256::<1>(&v),
-                        _ => values_block256::<2>(&v),
+                        1 => values_block256::<F, 1>(&v),
+                        _ => values_block256::<F, 2>(&v),
                     }
                 };
                 c0 += cols;
@@ -1155,10 +1254,10 @@ unsafe fn values256(qkv: &mut [f32], l: usize, heads: usize, hd: usize, p: &[f32
 
 /// # Safety
 ///
-/// AVX2 must be available; `v` describes valid memory (see [`values256`]).
+/// AVX2 and FMA must be available; `v` describes valid memory (see [`values256`]).
 #[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn values_block256<const NQ: usize>(v: &ValueBlock) {
+#[target_feature(enable = "avx2,fma")]
+unsafe fn values_block256<const F: bool, const NQ: usize>(v: &ValueBlock) {
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let mask = |k: usize| {
         let n = v.cols.saturating_sub(8 * k).min(8);
@@ -1177,7 +1276,7 @@ unsafe fn values_block256<const NQ: usize>(v: &ValueBlock) {
             // SAFETY: row q of the probabilities holds `l` values.
             let pq = _mm256_set1_ps(unsafe { *v.p.add(q * v.l + j) });
             for (a, val) in acc_q.iter_mut().zip(vals) {
-                *a = _mm256_add_ps(*a, _mm256_mul_ps(pq, val));
+                *a = madd256::<F>(*a, pq, val);
             }
         }
     }
