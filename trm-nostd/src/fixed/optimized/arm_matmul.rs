@@ -185,9 +185,11 @@ impl<F: FnMut(usize, usize, i64)> Finish for Each<F> {
 }
 
 /// [`Epilogue::Sat16`]: `out[t * stride + o] = sat16(requant_o(acc))`. A run of sums within
-/// `i32` through a channel whose multiplier has the [`HighWord`](super::kernels::HighWord) form (the usual case) takes
-/// it: a multiply-accumulate, a shift and a saturation per output, the same integers as
-/// [`Requant::apply`](super::kernels::Requant::apply) (`kernels` tests the equality for every shift of the form).
+/// `i32` through a channel whose multiplier has the
+/// [`HighWord`](super::kernels::HighWord) form (the usual case) takes it: a
+/// multiply-accumulate, a shift and a saturation per output, the same integers as
+/// [`Requant::apply`](super::kernels::Requant::apply) (`kernels` tests the equality for every
+/// shift of the form).
 struct Sat16Out<'o, 't> {
     out: &'o mut [i16],
     stride: usize,
@@ -203,6 +205,9 @@ impl Finish for Sat16Out<'_, '_> {
     #[inline(always)]
     fn run_i32(&mut self, t0: usize, o: usize, sums: &[i32]) {
         let q = self.table.channel(o);
+        // The run's outputs are every `stride`-th value of `dst`, all inside it: the epilogue
+        // holds `(count - 1) stride + rows` values (`Epilogue::fits` in `optimized::matmul`;
+        // the engine sizes its buffers so for `matmul::run`).
         let (Some(hw), Some(dst)) = (q.high_word(), self.out.get_mut(t0 * self.stride + o..))
         else {
             for (j, &s) in sums.iter().enumerate() {
@@ -230,9 +235,9 @@ impl Finish for Sat16Out<'_, '_> {
 }
 
 /// [`Epilogue::Residual`] without exact products: `res[i] = sat_residual(h[i] +
-/// requant_o(acc))`, `i = t * stride + o`; runs within `i32` through a [`HighWord`](super::kernels::HighWord)
-/// multiplier in 32-bit words (`|h[i] + delta| < 2^15 + 2^30`: no overflow), the same
-/// integers.
+/// requant_o(acc))`, `i = t * stride + o`; runs within `i32` through a
+/// [`HighWord`](super::kernels::HighWord) multiplier in 32-bit words (`|h[i] + delta| < 2^15 +
+/// 2^30`: no overflow), the same integers.
 struct ResidualOut<'o, 't> {
     h: &'o [i16],
     res: &'o mut [i32],
