@@ -334,6 +334,12 @@ impl HighWord {
     pub const fn apply(self, acc: i32) -> i32 {
         ((((acc as i64) * (self.mult as i64) + self.round) >> 32) as i32) >> self.shift
     }
+
+    /// `sat16(Requant::apply(acc))`: [`HighWord::apply`] saturated to `i16`.
+    #[inline(always)]
+    pub fn apply_sat16(self, acc: i32) -> i16 {
+        self.apply(acc).clamp(i16::MIN as i32, i16::MAX as i32) as i16
+    }
 }
 
 impl Requant {

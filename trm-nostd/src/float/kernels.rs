@@ -107,15 +107,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_in::<false>(a, b)
 }
 
-/// [`dot`] with `arith`'s multiply-accumulates.
-#[inline]
-pub fn dot_with(arith: Arith, a: &[f32], b: &[f32]) -> f32 {
-    match arith {
-        Arith::Separate => dot_in::<false>(a, b),
-        Arith::Fused => dot_in::<true>(a, b),
-    }
-}
-
+/// [`dot`] with the multiply-accumulates of [`Arith::Fused`] when `FUSED`.
 #[inline]
 fn dot_in<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -149,15 +141,8 @@ pub fn dot4(w: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
     dot4_in::<false>(w, a)
 }
 
-/// [`dot4`] with `arith`'s multiply-accumulates (each output equals [`dot_with`]).
-#[inline]
-pub fn dot4_with(arith: Arith, w: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
-    match arith {
-        Arith::Separate => dot4_in::<false>(w, a),
-        Arith::Fused => dot4_in::<true>(w, a),
-    }
-}
-
+/// [`dot4`] with the multiply-accumulates of [`Arith::Fused`] when `FUSED` (each output
+/// equals `dot_in::<FUSED>`).
 #[inline]
 fn dot4_in<const FUSED: bool>(w: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
     let n = a.iter().fold(w.len(), |n, r| n.min(r.len()));
@@ -221,7 +206,8 @@ pub fn linear(
     );
 }
 
-/// [`linear`] with `arith`'s multiply-accumulates ([`dot_with`] per output).
+/// [`linear`] with `arith`'s multiply-accumulates (per output the [`dot`] order, each
+/// multiply-accumulate as [`Arith::mac`]).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_with(
     arith: Arith,

@@ -160,6 +160,12 @@ trait Finish {
     /// Outputs `(t0 + j, o)` with the sums `sums[j]`, each within `i32`.
     #[inline(always)]
     fn run_i32(&mut self, t0: usize, o: usize, sums: &[i32]) {
+        self.each_i32(t0, o, sums);
+    }
+
+    /// [`Finish::one`] for each sum of a run (what [`Finish::run_i32`] does by default).
+    #[inline(always)]
+    fn each_i32(&mut self, t0: usize, o: usize, sums: &[i32]) {
         for (j, &s) in sums.iter().enumerate() {
             self.one(t0 + j, o, i64::from(s));
         }
@@ -210,13 +216,10 @@ impl Finish for Sat16Out<'_, '_> {
         // the engine sizes its buffers so for `matmul::run`).
         let (Some(hw), Some(dst)) = (q.high_word(), self.out.get_mut(t0 * self.stride + o..))
         else {
-            for (j, &s) in sums.iter().enumerate() {
-                self.one(t0 + j, o, i64::from(s));
-            }
-            return;
+            return self.each_i32(t0, o, sums);
         };
         for (d, &s) in dst.iter_mut().step_by(self.stride).zip(sums) {
-            *d = hw.apply(s).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+            *d = hw.apply_sat16(s);
         }
     }
 
@@ -227,7 +230,7 @@ impl Finish for Sat16Out<'_, '_> {
         for (j, &s) in sums.iter().enumerate() {
             let i = (t0 + j) * self.stride + o;
             self.out[i] = match (hw, i32::try_from(s)) {
-                (Some(hw), Ok(s)) => hw.apply(s).clamp(i16::MIN as i32, i16::MAX as i32) as i16,
+                (Some(hw), Ok(s)) => hw.apply_sat16(s),
                 _ => sat16(q.apply(s)),
             };
         }
@@ -264,10 +267,7 @@ impl Finish for ResidualOut<'_, '_> {
     #[inline(always)]
     fn run_i32(&mut self, t0: usize, o: usize, sums: &[i32]) {
         let Some(hw) = self.table.channel(o).high_word() else {
-            for (j, &s) in sums.iter().enumerate() {
-                self.one(t0 + j, o, i64::from(s));
-            }
-            return;
+            return self.each_i32(t0, o, sums);
         };
         for (j, &s) in sums.iter().enumerate() {
             self.put((t0 + j) * self.stride + o, hw.apply(s));

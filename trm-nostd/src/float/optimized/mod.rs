@@ -239,8 +239,8 @@ pub const fn attention_len(l: usize, heads: usize, hd: usize) -> usize {
     heads * l * l + heads * l + tile_len(hd)
 }
 
-/// Attention scores of every head: `s[h, i, j] = dot(q_i, k_j)` (the [`kernels::dot_with`]
-/// order and `arith`, unscaled) for `qkv: [l, 3 heads hd]` (query heads, key heads, value heads per row). `tile`
+/// Attention scores of every head: `s[h, i, j] = dot(q_i, k_j)` (the [`kernels::dot`] order
+/// with `arith`'s multiply-accumulates, unscaled) for `qkv: [l, 3 heads hd]` (query heads, key heads, value heads per row). `tile`
 /// holds at least [`tile_len`]`(hd)` values. Returns `false`, writing nothing, on
 /// [`Isa::Portable`] or an unsupported one, or when the shapes do not fit (`s` shorter than
 /// `heads * l * l`, `qkv` than `3 l heads hd`).

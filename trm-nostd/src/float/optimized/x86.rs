@@ -1016,6 +1016,7 @@ pub(super) fn attention_scores(
         return false;
     }
     let d = heads * hd;
+    let fused = arith == Arith::Fused;
     for (h, s_h) in s.chunks_exact_mut(l * l).take(heads).enumerate() {
         let keys = Src::Rows {
             data: &qkv[d + h * hd..],
@@ -1024,7 +1025,6 @@ pub(super) fn attention_scores(
             cols: hd,
         };
         let queries = &qkv[h * hd..];
-        let fused = arith == Arith::Fused;
         let done = if avx512 {
             product512(fused, keys, tile, queries, 3 * d, l, s_h, l)
         } else {
